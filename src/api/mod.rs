@@ -1,0 +1,1 @@
+//! gRPC handlers and the conversions between proto messages and domain types.

@@ -1,0 +1,9 @@
+//! The domain: validated records, tenant settings and periods. No I/O here;
+//! proto messages are converted into these types once, at the API edge.
+
+pub mod period;
+pub mod records;
+pub mod settings;
+
+pub use records::*;
+pub use settings::{PipelineStage, TenantSettings};

@@ -1,0 +1,533 @@
+//! Validated records of SPEC §3. Every value here has passed the rules of
+//! SPEC §2–§3 (see `api::convert`): ids are well-formed, instants are in
+//! range, amounts are in the tenant's currency (stored as minor units),
+//! categories are trimmed and lower-cased, and empty references are `None`.
+
+use chrono::{DateTime, NaiveDate, Utc};
+
+/// An instant in UTC.
+pub type Instant = DateTime<Utc>;
+
+/// The kinds of record, one storage table each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RecordType {
+    Team,
+    TeamMembership,
+    Rep,
+    Customer,
+    Lead,
+    Deal,
+    DealStageChange,
+    Order,
+    SubscriptionChange,
+    Activity,
+    Inquiry,
+    CsatResponse,
+    Target,
+    Spend,
+}
+
+impl RecordType {
+    /// Every record type, in dependency-free declaration order.
+    pub const ALL: [RecordType; 14] = [
+        RecordType::Team,
+        RecordType::TeamMembership,
+        RecordType::Rep,
+        RecordType::Customer,
+        RecordType::Lead,
+        RecordType::Deal,
+        RecordType::DealStageChange,
+        RecordType::Order,
+        RecordType::SubscriptionChange,
+        RecordType::Activity,
+        RecordType::Inquiry,
+        RecordType::CsatResponse,
+        RecordType::Target,
+        RecordType::Spend,
+    ];
+
+    /// The snake_case name, as used in proto field names and table names.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordType::Team => "team",
+            RecordType::TeamMembership => "team_membership",
+            RecordType::Rep => "rep",
+            RecordType::Customer => "customer",
+            RecordType::Lead => "lead",
+            RecordType::Deal => "deal",
+            RecordType::DealStageChange => "deal_stage_change",
+            RecordType::Order => "order",
+            RecordType::SubscriptionChange => "subscription_change",
+            RecordType::Activity => "activity",
+            RecordType::Inquiry => "inquiry",
+            RecordType::CsatResponse => "csat_response",
+            RecordType::Target => "target",
+            RecordType::Spend => "spend",
+        }
+    }
+}
+
+/// A sales team; teams form a tree through `parent_team_id`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Team {
+    /// Client-chosen id.
+    pub id: String,
+    /// Optional version for out-of-order pipelines.
+    pub version: Option<i64>,
+    /// Display name.
+    pub name: String,
+    /// Parent team; `None` (or an unknown team) makes this a root.
+    pub parent_team_id: Option<String>,
+}
+
+/// A rep joining `team_id` (or leaving all teams when `None`) at `effective_at`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TeamMembership {
+    /// Client-chosen id.
+    pub id: String,
+    /// Optional version.
+    pub version: Option<i64>,
+    /// The rep that moves.
+    pub rep_id: String,
+    /// The team joined; `None` leaves all teams.
+    pub team_id: Option<String>,
+    /// In force strictly after this instant.
+    pub effective_at: Instant,
+}
+
+/// A sales representative.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rep {
+    /// Client-chosen id.
+    pub id: String,
+    /// Optional version.
+    pub version: Option<i64>,
+    /// Display name.
+    pub name: String,
+    /// E-mail address.
+    pub email: Option<String>,
+}
+
+/// A customer account.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Customer {
+    /// Client-chosen id.
+    pub id: String,
+    /// Optional version.
+    pub version: Option<i64>,
+    /// When the customer was acquired.
+    pub acquired_at: Instant,
+    /// When the customer churned (≥ acquired_at).
+    pub churned_at: Option<Instant>,
+    /// Owning rep (current value; ownership has no history).
+    pub owner_rep_id: Option<String>,
+    /// Acquisition source, trimmed and lower-cased.
+    pub source: Option<String>,
+    /// Display name.
+    pub name: Option<String>,
+}
+
+/// A sales lead.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lead {
+    /// Client-chosen id.
+    pub id: String,
+    /// Optional version.
+    pub version: Option<i64>,
+    /// Source, trimmed and lower-cased.
+    pub source: String,
+    /// Creation instant.
+    pub created_at: Instant,
+    /// Owning rep.
+    pub owner_rep_id: Option<String>,
+    /// First response (≥ created_at).
+    pub first_response_at: Option<Instant>,
+    /// Conversion (≥ created_at).
+    pub converted_at: Option<Instant>,
+    /// Customer the lead became.
+    pub customer_id: Option<String>,
+}
+
+/// Status of a deal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DealStatus {
+    Open,
+    Won,
+    Lost,
+}
+
+/// A sales opportunity.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Deal {
+    /// Client-chosen id.
+    pub id: String,
+    /// Optional version.
+    pub version: Option<i64>,
+    /// Value in minor units (≥ 0).
+    pub amount: i64,
+    /// Creation instant.
+    pub created_at: Instant,
+    /// Status.
+    pub status: DealStatus,
+    /// Close instant: `Some` iff WON/LOST, ≥ created_at.
+    pub closed_at: Option<Instant>,
+    /// Current stage name, trimmed and lower-cased.
+    pub stage: Option<String>,
+    /// Owning rep.
+    pub owner_rep_id: Option<String>,
+    /// Customer.
+    pub customer_id: Option<String>,
+    /// Originating lead.
+    pub lead_id: Option<String>,
+}
+
+/// A deal entering a stage.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DealStageChange {
+    /// Client-chosen id.
+    pub id: String,
+    /// Optional version.
+    pub version: Option<i64>,
+    /// The deal.
+    pub deal_id: String,
+    /// Stage entered, trimmed and lower-cased.
+    pub stage: String,
+    /// When.
+    pub entered_at: Instant,
+}
+
+/// Kind of an order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OrderKind {
+    New,
+    Upsell,
+    CrossSell,
+    Renewal,
+}
+
+/// A sale.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Order {
+    /// Client-chosen id.
+    pub id: String,
+    /// Optional version.
+    pub version: Option<i64>,
+    /// Value in minor units (> 0).
+    pub amount: i64,
+    /// When it was placed.
+    pub ordered_at: Instant,
+    /// Kind of sale.
+    pub kind: OrderKind,
+    /// Customer.
+    pub customer_id: Option<String>,
+    /// Credited rep.
+    pub rep_id: Option<String>,
+    /// Originating deal.
+    pub deal_id: Option<String>,
+}
+
+/// A subscription billing `mrr` a month from `effective_at` (strictly after it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubscriptionChange {
+    /// Client-chosen id.
+    pub id: String,
+    /// Optional version.
+    pub version: Option<i64>,
+    /// The subscription.
+    pub subscription_id: String,
+    /// Its customer.
+    pub customer_id: String,
+    /// Monthly recurring revenue in minor units (≥ 0; 0 = cancelled).
+    pub mrr: i64,
+    /// When it takes effect.
+    pub effective_at: Instant,
+}
+
+/// Type of an activity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ActivityType {
+    Call,
+    Email,
+    Meeting,
+    FollowUp,
+    Proposal,
+    Demo,
+    NetworkingEvent,
+    Social,
+}
+
+impl ActivityType {
+    /// Every type, in catalog order.
+    pub const ALL: [ActivityType; 8] = [
+        ActivityType::Call,
+        ActivityType::Email,
+        ActivityType::Meeting,
+        ActivityType::FollowUp,
+        ActivityType::Proposal,
+        ActivityType::Demo,
+        ActivityType::NetworkingEvent,
+        ActivityType::Social,
+    ];
+
+    /// Upper-case name as in the proto enum (without prefix), e.g. `FOLLOW_UP`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActivityType::Call => "CALL",
+            ActivityType::Email => "EMAIL",
+            ActivityType::Meeting => "MEETING",
+            ActivityType::FollowUp => "FOLLOW_UP",
+            ActivityType::Proposal => "PROPOSAL",
+            ActivityType::Demo => "DEMO",
+            ActivityType::NetworkingEvent => "NETWORKING_EVENT",
+            ActivityType::Social => "SOCIAL",
+        }
+    }
+}
+
+/// Something a rep did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Activity {
+    /// Client-chosen id.
+    pub id: String,
+    /// Optional version.
+    pub version: Option<i64>,
+    /// The rep.
+    pub rep_id: String,
+    /// Type.
+    pub activity_type: ActivityType,
+    /// When.
+    pub occurred_at: Instant,
+    /// Seconds spent (≥ 0); `None` counts 0.
+    pub duration_seconds: Option<i64>,
+    /// Related lead.
+    pub lead_id: Option<String>,
+    /// Related deal.
+    pub deal_id: Option<String>,
+    /// Related customer.
+    pub customer_id: Option<String>,
+}
+
+/// A customer's request to sales.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Inquiry {
+    /// Client-chosen id.
+    pub id: String,
+    /// Optional version.
+    pub version: Option<i64>,
+    /// Channel, trimmed and lower-cased.
+    pub channel: String,
+    /// When received.
+    pub received_at: Instant,
+    /// First response (≥ received_at).
+    pub first_response_at: Option<Instant>,
+    /// Customer.
+    pub customer_id: Option<String>,
+    /// Handling rep.
+    pub rep_id: Option<String>,
+}
+
+/// A CSAT survey answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CsatResponse {
+    /// Client-chosen id.
+    pub id: String,
+    /// Optional version.
+    pub version: Option<i64>,
+    /// Score 1–5.
+    pub score: i32,
+    /// When answered.
+    pub responded_at: Instant,
+    /// Customer.
+    pub customer_id: Option<String>,
+    /// Rated rep.
+    pub rep_id: Option<String>,
+}
+
+/// What a target measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TargetMetric {
+    Revenue,
+    Bookings,
+    NewCustomers,
+    DealsWon,
+}
+
+/// Whom a target is for: exactly one.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum TargetScope {
+    Company,
+    Team(String),
+    Rep(String),
+}
+
+/// A goal for `[start_date, end_date)` in local dates.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Target {
+    /// Client-chosen id.
+    pub id: String,
+    /// Optional version.
+    pub version: Option<i64>,
+    /// Metric.
+    pub metric: TargetMetric,
+    /// Minor units (REVENUE, BOOKINGS) or a count (≥ 0).
+    pub value: i64,
+    /// First local date.
+    pub start_date: NaiveDate,
+    /// Exclusive end date (> start_date).
+    pub end_date: NaiveDate,
+    /// Whom it is for.
+    pub scope: TargetScope,
+}
+
+/// Category of spend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SpendCategory {
+    Marketing,
+    Sales,
+}
+
+/// Cost spread evenly over `[start_date, end_date)`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Spend {
+    /// Client-chosen id.
+    pub id: String,
+    /// Optional version.
+    pub version: Option<i64>,
+    /// Category.
+    pub category: SpendCategory,
+    /// Minor units (≥ 0).
+    pub amount: i64,
+    /// First local date.
+    pub start_date: NaiveDate,
+    /// Exclusive end date (> start_date).
+    pub end_date: NaiveDate,
+    /// Team that spent it; `None` counts for the company only.
+    pub team_id: Option<String>,
+}
+
+/// Any one validated record.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Record {
+    Team(Team),
+    TeamMembership(TeamMembership),
+    Rep(Rep),
+    Customer(Customer),
+    Lead(Lead),
+    Deal(Deal),
+    DealStageChange(DealStageChange),
+    Order(Order),
+    SubscriptionChange(SubscriptionChange),
+    Activity(Activity),
+    Inquiry(Inquiry),
+    CsatResponse(CsatResponse),
+    Target(Target),
+    Spend(Spend),
+}
+
+macro_rules! for_each_record {
+    ($self:expr, $r:ident => $body:expr) => {
+        match $self {
+            Record::Team($r) => $body,
+            Record::TeamMembership($r) => $body,
+            Record::Rep($r) => $body,
+            Record::Customer($r) => $body,
+            Record::Lead($r) => $body,
+            Record::Deal($r) => $body,
+            Record::DealStageChange($r) => $body,
+            Record::Order($r) => $body,
+            Record::SubscriptionChange($r) => $body,
+            Record::Activity($r) => $body,
+            Record::Inquiry($r) => $body,
+            Record::CsatResponse($r) => $body,
+            Record::Target($r) => $body,
+            Record::Spend($r) => $body,
+        }
+    };
+}
+
+impl Record {
+    /// The record's id.
+    pub fn id(&self) -> &str {
+        for_each_record!(self, r => &r.id)
+    }
+
+    /// The record's optional version.
+    pub fn version(&self) -> Option<i64> {
+        for_each_record!(self, r => r.version)
+    }
+
+    /// The record's type.
+    pub fn record_type(&self) -> RecordType {
+        match self {
+            Record::Team(_) => RecordType::Team,
+            Record::TeamMembership(_) => RecordType::TeamMembership,
+            Record::Rep(_) => RecordType::Rep,
+            Record::Customer(_) => RecordType::Customer,
+            Record::Lead(_) => RecordType::Lead,
+            Record::Deal(_) => RecordType::Deal,
+            Record::DealStageChange(_) => RecordType::DealStageChange,
+            Record::Order(_) => RecordType::Order,
+            Record::SubscriptionChange(_) => RecordType::SubscriptionChange,
+            Record::Activity(_) => RecordType::Activity,
+            Record::Inquiry(_) => RecordType::Inquiry,
+            Record::CsatResponse(_) => RecordType::CsatResponse,
+            Record::Target(_) => RecordType::Target,
+            Record::Spend(_) => RecordType::Spend,
+        }
+    }
+}
+
+/// Every record of one tenant, as the KPI engine reads them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Dataset {
+    /// Teams.
+    pub teams: Vec<Team>,
+    /// Team memberships.
+    pub team_memberships: Vec<TeamMembership>,
+    /// Reps.
+    pub reps: Vec<Rep>,
+    /// Customers.
+    pub customers: Vec<Customer>,
+    /// Leads.
+    pub leads: Vec<Lead>,
+    /// Deals.
+    pub deals: Vec<Deal>,
+    /// Deal stage changes.
+    pub deal_stage_changes: Vec<DealStageChange>,
+    /// Orders.
+    pub orders: Vec<Order>,
+    /// Subscription changes.
+    pub subscription_changes: Vec<SubscriptionChange>,
+    /// Activities.
+    pub activities: Vec<Activity>,
+    /// Inquiries.
+    pub inquiries: Vec<Inquiry>,
+    /// CSAT responses.
+    pub csat_responses: Vec<CsatResponse>,
+    /// Targets.
+    pub targets: Vec<Target>,
+    /// Spend.
+    pub spends: Vec<Spend>,
+}
+
+impl Dataset {
+    /// Adds a record to the matching list (used by tests and loaders).
+    pub fn push(&mut self, record: Record) {
+        match record {
+            Record::Team(r) => self.teams.push(r),
+            Record::TeamMembership(r) => self.team_memberships.push(r),
+            Record::Rep(r) => self.reps.push(r),
+            Record::Customer(r) => self.customers.push(r),
+            Record::Lead(r) => self.leads.push(r),
+            Record::Deal(r) => self.deals.push(r),
+            Record::DealStageChange(r) => self.deal_stage_changes.push(r),
+            Record::Order(r) => self.orders.push(r),
+            Record::SubscriptionChange(r) => self.subscription_changes.push(r),
+            Record::Activity(r) => self.activities.push(r),
+            Record::Inquiry(r) => self.inquiries.push(r),
+            Record::CsatResponse(r) => self.csat_responses.push(r),
+            Record::Target(r) => self.targets.push(r),
+            Record::Spend(r) => self.spends.push(r),
+        }
+    }
+}

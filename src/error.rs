@@ -1,0 +1,124 @@
+//! The service's error type and its one mapping to gRPC status codes.
+//! Internal details are logged here and never returned to the caller.
+
+use tonic::{Code, Status};
+
+/// Result with the service's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in a request.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Bad input; `field` is the path of the offending field. → INVALID_ARGUMENT
+    /// with `google.rpc.BadRequest` details.
+    #[error("{field}: {reason}")]
+    InvalidArgument {
+        /// Path of the offending field, e.g. `records[2].deal.closed_at`.
+        field: String,
+        /// Why, in words.
+        reason: String,
+    },
+    /// Several bad records in one all-or-nothing batch. → INVALID_ARGUMENT with
+    /// one `BadRequest` field violation each.
+    #[error("{} invalid field(s), first: {}", .0.len(), .0.first().map(|(f, r)| format!("{f}: {r}")).unwrap_or_default())]
+    InvalidFields(Vec<(String, String)>),
+    /// A named team, rep or tenant does not exist. → NOT_FOUND
+    #[error("{0}")]
+    NotFound(String),
+    /// The request is valid but the current state forbids it. → FAILED_PRECONDITION
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// A limit was exceeded. → RESOURCE_EXHAUSTED
+    #[error("{0}")]
+    ResourceExhausted(String),
+    /// The database cannot be reached; the call may be retried. → UNAVAILABLE
+    #[error("the database is unavailable; retry later")]
+    Unavailable(#[source] sqlx::Error),
+    /// A bug or an unexpected database error. → INTERNAL, details logged only.
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl Error {
+    /// An INVALID_ARGUMENT error for one field.
+    pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::InvalidArgument {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// An internal error with a message for the log.
+    pub fn internal(message: impl std::fmt::Display) -> Self {
+        Error::Internal(anyhow::anyhow!("{message}"))
+    }
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(err: sqlx::Error) -> Self {
+        match &err {
+            sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed
+            | sqlx::Error::Tls(_) => Error::Unavailable(err),
+            sqlx::Error::Database(db) if is_unavailable_code(db.code().as_deref()) => {
+                Error::Unavailable(err)
+            }
+            _ => Error::Internal(err.into()),
+        }
+    }
+}
+
+/// PostgreSQL SQLSTATE classes that mean "the server is going away or not ready"
+/// (57P01 admin shutdown, 57P03 cannot connect now, 08xxx connection exceptions)
+/// and SQLite's busy / locked codes.
+fn is_unavailable_code(code: Option<&str>) -> bool {
+    match code {
+        Some(c) => {
+            c.starts_with("08")
+                || c == "57P01"
+                || c == "57P02"
+                || c == "57P03"
+                || c == "5"
+                || c == "6"
+        }
+        None => false,
+    }
+}
+
+impl From<Error> for Status {
+    fn from(err: Error) -> Self {
+        use tonic_types::{ErrorDetails, StatusExt};
+        match err {
+            Error::InvalidArgument { field, reason } => {
+                let details =
+                    ErrorDetails::with_bad_request_violation(field.clone(), reason.clone());
+                Status::with_error_details(
+                    Code::InvalidArgument,
+                    format!("{field}: {reason}"),
+                    details,
+                )
+            }
+            Error::InvalidFields(violations) => {
+                let message = Error::InvalidFields(violations.clone()).to_string();
+                let mut details = ErrorDetails::new();
+                for (field, reason) in violations {
+                    details.add_bad_request_violation(field, reason);
+                }
+                Status::with_error_details(Code::InvalidArgument, message, details)
+            }
+            Error::NotFound(m) => Status::not_found(m),
+            Error::FailedPrecondition(m) => Status::failed_precondition(m),
+            Error::ResourceExhausted(m) => Status::resource_exhausted(m),
+            Error::Unavailable(source) => {
+                tracing::warn!(error = %source, "database unavailable");
+                Status::unavailable("the database is unavailable; retry later")
+            }
+            Error::Internal(source) => {
+                tracing::error!(error = ?source, "internal error");
+                Status::internal("internal error")
+            }
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! The KPI catalog and the engine that computes KPI bundles.

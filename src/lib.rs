@@ -1,0 +1,23 @@
+//! salesmetrics: a gRPC service that turns raw sales records into sales KPIs.
+//!
+//! The data path, one module per step:
+//!
+//! * [`proto`] — code generated from `proto/salesmetrics/v1` (the public contract).
+//! * [`api`] — tonic handlers; converts proto messages into validated
+//!   [`domain`] records (`TryFrom`, errors name the field path) and back.
+//! * [`domain`] — records, validation rules, tenant settings, periods (no I/O).
+//! * [`store`] — the [`store::Store`] trait with one implementation per backend
+//!   (SQLite embedded, PostgreSQL for scale), chosen once from the database URL.
+//! * [`kpi`] — the KPI catalog and the engine that computes bundles from
+//!   a tenant's records.
+//! * [`server`], [`config`] — settings, wiring of the gRPC services, health,
+//!   reflection and graceful shutdown.
+
+pub mod api;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod kpi;
+pub mod proto;
+pub mod server;
+pub mod store;

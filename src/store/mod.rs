@@ -1,0 +1,76 @@
+//! Storage: one [`Store`] trait, one implementation per backend, chosen once at
+//! start-up from the database URL ([`connect`]).
+//!
+//! Rows carry their tenant; instants are stored as integer nanoseconds since
+//! the Unix epoch and local dates as ISO `YYYY-MM-DD` text, so both backends
+//! compare and order them identically.
+
+use futures::future::BoxFuture;
+
+use crate::domain::{Dataset, Record, RecordType, TenantSettings};
+use crate::error::Result;
+
+/// What a write did to one record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteOutcome {
+    /// Inserted or replaced.
+    Accepted,
+    /// Skipped: its version is not greater than the stored one.
+    Stale,
+    /// Rejected by a rule that needs stored state (a team-tree cycle).
+    Rejected {
+        /// Field path relative to the record, e.g. `team.parent_team_id`.
+        field: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The storage operations the API and the KPI engine need.
+pub trait Store: Send + Sync + 'static {
+    /// Checks that the database answers.
+    fn ping(&self) -> BoxFuture<'_, Result<()>>;
+
+    /// Creates the tenant with default settings if it does not exist.
+    fn ensure_tenant<'a>(&'a self, tenant: &'a str) -> BoxFuture<'a, Result<()>>;
+
+    /// The tenant's settings; NOT_FOUND if there is no such tenant.
+    fn tenant_settings<'a>(&'a self, tenant: &'a str) -> BoxFuture<'a, Result<TenantSettings>>;
+
+    /// Replaces the tenant's settings.
+    fn update_tenant_settings<'a>(
+        &'a self,
+        tenant: &'a str,
+        settings: &'a TenantSettings,
+    ) -> BoxFuture<'a, Result<()>>;
+
+    /// Writes validated records in one transaction (upsert by id, version rules,
+    /// team-cycle check) and returns one outcome per record, in order. When
+    /// `all_or_nothing` is true and any outcome is `Rejected`, nothing is written.
+    fn write<'a>(
+        &'a self,
+        tenant: &'a str,
+        records: &'a [Record],
+        all_or_nothing: bool,
+    ) -> BoxFuture<'a, Result<Vec<WriteOutcome>>>;
+
+    /// Deletes records by id (idempotent); returns how many existed.
+    fn delete<'a>(
+        &'a self,
+        tenant: &'a str,
+        record_type: RecordType,
+        ids: &'a [String],
+    ) -> BoxFuture<'a, Result<u64>>;
+
+    /// Up to `limit` records of a type with id > `after_id`, in id order.
+    fn export<'a>(
+        &'a self,
+        tenant: &'a str,
+        record_type: RecordType,
+        after_id: Option<&'a str>,
+        limit: u32,
+    ) -> BoxFuture<'a, Result<Vec<Record>>>;
+
+    /// Every record of the tenant, for the KPI engine.
+    fn load_dataset<'a>(&'a self, tenant: &'a str) -> BoxFuture<'a, Result<Dataset>>;
+}
