@@ -5,6 +5,10 @@
 
 use tonic::Request;
 
+pub mod admin;
+pub mod convert;
+pub mod ingest;
+
 /// The tenant a request acts for, put into the request's extensions by the
 /// authentication layer.
 #[derive(Debug, Clone, PartialEq, Eq)]
