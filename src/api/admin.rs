@@ -71,7 +71,9 @@ impl AdminService for AdminApi {
             convert::settings_from_proto("settings", proto).map_err(convert::violations_error)?;
         // NOT_FOUND for an unknown tenant, before anything is written.
         settings_of(self.store.as_ref(), &tenant).await?;
-        self.store.update_tenant_settings(&tenant, &settings).await?;
+        self.store
+            .update_tenant_settings(&tenant, &settings)
+            .await?;
         let stored = self.store.tenant_settings(&tenant).await?;
         Ok(Response::new(pb::UpdateTenantSettingsResponse {
             tenant_id: tenant,

@@ -100,7 +100,8 @@ fn count(n: usize) -> i32 {
 }
 
 fn result_of(results: Vec<pb::RecordResult>) -> pb::BatchResult {
-    let with = |o: pb::RecordOutcome| count(results.iter().filter(|r| r.outcome == o as i32).count());
+    let with =
+        |o: pb::RecordOutcome| count(results.iter().filter(|r| r.outcome == o as i32).count());
     pb::BatchResult {
         accepted_count: with(pb::RecordOutcome::Accepted),
         stale_count: with(pb::RecordOutcome::Stale),
@@ -268,7 +269,8 @@ impl IngestApi {
             .zip(per_record)
             .enumerate()
             .map(|(i, (identity, outcome))| {
-                let (outcome, violation) = outcome.unwrap_or((pb::RecordOutcome::Unspecified, None));
+                let (outcome, violation) =
+                    outcome.unwrap_or((pb::RecordOutcome::Unspecified, None));
                 record_result(i, identity, outcome, violation.as_ref())
             })
             .collect();
@@ -295,7 +297,10 @@ impl IngestService for IngestApi {
     ) -> std::result::Result<Response<pb::IngestBatchResponse>, Status> {
         let tenant = tenant_of(&request);
         let req = request.into_inner();
-        match self.run_batch(&tenant, req.records, req.all_or_nothing).await? {
+        match self
+            .run_batch(&tenant, req.records, req.all_or_nothing)
+            .await?
+        {
             BatchOutcome::Committed(result) => Ok(Response::new(pb::IngestBatchResponse {
                 result: Some(result),
             })),
@@ -354,8 +359,8 @@ impl IngestService for IngestApi {
     ) -> std::result::Result<Response<pb::DeleteRecordsResponse>, Status> {
         let tenant = tenant_of(&request);
         let req = request.into_inner();
-        let record_type = convert::record_type_from_proto("record_type", req.record_type)
-            .map_err(Error::from)?;
+        let record_type =
+            convert::record_type_from_proto("record_type", req.record_type).map_err(Error::from)?;
         let max = self.limits.max_batch_size;
         if req.ids.len() > max {
             return Err(Error::invalid(
@@ -384,7 +389,8 @@ impl IngestService for IngestApi {
         }))
     }
 
-    type ExportRecordsStream = ReceiverStream<std::result::Result<pb::ExportRecordsResponse, Status>>;
+    type ExportRecordsStream =
+        ReceiverStream<std::result::Result<pb::ExportRecordsResponse, Status>>;
 
     async fn export_records(
         &self,
@@ -393,8 +399,7 @@ impl IngestService for IngestApi {
         let tenant = tenant_of(&request);
         let req = request.into_inner();
         let record_type: RecordType =
-            convert::record_type_from_proto("record_type", req.record_type)
-                .map_err(Error::from)?;
+            convert::record_type_from_proto("record_type", req.record_type).map_err(Error::from)?;
         let currency = settings_of(self.store.as_ref(), &tenant)
             .await?
             .currency_code;
