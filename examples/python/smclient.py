@@ -127,7 +127,15 @@ def print_bundle(bundle, kpi_module) -> None:
     rows = []
     for value in bundle.values:
         unit = kpi_module.Unit.Name(value.unit)
-        rows.append((value.kpi_id, unit.removeprefix("UNIT_").lower(), format_kpi_value(value, unit)))
+        text = format_kpi_value(value, unit)
+        if value.HasField("comparison_value"):
+            text += f"   (comparison {value.comparison_value:,.6g}"
+            if value.HasField("relative_change"):
+                text += f", {value.relative_change * 100:+.1f} %"
+            text += ")"
+        elif value.comparison_undefined_reason:
+            text += f"   (comparison undefined: {value.comparison_undefined_reason})"
+        rows.append((value.kpi_id, unit.removeprefix("UNIT_").lower(), text))
     width_id = max([len(r[0]) for r in rows] + [3])
     width_unit = max([len(r[1]) for r in rows] + [4])
     print(f"  {'kpi':<{width_id}}  {'unit':<{width_unit}}  value")
