@@ -4,8 +4,9 @@
 What it does, in order (each step is one numbered check; the first failure
 stops the run with a message and exit status 1):
 
-0. ``DeleteRecords`` of every id the check writes (idempotent: nothing to
-   delete on a fresh database), so that a re-run starts from the same state.
+0. ``DeleteRecords`` of every id the check writes (nothing to delete on a
+   fresh database), so that a re-run starts from the same state; deleting the
+   same ids again must report 0 deleted (deletion is idempotent).
 1. ``IngestBatch`` of one record of every record type (three orders in March
    2024 plus one on each side of the month), with realistic values: money as
    ``Money{currency_code: "USD", minor_units: ...}``, instants as
@@ -60,6 +61,13 @@ def ts(text: str) -> Timestamp:
     stamp = Timestamp()
     stamp.FromDatetime(instant)
     return stamp
+
+
+def show_value(value) -> str:
+    """A field value for a message: messages in one-line text format."""
+    if hasattr(value, "DESCRIPTOR"):
+        return "{" + text_format.MessageToString(value, as_one_line=True) + "}"
+    return repr(value)
 
 
 def record_id(record) -> str:
@@ -228,9 +236,7 @@ class E2E:
                     continue
             a, b = getattr(sent, name), getattr(got, name)
             if a != b:
-                show = lambda v: text_format.MessageToString(v, as_one_line=True) \
-                    if hasattr(v, "DESCRIPTOR") else repr(v)
-                diffs.append(f"{name}: sent {show(a)!s}, got {show(b)!s}")
+                diffs.append(f"{name}: sent {show_value(a)}, got {show_value(b)}")
         return diffs
 
     # --------------------------------------------------------------- checks
@@ -251,12 +257,17 @@ class E2E:
             ids_by_type.setdefault(self.record_type_of(record), []).append(record_id(record))
         ids_by_type[pb.RECORD_TYPE_ORDER] += list(self.INVALID_ORDER_IDS)
         for record_type, ids in sorted(ids_by_type.items()):
+            request = ing.DeleteRecordsRequest(record_type=record_type, ids=ids)
             deleted = self.ingest.DeleteRecords(
-                ing.DeleteRecordsRequest(record_type=record_type, ids=ids),
-                metadata=self.metadata, timeout=self.timeout).deleted_count
+                request, metadata=self.metadata, timeout=self.timeout).deleted_count
             if not 0 <= deleted <= len(ids):
                 raise CheckFailed(f"DeleteRecords of {len(ids)} ids reported {deleted} deleted")
-        self.ok("DeleteRecords cleared the ids used by this check (idempotent)")
+            again = self.ingest.DeleteRecords(
+                request, metadata=self.metadata, timeout=self.timeout).deleted_count
+            if again != 0:
+                raise CheckFailed(f"deleting the same {pb.RecordType.Name(record_type)} ids twice: "
+                                  f"the second call reported {again} deleted, expected 0")
+        self.ok("DeleteRecords cleared the ids used by this check; deleting again deletes 0")
 
         # 1. every record accepted
         result = self.ingest_batch(records)
