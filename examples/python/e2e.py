@@ -236,6 +236,9 @@ class E2E:
                     continue
             a, b = getattr(sent, name), getattr(got, name)
             if a != b:
+                if field.enum_type is not None:
+                    names = field.enum_type.values_by_number
+                    a, b = (names[v].name if v in names else v for v in (a, b))
                 diffs.append(f"{name}: sent {show_value(a)}, got {show_value(b)}")
         return diffs
 
