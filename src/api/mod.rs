@@ -27,11 +27,25 @@ pub fn tenant_of<T>(request: &Request<T>) -> String {
         .unwrap_or_else(|| DEFAULT_TENANT.to_string())
 }
 
-/// Adds the public salesmetrics services to a router.
+/// Adds the public salesmetrics services to a router, each limited to the
+/// configured message size.
 pub fn add_services(
     router: tonic::transport::server::Router,
-    _store: std::sync::Arc<dyn crate::store::Store>,
-    _config: &crate::config::ServeConfig,
+    store: std::sync::Arc<dyn crate::store::Store>,
+    config: &crate::config::ServeConfig,
 ) -> tonic::transport::server::Router {
-    router
+    use crate::proto::v1::admin_service_server::AdminServiceServer;
+    use crate::proto::v1::ingest_service_server::IngestServiceServer;
+
+    let limits = ingest::IngestLimits {
+        max_batch_size: config.max_batch_size,
+        max_in_flight_batches: config.max_in_flight_batches,
+    };
+    let ingest = IngestServiceServer::new(ingest::IngestApi::new(store.clone(), limits))
+        .max_decoding_message_size(config.max_message_bytes)
+        .max_encoding_message_size(config.max_message_bytes);
+    let admin = AdminServiceServer::new(admin::AdminApi::new(store))
+        .max_decoding_message_size(config.max_message_bytes)
+        .max_encoding_message_size(config.max_message_bytes);
+    router.add_service(ingest).add_service(admin)
 }
