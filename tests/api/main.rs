@@ -3,4 +3,5 @@
 
 mod db;
 mod harness;
+mod ingest;
 mod service;
