@@ -194,12 +194,17 @@ impl IngestApi {
         let max = self.limits.max_batch_size;
         if records.len() > max {
             let reason = format!("batch has {} records; the limit is {max}", records.len());
-            let identities: Vec<Identity> = records.iter().map(Identity::of).collect();
-            let result = refused_result(
-                &identities,
-                &[],
-                "not stored: the batch is larger than the limit",
-            );
+            // Every record is reported at `records`, the field that is too long.
+            let violation = FieldViolation::new("records", reason.clone());
+            let results = records
+                .iter()
+                .enumerate()
+                .map(|(i, record)| {
+                    let identity = Identity::of(record);
+                    record_result(i, &identity, pb::RecordOutcome::Rejected, Some(&violation))
+                })
+                .collect();
+            let result = result_of(results);
             return Ok(BatchOutcome::Refused {
                 error: Error::invalid("records", reason),
                 result,

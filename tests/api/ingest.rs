@@ -917,6 +917,45 @@ async fn an_oversize_batch_is_rejected() {
         .await
         .expect("at the limit");
     assert_eq!(ok.accepted_count, 3);
+
+    // On a stream the oversize batch is acknowledged as rejected and the
+    // stream goes on.
+    let requests = vec![
+        pb::StreamIngestRequest {
+            sequence: 1,
+            records: batch.clone(),
+            all_or_nothing: false,
+        },
+        pb::StreamIngestRequest {
+            sequence: 2,
+            records: batch[..1].to_vec(),
+            all_or_nothing: false,
+        },
+    ];
+    let mut acks = server
+        .ingest()
+        .await
+        .stream_ingest(tokio_stream::iter(requests))
+        .await
+        .expect("stream")
+        .into_inner();
+    let first = acks.message().await.expect("ack 1").expect("ack 1 present");
+    let first = first.result.unwrap_or_default();
+    assert_eq!((first.accepted_count, first.rejected_count), (0, 4));
+    assert_eq!(first.results[0].field_path, "records");
+    assert_eq!(
+        first.results[0].reason,
+        "batch has 4 records; the limit is 3"
+    );
+    let second = acks.message().await.expect("ack 2").expect("ack 2 present");
+    assert_eq!(
+        (
+            second.sequence,
+            second.result.unwrap_or_default().accepted_count
+        ),
+        (2, 1)
+    );
+    assert!(acks.message().await.expect("end").is_none());
     server.stop().await;
 }
 
