@@ -33,6 +33,12 @@ use crate::proto::v1 as pb;
 use crate::store::{Store, WriteOutcome};
 use pb::ingest_service_server::IngestService;
 
+/// Most field violations put into the `BadRequest` details of one refused
+/// batch. The details travel in a response header, which HTTP/2 peers limit
+/// in size (often to 16 KiB), so a batch with thousands of invalid records
+/// lists the first ones and says how many there are in all.
+pub const MAX_REPORTED_VIOLATIONS: usize = 50;
+
 /// Records per page of `ExportRecords`.
 pub const EXPORT_PAGE_SIZE: u32 = 500;
 
@@ -290,7 +296,23 @@ fn refuse(identities: &[Identity], violations: Vec<(usize, FieldViolation)>) -> 
         &violations,
         "not stored: another record of this all_or_nothing batch is invalid",
     );
-    let error = convert::violations_error(violations.into_iter().map(|(_, v)| v).collect());
+    let total = violations.len();
+    let mut listed: Vec<FieldViolation> = violations
+        .into_iter()
+        .take(MAX_REPORTED_VIOLATIONS)
+        .map(|(_, v)| v)
+        .collect();
+    if total > MAX_REPORTED_VIOLATIONS {
+        listed.truncate(MAX_REPORTED_VIOLATIONS - 1);
+        listed.push(FieldViolation::new(
+            "records",
+            format!(
+                "{total} records are invalid; only the first {} are listed",
+                MAX_REPORTED_VIOLATIONS - 1
+            ),
+        ));
+    }
+    let error = convert::violations_error(listed);
     BatchOutcome::Refused { error, result }
 }
 

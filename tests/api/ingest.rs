@@ -801,6 +801,29 @@ async fn all_or_nothing_rejects_the_whole_batch() {
     }
 }
 
+/// Thousands of invalid records in an all_or_nothing batch: the details list
+/// the first ones and the total, so the status still fits in its header.
+#[tokio::test]
+async fn many_invalid_records_are_summarised_in_the_details() {
+    let server = TestServer::sqlite().await;
+    let batch: Vec<pb::Record> = (0..5000).map(|i| order(&format!("o{i}"), 0)).collect();
+    let err = ingest(&server, batch, true)
+        .await
+        .expect_err("invalid batch");
+    assert_eq!(err.code(), Code::InvalidArgument);
+    let v = violations(&err);
+    assert_eq!(v.len(), 50);
+    assert_eq!(v[0].0, "records[0].order.amount.minor_units");
+    assert_eq!(
+        v[49],
+        (
+            "records".to_string(),
+            "5000 records are invalid; only the first 49 are listed".to_string()
+        )
+    );
+    server.stop().await;
+}
+
 /// A team write that would close a cycle is rejected by the store, with the
 /// path of the parent field; under all_or_nothing the batch fails.
 #[tokio::test]
