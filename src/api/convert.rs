@@ -10,7 +10,9 @@
 //! * required fields present; instants within [2000-01-01T00:00:00Z,
 //!   2100-01-01T00:00:00Z) with nanos in `0..1_000_000_000`; local dates within
 //!   [2000-01-01, 2100-01-01] and ranges with `end_date > start_date`;
-//! * money in the tenant's currency; amounts ≥ 0 (orders > 0);
+//! * money in the tenant's currency (violation at `<field>.currency_code`);
+//!   amounts ≥ 0, orders > 0 (violation at the money field itself, e.g.
+//!   `records[0].order.amount`, as the end-to-end check expects);
 //! * enums: `*_UNSPECIFIED` and unknown numbers are rejected, except
 //!   `ORDER_KIND_UNSPECIFIED`, which means NEW;
 //! * ordering rules between instants (closed_at ≥ created_at, …);
@@ -454,7 +456,7 @@ fn lead(f: &Fields, m: pb::Lead) -> Parsed<domain::Lead> {
 fn deal(f: &Fields, m: pb::Deal) -> Parsed<domain::Deal> {
     let id = f.id("id", m.id)?;
     let amount = f.money("amount", m.amount)?;
-    let amount = f.non_negative("amount.minor_units", amount)?;
+    let amount = f.non_negative("amount", amount)?;
     let created_at = f.instant("created_at", m.created_at)?;
     let status = match pb::DealStatus::try_from(m.status) {
         Ok(pb::DealStatus::Open) => domain::DealStatus::Open,
@@ -503,7 +505,7 @@ fn order(f: &Fields, m: pb::Order) -> Parsed<domain::Order> {
     let id = f.id("id", m.id)?;
     let amount = f.money("amount", m.amount)?;
     if amount <= 0 {
-        return Err(f.err("amount.minor_units", format!("must be > 0, got {amount}")));
+        return Err(f.err("amount", format!("must be > 0, got {amount}")));
     }
     let kind = match pb::OrderKind::try_from(m.kind) {
         Ok(pb::OrderKind::Unspecified | pb::OrderKind::New) => domain::OrderKind::New,
@@ -537,7 +539,7 @@ fn subscription_change(
         version: m.version,
         subscription_id,
         customer_id,
-        mrr: f.non_negative("mrr.minor_units", mrr)?,
+        mrr: f.non_negative("mrr", mrr)?,
         effective_at: f.instant("effective_at", m.effective_at)?,
     })
 }
@@ -666,7 +668,7 @@ fn spend(f: &Fields, m: pb::Spend) -> Parsed<domain::Spend> {
         }
     };
     let amount = f.money("amount", m.amount)?;
-    let amount = f.non_negative("amount.minor_units", amount)?;
+    let amount = f.non_negative("amount", amount)?;
     let (start_date, end_date) = f.date_range(m.start_date, m.end_date)?;
     Ok(domain::Spend {
         id,
@@ -1483,22 +1485,22 @@ mod tests {
             ),
             (
                 case!(Deal, 5, |m| m.amount = usd(-1)),
-                "records[3].deal.amount.minor_units",
+                "records[3].deal.amount",
                 ">= 0",
             ),
             (
                 case!(Order, 7, |m| m.amount = usd(0)),
-                "records[3].order.amount.minor_units",
+                "records[3].order.amount",
                 "> 0",
             ),
             (
                 case!(SubscriptionChange, 8, |m| m.mrr = usd(-5)),
-                "records[3].subscription_change.mrr.minor_units",
+                "records[3].subscription_change.mrr",
                 ">= 0",
             ),
             (
                 case!(Spend, 13, |m| m.amount = usd(-1)),
-                "records[3].spend.amount.minor_units",
+                "records[3].spend.amount",
                 ">= 0",
             ),
             // Enums.

@@ -552,7 +552,7 @@ fn rule_cases() -> Vec<(pb::Record, &'static str, &'static str)> {
         ),
         (
             case!(Deal, 5, |m| m.amount = usd(-1)),
-            "records[1].deal.amount.minor_units",
+            "records[1].deal.amount",
             ">= 0",
         ),
         (
@@ -592,7 +592,7 @@ fn rule_cases() -> Vec<(pb::Record, &'static str, &'static str)> {
         ),
         (
             with_order(|m| m.amount = usd(0)),
-            "records[1].order.amount.minor_units",
+            "records[1].order.amount",
             "> 0",
         ),
         (
@@ -602,7 +602,7 @@ fn rule_cases() -> Vec<(pb::Record, &'static str, &'static str)> {
         ),
         (
             case!(SubscriptionChange, 8, |m| m.mrr = usd(-1)),
-            "records[1].subscription_change.mrr.minor_units",
+            "records[1].subscription_change.mrr",
             ">= 0",
         ),
         (
@@ -677,7 +677,7 @@ fn rule_cases() -> Vec<(pb::Record, &'static str, &'static str)> {
         ),
         (
             case!(Spend, 13, |m| m.amount = usd(-1)),
-            "records[1].spend.amount.minor_units",
+            "records[1].spend.amount",
             ">= 0",
         ),
         (
@@ -761,7 +761,7 @@ async fn a_mixed_batch_commits_the_valid_records() {
         let r = &result.results[1];
         assert_eq!((r.index, r.id.as_str()), (1, "o2"));
         assert_eq!(r.record_type, pb::RecordType::Order as i32);
-        assert_eq!(r.field_path, "records[1].order.amount.minor_units");
+        assert_eq!(r.field_path, "records[1].order.amount");
         assert_eq!(
             result.results[3].record_type,
             pb::RecordType::Unspecified as i32
@@ -791,10 +791,7 @@ async fn all_or_nothing_rejects_the_whole_batch() {
         let fields: Vec<String> = violations(&err).into_iter().map(|(f, _)| f).collect();
         assert_eq!(
             fields,
-            [
-                "records[1].order.amount.minor_units",
-                "records[3].order.ordered_at"
-            ]
+            ["records[1].order.amount", "records[3].order.ordered_at"]
         );
         assert!(export(&server, pb::RecordType::Order).await.is_empty());
         server.stop().await;
@@ -813,7 +810,7 @@ async fn many_invalid_records_are_summarised_in_the_details() {
     assert_eq!(err.code(), Code::InvalidArgument);
     let v = violations(&err);
     assert_eq!(v.len(), 50);
-    assert_eq!(v[0].0, "records[0].order.amount.minor_units");
+    assert_eq!(v[0].0, "records[0].order.amount");
     assert_eq!(
         v[49],
         (
@@ -897,10 +894,7 @@ async fn the_stream_acknowledges_every_batch_in_order() {
             let result = ack.result.unwrap_or_default();
             if ack.sequence == 107 {
                 assert_eq!((result.accepted_count, result.rejected_count), (0, 5));
-                assert_eq!(
-                    result.results[2].field_path,
-                    "records[2].order.amount.minor_units"
-                );
+                assert_eq!(result.results[2].field_path, "records[2].order.amount");
             } else {
                 assert_eq!(
                     result.accepted_count, 5,
