@@ -11,6 +11,15 @@
 //!   INVALID_ARGUMENT with one `google.rpc.BadRequest` violation per invalid
 //!   record; `StreamIngest` acknowledges the batch with every record REJECTED
 //!   (the invalid ones with their own field path) and goes on with the next.
+//! * A batch larger than `max_batch_size` is refused the same way, at the
+//!   field path `records` ("batch has N records; the limit is M").
+//! * The `BadRequest` details of a refused batch list at most
+//!   [`MAX_REPORTED_VIOLATIONS`] violations (the last one then gives the
+//!   total), because they travel in a size-limited response header; the
+//!   per-record results of a stream acknowledgement list every record.
+//! * Infrastructure errors (database unavailable, internal) fail the call; on
+//!   a stream they end the stream with that status after the acknowledgements
+//!   of the batches before.
 //!
 //! `StreamIngest` handles batches strictly one after the other: the next batch
 //! is read from the client only once the previous one is committed and its
