@@ -937,7 +937,9 @@ pub fn record_to_proto(record: &Record, currency: &str) -> pb::Record {
 // Tenant settings.
 
 /// Converts proto settings at `base` (e.g. `settings`) into validated domain
-/// settings, reporting every invalid field at once.
+/// settings, reporting every invalid field at once. Stage names and referral
+/// sources are trimmed and lower-cased; stage names must be unique after
+/// that, repeated referral sources are kept once.
 pub fn settings_from_proto(
     base: &str,
     s: pb::TenantSettings,
