@@ -3,6 +3,8 @@
 //! Every handler finds its tenant with [`tenant_of`]; the tenant never comes
 //! from a request body.
 
+pub mod kpi;
+
 use tonic::Request;
 
 /// The tenant a request acts for, put into the request's extensions by the

@@ -1,0 +1,1 @@
+//! KpiService handlers.
