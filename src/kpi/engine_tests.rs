@@ -713,3 +713,325 @@ fn team_and_rep_scopes_on_the_rich_fixture() {
         .sum();
     assert!(close(Some(by_rep), 2000.0));
 }
+
+// ---- edge cases ------------------------------------------------------------------
+
+/// With no records, counts and sums are 0 (exact) and every ratio or mean is
+/// undefined with a reason, never 0 or NaN.
+#[test]
+fn zero_denominators_are_undefined_with_a_reason() {
+    let data = Dataset::default();
+    let e = Engine::new(&data, TenantSettings::default());
+    let march = month(2024, 3);
+    for scope in [Scope::Company, team_scope("x"), rep_scope("r")] {
+        let values = e.values(&scope, &march, &CATALOG.iter().collect::<Vec<_>>());
+        for v in values {
+            match v.value {
+                Some(x) => {
+                    assert!(x.is_finite() && x == 0.0 || v.kpi_id == "active_reps", "{v:?}");
+                    assert!(v.undefined_reason.is_none());
+                }
+                None => assert!(v.undefined_reason.as_deref().is_some_and(|r| !r.is_empty())),
+            }
+        }
+    }
+    let c = &Scope::Company;
+    for id in [
+        "revenue_growth", "average_order_value", "win_rate", "average_deal_size", "sales_cycle",
+        "pipeline_coverage", "revenue_target_attainment", "bookings_target_attainment",
+        "new_customers_target_attainment", "deals_won_target_attainment", "reps_at_quota", "csat",
+        "csat_average", "customer_churn_rate", "customer_retention_rate",
+        "upsell_cross_sell_rate", "cac", "clv", "clv_to_cac", "mrr_churn_rate",
+        "net_revenue_retention", "arpa", "mrr_quick_ratio", "lead_conversion_rate",
+        "lead_response_time", "activities_per_deal_won", "inquiry_response_time",
+        "revenue_per_rep", "bookings_per_rep",
+    ] {
+        assert_undefined(&e, c, &march, id);
+    }
+    let revenue = kv(&e, c, &march, "revenue");
+    assert_eq!((revenue.value, revenue.exact_value), (Some(0.0), Some(0)));
+    // A ratio keeps its numerator and denominator even when undefined.
+    let win = kv(&e, c, &march, "win_rate");
+    assert_eq!((win.numerator, win.denominator), (Some(0.0), Some(0.0)));
+    // REP scope: active_reps is 1 by definition.
+    assert_val(&e, &rep_scope("r"), &march, "active_reps", 1.0);
+}
+
+#[test]
+fn customers_acquired_and_churned_inside_the_period() {
+    let data = dataset(vec![
+        customer("in-out", "2024-03-02T00:00:00Z", Some("2024-03-20T00:00:00Z"), None),
+        customer("old", "2024-01-01T00:00:00Z", None, None),
+        // churned exactly at end: active at end, not churned in P
+        customer("edge", "2024-01-01T00:00:00Z", Some("2024-04-01T00:00:00Z"), None),
+        // acquired exactly at start: not active at start (acquired_at < t fails), new in P
+        customer("fresh", "2024-03-01T00:00:00Z", None, None),
+    ]);
+    let e = Engine::new(&data, TenantSettings::default());
+    let (c, march) = (&Scope::Company, month(2024, 3));
+    assert_val(&e, c, &march, "new_customers", 2.0); // in-out, fresh
+    assert_val(&e, c, &march, "churned_customers", 1.0); // in-out
+    assert_val(&e, c, &march, "active_customers", 3.0); // old, edge, fresh
+    // cohort at start: old, edge; neither churned in P
+    assert_val(&e, c, &march, "customer_churn_rate", 0.0);
+    assert_val(&e, c, &march, "customer_retention_rate", 1.0);
+    // churn rate 0 → CLV undefined
+    assert_undefined(&e, c, &march, "clv");
+}
+
+/// SPEC §5 tie rule and "state at t counts what happened strictly before t".
+#[test]
+fn membership_ties_take_the_greatest_id() {
+    let mut data = dataset(vec![
+        team("A", None),
+        team("B", None),
+        member("m-1", "r1", Some("B"), "2024-03-01T00:00:00Z"),
+        member("m-2", "r1", Some("A"), "2024-03-01T00:00:00Z"),
+        // leaves all teams on Mar 20
+        member("m-3", "r1", None, "2024-03-20T00:00:00Z"),
+    ]);
+    data.orders.push(order("o1", 10, "2024-03-01T00:00:00Z", Some("r1"))); // no team yet
+    data.orders.push(order("o2", 20, "2024-03-05T00:00:00Z", Some("r1"))); // A (m-2 > m-1)
+    data.orders.push(order("o3", 40, "2024-03-25T00:00:00Z", Some("r1"))); // no team
+    let e = Engine::new(&data, TenantSettings::default());
+    let march = month(2024, 3);
+    assert_val(&e, &team_scope("A"), &march, "revenue", 20.0);
+    assert_val(&e, &team_scope("B"), &march, "revenue", 0.0);
+    assert_val(&e, &Scope::Company, &march, "revenue", 70.0);
+    // "team at some instant of P" includes memberships effective in [start, end):
+    // m-1 (B) and m-2 (A) take effect at start, so both teams count r1 active.
+    assert_val(&e, &team_scope("A"), &march, "active_reps", 1.0);
+    assert_val(&e, &team_scope("B"), &march, "active_reps", 1.0);
+    // April: r1 has left all teams → no active rep anywhere.
+    assert_val(&e, &Scope::Company, &month(2024, 4), "active_reps", 0.0);
+}
+
+/// A parent cycle in stored data must not hang: both teams become roots.
+#[test]
+fn team_cycles_are_guarded() {
+    let mut data = dataset(vec![
+        team("a", Some("b")),
+        team("b", Some("a")),
+        team("c", Some("a")),
+        team("orphan", Some("deleted")),
+        member("m1", "r1", Some("c"), "2024-01-01T00:00:00Z"),
+    ]);
+    data.orders.push(order("o1", 5, "2024-03-05T00:00:00Z", Some("r1")));
+    let e = Engine::new(&data, TenantSettings::default());
+    let march = month(2024, 3);
+    assert_val(&e, &team_scope("a"), &march, "revenue", 5.0);
+    let keys = e.breakdown_keys(&Scope::Company, &march, Dimension::Team);
+    let roots: Vec<&str> = keys.iter().map(|k| k.0.as_str()).collect();
+    assert_eq!(roots, vec!["a", "b", "orphan"]);
+}
+
+/// Deal stage at t: the latest change strictly before t; without one, the
+/// `stage` field. Stage changes at equal instants: the greatest id wins.
+#[test]
+fn deal_stage_at_end_and_unknown_stages() {
+    use DealStatus::*;
+    let data = dataset(vec![
+        deal("x", Open, 1000, "2024-03-01T00:00:00Z", None, Some("negotiation"), None),
+        stage("x-1", "x", "proposal", "2024-03-10T00:00:00Z"),
+        stage("x-2", "x", "qualification", "2024-03-10T00:00:00Z"),
+        // entered exactly at end: not yet in force
+        stage("x-3", "x", "negotiation", "2024-04-01T00:00:00Z"),
+        deal("y", Open, 1000, "2024-03-01T00:00:00Z", None, Some("unknown"), None),
+        // closed before end: not in the pipeline
+        deal("z", Lost, 1000, "2024-03-01T00:00:00Z", Some("2024-03-31T00:00:00Z"), Some("proposal"), None),
+        // created exactly at end: not open at end
+        deal("w", Open, 1000, "2024-04-01T00:00:00Z", None, Some("proposal"), None),
+    ]);
+    let e = Engine::new(&data, TenantSettings::default());
+    let (c, march) = (&Scope::Company, month(2024, 3));
+    assert_val(&e, c, &march, "pipeline_value", 2000.0);
+    // x at end: qualification (x-2 > x-1) → 1000 × 0.2; y unknown → 0
+    assert_val(&e, c, &march, "weighted_pipeline_value", 200.0);
+    // funnel: x reached negotiation (3) through its stage field, y index 0, z proposal (2)
+    let reached: Vec<i64> = e.funnel(c, &march).iter().map(|f| f.reached).collect();
+    assert_eq!(reached, vec![3, 2, 2, 1, 0]);
+}
+
+#[test]
+fn targets_and_spend_prorate_across_period_boundaries() {
+    let data = dataset(vec![
+        // Q1 2024 = 91 days; March overlap 31 → 9100 × 31/91 = 3100
+        target("q", TargetMetric::Revenue, 9100, d(2024, 1, 1), d(2024, 4, 1), TargetScope::Company),
+        // Mar 20..Apr 10 = 21 days, 12 in March → 2100 × 12/21 = 1200
+        target("x", TargetMetric::Revenue, 2100, d(2024, 3, 20), d(2024, 4, 10), TargetScope::Company),
+        // entirely in February: no overlap
+        target("f", TargetMetric::Revenue, 5000, d(2024, 2, 1), d(2024, 3, 1), TargetScope::Company),
+        // 10 days Feb 25..Mar 6, 5 in March → 1000 × 5/10 = 500
+        spend("s", 1000, d(2024, 2, 25), d(2024, 3, 6), None),
+        customer("n", "2024-03-03T00:00:00Z", None, None),
+    ]);
+    let e = Engine::new(&data, TenantSettings::default());
+    let (c, march) = (&Scope::Company, month(2024, 3));
+    assert_val(&e, c, &march, "revenue_target", 4300.0);
+    assert_val(&e, c, &march, "cac", 500.0);
+    // February: q 9100 × 29/91 = 2900, f 5000 (wholly inside) → 7900
+    assert_val(&e, c, &month(2024, 2), "revenue_target", 7900.0);
+    // revenue 0 → remainder 4300 > 0, pipeline 0 → coverage 0
+    assert_val(&e, c, &march, "pipeline_coverage", 0.0);
+}
+
+/// America/New_York, March 2024: the month starts at 05:00Z (EST) and ends at
+/// 04:00Z (EDT); DST begins on Mar 10, a 23-hour day.
+#[test]
+fn dst_month_in_new_york() {
+    let mut data = Dataset::default();
+    data.orders.push(order("before", 1, "2024-03-01T04:59:59Z", None)); // Feb 29 23:59:59 EST
+    data.orders.push(order("first", 10, "2024-03-01T05:00:00Z", None)); // Mar 1 00:00 EST
+    data.orders.push(order("last", 100, "2024-04-01T03:59:59Z", None)); // Mar 31 23:59:59 EDT
+    data.orders.push(order("after", 1000, "2024-04-01T04:00:00Z", None)); // Apr 1 00:00 EDT
+    let mut settings = TenantSettings::default();
+    settings.time_zone = chrono_tz::America::New_York;
+    let e = Engine::new(&data, settings);
+    let march = month_in(2024, 3, chrono_tz::America::New_York);
+    assert_val(&e, &Scope::Company, &march, "revenue", 110.0);
+    // The DST day itself: Mar 10 00:00 EST (05:00Z) .. Mar 11 00:00 EDT (04:00Z).
+    let dst_day = PeriodSpec::Calendar {
+        granularity: Granularity::Day,
+        date: d(2024, 3, 10),
+    }
+    .resolve(chrono_tz::America::New_York, 1)
+    .expect("day");
+    assert_eq!(dst_day.end - dst_day.start, chrono::TimeDelta::hours(23));
+    // A UTC tenant reads the same orders differently.
+    let utc = Engine::new(&data, TenantSettings::default());
+    assert_val(&utc, &Scope::Company, &month(2024, 3), "revenue", 11.0);
+}
+
+/// Fiscal year starting in April: FY containing 2024-03-15 is 2023-04-01..2024-04-01.
+#[test]
+fn fiscal_year_periods() {
+    let mut data = dataset(vec![
+        // An annual target for the fiscal year, wholly inside it.
+        target("fy", TargetMetric::Revenue, 1200, d(2023, 4, 1), d(2024, 4, 1), TargetScope::Company),
+    ]);
+    data.orders.push(order("a", 100, "2023-03-31T23:59:59Z", None));
+    data.orders.push(order("b", 200, "2023-04-01T00:00:00Z", None));
+    data.orders.push(order("c", 300, "2024-03-31T12:00:00Z", None));
+    data.orders.push(order("d", 400, "2024-04-01T00:00:00Z", None));
+    let mut settings = TenantSettings::default();
+    settings.fiscal_year_start_month = 4;
+    let e = Engine::new(&data, settings);
+    let fy = PeriodSpec::Calendar {
+        granularity: Granularity::FiscalYear,
+        date: d(2024, 3, 15),
+    }
+    .resolve(Tz::UTC, 4)
+    .expect("fy");
+    assert_eq!((fy.start_date, fy.end_date), (d(2023, 4, 1), d(2024, 4, 1)));
+    let c = &Scope::Company;
+    assert_val(&e, c, &fy, "revenue", 500.0);
+    assert_val(&e, c, &fy, "revenue_target", 1200.0);
+    // Fiscal Q4 (Jan..Mar 2024): 91 of 366 days of the target → 1200 × 91/366
+    let q4 = PeriodSpec::Calendar {
+        granularity: Granularity::FiscalQuarter,
+        date: d(2024, 3, 15),
+    }
+    .resolve(Tz::UTC, 4)
+    .expect("fq");
+    assert_eq!((q4.start_date, q4.end_date), (d(2024, 1, 1), d(2024, 4, 1)));
+    assert_val(&e, c, &q4, "revenue_target", 1200.0 * 91.0 / 366.0);
+    // revenue_growth against the previous fiscal year (order a only): (500 − 100) ÷ 100
+    assert_val(&e, c, &fy, "revenue_growth", 4.0);
+}
+
+#[test]
+fn comparisons_and_relative_change() {
+    let data = rich();
+    let e = Engine::new(&data, TenantSettings::default());
+    let march = month(2024, 3);
+    let kpis: Vec<&KpiDef> = ["revenue", "win_rate"]
+        .iter()
+        .filter_map(|id| CATALOG.iter().find(|k| k.id == *id))
+        .collect();
+    let b = e.bundle(&Scope::Company, &march, &kpis, false, ComparisonKind::PreviousPeriod);
+    assert_eq!(b.comparison_period.map(|p| p.start_date), Some(d(2024, 2, 1)));
+    let revenue = b.values[0].comparison.clone().expect("comparison");
+    // February revenue 999: change (2100 − 999) ÷ 999
+    assert_eq!(revenue.value, Some(999.0));
+    assert!(close(revenue.relative_change, 1101.0 / 999.0));
+    // No deals closed in February: comparison undefined with a reason, no change.
+    let win = b.values[1].comparison.clone().expect("comparison");
+    assert_eq!((win.value, win.relative_change), (None, None));
+    assert!(win.undefined_reason.is_some());
+    // Previous year: March 2023 revenue 0 → relative change undefined.
+    let b = e.bundle(&Scope::Company, &march, &kpis, false, ComparisonKind::PreviousYear);
+    let revenue = b.values[0].comparison.clone().expect("comparison");
+    assert_eq!((revenue.value, revenue.relative_change), (Some(0.0), None));
+    assert_eq!(super::super::value::relative_change(Some(5.0), Some(4.0)), Some(0.25));
+    assert_eq!(super::super::value::relative_change(None, Some(4.0)), None);
+}
+
+/// Series: consecutive months, every period present; an empty period has
+/// zero counts and undefined ratios.
+#[test]
+fn series_has_every_period() {
+    let data = rich();
+    let e = Engine::new(&data, TenantSettings::default());
+    let kpis: Vec<&KpiDef> = CATALOG.iter().filter(|k| ["revenue", "win_rate"].contains(&k.id)).collect();
+    let bundles = e
+        .series(&Scope::Company, &month(2024, 2), 4, &kpis, true, ComparisonKind::None)
+        .expect("series");
+    let starts: Vec<NaiveDate> = bundles.iter().map(|b| b.period.start_date).collect();
+    assert_eq!(starts, vec![d(2024, 2, 1), d(2024, 3, 1), d(2024, 4, 1), d(2024, 5, 1)]);
+    let revenue: Vec<Option<f64>> = bundles.iter().map(|b| b.values[0].value).collect();
+    assert_eq!(revenue, vec![Some(999.0), Some(2100.0), Some(0.0), Some(0.0)]);
+    assert_eq!(bundles[3].values[1].value, None);
+    assert!(bundles.iter().all(|b| b.funnel.is_some()));
+}
+
+#[test]
+fn breakdowns() {
+    let data = rich();
+    let e = Engine::new(&data, TenantSettings::default());
+    let march = month(2024, 3);
+    let c = &Scope::Company;
+    let revenue: Vec<&KpiDef> = CATALOG.iter().filter(|k| k.id == "revenue").collect();
+    // REP (COMPANY): every rep with a team in March.
+    let keys = e.breakdown_keys(c, &march, Dimension::Rep);
+    assert_eq!(keys.iter().map(|k| k.0.as_str()).collect::<Vec<_>>(), ["r1", "r2", "r3"]);
+    assert_eq!(keys[0].1, "Rep r1");
+    let rows = e.breakdown_rows(c, &march, Dimension::Rep, &keys, &revenue);
+    let got: Vec<Option<f64>> = rows.iter().map(|r| r.values[0].value).collect();
+    assert_eq!(got, vec![Some(1000.0), Some(500.0), Some(500.0)]);
+    // REP (TEAM west): r3 was in west at start.
+    let keys = e.breakdown_keys(&team_scope("west"), &march, Dimension::Rep);
+    assert_eq!(keys.iter().map(|k| k.0.as_str()).collect::<Vec<_>>(), ["r3"]);
+    // TEAM (COMPANY): the roots east, west; TEAM(east): east-a.
+    let keys = e.breakdown_keys(c, &march, Dimension::Team);
+    assert_eq!(keys.iter().map(|k| k.0.as_str()).collect::<Vec<_>>(), ["east", "west"]);
+    let rows = e.breakdown_rows(c, &march, Dimension::Team, &keys, &revenue);
+    assert_eq!(rows[0].values[0].value, Some(1700.0));
+    assert_eq!(rows[1].values[0].value, Some(300.0));
+    let keys = e.breakdown_keys(&team_scope("east"), &march, Dimension::Team);
+    assert_eq!(keys, vec![("east-a".to_string(), "Team east-a".to_string())]);
+    // LEAD_SOURCE: referral (l1), web (l2, l3).
+    let keys = e.breakdown_keys(c, &march, Dimension::LeadSource);
+    let rows = e.breakdown_rows(c, &march, Dimension::LeadSource, &keys, &[]);
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[1].key, "web");
+    assert_eq!(rows[1].values[0].value, Some(2.0)); // leads_created
+    assert_eq!(rows[1].values[1].value, Some(0.5)); // conversion: l3 of l2, l3
+    assert_eq!(rows[1].values[2].value, Some(7200.0)); // response: l2 only
+    // ACTIVITY_TYPE: all eight types in type order.
+    let keys = e.breakdown_keys(c, &march, Dimension::ActivityType);
+    let rows = e.breakdown_rows(c, &march, Dimension::ActivityType, &keys, &[]);
+    assert_eq!(rows.len(), 8);
+    assert_eq!(rows[0].key, "CALL");
+    assert_eq!(rows[0].values[0].value, Some(2.0));
+    assert_eq!(rows[0].values[1].value, Some(720.0));
+    // STAGE: the funnel, stages in pipeline order plus "won".
+    let keys = e.breakdown_keys(c, &march, Dimension::Stage);
+    let rows = e.breakdown_rows(c, &march, Dimension::Stage, &keys, &[]);
+    let names: Vec<&str> = rows.iter().map(|r| r.key.as_str()).collect();
+    assert_eq!(names, ["prospecting", "qualification", "proposal", "negotiation", "won"]);
+    // cohort dB (won → 3), dC (prospecting → 0), dD (proposal → 2): reached 3, 2, 2, 1; won 1
+    let reached: Vec<Option<f64>> = rows.iter().map(|r| r.values[0].value).collect();
+    assert_eq!(reached, vec![Some(3.0), Some(2.0), Some(2.0), Some(1.0), Some(1.0)]);
+    assert!(close(rows[0].values[1].value, 1.0 / 3.0));
+    assert_eq!(rows[4].values.len(), 1);
+}

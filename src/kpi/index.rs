@@ -295,13 +295,17 @@ fn team_tree<'a>(
     let mut roots = Vec::new();
     for t in &data.teams {
         let id = t.id.as_str();
+        // On a cycle ⇔ walking up the parents comes back to this team.
         let on_cycle = {
             let mut seen = HashSet::new();
             let mut cur = id;
             let mut cycle = false;
             while let Some(&p) = parent.get(cur) {
-                if !seen.insert(cur) {
+                if p == id {
                     cycle = true;
+                    break;
+                }
+                if !seen.insert(p) {
                     break;
                 }
                 cur = p;
