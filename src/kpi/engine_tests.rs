@@ -1035,3 +1035,222 @@ fn breakdowns() {
     assert!(close(rows[0].values[1].value, 1.0 / 3.0));
     assert_eq!(rows[4].values.len(), 1);
 }
+
+// ---- property tests ----------------------------------------------------------------
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    const TEAMS: [&str; 3] = ["t0", "t1", "t2"];
+    const REPS: [&str; 4] = ["r0", "r1", "r2", "r3"];
+
+    /// An instant between 2024-01-01 and 2024-05-01, on whole hours (so
+    /// boundaries and ties are hit often).
+    fn instant() -> impl Strategy<Value = Instant> {
+        (0i64..(121 * 24)).prop_map(|h| t("2024-01-01T00:00:00Z") + chrono::TimeDelta::hours(h))
+    }
+
+    fn opt_rep() -> impl Strategy<Value = Option<String>> {
+        proptest::option::of(proptest::sample::select(REPS.to_vec()).prop_map(str::to_string))
+    }
+
+    prop_compose! {
+        fn arb_team()(i in 0usize..3, parent in proptest::option::of(0usize..4)) -> Team {
+            Team {
+                id: TEAMS[i].to_string(),
+                version: None,
+                name: TEAMS[i].to_string(),
+                // index 3 is a team that does not exist (a root)
+                parent_team_id: parent.map(|p| TEAMS.get(p).copied().unwrap_or("gone").to_string()),
+            }
+        }
+    }
+
+    prop_compose! {
+        fn arb_membership()(n in 0u32..1000, rep in 0usize..4, team in proptest::option::of(0usize..4), at in instant()) -> TeamMembership {
+            TeamMembership {
+                id: format!("m{n}"),
+                version: None,
+                rep_id: REPS[rep].to_string(),
+                team_id: team.map(|i| TEAMS.get(i).copied().unwrap_or("gone").to_string()),
+                effective_at: at,
+            }
+        }
+    }
+
+    prop_compose! {
+        fn arb_customer()(i in 0usize..6, acquired in instant(), churn in proptest::option::of(0i64..2000), owner in opt_rep()) -> Customer {
+            Customer {
+                id: format!("c{i}"),
+                version: None,
+                acquired_at: acquired,
+                churned_at: churn.map(|h| acquired + chrono::TimeDelta::hours(h)),
+                owner_rep_id: owner,
+                source: None,
+                name: None,
+            }
+        }
+    }
+
+    prop_compose! {
+        fn arb_sub()(n in 0u32..1000, s in 0usize..4, c in 0usize..6, mrr in prop_oneof![Just(0i64), 1i64..500], at in instant()) -> SubscriptionChange {
+            SubscriptionChange {
+                id: format!("sc{n}"),
+                version: None,
+                subscription_id: format!("s{s}"),
+                customer_id: format!("c{c}"),
+                mrr,
+                effective_at: at,
+            }
+        }
+    }
+
+    prop_compose! {
+        fn arb_order()(n in 0u32..1000, amount in 1i64..1000, at in instant(), rep in 0usize..4) -> Order {
+            order(&format!("o{n}"), amount, "2024-01-01T00:00:00Z", Some(REPS[rep]))
+                .with_instant(at)
+        }
+    }
+
+    trait WithInstant {
+        fn with_instant(self, at: Instant) -> Self;
+    }
+
+    impl WithInstant for Order {
+        fn with_instant(mut self, at: Instant) -> Self {
+            self.ordered_at = at;
+            self
+        }
+    }
+
+    /// Upsert semantics: one record per id (the last one wins).
+    fn dedup<T, F: Fn(&T) -> String>(items: Vec<T>, id: F) -> Vec<T> {
+        let mut map: BTreeMap<String, T> = BTreeMap::new();
+        for item in items {
+            map.insert(id(&item), item);
+        }
+        map.into_values().collect()
+    }
+
+    prop_compose! {
+        fn arb_dataset()(
+            teams in proptest::collection::vec(arb_team(), 0..4),
+            memberships in proptest::collection::vec(arb_membership(), 0..8),
+            customers in proptest::collection::vec(arb_customer(), 0..7),
+            subs in proptest::collection::vec(arb_sub(), 0..14),
+            orders in proptest::collection::vec(arb_order(), 0..12),
+        ) -> Dataset {
+            Dataset {
+                teams: dedup(teams, |t| t.id.clone()),
+                team_memberships: dedup(memberships, |m| m.id.clone()),
+                customers: dedup(customers, |c| c.id.clone()),
+                subscription_changes: dedup(subs, |s| s.id.clone()),
+                orders: dedup(orders, |o| o.id.clone()),
+                ..Dataset::default()
+            }
+        }
+    }
+
+    fn scopes() -> Vec<Scope> {
+        let mut s = vec![Scope::Company];
+        s.extend(TEAMS.iter().map(|t| team_scope(t)));
+        s.extend(REPS.iter().map(|r| rep_scope(r)));
+        s
+    }
+
+    fn exact(e: &Engine, s: &Scope, p: &PeriodRange, id: &str) -> i64 {
+        kv(e, s, p, id).exact_value.expect("whole value")
+    }
+
+    proptest! {
+        /// new + reactivation + expansion − contraction − churned = net_new_mrr
+        /// (= mrr − mrr_start) in every scope, customers moving between
+        /// owners' teams and subscriptions moving between customers included.
+        #[test]
+        fn mrr_movements_add_up_in_every_scope(data in arb_dataset(), m in 2u32..5) {
+            let e = Engine::new(&data, TenantSettings::default());
+            let p = month(2024, m);
+            for s in scopes() {
+                let moves = exact(&e, &s, &p, "new_mrr") + exact(&e, &s, &p, "reactivation_mrr")
+                    + exact(&e, &s, &p, "expansion_mrr") - exact(&e, &s, &p, "contraction_mrr")
+                    - exact(&e, &s, &p, "churned_mrr");
+                let net = exact(&e, &s, &p, "net_new_mrr");
+                prop_assert_eq!(moves, net, "scope {:?}", s);
+                prop_assert_eq!(net, exact(&e, &s, &p, "mrr") - exact(&e, &s, &p, "mrr_start"));
+            }
+        }
+
+        /// Σ REP-breakdown revenue = COMPANY revenue when every order has a rep.
+        /// (REP attribution does not depend on teams, and the COMPANY REP
+        /// breakdown lists reps with records in P, so this holds even when reps
+        /// move.) Σ revenue of the root teams = revenue of the orders whose rep
+        /// had a known team at ordered_at.
+        #[test]
+        fn rep_breakdown_sums_to_company_revenue(data in arb_dataset(), m in 2u32..5) {
+            let e = Engine::new(&data, TenantSettings::default());
+            let p = month(2024, m);
+            let revenue: Vec<&KpiDef> = CATALOG.iter().filter(|k| k.id == "revenue").collect();
+            let keys = e.breakdown_keys(&Scope::Company, &p, Dimension::Rep);
+            let rows = e.breakdown_rows(&Scope::Company, &p, Dimension::Rep, &keys, &revenue);
+            let by_rep: i64 = rows.iter().filter_map(|r| r.values[0].exact_value).sum();
+            let company = exact(&e, &Scope::Company, &p, "revenue");
+            prop_assert_eq!(by_rep, company);
+
+            let keys = e.breakdown_keys(&Scope::Company, &p, Dimension::Team);
+            let rows = e.breakdown_rows(&Scope::Company, &p, Dimension::Team, &keys, &revenue);
+            let by_root: i64 = rows.iter().filter_map(|r| r.values[0].exact_value).sum();
+            let index = super::super::Index::new(&data);
+            let with_team: i64 = data.orders.iter()
+                .filter(|o| p.contains(o.ordered_at))
+                .filter(|o| o.rep_id.as_deref()
+                    .and_then(|r| index.team_at(r, o.ordered_at))
+                    .is_some_and(|t| index.team_exists(t)))
+                .map(|o| o.amount)
+                .sum();
+            prop_assert_eq!(by_root, with_team);
+        }
+
+        /// customer_churn_rate + customer_retention_rate = 1 whenever a customer
+        /// is active at start. Checked against the definitions: for a customer
+        /// active at start (churned_at null or ≥ start), "churned_at ∈ P" ⇔
+        /// "churned_at < end" ⇔ "not active at end", so the two numerators
+        /// partition the denominator exactly (both attributed at start).
+        #[test]
+        fn churn_plus_retention_is_one(data in arb_dataset(), m in 2u32..5) {
+            let e = Engine::new(&data, TenantSettings::default());
+            let p = month(2024, m);
+            for s in scopes() {
+                let churn = kv(&e, &s, &p, "customer_churn_rate");
+                let retention = kv(&e, &s, &p, "customer_retention_rate");
+                prop_assert_eq!(churn.denominator, retention.denominator);
+                match (churn.numerator, retention.numerator, churn.denominator) {
+                    (Some(a), Some(b), Some(n)) if n > 0.0 => {
+                        prop_assert_eq!(a + b, n);
+                        let sum = churn.value.unwrap_or(f64::NAN) + retention.value.unwrap_or(f64::NAN);
+                        prop_assert!((sum - 1.0).abs() < 1e-12);
+                    }
+                    _ => {
+                        prop_assert!(churn.value.is_none() && retention.value.is_none());
+                    }
+                }
+            }
+        }
+
+        /// No KPI is ever NaN or infinite; undefined always has a reason.
+        #[test]
+        fn values_are_finite_or_explained(data in arb_dataset(), m in 2u32..5) {
+            let e = Engine::new(&data, TenantSettings::default());
+            let p = month(2024, m);
+            let all: Vec<&KpiDef> = CATALOG.iter().collect();
+            for s in scopes() {
+                for v in e.values(&s, &p, &all) {
+                    match v.value {
+                        Some(x) => prop_assert!(x.is_finite(), "{:?}", v),
+                        None => prop_assert!(v.undefined_reason.is_some_and(|r| !r.is_empty())),
+                    }
+                }
+            }
+        }
+    }
+}
