@@ -217,7 +217,10 @@ fn parse_dimension(d: i32) -> Result<Dimension> {
         Ok(D::ActivityType) => Ok(Dimension::ActivityType),
         Ok(D::Stage) => Ok(Dimension::Stage),
         Ok(D::Unspecified) => Err(Error::invalid("dimension", "required")),
-        Err(_) => Err(Error::invalid("dimension", format!("unknown dimension {d}"))),
+        Err(_) => Err(Error::invalid(
+            "dimension",
+            format!("unknown dimension {d}"),
+        )),
     }
 }
 
@@ -471,12 +474,7 @@ fn get_breakdown(
     let engine = Engine::new(&data, settings);
     let scope = parse_scope(req.scope.as_ref(), &engine)?;
     let keys = engine.breakdown_keys(&scope, &period, dimension);
-    let page: Vec<_> = keys
-        .iter()
-        .skip(offset)
-        .take(page_size)
-        .cloned()
-        .collect();
+    let page: Vec<_> = keys.iter().skip(offset).take(page_size).cloned().collect();
     let next = offset.saturating_add(page.len());
     let rows = engine.breakdown_rows(&scope, &period, dimension, &page, &selection.kpis);
     Ok(pb::GetBreakdownResponse {

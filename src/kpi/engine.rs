@@ -197,7 +197,10 @@ impl<'a> Engine<'a> {
         let mut period = *first;
         for i in 0..count {
             if i > 0 {
-                period = period.next(self.settings.time_zone, self.settings.fiscal_year_start_month)?;
+                period = period.next(
+                    self.settings.time_zone,
+                    self.settings.fiscal_year_start_month,
+                )?;
             }
             out.push(self.bundle(scope, &period, kpis, with_funnel, comparison));
         }
@@ -245,7 +248,12 @@ impl<'a> Engine<'a> {
             Dimension::Team => {
                 let teams: Vec<&str> = match scope {
                     Scope::Company => self.index.roots.clone(),
-                    Scope::Team(t) => self.index.children.get(t.as_str()).cloned().unwrap_or_default(),
+                    Scope::Team(t) => self
+                        .index
+                        .children
+                        .get(t.as_str())
+                        .cloned()
+                        .unwrap_or_default(),
                     Scope::Rep(_) => Vec::new(),
                 };
                 let sorted: BTreeSet<&str> = teams.into_iter().collect();
@@ -256,8 +264,7 @@ impl<'a> Engine<'a> {
             }
             Dimension::LeadSource => {
                 let calc = Calc::new(self, scope, *period);
-                let sources: BTreeSet<&str> =
-                    calc.leads().map(|l| l.source.as_str()).collect();
+                let sources: BTreeSet<&str> = calc.leads().map(|l| l.source.as_str()).collect();
                 sources
                     .into_iter()
                     .map(|s| (s.to_string(), s.to_string()))
@@ -317,7 +324,11 @@ impl<'a> Engine<'a> {
                     .map(|k| {
                         let t = ActivityType::ALL.iter().find(|t| t.as_str() == k.0);
                         let values = vec![
-                            KpiValue::whole("activities", Unit::Count, calc.activity_count(t.copied())),
+                            KpiValue::whole(
+                                "activities",
+                                Unit::Count,
+                                calc.activity_count(t.copied()),
+                            ),
                             KpiValue::whole(
                                 "time_on_activities",
                                 Unit::DurationSeconds,
@@ -333,7 +344,11 @@ impl<'a> Engine<'a> {
                 keys.iter()
                     .filter_map(|k| {
                         let f = funnel.iter().find(|f| f.stage == k.0)?;
-                        let mut values = vec![KpiValue::whole("reached", Unit::Count, i128::from(f.reached))];
+                        let mut values = vec![KpiValue::whole(
+                            "reached",
+                            Unit::Count,
+                            i128::from(f.reached),
+                        )];
                         if f.stage != WON || f.index + 1 < funnel.len() {
                             values.push(match f.leakage {
                                 Some(l) => KpiValue::real("leakage", Unit::Ratio, l, None),
@@ -392,10 +407,10 @@ pub const WON: &str = "won";
 fn reps_with_records_in<'d>(data: &'d Dataset, p: &PeriodRange) -> BTreeSet<&'d str> {
     let mut out = BTreeSet::new();
     let mut add = |rep: Option<&'d str>, t: Instant| {
-        if let Some(rep) = rep {
-            if p.contains(t) {
-                out.insert(rep);
-            }
+        if let Some(rep) = rep
+            && p.contains(t)
+        {
+            out.insert(rep);
         }
     };
     for o in &data.orders {
@@ -500,10 +515,9 @@ impl<'e, 'a> Calc<'e, 'a> {
 
     /// Orders with ordered_at ∈ P in scope (order's rep at ordered_at).
     fn orders(&self) -> impl Iterator<Item = &'a crate::domain::Order> + '_ {
-        self.data()
-            .orders
-            .iter()
-            .filter(|o| self.p.contains(o.ordered_at) && self.counts(o.rep_id.as_deref(), o.ordered_at))
+        self.data().orders.iter().filter(|o| {
+            self.p.contains(o.ordered_at) && self.counts(o.rep_id.as_deref(), o.ordered_at)
+        })
     }
 
     /// revenue = sum(order.amount : ordered_at ∈ P)
@@ -512,17 +526,23 @@ impl<'e, 'a> Calc<'e, 'a> {
     }
 
     /// Deals with `status`, closed_at ∈ P, in scope at closed_at.
-    fn closed_deals(&self, status: DealStatus) -> impl Iterator<Item = &'a crate::domain::Deal> + '_ {
+    fn closed_deals(
+        &self,
+        status: DealStatus,
+    ) -> impl Iterator<Item = &'a crate::domain::Deal> + '_ {
         self.data().deals.iter().filter(move |d| {
             d.status == status
-                && d.closed_at
-                    .is_some_and(|c| self.p.contains(c) && self.counts(d.owner_rep_id.as_deref(), c))
+                && d.closed_at.is_some_and(|c| {
+                    self.p.contains(c) && self.counts(d.owner_rep_id.as_deref(), c)
+                })
         })
     }
 
     /// bookings = sum(deal.amount : WON, closed_at ∈ P)
     fn bookings(&self) -> i128 {
-        self.closed_deals(DealStatus::Won).map(|d| i128::from(d.amount)).sum()
+        self.closed_deals(DealStatus::Won)
+            .map(|d| i128::from(d.amount))
+            .sum()
     }
 
     fn count_closed(&self, status: DealStatus) -> i128 {
@@ -531,10 +551,9 @@ impl<'e, 'a> Calc<'e, 'a> {
 
     /// Deals with created_at ∈ P, in scope at created_at (the funnel cohort).
     fn created_deals(&self) -> impl Iterator<Item = &'a crate::domain::Deal> + '_ {
-        self.data()
-            .deals
-            .iter()
-            .filter(|d| self.p.contains(d.created_at) && self.counts(d.owner_rep_id.as_deref(), d.created_at))
+        self.data().deals.iter().filter(|d| {
+            self.p.contains(d.created_at) && self.counts(d.owner_rep_id.as_deref(), d.created_at)
+        })
     }
 
     /// Deals open at end, in scope at end: created_at < end and (OPEN or closed_at ≥ end).
@@ -549,14 +568,16 @@ impl<'e, 'a> Calc<'e, 'a> {
 
     /// Leads with created_at ∈ P, in scope at created_at.
     fn leads(&self) -> impl Iterator<Item = &'a crate::domain::Lead> + '_ {
-        self.data()
-            .leads
-            .iter()
-            .filter(|l| self.p.contains(l.created_at) && self.counts(l.owner_rep_id.as_deref(), l.created_at))
+        self.data().leads.iter().filter(|l| {
+            self.p.contains(l.created_at) && self.counts(l.owner_rep_id.as_deref(), l.created_at)
+        })
     }
 
     /// Activities with occurred_at ∈ P, in scope, of `kind` (all when `None`).
-    fn activities(&self, kind: Option<ActivityType>) -> impl Iterator<Item = &'a crate::domain::Activity> + '_ {
+    fn activities(
+        &self,
+        kind: Option<ActivityType>,
+    ) -> impl Iterator<Item = &'a crate::domain::Activity> + '_ {
         self.data().activities.iter().filter(move |a| {
             kind.is_none_or(|k| a.activity_type == k)
                 && self.p.contains(a.occurred_at)
@@ -577,10 +598,9 @@ impl<'e, 'a> Calc<'e, 'a> {
     }
 
     fn csat_responses(&self) -> impl Iterator<Item = &'a crate::domain::CsatResponse> + '_ {
-        self.data()
-            .csat_responses
-            .iter()
-            .filter(|c| self.p.contains(c.responded_at) && self.counts(c.rep_id.as_deref(), c.responded_at))
+        self.data().csat_responses.iter().filter(|c| {
+            self.p.contains(c.responded_at) && self.counts(c.rep_id.as_deref(), c.responded_at)
+        })
     }
 
     // ---- customers ------------------------------------------------------
@@ -590,7 +610,10 @@ impl<'e, 'a> Calc<'e, 'a> {
         self.data()
             .customers
             .iter()
-            .filter(|c| self.p.contains(c.acquired_at) && self.counts(c.owner_rep_id.as_deref(), c.acquired_at))
+            .filter(|c| {
+                self.p.contains(c.acquired_at)
+                    && self.counts(c.owner_rep_id.as_deref(), c.acquired_at)
+            })
             .count() as i128
     }
 
@@ -631,7 +654,9 @@ impl<'e, 'a> Calc<'e, 'a> {
         for t in &self.data().targets {
             let own = match (&t.scope, &self.scope_id) {
                 (TargetScope::Company, Scope::Company) => true,
-                (TargetScope::Team(a), Scope::Team(b)) | (TargetScope::Rep(a), Scope::Rep(b)) => a == b,
+                (TargetScope::Team(a), Scope::Team(b)) | (TargetScope::Rep(a), Scope::Rep(b)) => {
+                    a == b
+                }
                 _ => false,
             };
             if !own || t.metric != metric {
@@ -666,7 +691,7 @@ impl<'e, 'a> Calc<'e, 'a> {
                     None => true,
                     Some(t) => s.team_id.as_deref().is_some_and(|id| t.contains(id)),
                 })
-                .map(|s| prorate(s.amount, s.start_date, s.end_date, &self.p).0 .0)
+                .map(|s| prorate(s.amount, s.start_date, s.end_date, &self.p).0.0)
                 .sum(),
         )
     }
@@ -821,7 +846,9 @@ impl<'e, 'a> Calc<'e, 'a> {
             let stage = stages.get(k).map_or(WON, |s| s.name.as_str()).to_string();
             // leakage(k) = 1 − reached(k+1) ÷ reached(k)
             let leakage = match (reached.get(k), reached.get(k + 1)) {
-                (Some(&here), Some(&next)) if k < n && here > 0 => Some(1.0 - next as f64 / here as f64),
+                (Some(&here), Some(&next)) if k < n && here > 0 => {
+                    Some(1.0 - next as f64 / here as f64)
+                }
                 _ => None,
             };
             rows.push(FunnelRow {
@@ -837,7 +864,10 @@ impl<'e, 'a> Calc<'e, 'a> {
     /// LEAD_SOURCE row values over the scope's leads created in P (of one
     /// source, or all when `None`).
     fn lead_values(&self, source: Option<&str>) -> Vec<KpiValue> {
-        let leads: Vec<_> = self.leads().filter(|l| source.is_none_or(|s| l.source == s)).collect();
+        let leads: Vec<_> = self
+            .leads()
+            .filter(|l| source.is_none_or(|s| l.source == s))
+            .collect();
         vec![
             self.leads_created(&leads),
             self.lead_conversion_rate(&leads),
@@ -892,7 +922,10 @@ impl<'e, 'a> Calc<'e, 'a> {
             // revenue_growth = (revenue(P) − revenue(prev P)) ÷ revenue(prev P)
             "revenue_growth" => {
                 let settings = &self.engine.settings;
-                match self.p.previous(settings.time_zone, settings.fiscal_year_start_month) {
+                match self
+                    .p
+                    .previous(settings.time_zone, settings.fiscal_year_start_month)
+                {
                     Ok(prev) => {
                         let now = self.revenue();
                         let before = Calc::new(self.engine, &self.scope_id, prev).revenue();
@@ -923,7 +956,11 @@ impl<'e, 'a> Calc<'e, 'a> {
             "win_rate" => {
                 let won = self.count_closed(DealStatus::Won);
                 let lost = self.count_closed(DealStatus::Lost);
-                ratio(won as f64, (won + lost) as f64, "no deals were closed in the period")
+                ratio(
+                    won as f64,
+                    (won + lost) as f64,
+                    "no deals were closed in the period",
+                )
             }
             // average_deal_size = bookings ÷ deals_won
             "average_deal_size" => ratio(
@@ -937,7 +974,11 @@ impl<'e, 'a> Calc<'e, 'a> {
                     .closed_deals(DealStatus::Won)
                     .filter_map(|d| d.closed_at.map(|c| nanos_between(d.created_at, c)))
                     .fold((0i128, 0i128), |(s, n), x| (s + x, n + 1));
-                ratio(nanos_to_seconds(sum), n as f64, "no deals were won in the period")
+                ratio(
+                    nanos_to_seconds(sum),
+                    n as f64,
+                    "no deals were won in the period",
+                )
             }
             // deals_created = count(deals : created_at ∈ P)
             "deals_created" => whole(self.created_deals().count() as i128),
@@ -1012,14 +1053,18 @@ impl<'e, 'a> Calc<'e, 'a> {
             ),
             "reps_at_quota" => {
                 let (at, with) = self.reps_at_quota();
-                ratio(at as f64, with as f64, "no rep in scope has a revenue target overlapping the period")
+                ratio(
+                    at as f64,
+                    with as f64,
+                    "no rep in scope has a revenue target overlapping the period",
+                )
             }
             // csat = count(score ≥ min : responded_at ∈ P) ÷ count(responded_at ∈ P)
             "csat" => {
                 let min = self.engine.settings.csat_satisfied_min_score;
-                let (sat, n) = self
-                    .csat_responses()
-                    .fold((0u64, 0u64), |(s, n), c| (s + u64::from(c.score >= min), n + 1));
+                let (sat, n) = self.csat_responses().fold((0u64, 0u64), |(s, n), c| {
+                    (s + u64::from(c.score >= min), n + 1)
+                });
                 ratio(sat as f64, n as f64, "no CSAT responses in the period")
             }
             // csat_average = mean(score : responded_at ∈ P)
@@ -1039,8 +1084,9 @@ impl<'e, 'a> Calc<'e, 'a> {
                     .customers
                     .iter()
                     .filter(|c| {
-                        c.churned_at
-                            .is_some_and(|ch| self.p.contains(ch) && self.counts(c.owner_rep_id.as_deref(), ch))
+                        c.churned_at.is_some_and(|ch| {
+                            self.p.contains(ch) && self.counts(c.owner_rep_id.as_deref(), ch)
+                        })
                     })
                     .count() as i128,
             ),
@@ -1134,7 +1180,11 @@ impl<'e, 'a> Calc<'e, 'a> {
             // arpa = mrr ÷ count(customers with MRR > 0 at end)
             "arpa" => {
                 let m = self.mrr();
-                ratio(m.end as f64, m.paying_at_end as f64, "no customer has MRR at the end of the period")
+                ratio(
+                    m.end as f64,
+                    m.paying_at_end as f64,
+                    "no customer has MRR at the end of the period",
+                )
             }
             // mrr_quick_ratio = (new + reactivation + expansion) ÷ (contraction + churned)
             "mrr_quick_ratio" => {
@@ -1177,7 +1227,10 @@ impl<'e, 'a> Calc<'e, 'a> {
                     .data()
                     .inquiries
                     .iter()
-                    .filter(|i| self.p.contains(i.received_at) && self.counts(i.rep_id.as_deref(), i.received_at))
+                    .filter(|i| {
+                        self.p.contains(i.received_at)
+                            && self.counts(i.rep_id.as_deref(), i.received_at)
+                    })
                     .filter_map(|i| i.first_response_at.map(|r| nanos_between(i.received_at, r)))
                     .fold((0i128, 0i128), |(s, n), x| (s + x, n + 1));
                 ratio(
@@ -1231,14 +1284,28 @@ impl<'e, 'a> Calc<'e, 'a> {
         let active_end = self.active_at(self.p.end).count() as f64;
         let average = (cohort.active_at_start as f64 + active_end) / 2.0;
         if average == 0.0 {
-            return KpiValue::undefined(id, unit, "no customers were active at the start or end of the period");
+            return KpiValue::undefined(
+                id,
+                unit,
+                "no customers were active at the start or end of the period",
+            );
         }
         if cohort.active_at_start == 0 {
-            return KpiValue::undefined(id, unit, "the customer churn rate is undefined (no active customers at start)");
+            return KpiValue::undefined(
+                id,
+                unit,
+                "the customer churn rate is undefined (no active customers at start)",
+            );
         }
         let churn_rate = cohort.churned_in_period as f64 / cohort.active_at_start as f64;
         let per_customer = self.revenue() as f64 / average * self.engine.settings.gross_margin;
-        KpiValue::ratio(id, unit, per_customer, churn_rate, "no customers churned in the period (churn rate 0)")
+        KpiValue::ratio(
+            id,
+            unit,
+            per_customer,
+            churn_rate,
+            "no customers churned in the period (churn rate 0)",
+        )
     }
 }
 

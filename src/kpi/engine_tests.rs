@@ -33,7 +33,6 @@ fn month(y: i32, m: u32) -> PeriodRange {
     month_in(y, m, Tz::UTC)
 }
 
-
 fn team(id: &str, parent: Option<&str>) -> Record {
     Record::Team(Team {
         id: id.into(),
@@ -188,7 +187,14 @@ fn csat(id: &str, score: i32, at: &str, rep: Option<&str>) -> Record {
     })
 }
 
-fn target(id: &str, metric: TargetMetric, value: i64, from: NaiveDate, to: NaiveDate, scope: TargetScope) -> Record {
+fn target(
+    id: &str,
+    metric: TargetMetric,
+    value: i64,
+    from: NaiveDate,
+    to: NaiveDate,
+    scope: TargetScope,
+) -> Record {
     Record::Target(Target {
         id: id.into(),
         version: None,
@@ -253,7 +259,10 @@ fn assert_val(e: &Engine, scope: &Scope, p: &PeriodRange, id: &str, expected: f6
 #[track_caller]
 fn assert_undefined(e: &Engine, scope: &Scope, p: &PeriodRange, id: &str) {
     let v = kv(e, scope, p, id);
-    assert!(v.value.is_none(), "{id} for {scope:?} should be undefined, got {v:?}");
+    assert!(
+        v.value.is_none(),
+        "{id} for {scope:?} should be undefined, got {v:?}"
+    );
     assert!(
         v.undefined_reason.as_deref().is_some_and(|r| !r.is_empty()),
         "{id}: an undefined value needs a reason"
@@ -272,10 +281,13 @@ fn appendix_rep_moves_team() {
         member("m1", "r1", Some("A"), "2024-01-01T00:00:00Z"),
         member("m2", "r1", Some("B"), "2024-03-15T12:00:00Z"),
     ]);
-    data.orders.push(order("o1", 100, "2024-03-10T00:00:00Z", Some("r1")));
+    data.orders
+        .push(order("o1", 100, "2024-03-10T00:00:00Z", Some("r1")));
     // At its own instant the membership is not yet in force: still team A.
-    data.orders.push(order("o2", 50, "2024-03-15T12:00:00Z", Some("r1")));
-    data.orders.push(order("o3", 200, "2024-03-20T00:00:00Z", Some("r1")));
+    data.orders
+        .push(order("o2", 50, "2024-03-15T12:00:00Z", Some("r1")));
+    data.orders
+        .push(order("o3", 200, "2024-03-20T00:00:00Z", Some("r1")));
     let e = Engine::new(&data, TenantSettings::default());
     let march = month(2024, 3);
     assert_val(&e, &team_scope("A"), &march, "revenue", 150.0);
@@ -356,33 +368,100 @@ fn appendix_mrr_movements() {
     }
     let v = kv(&e, &Scope::Company, &march, "mrr_churn_rate");
     assert_eq!((v.numerator, v.denominator), (Some(280.0), Some(720.0)));
-    assert_eq!(kv(&e, &Scope::Company, &march, "mrr").exact_value, Some(750));
+    assert_eq!(
+        kv(&e, &Scope::Company, &march, "mrr").exact_value,
+        Some(750)
+    );
 }
 
 fn appendix_funnel_data() -> Dataset {
     use DealStatus::*;
     dataset(vec![
         // d1 OPEN 1000, history prospecting → proposal (top index 2)
-        deal("d1", Open, 1000, "2024-03-02T00:00:00Z", None, Some("proposal"), None),
+        deal(
+            "d1",
+            Open,
+            1000,
+            "2024-03-02T00:00:00Z",
+            None,
+            Some("proposal"),
+            None,
+        ),
         stage("d1-1", "d1", "prospecting", "2024-03-02T00:00:00Z"),
         stage("d1-2", "d1", "proposal", "2024-03-05T00:00:00Z"),
         // d2 WON 7000, created Mar 1, closed Mar 20, history prospecting (WON → top 3)
-        deal("d2", Won, 7000, "2024-03-01T00:00:00Z", Some("2024-03-20T00:00:00Z"), None, None),
+        deal(
+            "d2",
+            Won,
+            7000,
+            "2024-03-01T00:00:00Z",
+            Some("2024-03-20T00:00:00Z"),
+            None,
+            None,
+        ),
         stage("d2-1", "d2", "prospecting", "2024-03-01T00:00:00Z"),
         // d3 LOST 600, stage qualification, no history (top 1)
-        deal("d3", Lost, 600, "2024-03-03T00:00:00Z", Some("2024-03-25T00:00:00Z"), Some("qualification"), None),
+        deal(
+            "d3",
+            Lost,
+            600,
+            "2024-03-03T00:00:00Z",
+            Some("2024-03-25T00:00:00Z"),
+            Some("qualification"),
+            None,
+        ),
         // d4 OPEN 2000, stage "discovery" (not in the pipeline → index 0)
-        deal("d4", Open, 2000, "2024-03-04T00:00:00Z", None, Some("discovery"), None),
+        deal(
+            "d4",
+            Open,
+            2000,
+            "2024-03-04T00:00:00Z",
+            None,
+            Some("discovery"),
+            None,
+        ),
         // d5 OPEN 3000, stage negotiation (top 3): skips stages
-        deal("d5", Open, 3000, "2024-03-05T00:00:00Z", None, Some("negotiation"), None),
+        deal(
+            "d5",
+            Open,
+            3000,
+            "2024-03-05T00:00:00Z",
+            None,
+            Some("negotiation"),
+            None,
+        ),
         // d7 OPEN 5000, history negotiation (Mar 3) then qualification (Mar 4) (top 3)
-        deal("d7", Open, 5000, "2024-03-02T00:00:00Z", None, Some("qualification"), None),
+        deal(
+            "d7",
+            Open,
+            5000,
+            "2024-03-02T00:00:00Z",
+            None,
+            Some("qualification"),
+            None,
+        ),
         stage("d7-1", "d7", "negotiation", "2024-03-03T00:00:00Z"),
         stage("d7-2", "d7", "qualification", "2024-03-04T00:00:00Z"),
         // d8 WON 10000, created Mar 10, closed Apr 1 00:00 (still open at end; stage negotiation)
-        deal("d8", Won, 10000, "2024-03-10T00:00:00Z", Some("2024-04-01T00:00:00Z"), Some("negotiation"), None),
+        deal(
+            "d8",
+            Won,
+            10000,
+            "2024-03-10T00:00:00Z",
+            Some("2024-04-01T00:00:00Z"),
+            Some("negotiation"),
+            None,
+        ),
         // d6 OPEN 4000 created Feb 28 (prospecting): not in the cohort
-        deal("d6", Open, 4000, "2024-02-28T00:00:00Z", None, Some("prospecting"), None),
+        deal(
+            "d6",
+            Open,
+            4000,
+            "2024-02-28T00:00:00Z",
+            None,
+            Some("prospecting"),
+            None,
+        ),
     ])
 }
 
@@ -441,10 +520,25 @@ fn rich() -> Dataset {
         customer("c1", "2023-06-01T00:00:00Z", None, r1),
         customer("c2", "2024-03-08T00:00:00Z", None, r3),
         customer("c3", "2024-03-18T00:00:00Z", None, r3),
-        customer("c4", "2023-01-01T00:00:00Z", Some("2024-03-25T00:00:00Z"), r2),
-        customer("c5", "2023-05-01T00:00:00Z", Some("2024-02-10T00:00:00Z"), None),
+        customer(
+            "c4",
+            "2023-01-01T00:00:00Z",
+            Some("2024-03-25T00:00:00Z"),
+            r2,
+        ),
+        customer(
+            "c5",
+            "2023-05-01T00:00:00Z",
+            Some("2024-02-10T00:00:00Z"),
+            None,
+        ),
         // Churned exactly at start: active at start (churned_at ≥ start) and churned in P.
-        customer("c6", "2024-02-01T00:00:00Z", Some("2024-03-01T00:00:00Z"), r1),
+        customer(
+            "c6",
+            "2024-02-01T00:00:00Z",
+            Some("2024-03-01T00:00:00Z"),
+            r1,
+        ),
         // Subscriptions.
         sub("sc1", "sub-1", "c1", 100, "2024-01-01T00:00:00Z"),
         sub("sc2", "sub-1", "c1", 150, "2024-03-10T00:00:00Z"),
@@ -452,16 +546,77 @@ fn rich() -> Dataset {
         sub("sc4", "sub-3", "c4", 60, "2023-06-01T00:00:00Z"),
         sub("sc5", "sub-3", "c4", 0, "2024-03-25T00:00:00Z"),
         // Deals.
-        deal("dA", Won, 4000, "2024-02-01T00:00:00Z", Some("2024-03-11T00:00:00Z"), Some("negotiation"), r1),
-        deal("dB", Won, 2000, "2024-03-01T00:00:00Z", Some("2024-03-03T00:00:00Z"), Some("proposal"), r2),
-        deal("dC", Lost, 1500, "2024-03-02T00:00:00Z", Some("2024-03-09T00:00:00Z"), Some("prospecting"), r3),
-        deal("dD", Open, 10000, "2024-03-05T00:00:00Z", None, Some("proposal"), r1),
-        deal("dE", Open, 3000, "2024-01-10T00:00:00Z", None, Some("qualification"), r2),
+        deal(
+            "dA",
+            Won,
+            4000,
+            "2024-02-01T00:00:00Z",
+            Some("2024-03-11T00:00:00Z"),
+            Some("negotiation"),
+            r1,
+        ),
+        deal(
+            "dB",
+            Won,
+            2000,
+            "2024-03-01T00:00:00Z",
+            Some("2024-03-03T00:00:00Z"),
+            Some("proposal"),
+            r2,
+        ),
+        deal(
+            "dC",
+            Lost,
+            1500,
+            "2024-03-02T00:00:00Z",
+            Some("2024-03-09T00:00:00Z"),
+            Some("prospecting"),
+            r3,
+        ),
+        deal(
+            "dD",
+            Open,
+            10000,
+            "2024-03-05T00:00:00Z",
+            None,
+            Some("proposal"),
+            r1,
+        ),
+        deal(
+            "dE",
+            Open,
+            3000,
+            "2024-01-10T00:00:00Z",
+            None,
+            Some("qualification"),
+            r2,
+        ),
         stage("dE-1", "dE", "negotiation", "2024-04-02T00:00:00Z"),
         // Leads.
-        lead("l1", "referral", "2024-03-02T00:00:00Z", Some("2024-03-02T01:00:00Z"), Some("2024-03-20T00:00:00Z"), r1),
-        lead("l2", "web", "2024-03-03T00:00:00Z", Some("2024-03-03T02:00:00Z"), None, r2),
-        lead("l3", "web", "2024-03-04T00:00:00Z", None, Some("2024-04-05T00:00:00Z"), r3),
+        lead(
+            "l1",
+            "referral",
+            "2024-03-02T00:00:00Z",
+            Some("2024-03-02T01:00:00Z"),
+            Some("2024-03-20T00:00:00Z"),
+            r1,
+        ),
+        lead(
+            "l2",
+            "web",
+            "2024-03-03T00:00:00Z",
+            Some("2024-03-03T02:00:00Z"),
+            None,
+            r2,
+        ),
+        lead(
+            "l3",
+            "web",
+            "2024-03-04T00:00:00Z",
+            None,
+            Some("2024-04-05T00:00:00Z"),
+            r3,
+        ),
         lead("l4", "web", "2024-02-27T00:00:00Z", None, None, r1),
         // Activities.
         activity("a1", "r1", Call, "2024-03-02T00:00:00Z", Some(600)),
@@ -470,27 +625,99 @@ fn rich() -> Dataset {
         activity("a4", "r2", FollowUp, "2024-03-05T00:00:00Z", Some(300)),
         activity("a5", "r3", Proposal, "2024-03-06T00:00:00Z", Some(0)),
         activity("a6", "r3", Demo, "2024-03-07T00:00:00Z", Some(2400)),
-        activity("a7", "r1", NetworkingEvent, "2024-03-08T00:00:00Z", Some(7200)),
+        activity(
+            "a7",
+            "r1",
+            NetworkingEvent,
+            "2024-03-08T00:00:00Z",
+            Some(7200),
+        ),
         activity("a8", "r2", Social, "2024-03-09T00:00:00Z", Some(60)),
         activity("a9", "r1", Call, "2024-03-10T00:00:00Z", Some(120)),
         activity("a10", "r1", Call, "2024-04-01T00:00:00Z", Some(100)),
         // Inquiries and CSAT.
-        inquiry("i1", "2024-03-05T00:00:00Z", Some("2024-03-05T00:20:00Z"), r1),
-        inquiry("i2", "2024-03-06T00:00:00Z", Some("2024-03-06T00:10:00Z"), None),
+        inquiry(
+            "i1",
+            "2024-03-05T00:00:00Z",
+            Some("2024-03-05T00:20:00Z"),
+            r1,
+        ),
+        inquiry(
+            "i2",
+            "2024-03-06T00:00:00Z",
+            Some("2024-03-06T00:10:00Z"),
+            None,
+        ),
         inquiry("i3", "2024-03-07T00:00:00Z", None, r2),
         csat("cs1", 5, "2024-03-03T00:00:00Z", r1),
         csat("cs2", 4, "2024-03-04T00:00:00Z", r2),
         csat("cs3", 2, "2024-03-05T00:00:00Z", r3),
         csat("cs4", 3, "2024-03-06T00:00:00Z", None),
         // Targets.
-        target("T1", Revenue, 6200, d(2024, 3, 1), d(2024, 4, 1), TargetScope::Company),
-        target("T2", Bookings, 9000, d(2024, 2, 1), d(2024, 5, 1), TargetScope::Company),
-        target("T3", NewCustomers, 4, d(2024, 3, 1), d(2024, 4, 1), TargetScope::Company),
-        target("T4", DealsWon, 4, d(2024, 3, 1), d(2024, 4, 1), TargetScope::Company),
-        target("T5", Revenue, 1000, d(2024, 3, 1), d(2024, 4, 1), TargetScope::Rep("r1".into())),
-        target("T6", Revenue, 620, d(2024, 3, 16), d(2024, 4, 16), TargetScope::Rep("r2".into())),
-        target("T7", Revenue, 3100, d(2024, 3, 1), d(2024, 4, 1), TargetScope::Rep("r3".into())),
-        target("T8", Revenue, 1000, d(2024, 3, 1), d(2024, 4, 1), TargetScope::Team("east".into())),
+        target(
+            "T1",
+            Revenue,
+            6200,
+            d(2024, 3, 1),
+            d(2024, 4, 1),
+            TargetScope::Company,
+        ),
+        target(
+            "T2",
+            Bookings,
+            9000,
+            d(2024, 2, 1),
+            d(2024, 5, 1),
+            TargetScope::Company,
+        ),
+        target(
+            "T3",
+            NewCustomers,
+            4,
+            d(2024, 3, 1),
+            d(2024, 4, 1),
+            TargetScope::Company,
+        ),
+        target(
+            "T4",
+            DealsWon,
+            4,
+            d(2024, 3, 1),
+            d(2024, 4, 1),
+            TargetScope::Company,
+        ),
+        target(
+            "T5",
+            Revenue,
+            1000,
+            d(2024, 3, 1),
+            d(2024, 4, 1),
+            TargetScope::Rep("r1".into()),
+        ),
+        target(
+            "T6",
+            Revenue,
+            620,
+            d(2024, 3, 16),
+            d(2024, 4, 16),
+            TargetScope::Rep("r2".into()),
+        ),
+        target(
+            "T7",
+            Revenue,
+            3100,
+            d(2024, 3, 1),
+            d(2024, 4, 1),
+            TargetScope::Rep("r3".into()),
+        ),
+        target(
+            "T8",
+            Revenue,
+            1000,
+            d(2024, 3, 1),
+            d(2024, 4, 1),
+            TargetScope::Team("east".into()),
+        ),
         // Spend.
         spend("s1", 3100, d(2024, 3, 1), d(2024, 4, 1), None),
         spend("s2", 580, d(2024, 2, 16), d(2024, 3, 16), Some("east")),
@@ -501,12 +728,54 @@ fn rich() -> Dataset {
         x.customer_id = customer.map(str::to_string);
         data.orders.push(x);
     };
-    o("o1", 1000, "2024-03-05T00:00:00Z", r1, OrderKind::New, Some("c1"));
-    o("o2", 500, "2024-03-06T00:00:00Z", r2, OrderKind::Upsell, Some("c1"));
-    o("o3", 300, "2024-03-10T00:00:00Z", r3, OrderKind::New, Some("c2"));
-    o("o4", 200, "2024-03-20T00:00:00Z", r3, OrderKind::CrossSell, Some("c3"));
-    o("o5", 100, "2024-03-21T00:00:00Z", None, OrderKind::New, None);
-    o("o6", 999, "2024-02-20T00:00:00Z", r1, OrderKind::New, Some("c1"));
+    o(
+        "o1",
+        1000,
+        "2024-03-05T00:00:00Z",
+        r1,
+        OrderKind::New,
+        Some("c1"),
+    );
+    o(
+        "o2",
+        500,
+        "2024-03-06T00:00:00Z",
+        r2,
+        OrderKind::Upsell,
+        Some("c1"),
+    );
+    o(
+        "o3",
+        300,
+        "2024-03-10T00:00:00Z",
+        r3,
+        OrderKind::New,
+        Some("c2"),
+    );
+    o(
+        "o4",
+        200,
+        "2024-03-20T00:00:00Z",
+        r3,
+        OrderKind::CrossSell,
+        Some("c3"),
+    );
+    o(
+        "o5",
+        100,
+        "2024-03-21T00:00:00Z",
+        None,
+        OrderKind::New,
+        None,
+    );
+    o(
+        "o6",
+        999,
+        "2024-02-20T00:00:00Z",
+        r1,
+        OrderKind::New,
+        Some("c1"),
+    );
     data
 }
 
@@ -638,7 +907,10 @@ fn every_kpi_has_a_hand_computed_value() {
     ];
     let ids: Vec<&str> = expected.iter().map(|(id, _)| *id).collect();
     let catalog: Vec<&str> = CATALOG.iter().map(|k| k.id).collect();
-    assert_eq!(ids, catalog, "every catalog KPI needs a hand-computed value here");
+    assert_eq!(
+        ids, catalog,
+        "every catalog KPI needs a hand-computed value here"
+    );
     for (id, want) in expected {
         let got = kv(&e, &Scope::Company, &march, id);
         match want {
@@ -678,8 +950,14 @@ fn team_and_rep_scopes_on_the_rich_fixture() {
     assert_undefined(&e, &east, &march, "pipeline_coverage");
     // r2's own target: 620 × 16/31 = 320
     assert_val(&e, &rep_scope("r2"), &march, "revenue_target", 320.0);
-    assert_eq!(kv(&e, &rep_scope("r2"), &march, "revenue_target").exact_value, None);
-    assert_eq!(kv(&e, &Scope::Company, &march, "revenue_target").exact_value, Some(6200));
+    assert_eq!(
+        kv(&e, &rep_scope("r2"), &march, "revenue_target").exact_value,
+        None
+    );
+    assert_eq!(
+        kv(&e, &Scope::Company, &march, "revenue_target").exact_value,
+        Some(6200)
+    );
     // reps_at_quota, TEAM: reps with a target whose team at end is in scope.
     // east at end: r1 ✓, r2 ✓ (east-a), r3 ✗ → 2/3; west: nobody → undefined
     assert_val(&e, &east, &march, "reps_at_quota", 2.0 / 3.0);
@@ -728,7 +1006,10 @@ fn zero_denominators_are_undefined_with_a_reason() {
         for v in values {
             match v.value {
                 Some(x) => {
-                    assert!(x.is_finite() && x == 0.0 || v.kpi_id == "active_reps", "{v:?}");
+                    assert!(
+                        x.is_finite() && x == 0.0 || v.kpi_id == "active_reps",
+                        "{v:?}"
+                    );
                     assert!(v.undefined_reason.is_none());
                 }
                 None => assert!(v.undefined_reason.as_deref().is_some_and(|r| !r.is_empty())),
@@ -737,14 +1018,35 @@ fn zero_denominators_are_undefined_with_a_reason() {
     }
     let c = &Scope::Company;
     for id in [
-        "revenue_growth", "average_order_value", "win_rate", "average_deal_size", "sales_cycle",
-        "pipeline_coverage", "revenue_target_attainment", "bookings_target_attainment",
-        "new_customers_target_attainment", "deals_won_target_attainment", "reps_at_quota", "csat",
-        "csat_average", "customer_churn_rate", "customer_retention_rate",
-        "upsell_cross_sell_rate", "cac", "clv", "clv_to_cac", "mrr_churn_rate",
-        "net_revenue_retention", "arpa", "mrr_quick_ratio", "lead_conversion_rate",
-        "lead_response_time", "activities_per_deal_won", "inquiry_response_time",
-        "revenue_per_rep", "bookings_per_rep",
+        "revenue_growth",
+        "average_order_value",
+        "win_rate",
+        "average_deal_size",
+        "sales_cycle",
+        "pipeline_coverage",
+        "revenue_target_attainment",
+        "bookings_target_attainment",
+        "new_customers_target_attainment",
+        "deals_won_target_attainment",
+        "reps_at_quota",
+        "csat",
+        "csat_average",
+        "customer_churn_rate",
+        "customer_retention_rate",
+        "upsell_cross_sell_rate",
+        "cac",
+        "clv",
+        "clv_to_cac",
+        "mrr_churn_rate",
+        "net_revenue_retention",
+        "arpa",
+        "mrr_quick_ratio",
+        "lead_conversion_rate",
+        "lead_response_time",
+        "activities_per_deal_won",
+        "inquiry_response_time",
+        "revenue_per_rep",
+        "bookings_per_rep",
     ] {
         assert_undefined(&e, c, &march, id);
     }
@@ -760,10 +1062,20 @@ fn zero_denominators_are_undefined_with_a_reason() {
 #[test]
 fn customers_acquired_and_churned_inside_the_period() {
     let data = dataset(vec![
-        customer("in-out", "2024-03-02T00:00:00Z", Some("2024-03-20T00:00:00Z"), None),
+        customer(
+            "in-out",
+            "2024-03-02T00:00:00Z",
+            Some("2024-03-20T00:00:00Z"),
+            None,
+        ),
         customer("old", "2024-01-01T00:00:00Z", None, None),
         // churned exactly at end: active at end, not churned in P
-        customer("edge", "2024-01-01T00:00:00Z", Some("2024-04-01T00:00:00Z"), None),
+        customer(
+            "edge",
+            "2024-01-01T00:00:00Z",
+            Some("2024-04-01T00:00:00Z"),
+            None,
+        ),
         // acquired exactly at start: not active at start (acquired_at < t fails), new in P
         customer("fresh", "2024-03-01T00:00:00Z", None, None),
     ]);
@@ -790,9 +1102,12 @@ fn membership_ties_take_the_greatest_id() {
         // leaves all teams on Mar 20
         member("m-3", "r1", None, "2024-03-20T00:00:00Z"),
     ]);
-    data.orders.push(order("o1", 10, "2024-03-01T00:00:00Z", Some("r1"))); // no team yet
-    data.orders.push(order("o2", 20, "2024-03-05T00:00:00Z", Some("r1"))); // A (m-2 > m-1)
-    data.orders.push(order("o3", 40, "2024-03-25T00:00:00Z", Some("r1"))); // no team
+    data.orders
+        .push(order("o1", 10, "2024-03-01T00:00:00Z", Some("r1"))); // no team yet
+    data.orders
+        .push(order("o2", 20, "2024-03-05T00:00:00Z", Some("r1"))); // A (m-2 > m-1)
+    data.orders
+        .push(order("o3", 40, "2024-03-25T00:00:00Z", Some("r1"))); // no team
     let e = Engine::new(&data, TenantSettings::default());
     let march = month(2024, 3);
     assert_val(&e, &team_scope("A"), &march, "revenue", 20.0);
@@ -816,7 +1131,8 @@ fn team_cycles_are_guarded() {
         team("orphan", Some("deleted")),
         member("m1", "r1", Some("c"), "2024-01-01T00:00:00Z"),
     ]);
-    data.orders.push(order("o1", 5, "2024-03-05T00:00:00Z", Some("r1")));
+    data.orders
+        .push(order("o1", 5, "2024-03-05T00:00:00Z", Some("r1")));
     let e = Engine::new(&data, TenantSettings::default());
     let march = month(2024, 3);
     assert_val(&e, &team_scope("a"), &march, "revenue", 5.0);
@@ -831,16 +1147,48 @@ fn team_cycles_are_guarded() {
 fn deal_stage_at_end_and_unknown_stages() {
     use DealStatus::*;
     let data = dataset(vec![
-        deal("x", Open, 1000, "2024-03-01T00:00:00Z", None, Some("negotiation"), None),
+        deal(
+            "x",
+            Open,
+            1000,
+            "2024-03-01T00:00:00Z",
+            None,
+            Some("negotiation"),
+            None,
+        ),
         stage("x-1", "x", "proposal", "2024-03-10T00:00:00Z"),
         stage("x-2", "x", "qualification", "2024-03-10T00:00:00Z"),
         // entered exactly at end: not yet in force
         stage("x-3", "x", "negotiation", "2024-04-01T00:00:00Z"),
-        deal("y", Open, 1000, "2024-03-01T00:00:00Z", None, Some("unknown"), None),
+        deal(
+            "y",
+            Open,
+            1000,
+            "2024-03-01T00:00:00Z",
+            None,
+            Some("unknown"),
+            None,
+        ),
         // closed before end: not in the pipeline
-        deal("z", Lost, 1000, "2024-03-01T00:00:00Z", Some("2024-03-31T00:00:00Z"), Some("proposal"), None),
+        deal(
+            "z",
+            Lost,
+            1000,
+            "2024-03-01T00:00:00Z",
+            Some("2024-03-31T00:00:00Z"),
+            Some("proposal"),
+            None,
+        ),
         // created exactly at end: not open at end
-        deal("w", Open, 1000, "2024-04-01T00:00:00Z", None, Some("proposal"), None),
+        deal(
+            "w",
+            Open,
+            1000,
+            "2024-04-01T00:00:00Z",
+            None,
+            Some("proposal"),
+            None,
+        ),
     ]);
     let e = Engine::new(&data, TenantSettings::default());
     let (c, march) = (&Scope::Company, month(2024, 3));
@@ -856,11 +1204,32 @@ fn deal_stage_at_end_and_unknown_stages() {
 fn targets_and_spend_prorate_across_period_boundaries() {
     let data = dataset(vec![
         // Q1 2024 = 91 days; March overlap 31 → 9100 × 31/91 = 3100
-        target("q", TargetMetric::Revenue, 9100, d(2024, 1, 1), d(2024, 4, 1), TargetScope::Company),
+        target(
+            "q",
+            TargetMetric::Revenue,
+            9100,
+            d(2024, 1, 1),
+            d(2024, 4, 1),
+            TargetScope::Company,
+        ),
         // Mar 20..Apr 10 = 21 days, 12 in March → 2100 × 12/21 = 1200
-        target("x", TargetMetric::Revenue, 2100, d(2024, 3, 20), d(2024, 4, 10), TargetScope::Company),
+        target(
+            "x",
+            TargetMetric::Revenue,
+            2100,
+            d(2024, 3, 20),
+            d(2024, 4, 10),
+            TargetScope::Company,
+        ),
         // entirely in February: no overlap
-        target("f", TargetMetric::Revenue, 5000, d(2024, 2, 1), d(2024, 3, 1), TargetScope::Company),
+        target(
+            "f",
+            TargetMetric::Revenue,
+            5000,
+            d(2024, 2, 1),
+            d(2024, 3, 1),
+            TargetScope::Company,
+        ),
         // 10 days Feb 25..Mar 6, 5 in March → 1000 × 5/10 = 500
         spend("s", 1000, d(2024, 2, 25), d(2024, 3, 6), None),
         customer("n", "2024-03-03T00:00:00Z", None, None),
@@ -880,12 +1249,18 @@ fn targets_and_spend_prorate_across_period_boundaries() {
 #[test]
 fn dst_month_in_new_york() {
     let mut data = Dataset::default();
-    data.orders.push(order("before", 1, "2024-03-01T04:59:59Z", None)); // Feb 29 23:59:59 EST
-    data.orders.push(order("first", 10, "2024-03-01T05:00:00Z", None)); // Mar 1 00:00 EST
-    data.orders.push(order("last", 100, "2024-04-01T03:59:59Z", None)); // Mar 31 23:59:59 EDT
-    data.orders.push(order("after", 1000, "2024-04-01T04:00:00Z", None)); // Apr 1 00:00 EDT
-    let mut settings = TenantSettings::default();
-    settings.time_zone = chrono_tz::America::New_York;
+    data.orders
+        .push(order("before", 1, "2024-03-01T04:59:59Z", None)); // Feb 29 23:59:59 EST
+    data.orders
+        .push(order("first", 10, "2024-03-01T05:00:00Z", None)); // Mar 1 00:00 EST
+    data.orders
+        .push(order("last", 100, "2024-04-01T03:59:59Z", None)); // Mar 31 23:59:59 EDT
+    data.orders
+        .push(order("after", 1000, "2024-04-01T04:00:00Z", None)); // Apr 1 00:00 EDT
+    let settings = TenantSettings {
+        time_zone: chrono_tz::America::New_York,
+        ..TenantSettings::default()
+    };
     let e = Engine::new(&data, settings);
     let march = month_in(2024, 3, chrono_tz::America::New_York);
     assert_val(&e, &Scope::Company, &march, "revenue", 110.0);
@@ -907,14 +1282,27 @@ fn dst_month_in_new_york() {
 fn fiscal_year_periods() {
     let mut data = dataset(vec![
         // An annual target for the fiscal year, wholly inside it.
-        target("fy", TargetMetric::Revenue, 1200, d(2023, 4, 1), d(2024, 4, 1), TargetScope::Company),
+        target(
+            "fy",
+            TargetMetric::Revenue,
+            1200,
+            d(2023, 4, 1),
+            d(2024, 4, 1),
+            TargetScope::Company,
+        ),
     ]);
-    data.orders.push(order("a", 100, "2023-03-31T23:59:59Z", None));
-    data.orders.push(order("b", 200, "2023-04-01T00:00:00Z", None));
-    data.orders.push(order("c", 300, "2024-03-31T12:00:00Z", None));
-    data.orders.push(order("d", 400, "2024-04-01T00:00:00Z", None));
-    let mut settings = TenantSettings::default();
-    settings.fiscal_year_start_month = 4;
+    data.orders
+        .push(order("a", 100, "2023-03-31T23:59:59Z", None));
+    data.orders
+        .push(order("b", 200, "2023-04-01T00:00:00Z", None));
+    data.orders
+        .push(order("c", 300, "2024-03-31T12:00:00Z", None));
+    data.orders
+        .push(order("d", 400, "2024-04-01T00:00:00Z", None));
+    let settings = TenantSettings {
+        fiscal_year_start_month: 4,
+        ..TenantSettings::default()
+    };
     let e = Engine::new(&data, settings);
     let fy = PeriodSpec::Calendar {
         granularity: Granularity::FiscalYear,
@@ -948,8 +1336,17 @@ fn comparisons_and_relative_change() {
         .iter()
         .filter_map(|id| CATALOG.iter().find(|k| k.id == *id))
         .collect();
-    let b = e.bundle(&Scope::Company, &march, &kpis, false, ComparisonKind::PreviousPeriod);
-    assert_eq!(b.comparison_period.map(|p| p.start_date), Some(d(2024, 2, 1)));
+    let b = e.bundle(
+        &Scope::Company,
+        &march,
+        &kpis,
+        false,
+        ComparisonKind::PreviousPeriod,
+    );
+    assert_eq!(
+        b.comparison_period.map(|p| p.start_date),
+        Some(d(2024, 2, 1))
+    );
     let revenue = b.values[0].comparison.clone().expect("comparison");
     // February revenue 999: change (2100 − 999) ÷ 999
     assert_eq!(revenue.value, Some(999.0));
@@ -959,10 +1356,19 @@ fn comparisons_and_relative_change() {
     assert_eq!((win.value, win.relative_change), (None, None));
     assert!(win.undefined_reason.is_some());
     // Previous year: March 2023 revenue 0 → relative change undefined.
-    let b = e.bundle(&Scope::Company, &march, &kpis, false, ComparisonKind::PreviousYear);
+    let b = e.bundle(
+        &Scope::Company,
+        &march,
+        &kpis,
+        false,
+        ComparisonKind::PreviousYear,
+    );
     let revenue = b.values[0].comparison.clone().expect("comparison");
     assert_eq!((revenue.value, revenue.relative_change), (Some(0.0), None));
-    assert_eq!(super::super::value::relative_change(Some(5.0), Some(4.0)), Some(0.25));
+    assert_eq!(
+        super::super::value::relative_change(Some(5.0), Some(4.0)),
+        Some(0.25)
+    );
     assert_eq!(super::super::value::relative_change(None, Some(4.0)), None);
 }
 
@@ -972,14 +1378,30 @@ fn comparisons_and_relative_change() {
 fn series_has_every_period() {
     let data = rich();
     let e = Engine::new(&data, TenantSettings::default());
-    let kpis: Vec<&KpiDef> = CATALOG.iter().filter(|k| ["revenue", "win_rate"].contains(&k.id)).collect();
+    let kpis: Vec<&KpiDef> = CATALOG
+        .iter()
+        .filter(|k| ["revenue", "win_rate"].contains(&k.id))
+        .collect();
     let bundles = e
-        .series(&Scope::Company, &month(2024, 2), 4, &kpis, true, ComparisonKind::None)
+        .series(
+            &Scope::Company,
+            &month(2024, 2),
+            4,
+            &kpis,
+            true,
+            ComparisonKind::None,
+        )
         .expect("series");
     let starts: Vec<NaiveDate> = bundles.iter().map(|b| b.period.start_date).collect();
-    assert_eq!(starts, vec![d(2024, 2, 1), d(2024, 3, 1), d(2024, 4, 1), d(2024, 5, 1)]);
+    assert_eq!(
+        starts,
+        vec![d(2024, 2, 1), d(2024, 3, 1), d(2024, 4, 1), d(2024, 5, 1)]
+    );
     let revenue: Vec<Option<f64>> = bundles.iter().map(|b| b.values[0].value).collect();
-    assert_eq!(revenue, vec![Some(999.0), Some(2100.0), Some(0.0), Some(0.0)]);
+    assert_eq!(
+        revenue,
+        vec![Some(999.0), Some(2100.0), Some(0.0), Some(0.0)]
+    );
     assert_eq!(bundles[3].values[1].value, None);
     assert!(bundles.iter().all(|b| b.funnel.is_some()));
 }
@@ -993,22 +1415,34 @@ fn breakdowns() {
     let revenue: Vec<&KpiDef> = CATALOG.iter().filter(|k| k.id == "revenue").collect();
     // REP (COMPANY): every rep with a team in March.
     let keys = e.breakdown_keys(c, &march, Dimension::Rep);
-    assert_eq!(keys.iter().map(|k| k.0.as_str()).collect::<Vec<_>>(), ["r1", "r2", "r3"]);
+    assert_eq!(
+        keys.iter().map(|k| k.0.as_str()).collect::<Vec<_>>(),
+        ["r1", "r2", "r3"]
+    );
     assert_eq!(keys[0].1, "Rep r1");
     let rows = e.breakdown_rows(c, &march, Dimension::Rep, &keys, &revenue);
     let got: Vec<Option<f64>> = rows.iter().map(|r| r.values[0].value).collect();
     assert_eq!(got, vec![Some(1000.0), Some(500.0), Some(500.0)]);
     // REP (TEAM west): r3 was in west at start.
     let keys = e.breakdown_keys(&team_scope("west"), &march, Dimension::Rep);
-    assert_eq!(keys.iter().map(|k| k.0.as_str()).collect::<Vec<_>>(), ["r3"]);
+    assert_eq!(
+        keys.iter().map(|k| k.0.as_str()).collect::<Vec<_>>(),
+        ["r3"]
+    );
     // TEAM (COMPANY): the roots east, west; TEAM(east): east-a.
     let keys = e.breakdown_keys(c, &march, Dimension::Team);
-    assert_eq!(keys.iter().map(|k| k.0.as_str()).collect::<Vec<_>>(), ["east", "west"]);
+    assert_eq!(
+        keys.iter().map(|k| k.0.as_str()).collect::<Vec<_>>(),
+        ["east", "west"]
+    );
     let rows = e.breakdown_rows(c, &march, Dimension::Team, &keys, &revenue);
     assert_eq!(rows[0].values[0].value, Some(1700.0));
     assert_eq!(rows[1].values[0].value, Some(300.0));
     let keys = e.breakdown_keys(&team_scope("east"), &march, Dimension::Team);
-    assert_eq!(keys, vec![("east-a".to_string(), "Team east-a".to_string())]);
+    assert_eq!(
+        keys,
+        vec![("east-a".to_string(), "Team east-a".to_string())]
+    );
     // LEAD_SOURCE: referral (l1), web (l2, l3).
     let keys = e.breakdown_keys(c, &march, Dimension::LeadSource);
     let rows = e.breakdown_rows(c, &march, Dimension::LeadSource, &keys, &[]);
@@ -1028,10 +1462,22 @@ fn breakdowns() {
     let keys = e.breakdown_keys(c, &march, Dimension::Stage);
     let rows = e.breakdown_rows(c, &march, Dimension::Stage, &keys, &[]);
     let names: Vec<&str> = rows.iter().map(|r| r.key.as_str()).collect();
-    assert_eq!(names, ["prospecting", "qualification", "proposal", "negotiation", "won"]);
+    assert_eq!(
+        names,
+        [
+            "prospecting",
+            "qualification",
+            "proposal",
+            "negotiation",
+            "won"
+        ]
+    );
     // cohort dB (won → 3), dC (prospecting → 0), dD (proposal → 2): reached 3, 2, 2, 1; won 1
     let reached: Vec<Option<f64>> = rows.iter().map(|r| r.values[0].value).collect();
-    assert_eq!(reached, vec![Some(3.0), Some(2.0), Some(2.0), Some(1.0), Some(1.0)]);
+    assert_eq!(
+        reached,
+        vec![Some(3.0), Some(2.0), Some(2.0), Some(1.0), Some(1.0)]
+    );
     assert!(close(rows[0].values[1].value, 1.0 / 3.0));
     assert_eq!(rows[4].values.len(), 1);
 }

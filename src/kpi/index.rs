@@ -92,11 +92,7 @@ impl<'a> Index<'a> {
             .collect();
         let known_reps = known_reps(data);
 
-        let customers = data
-            .customers
-            .iter()
-            .map(|c| (c.id.as_str(), c))
-            .collect();
+        let customers = data.customers.iter().map(|c| (c.id.as_str(), c)).collect();
         let deals = data.deals.iter().map(|d| (d.id.as_str(), d)).collect();
 
         let mut stage_changes: HashMap<&str, Vec<(Instant, &str, &str)>> = HashMap::new();
@@ -175,10 +171,10 @@ impl<'a> Index<'a> {
         };
         let mut stack = vec![root];
         while let Some(t) = stack.pop() {
-            if seen.insert(t) {
-                if let Some(kids) = self.children.get(t) {
-                    stack.extend(kids.iter().copied());
-                }
+            if seen.insert(t)
+                && let Some(kids) = self.children.get(t)
+            {
+                stack.extend(kids.iter().copied());
             }
         }
         seen
@@ -212,10 +208,10 @@ impl<'a> Index<'a> {
         let mut out: HashMap<&str, i64> = HashMap::new();
         for list in self.subscriptions.values() {
             let n = list.partition_point(|s| s.effective_at < t);
-            if let Some(s) = n.checked_sub(1).and_then(|i| list.get(i)) {
-                if s.mrr > 0 {
-                    *out.entry(s.customer_id).or_default() += s.mrr;
-                }
+            if let Some(s) = n.checked_sub(1).and_then(|i| list.get(i))
+                && s.mrr > 0
+            {
+                *out.entry(s.customer_id).or_default() += s.mrr;
             }
         }
         out
