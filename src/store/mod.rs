@@ -74,3 +74,11 @@ pub trait Store: Send + Sync + 'static {
     /// Every record of the tenant, for the KPI engine.
     fn load_dataset<'a>(&'a self, tenant: &'a str) -> BoxFuture<'a, Result<Dataset>>;
 }
+
+/// Opens the database named by `url` (placeholder until the backends land).
+pub async fn connect(url: &str) -> Result<std::sync::Arc<dyn Store>> {
+    Err(crate::error::Error::invalid(
+        "database_url",
+        format!("no storage backend for {url}"),
+    ))
+}
