@@ -542,3 +542,375 @@ impl KpiService for KpiApi {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Order, Record, RecordType, Rep, Team, TeamMembership};
+    use crate::store::WriteOutcome;
+    use chrono::{DateTime, Utc};
+    use futures::future::BoxFuture;
+    use tonic::Code;
+
+    /// A store holding one tenant's settings and records in memory.
+    struct MemStore {
+        settings: TenantSettings,
+        data: Dataset,
+    }
+
+    impl Store for MemStore {
+        fn ping(&self) -> BoxFuture<'_, Result<()>> {
+            Box::pin(async { Ok(()) })
+        }
+        fn ensure_tenant<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<()>> {
+            Box::pin(async { Ok(()) })
+        }
+        fn tenant_settings<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<TenantSettings>> {
+            Box::pin(async { Ok(self.settings.clone()) })
+        }
+        fn update_tenant_settings<'a>(
+            &'a self,
+            _: &'a str,
+            _: &'a TenantSettings,
+        ) -> BoxFuture<'a, Result<()>> {
+            Box::pin(async { Ok(()) })
+        }
+        fn write<'a>(
+            &'a self,
+            _: &'a str,
+            _: &'a [Record],
+            _: bool,
+        ) -> BoxFuture<'a, Result<Vec<WriteOutcome>>> {
+            Box::pin(async { Ok(Vec::new()) })
+        }
+        fn delete<'a>(
+            &'a self,
+            _: &'a str,
+            _: RecordType,
+            _: &'a [String],
+        ) -> BoxFuture<'a, Result<u64>> {
+            Box::pin(async { Ok(0) })
+        }
+        fn export<'a>(
+            &'a self,
+            _: &'a str,
+            _: RecordType,
+            _: Option<&'a str>,
+            _: u32,
+        ) -> BoxFuture<'a, Result<Vec<Record>>> {
+            Box::pin(async { Ok(Vec::new()) })
+        }
+        fn load_dataset<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<Dataset>> {
+            Box::pin(async { Ok(self.data.clone()) })
+        }
+    }
+
+    fn t(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s)
+            .expect("instant")
+            .with_timezone(&Utc)
+    }
+
+    fn api() -> KpiApi {
+        let mut data = Dataset::default();
+        data.teams.push(Team {
+            id: "east".into(),
+            version: None,
+            name: "East".into(),
+            parent_team_id: None,
+        });
+        data.reps.push(Rep {
+            id: "r1".into(),
+            version: None,
+            name: "Rep One".into(),
+            email: None,
+        });
+        data.team_memberships.push(TeamMembership {
+            id: "m1".into(),
+            version: None,
+            rep_id: "r2".into(),
+            team_id: Some("east".into()),
+            effective_at: t("2024-01-01T00:00:00Z"),
+        });
+        for (id, amount, at, rep) in [
+            ("o1", 100, "2024-03-10T00:00:00Z", Some("r2")),
+            ("o2", 50, "2024-02-10T00:00:00Z", Some("r2")),
+            // 2024-03-01T02:00Z is Feb 29 in New York
+            ("o3", 7, "2024-03-01T02:00:00Z", None),
+        ] {
+            data.orders.push(Order {
+                id: id.into(),
+                version: None,
+                amount,
+                ordered_at: t(at),
+                kind: crate::domain::OrderKind::New,
+                customer_id: None,
+                rep_id: rep.map(str::to_string),
+                deal_id: None,
+            });
+        }
+        KpiApi::new(Arc::new(MemStore {
+            settings: TenantSettings::default(),
+            data,
+        }))
+    }
+
+    fn date(year: i32, month: i32, day: i32) -> Option<pb::Date> {
+        Some(pb::Date { year, month, day })
+    }
+
+    fn march() -> Option<pb::Period> {
+        Some(pb::Period {
+            period: Some(pb::period::Period::Calendar(pb::CalendarPeriod {
+                granularity: pb::Granularity::Month as i32,
+                date: date(2024, 3, 15),
+            })),
+        })
+    }
+
+    fn kpis(ids: &[&str]) -> pb::GetKpisRequest {
+        pb::GetKpisRequest {
+            scope: None,
+            period: march(),
+            kpi_ids: ids.iter().map(|s| s.to_string()).collect(),
+            comparison: 0,
+            time_zone: String::new(),
+        }
+    }
+
+    /// The field path of an INVALID_ARGUMENT (its message starts with it).
+    fn field_of(status: &Status) -> String {
+        status
+            .message()
+            .split(':')
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    #[tokio::test]
+    async fn get_kpis_returns_values_in_catalog_order_with_comparison() {
+        let mut req = kpis(&["orders", "revenue", "funnel"]);
+        req.comparison = pb::Comparison::PreviousPeriod as i32;
+        let bundle = api()
+            .get_kpis(Request::new(req))
+            .await
+            .expect("ok")
+            .into_inner()
+            .bundle
+            .expect("bundle");
+        let ids: Vec<&str> = bundle.values.iter().map(|v| v.kpi_id.as_str()).collect();
+        assert_eq!(ids, ["revenue", "orders"]);
+        // March (UTC): o1 100 + o3 7
+        let revenue = &bundle.values[0];
+        assert_eq!(revenue.exact_value, Some(107));
+        assert_eq!(revenue.unit, pb::Unit::Money as i32);
+        // February: o2 50 → (107 − 50) ÷ 50
+        assert_eq!(revenue.comparison_value, Some(50.0));
+        assert_eq!(revenue.relative_change, Some(57.0 / 50.0));
+        assert_eq!(bundle.funnel.len(), 5);
+        assert_eq!(bundle.currency_code, "USD");
+        let period = bundle.period.expect("period");
+        assert_eq!(period.time_zone, "UTC");
+        assert_eq!(period.start_date, date(2024, 3, 1));
+        assert!(bundle.comparison_period.is_some());
+    }
+
+    #[tokio::test]
+    async fn time_zone_override_moves_boundaries() {
+        let mut req = kpis(&["revenue"]);
+        req.time_zone = "America/New_York".into();
+        let bundle = api()
+            .get_kpis(Request::new(req))
+            .await
+            .expect("ok")
+            .into_inner()
+            .bundle
+            .expect("bundle");
+        // o3 is Feb 29 local time: only o1 remains.
+        assert_eq!(bundle.values[0].exact_value, Some(100));
+        assert_eq!(bundle.period.expect("period").time_zone, "America/New_York");
+    }
+
+    #[tokio::test]
+    async fn invalid_arguments_name_their_field() {
+        let api = api();
+        let mut req = kpis(&["revenue"]);
+        req.time_zone = "Mars/Olympus".into();
+        let err = api.get_kpis(Request::new(req)).await.expect_err("bad tz");
+        assert_eq!(
+            (err.code(), field_of(&err)),
+            (Code::InvalidArgument, "time_zone".into())
+        );
+
+        let err = api
+            .get_kpis(Request::new(kpis(&["revenue", "nope"])))
+            .await
+            .expect_err("bad id");
+        assert_eq!(field_of(&err), "kpi_ids[1]");
+
+        let mut req = kpis(&[]);
+        req.period = Some(pb::Period {
+            period: Some(pb::period::Period::Custom(pb::DateRange {
+                start_date: date(2024, 3, 10),
+                end_date: date(2024, 3, 1),
+            })),
+        });
+        let err = api.get_kpis(Request::new(req)).await.expect_err("inverted");
+        assert_eq!(field_of(&err), "period.custom");
+
+        let mut req = kpis(&[]);
+        req.period = None;
+        let err = api
+            .get_kpis(Request::new(req))
+            .await
+            .expect_err("no period");
+        assert_eq!(field_of(&err), "period");
+
+        let mut req = kpis(&[]);
+        req.period = Some(pb::Period {
+            period: Some(pb::period::Period::Calendar(pb::CalendarPeriod {
+                granularity: pb::Granularity::Month as i32,
+                date: date(2024, 2, 30),
+            })),
+        });
+        let err = api.get_kpis(Request::new(req)).await.expect_err("bad date");
+        assert_eq!(field_of(&err), "period.calendar.date");
+    }
+
+    #[tokio::test]
+    async fn unknown_team_or_rep_is_not_found() {
+        let api = api();
+        let scoped = |kind: pb::ScopeKind, id: &str| {
+            let mut req = kpis(&["revenue"]);
+            req.scope = Some(pb::Scope {
+                kind: kind as i32,
+                id: id.into(),
+            });
+            req
+        };
+        let err = api
+            .get_kpis(Request::new(scoped(pb::ScopeKind::Team, "west")))
+            .await
+            .expect_err("unknown team");
+        assert_eq!(err.code(), Code::NotFound);
+        let err = api
+            .get_kpis(Request::new(scoped(pb::ScopeKind::Rep, "ghost")))
+            .await
+            .expect_err("unknown rep");
+        assert_eq!(err.code(), Code::NotFound);
+        // r1 has a Rep record; r2 is only named by a membership and orders.
+        for rep in ["r1", "r2"] {
+            assert!(
+                api.get_kpis(Request::new(scoped(pb::ScopeKind::Rep, rep)))
+                    .await
+                    .is_ok()
+            );
+        }
+        let ok = api
+            .get_kpis(Request::new(scoped(pb::ScopeKind::Team, "east")))
+            .await
+            .expect("team")
+            .into_inner();
+        assert_eq!(ok.bundle.expect("bundle").values[0].exact_value, Some(100));
+    }
+
+    #[tokio::test]
+    async fn series_checks_the_period_count_and_fills_every_period() {
+        let api = api();
+        let req = |count| pb::GetKpiSeriesRequest {
+            scope: None,
+            granularity: pb::Granularity::Month as i32,
+            first_period_date: date(2024, 1, 5),
+            period_count: count,
+            kpi_ids: vec!["revenue".into(), "average_order_value".into()],
+            comparison: 0,
+            time_zone: String::new(),
+        };
+        for bad in [0, 367, -1] {
+            let err = api
+                .get_kpi_series(Request::new(req(bad)))
+                .await
+                .expect_err("count");
+            assert_eq!(field_of(&err), "period_count");
+        }
+        let bundles = api
+            .get_kpi_series(Request::new(req(3)))
+            .await
+            .expect("ok")
+            .into_inner()
+            .bundles;
+        let revenue: Vec<Option<i64>> = bundles.iter().map(|b| b.values[0].exact_value).collect();
+        assert_eq!(revenue, vec![Some(0), Some(50), Some(107)]);
+        // January: no orders → average undefined with a reason.
+        assert_eq!(bundles[0].values[1].value, None);
+        assert!(!bundles[0].values[1].undefined_reason.is_empty());
+    }
+
+    #[tokio::test]
+    async fn breakdown_pages_through_sorted_rows() {
+        let api = api();
+        let req = |size, token: &str| pb::GetBreakdownRequest {
+            scope: None,
+            period: march(),
+            dimension: pb::Dimension::ActivityType as i32,
+            kpi_ids: vec![],
+            time_zone: String::new(),
+            page_size: size,
+            page_token: token.into(),
+        };
+        let first = api
+            .get_breakdown(Request::new(req(5, "")))
+            .await
+            .expect("ok")
+            .into_inner();
+        assert_eq!(first.rows.len(), 5);
+        assert_eq!(first.rows[0].key, "CALL");
+        let second = api
+            .get_breakdown(Request::new(req(5, &first.next_page_token)))
+            .await
+            .expect("ok")
+            .into_inner();
+        assert_eq!(second.rows.len(), 3);
+        assert!(second.next_page_token.is_empty());
+        let err = api
+            .get_breakdown(Request::new(req(5, "garbage")))
+            .await
+            .expect_err("token");
+        assert_eq!(field_of(&err), "page_token");
+        let err = api
+            .get_breakdown(Request::new(req(-1, "")))
+            .await
+            .expect_err("size");
+        assert_eq!(field_of(&err), "page_size");
+        // REP breakdown (COMPANY): r2 has a team; no row for r1 (no team, no records).
+        let mut rep = req(0, "");
+        rep.dimension = pb::Dimension::Rep as i32;
+        rep.kpi_ids = vec!["revenue".into()];
+        let rows = api
+            .get_breakdown(Request::new(rep))
+            .await
+            .expect("ok")
+            .into_inner()
+            .rows;
+        assert_eq!(rows.len(), 1);
+        assert_eq!(
+            (rows[0].key.as_str(), rows[0].values[0].exact_value),
+            ("r2", Some(100))
+        );
+    }
+
+    #[tokio::test]
+    async fn list_kpis_serves_the_catalog() {
+        let kpis = api()
+            .list_kpis(Request::new(pb::ListKpisRequest {}))
+            .await
+            .expect("ok")
+            .into_inner()
+            .kpis;
+        assert_eq!(kpis.len(), catalog::CATALOG.len() + 1);
+        assert_eq!(kpis[0].id, "revenue");
+        assert_eq!(kpis[0].direction, pb::Direction::HigherIsBetter as i32);
+        assert!(kpis.iter().any(|k| k.id == "funnel"));
+    }
+}
