@@ -643,6 +643,23 @@ pub const FUNNEL: KpiDef = kpi(
     "for deals created in P, stages indexed 0..n-1 in pipeline order: a deal's highest index is the largest among the pipeline stages named by its history and its stage field (unknown names ignored, none known: 0; a WON deal: n-1); reached(k) = count(highest index >= k), reached(n) = deals of the cohort that are WON; leakage(k) = 1 - reached(k+1) / reached(k)",
 );
 
+/// How the engine reads the places where SPEC §5–§7 leave a choice; printed
+/// at the end of `docs/kpis.md` so the decisions travel with the formulas.
+pub const DECISIONS: &[&str] = &[
+    "Attribution instants: orders at ordered_at; bookings, deals_won, deals_lost, win_rate, average_deal_size and sales_cycle at closed_at; deals_created and the funnel at created_at; pipeline_value and weighted_pipeline_value at end (deal owner's team at end); leads at created_at (the whole cohort, including conversion and response time); activities at occurred_at; inquiries at received_at; CSAT at responded_at. Customer figures use the customer's current owner_rep_id at the instants SPEC §5 lists; clv's 'active at start' and 'active at end' are attributed at start and at end.",
+    "A subscription belongs, at an instant, to the customer named by its change in force then; a customer's MRR is the sum of the subscriptions that belong to it. 'Never had MRR > 0 before start' is checked on the customer's MRR after every group of simultaneous changes effective before start, so an intermediate state inside one instant never counts.",
+    "revenue_target, bookings_target: a sum, so 0 (not undefined) when the scope has no target; the attainments are then undefined (division by 0). exact_value is given when every overlapping target lies wholly inside the period. 'No target' for pipeline_coverage means no REVENUE target of the scope overlaps the period.",
+    "Targets count only for the scope they name: a TEAM target counts for that team only, not for its parent or sub-teams. Spend counts for TEAM(T) when its team_id is T or a descendant (TEAM scope = the subtree); COMPANY counts all spend, including spend without a team_id.",
+    "reps_at_quota sums each rep's overlapping REVENUE targets (prorated) into one quota per rep; a rep with revenue equal to the quota is at quota.",
+    "cac with no spend and new customers is 0 (defined); clv is undefined when no customer was active at start (churn rate undefined), when the churn rate is 0, or when there were no active customers at start and end. clv's numerator is revenue x gross_margin / average active customers, its denominator the churn rate.",
+    "The funnel's highest index uses every stage change of the deal known at query time (also those after the period), matching 'named by its history'. A deal counts as won in the funnel when its status is WON, whenever it closed.",
+    "active_reps considers reps named by memberships (only they can have a team); REP scope is 1 by definition. A membership to an unknown team counts as 'a team' for COMPANY but is in no TEAM subtree.",
+    "Teams: a team whose parent is absent or unknown is a root; a team on a parent cycle (ingest rejects cycles; stored data is still guarded) is a root too, and its other descendants stay below it.",
+    "Breakdowns: REP rows for a REP scope are that rep alone; TEAM rows for a REP scope are empty; COMPANY REP rows add reps named by an event record in P (order, deal created or closed, lead, customer acquired or churned, activity, inquiry, CSAT) that had no team. ACTIVITY_TYPE lists all eight types, STAGE every pipeline stage plus 'won' (values `reached` and `leakage`). Row order: REP, TEAM and LEAD_SOURCE by key; ACTIVITY_TYPE and STAGE in type / pipeline order.",
+    "Comparisons: when the comparison period cannot be built (outside the supported years) every value's comparison is undefined with that reason. revenue_growth is always against the previous period, whatever comparison is asked for.",
+    "Durations are computed from nanosecond-precise instants and reported in (fractional) seconds.",
+];
+
 /// The definition of a KPI id (including [`FUNNEL_ID`]), if it exists.
 pub fn find(id: &str) -> Option<&'static KpiDef> {
     if id == FUNNEL_ID {
@@ -684,6 +701,10 @@ A division by zero makes the value undefined (with a reason), never 0.\n",
                 k.formula.replace('|', "\\|")
             ));
         }
+    }
+    out.push_str("\n## Decisions where the spec leaves a choice\n\n");
+    for d in DECISIONS {
+        out.push_str(&format!("* {d}\n"));
     }
     out
 }

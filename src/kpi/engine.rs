@@ -1031,25 +1031,25 @@ impl<'e, 'a> Calc<'e, 'a> {
             "revenue_target_attainment" => ratio(
                 self.revenue() as f64,
                 self.target(TargetMetric::Revenue).0,
-                "the scope has no revenue target for the period",
+                "the scope's revenue target for the period is 0 or absent",
             ),
             // bookings_target_attainment = bookings ÷ bookings_target
             "bookings_target_attainment" => ratio(
                 self.bookings() as f64,
                 self.target(TargetMetric::Bookings).0,
-                "the scope has no bookings target for the period",
+                "the scope's bookings target for the period is 0 or absent",
             ),
             // new_customers_target_attainment = new_customers ÷ prorated NEW_CUSTOMERS target
             "new_customers_target_attainment" => ratio(
                 self.new_customers() as f64,
                 self.target(TargetMetric::NewCustomers).0,
-                "the scope has no new customers target for the period",
+                "the scope's new customers target for the period is 0 or absent",
             ),
             // deals_won_target_attainment = deals_won ÷ prorated DEALS_WON target
             "deals_won_target_attainment" => ratio(
                 self.count_closed(DealStatus::Won) as f64,
                 self.target(TargetMetric::DealsWon).0,
-                "the scope has no deals won target for the period",
+                "the scope's deals won target for the period is 0 or absent",
             ),
             "reps_at_quota" => {
                 let (at, with) = self.reps_at_quota();
