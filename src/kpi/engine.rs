@@ -707,12 +707,12 @@ impl<'e, 'a> Calc<'e, 'a> {
             let mut m = MrrMovements::default();
             for c in customers {
                 let m0 = if self.scope.counts_customer(self.index, c, start) {
-                    i128::from(at_start.get(c).copied().unwrap_or(0))
+                    at_start.get(c).copied().unwrap_or(0)
                 } else {
                     0
                 };
                 let m1 = if self.scope.counts_customer(self.index, c, end) {
-                    i128::from(at_end.get(c).copied().unwrap_or(0))
+                    at_end.get(c).copied().unwrap_or(0)
                 } else {
                     0
                 };
@@ -838,7 +838,9 @@ impl<'e, 'a> Calc<'e, 'a> {
                 }
             }
             if d.status == DealStatus::Won {
-                reached[n] += 1;
+                if let Some(won) = reached.get_mut(n) {
+                    *won += 1;
+                }
             }
         }
         let mut rows: Vec<FunnelRow> = Vec::with_capacity(n + 1);

@@ -204,14 +204,14 @@ impl<'a> Index<'a> {
 
     /// Every customer's MRR at `t` (customers with MRR 0 may be missing).
     /// A subscription counts for the customer named by its change in force.
-    pub fn customer_mrr_at(&self, t: Instant) -> HashMap<&'a str, i64> {
-        let mut out: HashMap<&str, i64> = HashMap::new();
+    pub fn customer_mrr_at(&self, t: Instant) -> HashMap<&'a str, i128> {
+        let mut out: HashMap<&str, i128> = HashMap::new();
         for list in self.subscriptions.values() {
             let n = list.partition_point(|s| s.effective_at < t);
             if let Some(s) = n.checked_sub(1).and_then(|i| list.get(i))
                 && s.mrr > 0
             {
-                *out.entry(s.customer_id).or_default() += s.mrr;
+                *out.entry(s.customer_id).or_default() += i128::from(s.mrr);
             }
         }
         out
@@ -352,22 +352,24 @@ fn first_positive_mrr(data: &Dataset) -> HashMap<&str, Instant> {
     changes.sort_by(|a, b| (a.effective_at, &a.id).cmp(&(b.effective_at, &b.id)));
     // subscription -> (customer, mrr) currently in force.
     let mut current: HashMap<&str, (&str, i64)> = HashMap::new();
-    let mut totals: HashMap<&str, i64> = HashMap::new();
+    let mut totals: HashMap<&str, i128> = HashMap::new();
     let mut first: HashMap<&str, Instant> = HashMap::new();
-    let mut i = 0;
-    while i < changes.len() {
-        let at = changes[i].effective_at;
+    let mut changes = changes.into_iter().peekable();
+    while let Some(head) = changes.next() {
+        let at = head.effective_at;
+        let mut group = vec![head];
+        while let Some(c) = changes.next_if(|c| c.effective_at == at) {
+            group.push(c);
+        }
         let mut touched: BTreeSet<&str> = BTreeSet::new();
-        while i < changes.len() && changes[i].effective_at == at {
-            let c = changes[i];
+        for c in group {
             if let Some((old_customer, old_mrr)) =
                 current.insert(&c.subscription_id, (&c.customer_id, c.mrr))
             {
-                *totals.entry(old_customer).or_default() -= old_mrr;
+                *totals.entry(old_customer).or_default() -= i128::from(old_mrr);
             }
-            *totals.entry(&c.customer_id).or_default() += c.mrr;
+            *totals.entry(&c.customer_id).or_default() += i128::from(c.mrr);
             touched.insert(&c.customer_id);
-            i += 1;
         }
         for customer in touched {
             if totals.get(customer).is_some_and(|&m| m > 0) {
