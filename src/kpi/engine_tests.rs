@@ -1482,6 +1482,38 @@ fn breakdowns() {
     assert_eq!(rows[4].values.len(), 1);
 }
 
+/// SPEC §5: a customer whose owner moves into a team counts there as new or
+/// reactivation MRR, and as churned in the team it left; COMPANY sees nothing.
+#[test]
+fn customer_owner_moving_team_moves_its_mrr() {
+    let data = dataset(vec![
+        team("A", None),
+        team("B", None),
+        member("m1", "r1", Some("A"), "2024-01-01T00:00:00Z"),
+        member("m2", "r1", Some("B"), "2024-03-15T00:00:00Z"),
+        customer("c", "2024-01-01T00:00:00Z", None, Some("r1")),
+        customer("fresh", "2024-01-01T00:00:00Z", None, Some("r1")),
+        sub("s1", "sub", "c", 100, "2024-01-05T00:00:00Z"),
+        // paid for the first time in March, after r1 joined B
+        sub("s2", "sub-2", "fresh", 30, "2024-03-20T00:00:00Z"),
+    ]);
+    let e = Engine::new(&data, TenantSettings::default());
+    let march = month(2024, 3);
+    let (a, b) = (team_scope("A"), team_scope("B"));
+    assert_val(&e, &a, &march, "churned_mrr", 100.0);
+    assert_val(&e, &a, &march, "net_new_mrr", -100.0);
+    // c had MRR before start (in A): reactivation in B; fresh never paid: new.
+    assert_val(&e, &b, &march, "reactivation_mrr", 100.0);
+    assert_val(&e, &b, &march, "new_mrr", 30.0);
+    assert_val(&e, &Scope::Company, &march, "reactivation_mrr", 0.0);
+    assert_val(&e, &Scope::Company, &march, "churned_mrr", 0.0);
+    assert_val(&e, &Scope::Company, &march, "new_mrr", 30.0);
+    // Customer counts follow the owner too: active at end in B, at start in A.
+    assert_val(&e, &b, &march, "active_customers", 2.0);
+    assert_val(&e, &a, &march, "active_customers", 0.0);
+    assert_val(&e, &a, &march, "customer_retention_rate", 1.0);
+}
+
 // ---- property tests ----------------------------------------------------------------
 
 mod properties {
