@@ -478,6 +478,20 @@ struct Calc<'e, 'a> {
     scope_id: Scope,
     p: PeriodRange,
     mrr: OnceCell<MrrMovements>,
+    /// Figures several KPIs share, computed once per (scope, period).
+    memo: Memo,
+}
+
+/// Shared figures of one (scope, period), computed on first use.
+#[derive(Default)]
+struct Memo {
+    revenue: OnceCell<i128>,
+    bookings: OnceCell<i128>,
+    deals_won: OnceCell<i128>,
+    deals_lost: OnceCell<i128>,
+    new_customers: OnceCell<i128>,
+    cohort: OnceCell<CustomerCohort>,
+    active_reps: OnceCell<i128>,
 }
 
 /// Nanoseconds between two instants.
@@ -499,6 +513,7 @@ impl<'e, 'a> Calc<'e, 'a> {
             scope_id: scope.clone(),
             p,
             mrr: OnceCell::new(),
+            memo: Memo::default(),
         }
     }
 
@@ -522,7 +537,10 @@ impl<'e, 'a> Calc<'e, 'a> {
 
     /// revenue = sum(order.amount : ordered_at ∈ P)
     fn revenue(&self) -> i128 {
-        self.orders().map(|o| i128::from(o.amount)).sum()
+        *self
+            .memo
+            .revenue
+            .get_or_init(|| self.orders().map(|o| i128::from(o.amount)).sum())
     }
 
     /// Deals with `status`, closed_at ∈ P, in scope at closed_at.
@@ -540,13 +558,21 @@ impl<'e, 'a> Calc<'e, 'a> {
 
     /// bookings = sum(deal.amount : WON, closed_at ∈ P)
     fn bookings(&self) -> i128 {
-        self.closed_deals(DealStatus::Won)
-            .map(|d| i128::from(d.amount))
-            .sum()
+        *self.memo.bookings.get_or_init(|| {
+            self.closed_deals(DealStatus::Won)
+                .map(|d| i128::from(d.amount))
+                .sum()
+        })
     }
 
+    /// count(deals : status, closed_at ∈ P)
     fn count_closed(&self, status: DealStatus) -> i128 {
-        self.closed_deals(status).count() as i128
+        let cell = match status {
+            DealStatus::Won => &self.memo.deals_won,
+            DealStatus::Lost => &self.memo.deals_lost,
+            DealStatus::Open => return 0,
+        };
+        *cell.get_or_init(|| self.closed_deals(status).count() as i128)
     }
 
     /// Deals with created_at ∈ P, in scope at created_at (the funnel cohort).
@@ -607,14 +633,16 @@ impl<'e, 'a> Calc<'e, 'a> {
 
     /// new_customers = count(customers : acquired_at ∈ P), owner at acquired_at.
     fn new_customers(&self) -> i128 {
-        self.data()
-            .customers
-            .iter()
-            .filter(|c| {
-                self.p.contains(c.acquired_at)
-                    && self.counts(c.owner_rep_id.as_deref(), c.acquired_at)
-            })
-            .count() as i128
+        *self.memo.new_customers.get_or_init(|| {
+            self.data()
+                .customers
+                .iter()
+                .filter(|c| {
+                    self.p.contains(c.acquired_at)
+                        && self.counts(c.owner_rep_id.as_deref(), c.acquired_at)
+                })
+                .count() as i128
+        })
     }
 
     /// Customers active at `t` and in scope at `t`:
@@ -629,6 +657,10 @@ impl<'e, 'a> Calc<'e, 'a> {
 
     /// The churn / retention cohort: active at start (attributed at start).
     fn cohort(&self) -> CustomerCohort {
+        *self.memo.cohort.get_or_init(|| self.compute_cohort())
+    }
+
+    fn compute_cohort(&self) -> CustomerCohort {
         let (start, end) = (self.p.start, self.p.end);
         let mut c = CustomerCohort::default();
         for customer in self.active_at(start) {
@@ -744,6 +776,13 @@ impl<'e, 'a> Calc<'e, 'a> {
     /// active_reps: reps whose team at some instant of P is in scope
     /// (REP: 1; COMPANY: reps with any team at some instant of P).
     fn active_reps(&self) -> i128 {
+        *self
+            .memo
+            .active_reps
+            .get_or_init(|| self.compute_active_reps())
+    }
+
+    fn compute_active_reps(&self) -> i128 {
         let (start, end) = (self.p.start, self.p.end);
         match &self.scope {
             ResolvedScope::Rep(_) => 1,

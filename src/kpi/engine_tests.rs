@@ -1732,3 +1732,74 @@ mod properties {
         }
     }
 }
+
+/// Rough cost of a full bundle on a larger synthetic tenant (prints the time;
+/// run with `cargo test --lib kpi::engine::tests::large -- --ignored --nocapture`).
+#[test]
+#[ignore = "timing report, not a check"]
+fn large_dataset_full_bundle_timing() {
+    let mut data = Dataset::default();
+    let base = t("2023-01-01T00:00:00Z");
+    let at = |i: usize| base + chrono::TimeDelta::minutes((i as i64 * 37) % (730 * 24 * 60));
+    for i in 0..20 {
+        data.push(team(&format!("t{i}"), (i > 4).then_some("t0")));
+    }
+    for r in 0..200 {
+        data.push(member(
+            &format!("m{r}"),
+            &format!("r{r}"),
+            Some(&format!("t{}", r % 20)),
+            "2023-01-01T00:00:00Z",
+        ));
+    }
+    for i in 0..200_000 {
+        data.orders.push(order(
+            &format!("o{i}"),
+            100,
+            "2023-01-01T00:00:00Z",
+            Some(&format!("r{}", i % 200)),
+        ));
+        if let Some(o) = data.orders.last_mut() {
+            o.ordered_at = at(i);
+        }
+    }
+    for i in 0..10_000 {
+        data.push(customer(
+            &format!("c{i}"),
+            "2023-01-01T00:00:00Z",
+            None,
+            Some(&format!("r{}", i % 200)),
+        ));
+        data.push(sub(
+            &format!("s{i}"),
+            &format!("sub{i}"),
+            &format!("c{i}"),
+            100,
+            "2023-02-01T00:00:00Z",
+        ));
+        data.push(deal(
+            &format!("d{i}"),
+            DealStatus::Open,
+            1000,
+            "2024-02-01T00:00:00Z",
+            None,
+            Some("proposal"),
+            Some(&format!("r{}", i % 200)),
+        ));
+    }
+    let start = std::time::Instant::now();
+    let e = Engine::new(&data, TenantSettings::default());
+    let all: Vec<&KpiDef> = CATALOG.iter().collect();
+    let b = e.bundle(
+        &team_scope("t0"),
+        &month(2024, 3),
+        &all,
+        true,
+        ComparisonKind::PreviousPeriod,
+    );
+    println!(
+        "full bundle with comparison, TEAM scope: {:?} ({} values)",
+        start.elapsed(),
+        b.values.len()
+    );
+}
