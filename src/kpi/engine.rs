@@ -876,10 +876,10 @@ impl<'e, 'a> Calc<'e, 'a> {
                     *r += 1;
                 }
             }
-            if d.status == DealStatus::Won {
-                if let Some(won) = reached.get_mut(n) {
-                    *won += 1;
-                }
+            if d.status == DealStatus::Won
+                && let Some(won) = reached.get_mut(n)
+            {
+                *won += 1;
             }
         }
         let mut rows: Vec<FunnelRow> = Vec::with_capacity(n + 1);
