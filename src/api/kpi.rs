@@ -37,13 +37,6 @@ impl KpiApi {
     pub fn new(store: Arc<dyn Store>) -> Self {
         KpiApi { store }
     }
-
-    /// Loads a tenant's settings and records.
-    async fn load(&self, tenant: &str) -> Result<(TenantSettings, Dataset)> {
-        let settings = self.store.tenant_settings(tenant).await?;
-        let data = self.store.load_dataset(tenant).await?;
-        Ok((settings, data))
-    }
 }
 
 /// Which KPIs a request asks for: values in catalog order and whether the
@@ -92,15 +85,15 @@ fn parse_kpi_ids(ids: &[String], field: &str, allow_funnel: bool) -> Result<Sele
     })
 }
 
-/// The request's time zone: the override, or the tenant's.
-fn parse_time_zone(tz: &str, settings: &mut TenantSettings, field: &str) -> Result<()> {
+/// The request's time-zone override (`None`: the tenant's zone).
+fn parse_time_zone(tz: &str, field: &str) -> Result<Option<Tz>> {
     let tz = tz.trim();
-    if !tz.is_empty() {
-        settings.time_zone = tz
-            .parse::<Tz>()
-            .map_err(|_| Error::invalid(field, format!("unknown IANA time zone {tz:?}")))?;
+    if tz.is_empty() {
+        return Ok(None);
     }
-    Ok(())
+    tz.parse::<Tz>()
+        .map(Some)
+        .map_err(|_| Error::invalid(field, format!("unknown IANA time zone {tz:?}")))
 }
 
 fn parse_date(date: Option<&pb::Date>, field: &str) -> Result<NaiveDate> {
@@ -140,8 +133,25 @@ fn period_error(field: &str, e: PeriodError) -> Error {
     }
 }
 
-/// Resolves the request's period in `settings.time_zone`.
-fn parse_period(period: Option<&pb::Period>, settings: &TenantSettings) -> Result<PeriodRange> {
+/// A period as requested, before the tenant's zone and fiscal year are known;
+/// `field` is the path blamed if it cannot be resolved.
+#[derive(Debug, Clone, Copy)]
+struct RequestedPeriod {
+    spec: PeriodSpec,
+    field: &'static str,
+}
+
+impl RequestedPeriod {
+    /// Resolves the period in `settings.time_zone`.
+    fn resolve(&self, settings: &TenantSettings) -> Result<PeriodRange> {
+        self.spec
+            .resolve(settings.time_zone, settings.fiscal_year_start_month)
+            .map_err(|e| period_error(self.field, e))
+    }
+}
+
+/// Parses the request's period (no I/O).
+fn parse_period(period: Option<&pb::Period>) -> Result<RequestedPeriod> {
     use pb::period::Period as P;
     let (spec, field) = match period.and_then(|p| p.period.as_ref()) {
         None => return Err(Error::invalid("period", "required")),
@@ -160,12 +170,11 @@ fn parse_period(period: Option<&pb::Period>, settings: &TenantSettings) -> Resul
             "period.custom",
         ),
     };
-    spec.resolve(settings.time_zone, settings.fiscal_year_start_month)
-        .map_err(|e| period_error(field, e))
+    Ok(RequestedPeriod { spec, field })
 }
 
-/// Parses the scope; NOT_FOUND for a team or rep the tenant's data does not know.
-fn parse_scope(scope: Option<&pb::Scope>, engine: &Engine) -> Result<Scope> {
+/// Parses the scope (no I/O); see [`check_scope`] for existence.
+fn parse_scope(scope: Option<&pb::Scope>) -> Result<Scope> {
     use pb::ScopeKind as K;
     let (kind, id) = scope.map_or((0, ""), |s| (s.kind, s.id.trim()));
     match K::try_from(kind) {
@@ -174,17 +183,11 @@ fn parse_scope(scope: Option<&pb::Scope>, engine: &Engine) -> Result<Scope> {
             if id.is_empty() {
                 return Err(Error::invalid("scope.id", "a TEAM scope needs a team id"));
             }
-            if !engine.team_exists(id) {
-                return Err(Error::NotFound(format!("team {id:?} not found")));
-            }
             Ok(Scope::Team(id.to_string()))
         }
         Ok(K::Rep) => {
             if id.is_empty() {
                 return Err(Error::invalid("scope.id", "a REP scope needs a rep id"));
-            }
-            if !engine.rep_exists(id) {
-                return Err(Error::NotFound(format!("rep {id:?} not found")));
             }
             Ok(Scope::Rep(id.to_string()))
         }
@@ -192,6 +195,20 @@ fn parse_scope(scope: Option<&pb::Scope>, engine: &Engine) -> Result<Scope> {
             "scope.kind",
             format!("unknown scope kind {kind}"),
         )),
+    }
+}
+
+/// NOT_FOUND for a team not in the tenant's data, or a rep that has no Rep
+/// record and is not named by any membership or record.
+fn check_scope(scope: &Scope, engine: &Engine) -> Result<()> {
+    match scope {
+        Scope::Team(id) if !engine.team_exists(id) => {
+            Err(Error::NotFound(format!("team {id:?} not found")))
+        }
+        Scope::Rep(id) if !engine.rep_exists(id) => {
+            Err(Error::NotFound(format!("rep {id:?} not found")))
+        }
+        _ => Ok(()),
     }
 }
 
@@ -393,106 +410,204 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
 }
 
 // ---- the requests, validated and computed -----------------------------------
+//
+// Each request is first parsed without I/O (so a bad request never touches
+// the database), then the tenant's settings fix the zone and fiscal year,
+// then the dataset is loaded and the engine runs on a blocking thread.
 
-fn get_kpis(
-    req: pb::GetKpisRequest,
-    mut settings: TenantSettings,
-    data: Dataset,
-) -> Result<pb::GetKpisResponse> {
-    parse_time_zone(&req.time_zone, &mut settings, "time_zone")?;
-    let selection = parse_kpi_ids(&req.kpi_ids, "kpi_ids", true)?;
-    let comparison = parse_comparison(req.comparison)?;
-    let period = parse_period(req.period.as_ref(), &settings)?;
-    let (tz, currency) = (settings.time_zone, settings.currency_code.clone());
-    let engine = Engine::new(&data, settings);
-    let scope = parse_scope(req.scope.as_ref(), &engine)?;
-    let bundle = engine.bundle(
-        &scope,
-        &period,
-        &selection.kpis,
-        selection.funnel,
-        comparison,
-    );
-    Ok(pb::GetKpisResponse {
-        bundle: Some(to_bundle(bundle, tz, &currency)),
-    })
-}
-
-fn get_kpi_series(
-    req: pb::GetKpiSeriesRequest,
-    mut settings: TenantSettings,
-    data: Dataset,
-) -> Result<pb::GetKpiSeriesResponse> {
-    parse_time_zone(&req.time_zone, &mut settings, "time_zone")?;
-    let selection = parse_kpi_ids(&req.kpi_ids, "kpi_ids", true)?;
-    let comparison = parse_comparison(req.comparison)?;
-    let granularity = parse_granularity(req.granularity, "granularity")?;
-    let date = parse_date(req.first_period_date.as_ref(), "first_period_date")?;
-    if !(1..=MAX_SERIES_PERIODS).contains(&req.period_count) {
-        return Err(Error::invalid(
-            "period_count",
-            format!("must be between 1 and {MAX_SERIES_PERIODS}"),
-        ));
+/// Settings with the request's time-zone override applied.
+fn with_zone(mut settings: TenantSettings, tz: Option<Tz>) -> TenantSettings {
+    if let Some(tz) = tz {
+        settings.time_zone = tz;
     }
-    let count = usize::try_from(req.period_count).unwrap_or(1);
-    let first = PeriodSpec::Calendar { granularity, date }
-        .resolve(settings.time_zone, settings.fiscal_year_start_month)
-        .map_err(|e| period_error("first_period_date", e))?;
-    let (tz, currency) = (settings.time_zone, settings.currency_code.clone());
-    let engine = Engine::new(&data, settings);
-    let scope = parse_scope(req.scope.as_ref(), &engine)?;
-    let bundles = engine
-        .series(
-            &scope,
-            &first,
-            count,
-            &selection.kpis,
-            selection.funnel,
-            comparison,
-        )
-        .map_err(|e| period_error("period_count", e))?;
-    Ok(pb::GetKpiSeriesResponse {
-        bundles: bundles
-            .into_iter()
-            .map(|b| to_bundle(b, tz, &currency))
-            .collect(),
-    })
+    settings
 }
 
-fn get_breakdown(
-    req: pb::GetBreakdownRequest,
-    mut settings: TenantSettings,
-    data: Dataset,
-) -> Result<pb::GetBreakdownResponse> {
-    parse_time_zone(&req.time_zone, &mut settings, "time_zone")?;
-    let dimension = parse_dimension(req.dimension)?;
-    let selection = parse_kpi_ids(&req.kpi_ids, "kpi_ids", false)?;
-    let page_size = parse_page_size(req.page_size)?;
-    let offset = parse_page_token(&req.page_token)?;
-    let period = parse_period(req.period.as_ref(), &settings)?;
-    let tz = settings.time_zone;
-    let engine = Engine::new(&data, settings);
-    let scope = parse_scope(req.scope.as_ref(), &engine)?;
-    let keys = engine.breakdown_keys(&scope, &period, dimension);
-    let page: Vec<_> = keys.iter().skip(offset).take(page_size).cloned().collect();
-    let next = offset.saturating_add(page.len());
-    let rows = engine.breakdown_rows(&scope, &period, dimension, &page, &selection.kpis);
-    Ok(pb::GetBreakdownResponse {
-        period: Some(to_period(&period, tz)),
-        rows: rows
-            .into_iter()
-            .map(|r| pb::BreakdownRow {
-                key: r.key,
-                label: r.label,
-                values: r.values.into_iter().map(to_value).collect(),
-            })
-            .collect(),
-        next_page_token: if next < keys.len() {
-            page_token(next)
-        } else {
-            String::new()
-        },
-    })
+/// A validated GetKpis request.
+struct KpisQuery {
+    tz: Option<Tz>,
+    selection: Selection,
+    comparison: ComparisonKind,
+    period: RequestedPeriod,
+    scope: Scope,
+}
+
+impl KpisQuery {
+    fn parse(req: &pb::GetKpisRequest) -> Result<Self> {
+        Ok(KpisQuery {
+            tz: parse_time_zone(&req.time_zone, "time_zone")?,
+            selection: parse_kpi_ids(&req.kpi_ids, "kpi_ids", true)?,
+            comparison: parse_comparison(req.comparison)?,
+            period: parse_period(req.period.as_ref())?,
+            scope: parse_scope(req.scope.as_ref())?,
+        })
+    }
+
+    fn run(
+        self,
+        period: PeriodRange,
+        settings: TenantSettings,
+        data: Dataset,
+    ) -> Result<pb::GetKpisResponse> {
+        let (tz, currency) = (settings.time_zone, settings.currency_code.clone());
+        let engine = Engine::new(&data, settings);
+        check_scope(&self.scope, &engine)?;
+        let bundle = engine.bundle(
+            &self.scope,
+            &period,
+            &self.selection.kpis,
+            self.selection.funnel,
+            self.comparison,
+        );
+        Ok(pb::GetKpisResponse {
+            bundle: Some(to_bundle(bundle, tz, &currency)),
+        })
+    }
+}
+
+/// A validated GetKpiSeries request.
+struct SeriesQuery {
+    tz: Option<Tz>,
+    selection: Selection,
+    comparison: ComparisonKind,
+    first: RequestedPeriod,
+    count: usize,
+    scope: Scope,
+}
+
+impl SeriesQuery {
+    fn parse(req: &pb::GetKpiSeriesRequest) -> Result<Self> {
+        let tz = parse_time_zone(&req.time_zone, "time_zone")?;
+        let selection = parse_kpi_ids(&req.kpi_ids, "kpi_ids", true)?;
+        let comparison = parse_comparison(req.comparison)?;
+        let granularity = parse_granularity(req.granularity, "granularity")?;
+        let date = parse_date(req.first_period_date.as_ref(), "first_period_date")?;
+        if !(1..=MAX_SERIES_PERIODS).contains(&req.period_count) {
+            return Err(Error::invalid(
+                "period_count",
+                format!("must be between 1 and {MAX_SERIES_PERIODS}"),
+            ));
+        }
+        Ok(SeriesQuery {
+            tz,
+            selection,
+            comparison,
+            first: RequestedPeriod {
+                spec: PeriodSpec::Calendar { granularity, date },
+                field: "first_period_date",
+            },
+            count: usize::try_from(req.period_count).unwrap_or(1),
+            scope: parse_scope(req.scope.as_ref())?,
+        })
+    }
+
+    fn run(
+        self,
+        first: PeriodRange,
+        settings: TenantSettings,
+        data: Dataset,
+    ) -> Result<pb::GetKpiSeriesResponse> {
+        let (tz, currency) = (settings.time_zone, settings.currency_code.clone());
+        let engine = Engine::new(&data, settings);
+        check_scope(&self.scope, &engine)?;
+        let bundles = engine
+            .series(
+                &self.scope,
+                &first,
+                self.count,
+                &self.selection.kpis,
+                self.selection.funnel,
+                self.comparison,
+            )
+            .map_err(|e| period_error("period_count", e))?;
+        Ok(pb::GetKpiSeriesResponse {
+            bundles: bundles
+                .into_iter()
+                .map(|b| to_bundle(b, tz, &currency))
+                .collect(),
+        })
+    }
+}
+
+/// A validated GetBreakdown request.
+struct BreakdownQuery {
+    tz: Option<Tz>,
+    dimension: Dimension,
+    selection: Selection,
+    page_size: usize,
+    offset: usize,
+    period: RequestedPeriod,
+    scope: Scope,
+}
+
+impl BreakdownQuery {
+    fn parse(req: &pb::GetBreakdownRequest) -> Result<Self> {
+        Ok(BreakdownQuery {
+            tz: parse_time_zone(&req.time_zone, "time_zone")?,
+            dimension: parse_dimension(req.dimension)?,
+            selection: parse_kpi_ids(&req.kpi_ids, "kpi_ids", false)?,
+            page_size: parse_page_size(req.page_size)?,
+            offset: parse_page_token(&req.page_token)?,
+            period: parse_period(req.period.as_ref())?,
+            scope: parse_scope(req.scope.as_ref())?,
+        })
+    }
+
+    fn run(
+        self,
+        period: PeriodRange,
+        settings: TenantSettings,
+        data: Dataset,
+    ) -> Result<pb::GetBreakdownResponse> {
+        let tz = settings.time_zone;
+        let engine = Engine::new(&data, settings);
+        check_scope(&self.scope, &engine)?;
+        let keys = engine.breakdown_keys(&self.scope, &period, self.dimension);
+        let page: Vec<_> = keys
+            .iter()
+            .skip(self.offset)
+            .take(self.page_size)
+            .cloned()
+            .collect();
+        let next = self.offset.saturating_add(page.len());
+        let rows = engine.breakdown_rows(
+            &self.scope,
+            &period,
+            self.dimension,
+            &page,
+            &self.selection.kpis,
+        );
+        Ok(pb::GetBreakdownResponse {
+            period: Some(to_period(&period, tz)),
+            rows: rows
+                .into_iter()
+                .map(|r| pb::BreakdownRow {
+                    key: r.key,
+                    label: r.label,
+                    values: r.values.into_iter().map(to_value).collect(),
+                })
+                .collect(),
+            next_page_token: if next < keys.len() {
+                page_token(next)
+            } else {
+                String::new()
+            },
+        })
+    }
+}
+
+impl KpiApi {
+    /// The tenant's settings with the request's zone, and the period resolved in them.
+    async fn settings_and_period(
+        &self,
+        tenant: &str,
+        tz: Option<Tz>,
+        period: RequestedPeriod,
+    ) -> Result<(TenantSettings, PeriodRange)> {
+        let settings = with_zone(self.store.tenant_settings(tenant).await?, tz);
+        let period = period.resolve(&settings)?;
+        Ok((settings, period))
+    }
 }
 
 #[tonic::async_trait]
@@ -502,10 +617,13 @@ impl KpiService for KpiApi {
         request: Request<pb::GetKpisRequest>,
     ) -> std::result::Result<Response<pb::GetKpisResponse>, Status> {
         let tenant = tenant_of(&request);
-        let req = request.into_inner();
-        let (settings, data) = self.load(&tenant).await?;
+        let query = KpisQuery::parse(request.get_ref())?;
+        let (settings, period) = self
+            .settings_and_period(&tenant, query.tz, query.period)
+            .await?;
+        let data = self.store.load_dataset(&tenant).await?;
         Ok(Response::new(
-            blocking(move || get_kpis(req, settings, data)).await?,
+            blocking(move || query.run(period, settings, data)).await?,
         ))
     }
 
@@ -514,10 +632,13 @@ impl KpiService for KpiApi {
         request: Request<pb::GetKpiSeriesRequest>,
     ) -> std::result::Result<Response<pb::GetKpiSeriesResponse>, Status> {
         let tenant = tenant_of(&request);
-        let req = request.into_inner();
-        let (settings, data) = self.load(&tenant).await?;
+        let query = SeriesQuery::parse(request.get_ref())?;
+        let (settings, first) = self
+            .settings_and_period(&tenant, query.tz, query.first)
+            .await?;
+        let data = self.store.load_dataset(&tenant).await?;
         Ok(Response::new(
-            blocking(move || get_kpi_series(req, settings, data)).await?,
+            blocking(move || query.run(first, settings, data)).await?,
         ))
     }
 
@@ -526,10 +647,13 @@ impl KpiService for KpiApi {
         request: Request<pb::GetBreakdownRequest>,
     ) -> std::result::Result<Response<pb::GetBreakdownResponse>, Status> {
         let tenant = tenant_of(&request);
-        let req = request.into_inner();
-        let (settings, data) = self.load(&tenant).await?;
+        let query = BreakdownQuery::parse(request.get_ref())?;
+        let (settings, period) = self
+            .settings_and_period(&tenant, query.tz, query.period)
+            .await?;
+        let data = self.store.load_dataset(&tenant).await?;
         Ok(Response::new(
-            blocking(move || get_breakdown(req, settings, data)).await?,
+            blocking(move || query.run(period, settings, data)).await?,
         ))
     }
 
@@ -556,6 +680,18 @@ mod tests {
     struct MemStore {
         settings: TenantSettings,
         data: Dataset,
+        /// Whether reads fail (to show that bad requests do no I/O).
+        down: bool,
+    }
+
+    impl MemStore {
+        fn read<T: Clone>(&self, value: &T) -> Result<T> {
+            if self.down {
+                Err(Error::internal("store is down"))
+            } else {
+                Ok(value.clone())
+            }
+        }
     }
 
     impl Store for MemStore {
@@ -566,7 +702,7 @@ mod tests {
             Box::pin(async { Ok(()) })
         }
         fn tenant_settings<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<TenantSettings>> {
-            Box::pin(async { Ok(self.settings.clone()) })
+            Box::pin(async { self.read(&self.settings) })
         }
         fn update_tenant_settings<'a>(
             &'a self,
@@ -601,7 +737,7 @@ mod tests {
             Box::pin(async { Ok(Vec::new()) })
         }
         fn load_dataset<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<Dataset>> {
-            Box::pin(async { Ok(self.data.clone()) })
+            Box::pin(async { self.read(&self.data) })
         }
     }
 
@@ -612,6 +748,10 @@ mod tests {
     }
 
     fn api() -> KpiApi {
+        api_with(false)
+    }
+
+    fn api_with(down: bool) -> KpiApi {
         let mut data = Dataset::default();
         data.teams.push(Team {
             id: "east".into(),
@@ -652,6 +792,7 @@ mod tests {
         KpiApi::new(Arc::new(MemStore {
             settings: TenantSettings::default(),
             data,
+            down,
         }))
     }
 
@@ -776,6 +917,29 @@ mod tests {
         });
         let err = api.get_kpis(Request::new(req)).await.expect_err("bad date");
         assert_eq!(field_of(&err), "period.calendar.date");
+    }
+
+    #[tokio::test]
+    async fn bad_requests_are_rejected_before_any_io() {
+        let api = api_with(true);
+        let err = api
+            .get_kpis(Request::new(kpis(&["nope"])))
+            .await
+            .expect_err("bad id");
+        assert_eq!(err.code(), Code::InvalidArgument);
+        let mut req = kpis(&[]);
+        req.scope = Some(pb::Scope {
+            kind: pb::ScopeKind::Team as i32,
+            id: String::new(),
+        });
+        let err = api.get_kpis(Request::new(req)).await.expect_err("no id");
+        assert_eq!(field_of(&err), "scope.id");
+        // A valid request does reach the (failing) store.
+        let err = api
+            .get_kpis(Request::new(kpis(&[])))
+            .await
+            .expect_err("store down");
+        assert_eq!(err.code(), Code::Internal);
     }
 
     #[tokio::test]
