@@ -349,7 +349,7 @@ impl<'a> Engine<'a> {
                             Unit::Count,
                             i128::from(f.reached),
                         )];
-                        if f.stage != WON || f.index + 1 < funnel.len() {
+                        if f.index + 1 < funnel.len() {
                             values.push(match f.leakage {
                                 Some(l) => KpiValue::real("leakage", Unit::Ratio, l, None),
                                 None => KpiValue::undefined(

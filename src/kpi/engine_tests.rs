@@ -1482,6 +1482,43 @@ fn breakdowns() {
     assert_eq!(rows[4].values.len(), 1);
 }
 
+/// SPEC §7 REP rows for COMPANY: reps with a team at some instant of P, plus
+/// reps with records in P but no team; TEAM scopes list only their reps.
+#[test]
+fn rep_breakdown_includes_reps_without_team_for_company() {
+    let mut data = dataset(vec![
+        team("A", None),
+        member("m1", "r1", Some("A"), "2024-01-01T00:00:00Z"),
+        // r2 left all teams before March: no team in P, but an order in P.
+        member("m2", "r2", Some("A"), "2024-01-01T00:00:00Z"),
+        member("m3", "r2", None, "2024-02-01T00:00:00Z"),
+        // r4 has no team and no record in March: no row.
+        member("m4", "r4", None, "2024-01-01T00:00:00Z"),
+    ]);
+    data.orders
+        .push(order("o1", 10, "2024-03-05T00:00:00Z", Some("r2")));
+    data.orders
+        .push(order("o2", 20, "2024-03-05T00:00:00Z", Some("loner")));
+    data.orders
+        .push(order("o3", 30, "2024-02-05T00:00:00Z", Some("r4")));
+    let e = Engine::new(&data, TenantSettings::default());
+    let march = month(2024, 3);
+    let keys = |s: &Scope| -> Vec<String> {
+        e.breakdown_keys(s, &march, Dimension::Rep)
+            .into_iter()
+            .map(|k| k.0)
+            .collect()
+    };
+    assert_eq!(keys(&Scope::Company), ["loner", "r1", "r2"]);
+    assert_eq!(keys(&team_scope("A")), ["r1"]);
+    assert_eq!(keys(&rep_scope("r4")), ["r4"]);
+    // Breakdowns by TEAM for a REP scope have no rows.
+    assert!(
+        e.breakdown_keys(&rep_scope("r1"), &march, Dimension::Team)
+            .is_empty()
+    );
+}
+
 /// SPEC §5: a customer whose owner moves into a team counts there as new or
 /// reactivation MRR, and as churned in the team it left; COMPANY sees nothing.
 #[test]
