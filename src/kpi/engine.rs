@@ -530,9 +530,11 @@ impl<'e, 'a> Calc<'e, 'a> {
 
     /// Orders with ordered_at ∈ P in scope (order's rep at ordered_at).
     fn orders(&self) -> impl Iterator<Item = &'a crate::domain::Order> + '_ {
-        self.data().orders.iter().filter(|o| {
-            self.p.contains(o.ordered_at) && self.counts(o.rep_id.as_deref(), o.ordered_at)
-        })
+        self.index
+            .orders_by_time
+            .window(self.p.start, self.p.end)
+            .filter(|(t, o)| self.counts(o.rep_id.as_deref(), *t))
+            .map(|(_, o)| o)
     }
 
     /// revenue = sum(order.amount : ordered_at ∈ P)
@@ -548,12 +550,11 @@ impl<'e, 'a> Calc<'e, 'a> {
         &self,
         status: DealStatus,
     ) -> impl Iterator<Item = &'a crate::domain::Deal> + '_ {
-        self.data().deals.iter().filter(move |d| {
-            d.status == status
-                && d.closed_at.is_some_and(|c| {
-                    self.p.contains(c) && self.counts(d.owner_rep_id.as_deref(), c)
-                })
-        })
+        self.index
+            .deals_by_closed
+            .window(self.p.start, self.p.end)
+            .filter(move |(t, d)| d.status == status && self.counts(d.owner_rep_id.as_deref(), *t))
+            .map(|(_, d)| d)
     }
 
     /// bookings = sum(deal.amount : WON, closed_at ∈ P)
@@ -577,9 +578,11 @@ impl<'e, 'a> Calc<'e, 'a> {
 
     /// Deals with created_at ∈ P, in scope at created_at (the funnel cohort).
     fn created_deals(&self) -> impl Iterator<Item = &'a crate::domain::Deal> + '_ {
-        self.data().deals.iter().filter(|d| {
-            self.p.contains(d.created_at) && self.counts(d.owner_rep_id.as_deref(), d.created_at)
-        })
+        self.index
+            .deals_by_created
+            .window(self.p.start, self.p.end)
+            .filter(|(t, d)| self.counts(d.owner_rep_id.as_deref(), *t))
+            .map(|(_, d)| d)
     }
 
     /// Deals open at end, in scope at end: created_at < end and (OPEN or closed_at ≥ end).
@@ -594,9 +597,11 @@ impl<'e, 'a> Calc<'e, 'a> {
 
     /// Leads with created_at ∈ P, in scope at created_at.
     fn leads(&self) -> impl Iterator<Item = &'a crate::domain::Lead> + '_ {
-        self.data().leads.iter().filter(|l| {
-            self.p.contains(l.created_at) && self.counts(l.owner_rep_id.as_deref(), l.created_at)
-        })
+        self.index
+            .leads_by_created
+            .window(self.p.start, self.p.end)
+            .filter(|(t, l)| self.counts(l.owner_rep_id.as_deref(), *t))
+            .map(|(_, l)| l)
     }
 
     /// Activities with occurred_at ∈ P, in scope, of `kind` (all when `None`).
@@ -604,11 +609,13 @@ impl<'e, 'a> Calc<'e, 'a> {
         &self,
         kind: Option<ActivityType>,
     ) -> impl Iterator<Item = &'a crate::domain::Activity> + '_ {
-        self.data().activities.iter().filter(move |a| {
-            kind.is_none_or(|k| a.activity_type == k)
-                && self.p.contains(a.occurred_at)
-                && self.counts(Some(&a.rep_id), a.occurred_at)
-        })
+        self.index
+            .activities_by_time
+            .window(self.p.start, self.p.end)
+            .filter(move |(t, a)| {
+                kind.is_none_or(|k| a.activity_type == k) && self.counts(Some(&a.rep_id), *t)
+            })
+            .map(|(_, a)| a)
     }
 
     /// count(activities : occurred_at ∈ P[, type])
@@ -624,9 +631,11 @@ impl<'e, 'a> Calc<'e, 'a> {
     }
 
     fn csat_responses(&self) -> impl Iterator<Item = &'a crate::domain::CsatResponse> + '_ {
-        self.data().csat_responses.iter().filter(|c| {
-            self.p.contains(c.responded_at) && self.counts(c.rep_id.as_deref(), c.responded_at)
-        })
+        self.index
+            .csat_by_time
+            .window(self.p.start, self.p.end)
+            .filter(|(t, c)| self.counts(c.rep_id.as_deref(), *t))
+            .map(|(_, c)| c)
     }
 
     // ---- customers ------------------------------------------------------
@@ -634,13 +643,10 @@ impl<'e, 'a> Calc<'e, 'a> {
     /// new_customers = count(customers : acquired_at ∈ P), owner at acquired_at.
     fn new_customers(&self) -> i128 {
         *self.memo.new_customers.get_or_init(|| {
-            self.data()
-                .customers
-                .iter()
-                .filter(|c| {
-                    self.p.contains(c.acquired_at)
-                        && self.counts(c.owner_rep_id.as_deref(), c.acquired_at)
-                })
+            self.index
+                .customers_by_acquired
+                .window(self.p.start, self.p.end)
+                .filter(|(t, c)| self.counts(c.owner_rep_id.as_deref(), *t))
                 .count() as i128
         })
     }
@@ -1121,14 +1127,10 @@ impl<'e, 'a> Calc<'e, 'a> {
             "active_customers" => whole(self.active_at(self.p.end).count() as i128),
             // churned_customers = count(customers : churned_at ∈ P), owner at churned_at
             "churned_customers" => whole(
-                self.data()
-                    .customers
-                    .iter()
-                    .filter(|c| {
-                        c.churned_at.is_some_and(|ch| {
-                            self.p.contains(ch) && self.counts(c.owner_rep_id.as_deref(), ch)
-                        })
-                    })
+                self.index
+                    .customers_by_churned
+                    .window(self.p.start, self.p.end)
+                    .filter(|(t, c)| self.counts(c.owner_rep_id.as_deref(), *t))
                     .count() as i128,
             ),
             // customer_churn_rate = count(active at start ∧ churned_at ∈ P) ÷ count(active at start)
@@ -1265,13 +1267,11 @@ impl<'e, 'a> Calc<'e, 'a> {
             // inquiry_response_time = mean(first_response_at − received_at : received_at ∈ P, responded)
             "inquiry_response_time" => {
                 let (sum, n) = self
-                    .data()
-                    .inquiries
-                    .iter()
-                    .filter(|i| {
-                        self.p.contains(i.received_at)
-                            && self.counts(i.rep_id.as_deref(), i.received_at)
-                    })
+                    .index
+                    .inquiries_by_time
+                    .window(self.p.start, self.p.end)
+                    .filter(|(t, i)| self.counts(i.rep_id.as_deref(), *t))
+                    .map(|(_, i)| i)
                     .filter_map(|i| i.first_response_at.map(|r| nanos_between(i.received_at, r)))
                     .fold((0i128, 0i128), |(s, n), x| (s + x, n + 1));
                 ratio(

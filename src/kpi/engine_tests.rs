@@ -1678,6 +1678,55 @@ mod properties {
         kv(e, s, p, id).exact_value.expect("whole value")
     }
 
+    fn parent_of<'d>(data: &'d Dataset, team: &str) -> Option<&'d str> {
+        let t = data.teams.iter().find(|t| t.id == team)?;
+        let p = t.parent_team_id.as_deref()?;
+        data.teams.iter().any(|t| t.id == p).then_some(p)
+    }
+
+    fn on_cycle(data: &Dataset, team: &str) -> bool {
+        let mut cur = team;
+        for _ in 0..=data.teams.len() {
+            match parent_of(data, cur) {
+                Some(p) if p == team => return true,
+                Some(p) => cur = p,
+                None => return false,
+            }
+        }
+        false
+    }
+
+    fn naive_counts(data: &Dataset, scope: &Scope, rep: Option<&str>, t: Instant) -> bool {
+        match scope {
+            Scope::Company => true,
+            Scope::Rep(r) => rep == Some(r.as_str()),
+            Scope::Team(root) => {
+                let Some(rep) = rep else { return false };
+                let latest = data
+                    .team_memberships
+                    .iter()
+                    .filter(|m| m.rep_id == rep && m.effective_at < t)
+                    .max_by(|a, b| (a.effective_at, &a.id).cmp(&(b.effective_at, &b.id)));
+                let Some(mut team) = latest.and_then(|m| m.team_id.as_deref()) else {
+                    return false;
+                };
+                if !data.teams.iter().any(|x| x.id == team) {
+                    return false;
+                }
+                for _ in 0..=data.teams.len() {
+                    if team == root {
+                        return true;
+                    }
+                    match parent_of(data, team) {
+                        Some(p) => team = p,
+                        None => return false,
+                    }
+                }
+                false
+            }
+        }
+    }
+
     proptest! {
         /// new + reactivation + expansion − contraction − churned = net_new_mrr
         /// (= mrr − mrr_start) in every scope, customers moving between
@@ -1749,6 +1798,28 @@ mod properties {
                         prop_assert!(churn.value.is_none() && retention.value.is_none());
                     }
                 }
+            }
+        }
+
+        /// Revenue and active customers in every scope equal a naive reading
+        /// of SPEC §5 (latest membership strictly before t, ties by greatest
+        /// id; TEAM = the team and its descendants) on acyclic team trees.
+        #[test]
+        fn attribution_matches_a_naive_reading_of_the_spec(data in arb_dataset(), m in 2u32..5) {
+            prop_assume!(data.teams.iter().all(|t| !on_cycle(&data, &t.id)));
+            let e = Engine::new(&data, TenantSettings::default());
+            let p = month(2024, m);
+            for s in scopes() {
+                let revenue: i64 = data.orders.iter()
+                    .filter(|o| p.contains(o.ordered_at) && naive_counts(&data, &s, o.rep_id.as_deref(), o.ordered_at))
+                    .map(|o| o.amount)
+                    .sum();
+                prop_assert_eq!(exact(&e, &s, &p, "revenue"), revenue, "scope {:?}", s);
+                let active: i64 = data.customers.iter()
+                    .filter(|c| c.acquired_at < p.end && c.churned_at.is_none_or(|ch| ch >= p.end))
+                    .filter(|c| naive_counts(&data, &s, c.owner_rep_id.as_deref(), p.end))
+                    .count() as i64;
+                prop_assert_eq!(exact(&e, &s, &p, "active_customers"), active, "scope {:?}", s);
             }
         }
 

@@ -4,7 +4,36 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use crate::domain::{Customer, Dataset, Deal, Instant, Scope};
+use crate::domain::{
+    Activity, CsatResponse, Customer, Dataset, Deal, Inquiry, Instant, Lead, Order, Scope,
+};
+
+/// Records of one kind sorted by one of their instants, so the records of a
+/// period are one contiguous slice found by binary search.
+#[derive(Debug)]
+pub struct ByTime<'a, T> {
+    items: Vec<(Instant, &'a T)>,
+}
+
+impl<'a, T> ByTime<'a, T> {
+    /// Sorts `(instant, record)` pairs by instant.
+    pub fn new(items: impl Iterator<Item = (Instant, &'a T)>) -> Self {
+        let mut items: Vec<_> = items.collect();
+        items.sort_by_key(|(t, _)| *t);
+        ByTime { items }
+    }
+
+    /// The records whose instant t satisfies start ≤ t < end, with t.
+    pub fn window(
+        &self,
+        start: Instant,
+        end: Instant,
+    ) -> impl Iterator<Item = (Instant, &'a T)> + '_ {
+        let lo = self.items.partition_point(|(t, _)| *t < start);
+        let hi = self.items.partition_point(|(t, _)| *t < end).max(lo);
+        self.items.get(lo..hi).unwrap_or_default().iter().copied()
+    }
+}
 
 /// One membership of a rep, in (effective_at, id) order.
 #[derive(Debug, Clone, Copy)]
@@ -58,6 +87,24 @@ pub struct Index<'a> {
     /// First instant after which each customer's MRR was > 0 (the effective_at
     /// of the change group that first made it positive).
     pub first_positive_mrr: HashMap<&'a str, Instant>,
+    /// Orders by ordered_at.
+    pub orders_by_time: ByTime<'a, Order>,
+    /// Deals by created_at.
+    pub deals_by_created: ByTime<'a, Deal>,
+    /// Closed deals by closed_at.
+    pub deals_by_closed: ByTime<'a, Deal>,
+    /// Leads by created_at.
+    pub leads_by_created: ByTime<'a, Lead>,
+    /// Activities by occurred_at.
+    pub activities_by_time: ByTime<'a, Activity>,
+    /// Inquiries by received_at.
+    pub inquiries_by_time: ByTime<'a, Inquiry>,
+    /// CSAT responses by responded_at.
+    pub csat_by_time: ByTime<'a, CsatResponse>,
+    /// Customers by acquired_at.
+    pub customers_by_acquired: ByTime<'a, Customer>,
+    /// Churned customers by churned_at.
+    pub customers_by_churned: ByTime<'a, Customer>,
 }
 
 impl<'a> Index<'a> {
@@ -137,6 +184,23 @@ impl<'a> Index<'a> {
             stage_changes,
             subscriptions,
             first_positive_mrr,
+            orders_by_time: ByTime::new(data.orders.iter().map(|o| (o.ordered_at, o))),
+            deals_by_created: ByTime::new(data.deals.iter().map(|d| (d.created_at, d))),
+            deals_by_closed: ByTime::new(
+                data.deals
+                    .iter()
+                    .filter_map(|d| d.closed_at.map(|c| (c, d))),
+            ),
+            leads_by_created: ByTime::new(data.leads.iter().map(|l| (l.created_at, l))),
+            activities_by_time: ByTime::new(data.activities.iter().map(|a| (a.occurred_at, a))),
+            inquiries_by_time: ByTime::new(data.inquiries.iter().map(|i| (i.received_at, i))),
+            csat_by_time: ByTime::new(data.csat_responses.iter().map(|c| (c.responded_at, c))),
+            customers_by_acquired: ByTime::new(data.customers.iter().map(|c| (c.acquired_at, c))),
+            customers_by_churned: ByTime::new(
+                data.customers
+                    .iter()
+                    .filter_map(|c| c.churned_at.map(|t| (t, c))),
+            ),
         }
     }
 
