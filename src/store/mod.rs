@@ -4,11 +4,59 @@
 //! Rows carry their tenant; instants are stored as integer nanoseconds since
 //! the Unix epoch and local dates as ISO `YYYY-MM-DD` text, so both backends
 //! compare and order them identically.
+//!
+//! Why two backends: SQLite needs no set-up (the default), PostgreSQL lets
+//! several stateless replicas share one database. Each backend keeps its own
+//! SQL and migrations; only the row format ([`rows`]) is shared, because the
+//! two schemas are column for column identical.
+
+use std::sync::Arc;
 
 use futures::future::BoxFuture;
 
 use crate::domain::{Dataset, Record, RecordType, TenantSettings};
-use crate::error::Result;
+use crate::error::{Error, Result};
+
+pub mod postgres;
+mod rows;
+pub mod sqlite;
+
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+/// Where the data lives when nothing else is configured: `./salesmetrics.db`.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://salesmetrics.db";
+
+/// Opens the store named by `url` and brings its schema up to date.
+///
+/// * `sqlite:` URLs (`sqlite://path/to/file.db`, `sqlite:file.db`) open a SQLite
+///   file, created if missing ([`SqliteStore::connect`]).
+/// * `postgres://` and `postgresql://` URLs open a PostgreSQL pool
+///   ([`PostgresStore::connect`]).
+/// * Anything else is INVALID_ARGUMENT on `database_url`.
+///
+/// An unreachable database is [`Error::Unavailable`].
+pub async fn connect(url: &str) -> Result<Arc<dyn Store>> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::connect(url).await?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(PostgresStore::connect(url).await?))
+    } else {
+        Err(Error::invalid(
+            "database_url",
+            "expected a sqlite:, postgres:// or postgresql:// URL",
+        ))
+    }
+}
+
+/// Maps a migration failure: database errors keep their own mapping (so an
+/// unreachable database stays UNAVAILABLE), anything else is internal.
+fn migrate_error(err: sqlx::migrate::MigrateError) -> Error {
+    match err {
+        sqlx::migrate::MigrateError::Execute(e) => e.into(),
+        other => Error::internal(format!("migration failed: {other}")),
+    }
+}
 
 /// What a write did to one record.
 #[derive(Debug, Clone, PartialEq, Eq)]
