@@ -774,10 +774,12 @@ mod tests {
 
     #[test]
     fn settings_round_trip_bit_for_bit() {
-        let mut s = TenantSettings::default();
-        s.gross_margin = 0.1 + 0.2; // 0.30000000000000004: needs 17 digits
+        let mut s = TenantSettings {
+            gross_margin: 0.1 + 0.2, // 0.30000000000000004: needs 17 digits
+            time_zone: chrono_tz::Europe::Berlin,
+            ..TenantSettings::default()
+        };
         s.pipeline_stages[0].win_probability = 1.0 / 3.0;
-        s.time_zone = chrono_tz::Europe::Berlin;
         let back = settings_from_json(&settings_to_json(&s).unwrap()).unwrap();
         assert_eq!(back, s);
     }
