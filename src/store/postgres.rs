@@ -5,6 +5,7 @@
 //! lock the tenant row first so two replicas cannot each add half of a cycle.
 //! Transactions that lose a deadlock or serialization race are retried.
 
+use std::collections::HashSet;
 use std::str::FromStr;
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -33,8 +34,6 @@ const WRITE_ATTEMPTS: u32 = 3;
 
 /// The SQL of one record table, built once from [`rows::table`].
 struct Statements {
-    /// Upsert that returns a row only when it wrote (see [`upsert_sql`]).
-    upsert: String,
     /// `id > $2 ORDER BY id LIMIT $3`, for export.
     page: String,
     /// Every row of the tenant, ordered by id.
@@ -53,31 +52,41 @@ fn statements(record_type: RecordType) -> Statements {
     let names: Vec<&str> = spec.columns.iter().map(|(name, _)| *name).collect();
     let select = format!("SELECT id, version, {} FROM {t}", names.join(", "));
     Statements {
-        upsert: upsert_sql(t, &names),
         page: format!("{select} WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT $3"),
         all: format!("{select} WHERE tenant_id = $1 ORDER BY id"),
         delete: format!("DELETE FROM {t} WHERE tenant_id = $1 AND id = $2"),
     }
 }
 
-/// One atomic statement per record: insert, or replace every column when the
-/// version rule allows it. `RETURNING 1` yields a row only if the row was
-/// inserted or updated, so "no row" means stale. A concurrent upsert of the
-/// same key waits for the first to commit and then re-evaluates the rule.
-fn upsert_sql(table: &str, columns: &[&str]) -> String {
-    let placeholders: Vec<String> = (1..=columns.len() + 3).map(|i| format!("${i}")).collect();
+/// One atomic statement per run of records (see [`rows::upsert_runs`]):
+/// insert, or replace every column when the version rule allows it.
+/// `RETURNING id` yields the rows actually inserted or updated, so an id
+/// missing from the result was stale.
+/// A concurrent upsert of the same key waits for the first to commit and then
+/// re-evaluates the rule.
+fn upsert_sql(table: &str, columns: &[&str], rows: usize) -> String {
+    // Parameter 1 is the tenant, shared by every row.
+    let per_row = columns.len() + 2;
+    let values: Vec<String> = (0..rows)
+        .map(|row| {
+            let params: Vec<String> = (0..per_row)
+                .map(|i| format!("${}", 2 + row * per_row + i))
+                .collect();
+            format!("($1, {})", params.join(", "))
+        })
+        .collect();
     let updates: Vec<String> = std::iter::once("version")
         .chain(columns.iter().copied())
         .map(|c| format!("{c} = excluded.{c}"))
         .collect();
     format!(
-        "INSERT INTO {table} (tenant_id, id, version, {columns}) VALUES ({placeholders}) \
+        "INSERT INTO {table} (tenant_id, id, version, {columns}) VALUES {values} \
          ON CONFLICT (tenant_id, id) DO UPDATE SET {updates} \
          WHERE excluded.version IS NULL OR {table}.version IS NULL \
          OR excluded.version > {table}.version \
-         RETURNING 1",
+         RETURNING id",
         columns = columns.join(", "),
-        placeholders = placeholders.join(", "),
+        values = values.join(", "),
         updates = updates.join(", "),
     )
 }
@@ -163,16 +172,21 @@ impl PostgresStore {
             TeamTree::new()
         });
         let mut outcomes = Vec::with_capacity(records.len());
-        for record in records {
-            if let Some(rejected) = teams.check(record) {
+        for run in rows::upsert_runs(records) {
+            let run = &records[run];
+            // Teams are alone in their run, so a rejection is the run's only record.
+            if let Some(rejected) = run.iter().find_map(|r| teams.check(r)) {
                 outcomes.push(rejected);
                 continue;
             }
-            if upsert(&mut tx, tenant, record).await? {
-                teams.applied(record);
-                outcomes.push(WriteOutcome::Accepted);
-            } else {
-                outcomes.push(WriteOutcome::Stale);
+            let written = upsert(&mut tx, tenant, run).await?;
+            for record in run {
+                if written.contains(record.id()) {
+                    teams.applied(record);
+                    outcomes.push(WriteOutcome::Accepted);
+                } else {
+                    outcomes.push(WriteOutcome::Stale);
+                }
             }
         }
         let rejected = outcomes
@@ -267,16 +281,28 @@ async fn load_team_tree(conn: &mut PgConnection, tenant: &str) -> Result<TeamTre
         .collect()
 }
 
-/// Writes one record; `false` when it was stale.
-async fn upsert(conn: &mut PgConnection, tenant: &str, record: &Record) -> Result<bool> {
-    let mut query = sqlx::query(&STATEMENTS[record.record_type() as usize].upsert)
-        .bind(tenant)
-        .bind(record.id())
-        .bind(record.version());
-    for value in rows::encode(record)? {
-        query = bind(query, value);
+/// Writes a run of records of one type with distinct ids; returns the ids
+/// that were written (the others were stale).
+async fn upsert(conn: &mut PgConnection, tenant: &str, run: &[Record]) -> Result<HashSet<String>> {
+    let Some(first) = run.first() else {
+        return Ok(HashSet::new());
+    };
+    let spec = rows::table(first.record_type());
+    let names: Vec<&str> = spec.columns.iter().map(|(name, _)| *name).collect();
+    let sql = upsert_sql(spec.table, &names, run.len());
+    let mut query = sqlx::query(&sql).bind(tenant);
+    for record in run {
+        query = query.bind(record.id()).bind(record.version());
+        for value in rows::encode(record)? {
+            query = bind(query, value);
+        }
     }
-    Ok(query.fetch_optional(conn).await?.is_some())
+    query
+        .fetch_all(conn)
+        .await?
+        .iter()
+        .map(|row| Ok(row.try_get::<String, _>(0)?))
+        .collect()
 }
 
 impl Store for PostgresStore {

@@ -8,7 +8,8 @@
 //! [`Value`] and read one back. That keeps the SQL per backend while the
 //! field-by-field mapping cannot drift between them.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::ops::Range;
 
 use chrono::{DateTime, NaiveDate};
 use serde::{Deserialize, Serialize};
@@ -654,6 +655,40 @@ impl TeamTreeGuard {
     }
 }
 
+/// Most records one multi-row upsert writes (PostgreSQL backend): saves a
+/// round trip per record while staying far below PostgreSQL's 65 535 bind
+/// parameters (a run binds at most 1 + 500 × 10).
+pub(super) const MAX_ROWS_PER_UPSERT: usize = 500;
+
+/// Splits a batch into runs that one multi-row upsert can write without
+/// changing the batch's meaning: consecutive records of one type with
+/// distinct ids (one statement cannot touch a row twice, and a later record
+/// with the same id must see the earlier one), at most
+/// [`MAX_ROWS_PER_UPSERT`] each. Teams stay alone: each is checked against the
+/// tree as of its position in the batch.
+pub(super) fn upsert_runs(records: &[Record]) -> Vec<Range<usize>> {
+    let mut runs = Vec::new();
+    let mut start = 0;
+    let mut ids: HashSet<&str> = HashSet::new();
+    for (i, record) in records.iter().enumerate() {
+        let extends = i > start
+            && record.record_type() == records[start].record_type()
+            && !matches!(record, Record::Team(_))
+            && i - start < MAX_ROWS_PER_UPSERT
+            && !ids.contains(record.id());
+        if !extends && i > start {
+            runs.push(start..i);
+            start = i;
+            ids.clear();
+        }
+        ids.insert(record.id());
+    }
+    if start < records.len() {
+        runs.push(start..records.len());
+    }
+    runs
+}
+
 /// Whether a batch writes any team (and so needs the team tree).
 pub(super) fn has_teams(records: &[Record]) -> bool {
     records.iter().any(|r| matches!(r, Record::Team(_)))
@@ -782,6 +817,33 @@ mod tests {
         s.pipeline_stages[0].win_probability = 1.0 / 3.0;
         let back = settings_from_json(&settings_to_json(&s).unwrap()).unwrap();
         assert_eq!(back, s);
+    }
+
+    fn rep(id: &str) -> Record {
+        Record::Rep(Rep {
+            id: id.to_string(),
+            version: None,
+            name: id.to_string(),
+            email: None,
+        })
+    }
+
+    fn team(id: &str) -> Record {
+        Record::Team(Team {
+            id: id.to_string(),
+            version: None,
+            name: id.to_string(),
+            parent_team_id: None,
+        })
+    }
+
+    #[test]
+    fn runs_split_on_type_duplicates_teams_and_size() {
+        assert_eq!(upsert_runs(&[]), Vec::<Range<usize>>::new());
+        let batch = [rep("a"), rep("b"), rep("a"), team("t"), team("u"), rep("c")];
+        assert_eq!(upsert_runs(&batch), [0..2, 2..3, 3..4, 4..5, 5..6]);
+        let many: Vec<Record> = (0..1001).map(|i| rep(&format!("r{i}"))).collect();
+        assert_eq!(upsert_runs(&many), [0..500, 500..1000, 1000..1001]);
     }
 
     #[test]

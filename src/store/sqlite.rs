@@ -63,7 +63,10 @@ fn statements(record_type: RecordType) -> Statements {
 }
 
 /// One atomic statement per record: insert, or replace every column when the
-/// version rule allows it. `RETURNING 1` yields a row only if the row was
+/// version rule allows it. Per record rather than multi-row (as the
+/// PostgreSQL backend does): SQLite runs in-process, so there is no round trip
+/// to save, and a small cached statement measured about twice as fast as
+/// 500-row statements. `RETURNING 1` yields a row only if the row was
 /// inserted or updated, so "no row" means stale. (Upsert with RETURNING needs
 /// SQLite ≥ 3.35; the bundled libsqlite3-sys 0.30 ships 3.46.)
 fn upsert_sql(table: &str, columns: &[&str]) -> String {
