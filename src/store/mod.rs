@@ -93,8 +93,10 @@ pub trait Store: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<()>>;
 
     /// Writes validated records in one transaction (upsert by id, version rules,
-    /// team-cycle check) and returns one outcome per record, in order. When
-    /// `all_or_nothing` is true and any outcome is `Rejected`, nothing is written.
+    /// team-cycle check) and returns one outcome per record, in order; later
+    /// records of the batch see earlier ones. When `all_or_nothing` is true and
+    /// any outcome is `Rejected`, nothing is written (the other outcomes say
+    /// what would have happened). NOT_FOUND if the tenant does not exist.
     fn write<'a>(
         &'a self,
         tenant: &'a str,
@@ -102,7 +104,8 @@ pub trait Store: Send + Sync + 'static {
         all_or_nothing: bool,
     ) -> BoxFuture<'a, Result<Vec<WriteOutcome>>>;
 
-    /// Deletes records by id (idempotent); returns how many existed.
+    /// Deletes records by id (idempotent); returns how many existed. Deleting
+    /// forgets the version, so the id can be written again with any version.
     fn delete<'a>(
         &'a self,
         tenant: &'a str,
@@ -110,7 +113,8 @@ pub trait Store: Send + Sync + 'static {
         ids: &'a [String],
     ) -> BoxFuture<'a, Result<u64>>;
 
-    /// Up to `limit` records of a type with id > `after_id`, in id order.
+    /// Up to `limit` records of a type with id > `after_id`, in byte order of
+    /// id (identical on both backends). An unknown tenant has no records.
     fn export<'a>(
         &'a self,
         tenant: &'a str,
@@ -119,6 +123,8 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> BoxFuture<'a, Result<Vec<Record>>>;
 
-    /// Every record of the tenant, for the KPI engine.
+    /// Every record of the tenant, for the KPI engine, read from one
+    /// consistent snapshot; each list is in byte order of id. An unknown tenant
+    /// has no records.
     fn load_dataset<'a>(&'a self, tenant: &'a str) -> BoxFuture<'a, Result<Dataset>>;
 }

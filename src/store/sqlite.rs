@@ -108,7 +108,17 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if missing) the database file of a `sqlite:` URL and
     /// applies the embedded migrations.
+    ///
+    /// In-memory URLs (`sqlite::memory:`, `mode=memory`) are refused: the
+    /// separate read and write pools would need a shared cache, whose table
+    /// locks fail instead of waiting. Tests use a temporary file.
     pub async fn connect(url: &str) -> Result<Self> {
+        if url.contains(":memory:") || url.contains("mode=memory") {
+            return Err(Error::invalid(
+                "database_url",
+                "in-memory SQLite is not supported; use a file (sqlite://path/to/file.db)",
+            ));
+        }
         let options = SqliteConnectOptions::from_str(url)
             .map_err(|_| Error::invalid("database_url", "not a valid sqlite: URL"))?
             .create_if_missing(true)

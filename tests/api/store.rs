@@ -48,6 +48,7 @@ store_suite!(
     unknown_tenant_is_not_found,
     export_pages_in_byte_order,
     tenants_are_isolated,
+    large_batches_keep_order_and_versions,
 );
 
 /// An instant with nanosecond precision, to catch any rounding on the way.
@@ -914,7 +915,13 @@ async fn tenants_are_isolated(store: Arc<dyn Store>) {
 
 #[tokio::test]
 async fn connect_rejects_unknown_schemes() {
-    for url in ["mysql://localhost/x", "salesmetrics.db", ""] {
+    for url in [
+        "mysql://localhost/x",
+        "salesmetrics.db",
+        "",
+        "sqlite::memory:",
+        "sqlite://x.db?mode=memory",
+    ] {
         match connect(url).await {
             Err(Error::InvalidArgument { field, .. }) => assert_eq!(field, "database_url"),
             Err(other) => panic!("{url}: unexpected error {other:?}"),
@@ -950,4 +957,54 @@ async fn unreachable_postgres_is_unavailable() {
         Err(other) => panic!("unexpected error {other:?}"),
         Ok(_) => panic!("connected to nothing"),
     }
+}
+
+/// Batches longer than one multi-row statement, with duplicates and stale
+/// records at and around statement boundaries, keep the per-record rules.
+async fn large_batches_keep_order_and_versions(store: Arc<dyn Store>) {
+    use WriteOutcome::{Accepted, Stale};
+    store.ensure_tenant("t1").await.unwrap();
+    let id = |i: usize| format!("r{i:04}");
+    let mut batch: Vec<Record> = (0..1200).map(|i| rep(&id(i), Some(1), "v1")).collect();
+    let mut expected = all_accepted(1200);
+    // A higher version of an earlier id, right at a statement boundary...
+    batch.insert(500, rep(&id(10), Some(2), "v2"));
+    expected.insert(500, Accepted);
+    // ...a stale one (same version) a little later...
+    batch.insert(700, rep(&id(499), Some(1), "stale"));
+    expected.insert(700, Stale);
+    // ...and an unversioned rewrite of an id written earlier in the same run.
+    batch.insert(900, rep(&id(800), None, "unversioned"));
+    expected.insert(900, Accepted);
+    assert_eq!(store.write("t1", &batch, false).await.unwrap(), expected);
+
+    let reps = store.load_dataset("t1").await.unwrap().reps;
+    assert_eq!(reps.len(), 1200);
+    let find = |i: usize| reps.iter().find(|r| r.id == id(i)).unwrap();
+    assert_eq!((find(10).name.as_str(), find(10).version), ("v2", Some(2)));
+    assert_eq!(
+        (find(499).name.as_str(), find(499).version),
+        ("v1", Some(1))
+    );
+    assert_eq!(
+        (find(800).name.as_str(), find(800).version),
+        ("unversioned", None)
+    );
+    assert_eq!(
+        (find(1199).name.as_str(), find(1199).version),
+        ("v1", Some(1))
+    );
+
+    // The whole batch again: versioned records are stale except r0800 v1 (at
+    // 802), which finds the stored version NULL (left by the unversioned
+    // write) and so replaces it, before the unversioned rewrite at 900.
+    let again = store.write("t1", &batch, false).await.unwrap();
+    let accepted: Vec<usize> = again
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| **o == Accepted)
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(accepted, [802, 900]);
+    assert_eq!(store.load_dataset("t1").await.unwrap().reps, reps);
 }
