@@ -596,21 +596,20 @@ pub(super) type TeamTree = HashMap<String, Option<String>>;
 /// Why giving team `id` the parent `parent` would close a cycle in `tree`, or
 /// `None` if it would not. An unknown parent ends the chain (it is a root).
 pub(super) fn team_cycle(tree: &TeamTree, id: &str, parent: Option<&str>) -> Option<String> {
-    let mut current = parent?;
+    let parent = parent?;
+    if parent == id {
+        return Some(format!("team {id:?} cannot be its own parent"));
+    }
+    let mut current = parent;
     // The stored tree is acyclic, so the walk ends within tree.len() steps;
     // the bound only guards against a corrupted table.
     for _ in 0..=tree.len() {
-        if current == id {
-            return Some(if parent == Some(id) {
-                format!("team {id:?} cannot be its own parent")
-            } else {
-                format!(
-                    "team {id:?} would become its own ancestor through {current:?}'s parent chain starting at {:?}",
-                    parent.unwrap_or_default()
-                )
-            });
-        }
         match tree.get(current) {
+            Some(Some(next)) if next == id => {
+                return Some(format!(
+                    "team {id:?} would become its own ancestor: its new parent {parent:?} descends from it"
+                ));
+            }
             Some(Some(next)) => current = next,
             _ => return None,
         }
