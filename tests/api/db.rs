@@ -54,6 +54,29 @@ pub async fn fresh_postgres() -> Option<String> {
     Some(with_database(&base, &name))
 }
 
+/// Best effort: drops a database made by [`fresh_postgres`] once its test is
+/// done (a test that panics leaves it for [`drop_stale_databases`]). `FORCE`
+/// ends the store's pooled connections, which are being closed anyway.
+pub async fn drop_postgres(url: &str) {
+    let Ok(base) = std::env::var("TEST_DATABASE_URL") else {
+        return;
+    };
+    let name = url
+        .split('?')
+        .next()
+        .and_then(|u| u.rsplit('/').next())
+        .unwrap_or_default();
+    if !name.starts_with("sm_") {
+        return;
+    }
+    if let Ok(mut conn) = PgConnection::connect(&base).await {
+        let _ = conn
+            .execute(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)").as_str())
+            .await;
+        conn.close().await.ok();
+    }
+}
+
 fn unix_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -30,6 +30,7 @@ macro_rules! store_suite {
                     let Some(url) = crate::db::fresh_postgres().await else { return };
                     let store = salesmetrics::store::connect(&url).await.expect("connect");
                     super::$name(store).await;
+                    crate::db::drop_postgres(&url).await;
                 }
             )*
         }
