@@ -7,7 +7,7 @@
 //!
 //! Why two backends: SQLite needs no set-up (the default), PostgreSQL lets
 //! several stateless replicas share one database. Each backend keeps its own
-//! SQL and migrations; only the row format ([`rows`]) is shared, because the
+//! SQL and migrations; only the row format (`rows.rs`) is shared, because the
 //! two schemas are column for column identical.
 
 use std::sync::Arc;
