@@ -8,6 +8,7 @@ use tonic::Request;
 pub mod admin;
 pub mod convert;
 pub mod ingest;
+pub mod kpi;
 
 /// The tenant a request acts for, put into the request's extensions by the
 /// authentication layer.
@@ -36,16 +37,24 @@ pub fn add_services(
 ) -> tonic::transport::server::Router {
     use crate::proto::v1::admin_service_server::AdminServiceServer;
     use crate::proto::v1::ingest_service_server::IngestServiceServer;
+    use crate::proto::v1::kpi_service_server::KpiServiceServer;
 
+    let limit = config.max_message_bytes;
     let limits = ingest::IngestLimits {
         max_batch_size: config.max_batch_size,
         max_in_flight_batches: config.max_in_flight_batches,
     };
     let ingest = IngestServiceServer::new(ingest::IngestApi::new(store.clone(), limits))
-        .max_decoding_message_size(config.max_message_bytes)
-        .max_encoding_message_size(config.max_message_bytes);
+        .max_decoding_message_size(limit)
+        .max_encoding_message_size(limit);
+    let kpi = KpiServiceServer::new(kpi::KpiApi::new(store.clone()))
+        .max_decoding_message_size(limit)
+        .max_encoding_message_size(limit);
     let admin = AdminServiceServer::new(admin::AdminApi::new(store))
-        .max_decoding_message_size(config.max_message_bytes)
-        .max_encoding_message_size(config.max_message_bytes);
-    router.add_service(ingest).add_service(admin)
+        .max_decoding_message_size(limit)
+        .max_encoding_message_size(limit);
+    router
+        .add_service(ingest)
+        .add_service(kpi)
+        .add_service(admin)
 }

@@ -5,3 +5,4 @@ mod db;
 mod harness;
 mod ingest;
 mod service;
+mod store;
