@@ -123,3 +123,43 @@ async fn reflection_v1_and_v1alpha_list_the_services() {
     assert!(!files.file_descriptor_proto.is_empty());
     server.stop().await;
 }
+
+/// ListKpis serves the catalog: every KPI id of SPEC §6 once, with its unit
+/// and direction (revenue is money, higher is better; sales_cycle is a
+/// duration, lower is better).
+#[tokio::test]
+async fn list_kpis_serves_the_catalog() {
+    use salesmetrics::proto::v1::{Direction, ListKpisRequest, Unit};
+    let server = TestServer::sqlite().await;
+    let kpis = server
+        .kpi()
+        .await
+        .list_kpis(ListKpisRequest {})
+        .await
+        .expect("ListKpis")
+        .into_inner()
+        .kpis;
+    let find = |id: &str| {
+        kpis.iter()
+            .find(|k| k.id == id)
+            .unwrap_or_else(|| panic!("{id} in the catalog"))
+    };
+    assert_eq!(kpis[0].id, "revenue");
+    assert_eq!(find("revenue").unit, Unit::Money as i32);
+    assert_eq!(find("revenue").direction, Direction::HigherIsBetter as i32);
+    assert_eq!(find("win_rate").unit, Unit::Ratio as i32);
+    assert_eq!(find("sales_cycle").unit, Unit::DurationSeconds as i32);
+    assert_eq!(
+        find("sales_cycle").direction,
+        Direction::LowerIsBetter as i32
+    );
+    let mut ids: Vec<&str> = kpis.iter().map(|k| k.id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), kpis.len(), "ids are unique");
+    assert!(
+        kpis.iter()
+            .all(|k| !k.formula.is_empty() && !k.name.is_empty())
+    );
+    server.stop().await;
+}
