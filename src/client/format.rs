@@ -228,6 +228,17 @@ pub enum Align {
 
 /// Renders rows as an aligned table with a header and a rule under it.
 pub fn table(header: &[&str], align: &[Align], rows: &[Vec<String>]) -> String {
+    table_with_notes(header, align, rows, &[])
+}
+
+/// Like [`table`], with a free-text note after each row (e.g. why a value is
+/// undefined) that does not widen the columns.
+pub fn table_with_notes(
+    header: &[&str],
+    align: &[Align],
+    rows: &[Vec<String>],
+    notes: &[String],
+) -> String {
     let width = |s: &str| s.chars().count();
     let mut widths: Vec<usize> = header.iter().map(|h| width(h)).collect();
     for row in rows {
@@ -259,8 +270,13 @@ pub fn table(header: &[&str], align: &[Align], rows: &[Vec<String>]) -> String {
     let total: usize = widths.iter().sum::<usize>() + 2 * widths.len().saturating_sub(1);
     out.push_str(&"─".repeat(total));
     out.push('\n');
-    for row in rows {
-        out.push_str(&render(&mut row.iter().map(String::as_str)));
+    for (i, row) in rows.iter().enumerate() {
+        let mut line = render(&mut row.iter().map(String::as_str));
+        if let Some(note) = notes.get(i).filter(|n| !n.is_empty()) {
+            line.push_str("  ");
+            line.push_str(note);
+        }
+        out.push_str(&line);
         out.push('\n');
     }
     out

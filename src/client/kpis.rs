@@ -273,29 +273,59 @@ pub fn bundle_text(bundle: &KpiBundle) -> String {
     }
     out.push_str("\n\n");
     let currency = &bundle.currency_code;
+    let mut notes = Vec::with_capacity(bundle.values.len());
     let rows: Vec<Vec<String>> = bundle
         .values
         .iter()
         .map(|v| {
-            let mut row = vec![v.kpi_id.clone(), format::kpi_value(v, currency)];
+            // Undefined values show as "—" with the reason after the row, so a
+            // long reason does not widen the columns.
+            let mut note = Vec::new();
+            let value = match v.value {
+                Some(_) => format::kpi_value(v, currency),
+                None => {
+                    note.push(v.undefined_reason.clone());
+                    "—".to_string()
+                }
+            };
+            let mut row = vec![v.kpi_id.clone(), value];
             if comparing {
-                row.push(format::comparison_value(v, currency));
+                let comparison = match v.comparison_value {
+                    Some(_) => format::comparison_value(v, currency),
+                    None => {
+                        if !v.comparison_undefined_reason.is_empty()
+                            && v.comparison_undefined_reason != v.undefined_reason
+                        {
+                            note.push(format!("comparison: {}", v.comparison_undefined_reason));
+                        }
+                        "—".to_string()
+                    }
+                };
+                row.push(comparison);
                 row.push(format::change(v.relative_change));
             }
+            note.retain(|n| !n.is_empty());
+            notes.push(if note.is_empty() {
+                String::new()
+            } else {
+                format!("({})", note.join("; "))
+            });
             row
         })
         .collect();
     if comparing {
-        out.push_str(&format::table(
+        out.push_str(&format::table_with_notes(
             &["KPI", "value", "comparison", "change"],
             &[Align::Left, Align::Right, Align::Right, Align::Right],
             &rows,
+            &notes,
         ));
     } else {
-        out.push_str(&format::table(
+        out.push_str(&format::table_with_notes(
             &["KPI", "value"],
             &[Align::Left, Align::Right],
             &rows,
+            &notes,
         ));
     }
     if !bundle.funnel.is_empty() {
@@ -523,12 +553,20 @@ pub async fn breakdown(args: BreakdownArgs) -> anyhow::Result<()> {
         println!("no rows");
         return Ok(());
     }
-    let mut header: Vec<String> = vec!["key".into(), "label".into()];
+    // Labels add nothing when they repeat the keys (sources, activity types, stages).
+    let show_label = rows.iter().any(|r| !r.label.is_empty() && r.label != r.key);
+    let mut header: Vec<String> = vec!["key".into()];
+    if show_label {
+        header.push("label".into());
+    }
     header.extend(rows[0].values.iter().map(|v| v.kpi_id.clone()));
     let table_rows: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {
-            let mut row = vec![r.key.clone(), r.label.clone()];
+            let mut row = vec![r.key.clone()];
+            if show_label {
+                row.push(r.label.clone());
+            }
             row.extend(r.values.iter().map(|v| match v.value {
                 Some(x) => format::unit_value(v.unit, x, v.exact_value, &currency),
                 None => "—".to_string(),
@@ -537,7 +575,7 @@ pub async fn breakdown(args: BreakdownArgs) -> anyhow::Result<()> {
         })
         .collect();
     let header_refs: Vec<&str> = header.iter().map(String::as_str).collect();
-    let mut align = vec![Align::Left, Align::Left];
+    let mut align = vec![Align::Left; if show_label { 2 } else { 1 }];
     align.resize(header.len(), Align::Right);
     print!("{}", format::table(&header_refs, &align, &table_rows));
     Ok(())
