@@ -429,10 +429,15 @@ pub async fn import_file(
                     .get(r.index.max(0) as usize)
                     .cloned()
                     .unwrap_or_default();
-                let reason = if r.field_path.is_empty() {
+                // "records[7].order.amount" names the batch position; the line number says it better.
+                let path = r
+                    .field_path
+                    .split_once("].")
+                    .map_or(r.field_path.as_str(), |(_, rest)| rest);
+                let reason = if path.is_empty() {
                     r.reason.clone()
                 } else {
-                    format!("{}: {}", r.field_path, r.reason)
+                    format!("{path}: {}", r.reason)
                 };
                 rejects.write(line, &reason, &raw)?;
             }

@@ -413,16 +413,13 @@ pub fn parse_decimal(text: &str, exponent: u32) -> Result<i64, String> {
             "invalid amount {text:?}: expected a decimal number like 1250.50"
         ));
     }
-    if digits.ends_with('.') && fraction.is_empty() && whole.is_empty() {
-        return Err(format!("invalid amount {text:?}"));
-    }
     if fraction.len() > exponent as usize {
         return Err(format!(
-            "amount {text:?} has {} decimals, the currency has {exponent}",
+            "{text:?} has {} decimals, the currency has {exponent}",
             fraction.len()
         ));
     }
-    let too_large = || format!("amount {text:?} is too large");
+    let too_large = || format!("{text:?} is too large");
     let mut minor: i64 = 0;
     for b in whole.bytes().chain(fraction.bytes()) {
         minor = minor
