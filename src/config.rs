@@ -53,7 +53,11 @@ pub struct ServeConfig {
     pub max_in_flight_batches: usize,
 
     /// Seconds that a shutdown waits for in-flight requests before it stops anyway.
-    #[arg(long, env = "SALESMETRICS_SHUTDOWN_GRACE_SECONDS", default_value_t = 10)]
+    #[arg(
+        long,
+        env = "SALESMETRICS_SHUTDOWN_GRACE_SECONDS",
+        default_value_t = 10
+    )]
     pub shutdown_grace_seconds: u64,
 }
 
@@ -129,6 +133,9 @@ mod tests {
             redact_url("postgres://app@db/sales"),
             "postgres://app@db/sales"
         );
-        assert_eq!(redact_url("sqlite://salesmetrics.db"), "sqlite://salesmetrics.db");
+        assert_eq!(
+            redact_url("sqlite://salesmetrics.db"),
+            "sqlite://salesmetrics.db"
+        );
     }
 }

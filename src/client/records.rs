@@ -1257,3 +1257,25 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod doc_tests {
+    use super::RecordKind;
+
+    /// docs/import.md lists the exact header of every record type.
+    #[test]
+    fn the_import_docs_list_every_header() {
+        let docs = include_str!("../../docs/import.md");
+        for kind in RecordKind::ALL {
+            let line = format!(
+                "{:<15}{}",
+                format!("{}:", kind.name()),
+                kind.header().join(",")
+            );
+            assert!(
+                docs.contains(&line),
+                "docs/import.md lacks the line {line:?}"
+            );
+        }
+    }
+}
