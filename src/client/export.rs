@@ -66,7 +66,7 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<()> {
         FileFormat::Csv => {
             let mut writer = csv::Writer::from_writer(out);
             writer.write_record(args.kind.header())?;
-            Sink::Csv(writer)
+            Sink::Csv(Box::new(writer))
         }
         FileFormat::Ndjson => Sink::Ndjson(out),
     };
@@ -103,7 +103,7 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<()> {
 /// Where exported rows go.
 enum Sink<W: Write> {
     /// CSV with a header row.
-    Csv(csv::Writer<W>),
+    Csv(Box<csv::Writer<W>>),
     /// One JSON object per line.
     Ndjson(W),
 }

@@ -205,14 +205,14 @@ struct SentBatch {
 /// A source of rows: line number, raw cells (for the reject file) and the parsed row.
 type RowResult = (u64, Vec<String>, Result<Row, String>);
 
+/// The rows of a file, read lazily; an `Err` item stops the import (I/O failure).
+type Rows = Box<dyn Iterator<Item = anyhow::Result<RowResult>> + Send>;
+
 fn open_rows(
     path: &Path,
     format: FileFormat,
     kind: RecordKind,
-) -> anyhow::Result<(
-    Vec<String>,
-    Box<dyn Iterator<Item = anyhow::Result<RowResult>> + Send>,
-)> {
+) -> anyhow::Result<(Vec<String>, Rows)> {
     let file =
         File::open(path).map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
     match format {
