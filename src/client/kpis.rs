@@ -12,7 +12,8 @@ use crate::proto::v1::{
 };
 
 const PERIOD_LONG_HELP: &str = "Period: 2025 (year), 2025-Q1 (quarter), 2025-03 (month), \
-2025-W07 (ISO week), 2025-03-15 (day) or 2025-03-01..2025-04-15 (local dates, end exclusive).";
+2025-W07 (ISO week), 2025-03-15 (day), 2025-03-01..2025-04-15 (local dates, end exclusive), \
+FY2025 (the tenant's fiscal year starting in 2025) or FY2025-Q2 (a quarter of it).";
 
 /// What to compare with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -101,6 +102,10 @@ pub enum GranularityArg {
     Quarter,
     /// Years.
     Year,
+    /// Quarters of the tenant's fiscal year.
+    FiscalQuarter,
+    /// The tenant's fiscal years.
+    FiscalYear,
 }
 
 impl GranularityArg {
@@ -111,6 +116,8 @@ impl GranularityArg {
             GranularityArg::Month => Granularity::Month,
             GranularityArg::Quarter => Granularity::Quarter,
             GranularityArg::Year => Granularity::Year,
+            GranularityArg::FiscalQuarter => Granularity::FiscalQuarter,
+            GranularityArg::FiscalYear => Granularity::FiscalYear,
         }
     }
 }
@@ -215,6 +222,26 @@ pub async fn kpis(args: KpisArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The tenant's fiscal year start month when `period` is fiscal (1 otherwise,
+/// without a call).
+async fn fiscal_start_month(clients: &mut Clients, period: &PeriodArg) -> anyhow::Result<u32> {
+    if !period.is_fiscal() {
+        return Ok(1);
+    }
+    let settings = clients
+        .admin
+        .get_tenant_settings(crate::proto::v1::GetTenantSettingsRequest::default())
+        .await
+        .map_err(|status| status_error("reading the tenant's fiscal year start", status))?
+        .into_inner()
+        .settings
+        .unwrap_or_default();
+    Ok(u32::try_from(settings.fiscal_year_start_month)
+        .ok()
+        .filter(|m| (1..=12).contains(m))
+        .unwrap_or(1))
+}
+
 /// Calls GetKpis.
 pub async fn fetch_kpis(
     clients: &mut Clients,
@@ -224,11 +251,12 @@ pub async fn fetch_kpis(
     comparison: Comparison,
     time_zone: Option<String>,
 ) -> anyhow::Result<KpiBundle> {
+    let fiscal_month = fiscal_start_month(clients, &period).await?;
     let response = clients
         .kpi
         .get_kpis(GetKpisRequest {
             scope: Some(scope),
-            period: Some(period.to_proto()),
+            period: Some(period.to_proto(fiscal_month)),
             kpi_ids,
             comparison: comparison as i32,
             time_zone: time_zone.unwrap_or_default(),
@@ -409,12 +437,13 @@ pub fn bundle_json(bundle: &KpiBundle) -> Value {
 /// Runs `salesmetrics series`.
 pub async fn series(args: SeriesArgs) -> anyhow::Result<()> {
     let mut clients = args.connect.connect().await?;
+    let fiscal_month = fiscal_start_month(&mut clients, &args.from).await?;
     let response = clients
         .kpi
         .get_kpi_series(GetKpiSeriesRequest {
             scope: Some(args.scope),
             granularity: args.granularity.to_proto() as i32,
-            first_period_date: Some(super::period::date_to_proto(args.from.start())),
+            first_period_date: Some(super::period::date_to_proto(args.from.start(fiscal_month))),
             period_count: args.count,
             kpi_ids: kpi_ids(&args.kpi),
             comparison: Comparison::None as i32,
@@ -498,6 +527,7 @@ pub async fn breakdown(args: BreakdownArgs) -> anyhow::Result<()> {
     } else {
         kpi_ids(&args.kpi)
     };
+    let fiscal_month = fiscal_start_month(&mut clients, &args.period).await?;
     let mut rows = Vec::new();
     let mut period = None;
     let mut page_token = String::new();
@@ -506,7 +536,7 @@ pub async fn breakdown(args: BreakdownArgs) -> anyhow::Result<()> {
             .kpi
             .get_breakdown(GetBreakdownRequest {
                 scope: Some(args.scope.clone()),
-                period: Some(args.period.to_proto()),
+                period: Some(args.period.to_proto(fiscal_month)),
                 dimension: dimension as i32,
                 kpi_ids: kpis.clone(),
                 time_zone: args.time_zone.clone().unwrap_or_default(),

@@ -8,9 +8,12 @@
 //! | `2025-W07` | ISO week (Monday to Sunday) |
 //! | `2025-03-15` | one day |
 //! | `2025-03-01..2025-04-15` | custom range of local dates, end exclusive |
+//! | `FY2025` | the tenant's fiscal year that **starts** in 2025 |
+//! | `FY2025-Q2` | the second quarter of that fiscal year |
 //!
-//! Fiscal periods are not offered here: naming them needs the tenant's fiscal
-//! calendar, and a calendar date inside one can be sent with the API directly.
+//! A fiscal year is named by the calendar year it starts in (with a fiscal
+//! year starting in April, FY2025 is 2025-04-01 .. 2026-04-01); resolving it
+//! needs the tenant's `fiscal_year_start_month`, read from the server.
 
 use chrono::{Datelike, NaiveDate, Weekday};
 
@@ -28,6 +31,15 @@ pub enum PeriodArg {
         /// First local date of the period.
         start: NaiveDate,
     },
+    /// A fiscal year or quarter, named by the calendar year the fiscal year starts in.
+    Fiscal {
+        /// `FiscalYear` or `FiscalQuarter`.
+        granularity: Granularity,
+        /// Calendar year in which the fiscal year starts.
+        year: i32,
+        /// Quarter 1-4 (1 for a whole year).
+        quarter: u32,
+    },
     /// Local dates `[start, end)`.
     Custom {
         /// First local date.
@@ -38,19 +50,35 @@ pub enum PeriodArg {
 }
 
 impl PeriodArg {
-    /// The first local date of the period.
-    pub fn start(&self) -> NaiveDate {
-        match self {
-            PeriodArg::Calendar { start, .. } | PeriodArg::Custom { start, .. } => *start,
+    /// Whether resolving it needs the tenant's fiscal year start month.
+    pub fn is_fiscal(&self) -> bool {
+        matches!(self, PeriodArg::Fiscal { .. })
+    }
+
+    /// The first local date of the period, given the tenant's fiscal year
+    /// start month (1-12; only used by fiscal periods).
+    pub fn start(&self, fiscal_year_start_month: u32) -> NaiveDate {
+        match *self {
+            PeriodArg::Calendar { start, .. } | PeriodArg::Custom { start, .. } => start,
+            PeriodArg::Fiscal { year, quarter, .. } => {
+                let month0 = i64::from(fiscal_year_start_month.clamp(1, 12)) - 1
+                    + 3 * (i64::from(quarter) - 1);
+                let year = year + (month0 / 12) as i32;
+                NaiveDate::from_ymd_opt(year, (month0 % 12) as u32 + 1, 1).unwrap_or(NaiveDate::MIN)
+            }
         }
     }
 
     /// The proto message.
-    pub fn to_proto(&self) -> v1::Period {
+    pub fn to_proto(&self, fiscal_year_start_month: u32) -> v1::Period {
         let period = match *self {
             PeriodArg::Calendar { granularity, start } => PeriodKind::Calendar(CalendarPeriod {
                 granularity: granularity as i32,
                 date: Some(date_to_proto(start)),
+            }),
+            PeriodArg::Fiscal { granularity, .. } => PeriodKind::Calendar(CalendarPeriod {
+                granularity: granularity as i32,
+                date: Some(date_to_proto(self.start(fiscal_year_start_month))),
             }),
             PeriodArg::Custom { start, end } => PeriodKind::Custom(DateRange {
                 start_date: Some(date_to_proto(start)),
@@ -80,7 +108,7 @@ pub fn date_text(date: Option<&v1::Date>) -> String {
     }
 }
 
-const PERIOD_HELP: &str = "expected YYYY, YYYY-Qn, YYYY-MM, YYYY-Www, YYYY-MM-DD or START..END (e.g. 2025-03-01..2025-04-15)";
+const PERIOD_HELP: &str = "expected YYYY, YYYY-Qn, YYYY-MM, YYYY-Www, YYYY-MM-DD, START..END (e.g. 2025-03-01..2025-04-15), FYYYYY or FYYYYY-Qn";
 
 /// Parses the period syntax (see the module docs).
 pub fn parse_period(text: &str) -> Result<PeriodArg, String> {
@@ -96,6 +124,32 @@ pub fn parse_period(text: &str) -> Result<PeriodArg, String> {
         return Ok(PeriodArg::Custom { start, end });
     }
     let bad = || format!("invalid period {text:?}: {PERIOD_HELP}");
+    if let Some(fiscal) = text.strip_prefix("FY").or_else(|| text.strip_prefix("fy")) {
+        let (year, quarter) = match fiscal.split_once('-') {
+            Some((year, q)) if q.len() == 2 && (q.starts_with('Q') || q.starts_with('q')) => {
+                (year, Some(q[1..].parse::<u32>().map_err(|_| bad())?))
+            }
+            Some(_) => return Err(bad()),
+            None => (fiscal, None),
+        };
+        if year.len() != 4 || !year.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
+        let year: i32 = year.parse().map_err(|_| bad())?;
+        return match quarter {
+            None => Ok(PeriodArg::Fiscal {
+                granularity: Granularity::FiscalYear,
+                year,
+                quarter: 1,
+            }),
+            Some(q @ 1..=4) => Ok(PeriodArg::Fiscal {
+                granularity: Granularity::FiscalQuarter,
+                year,
+                quarter: q,
+            }),
+            Some(_) => Err(format!("invalid quarter in {text:?}: must be Q1 to Q4")),
+        };
+    }
     let parts: Vec<&str> = text.split('-').collect();
     let year = |s: &str| -> Result<i32, String> {
         if s.len() == 4 && s.bytes().all(|b| b.is_ascii_digit()) {
@@ -251,6 +305,32 @@ mod tests {
         ] {
             let err = parse_period(text).expect_err(text);
             assert!(err.contains("invalid"), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn fiscal_periods_start_in_the_named_year() {
+        let fy = parse_period("FY2025").unwrap();
+        assert!(fy.is_fiscal());
+        assert_eq!(fy.start(1), day(2025, 1, 1));
+        assert_eq!(fy.start(4), day(2025, 4, 1));
+        let q = parse_period("FY2025-Q4").unwrap();
+        assert_eq!(
+            q,
+            PeriodArg::Fiscal {
+                granularity: Granularity::FiscalQuarter,
+                year: 2025,
+                quarter: 4
+            }
+        );
+        assert_eq!(q.start(4), day(2026, 1, 1));
+        assert_eq!(q.start(10), day(2026, 7, 1));
+        assert_eq!(parse_period("FY2025-Q2").unwrap().start(1), day(2025, 4, 1));
+        for text in ["FY25", "FY2025-Q5", "FY2025-03", "FYX"] {
+            assert!(
+                parse_period(text).unwrap_err().contains("invalid"),
+                "{text}"
+            );
         }
     }
 
