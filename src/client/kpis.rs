@@ -182,6 +182,12 @@ pub struct BreakdownArgs {
 
 /// Options of `salesmetrics catalog`.
 #[derive(Debug, Args)]
+#[command(after_long_help = "Examples:
+  salesmetrics catalog
+  salesmetrics catalog --json | jq -r '.[] | select(.unit == \"ratio\") | .id'
+
+The ids are what --kpi takes in kpis, series and breakdown. In the table,
+the good column says whether higher (↑) or lower (↓) values are better.")]
 pub struct CatalogArgs {
     #[command(flatten)]
     pub connect: ConnectOptions,

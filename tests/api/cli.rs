@@ -159,6 +159,25 @@ async fn import_rejects_a_bad_row_stores_the_rest_and_kpis_match_by_hand() {
     )
     .await;
     assert!(table.contains("1,350.00 USD"), "{table}");
+    // April (o4, 2000.00) against March (1350.00): +48.1 %.
+    let compared = cli_ok(
+        &server,
+        &[
+            "kpis",
+            "--period",
+            "2025-04",
+            "--compare",
+            "previous",
+            "--kpi",
+            "revenue",
+        ],
+    )
+    .await;
+    assert!(
+        compared.contains("2,000.00 USD") && compared.contains("1,350.00 USD"),
+        "{compared}"
+    );
+    assert!(compared.contains("▲ 48.1%"), "{compared}");
     server.stop().await;
 }
 
@@ -174,9 +193,12 @@ async fn export_then_import_round_trips_every_sample_file() {
         ("customers", "customers.csv"),
         ("leads", "leads.csv"),
         ("deals", "deals.csv"),
+        ("stage-changes", "stage-changes.csv"),
         ("orders", "orders.csv"),
         ("subscriptions", "subscriptions.csv"),
         ("activities", "activities.csv"),
+        ("inquiries", "inquiries.csv"),
+        ("csat", "csat.csv"),
         ("targets", "targets.csv"),
         ("spend", "spend.csv"),
     ] {
