@@ -3,6 +3,8 @@
 //! Every handler finds its tenant with [`tenant_of`]; the tenant never comes
 //! from a request body.
 
+pub mod kpi;
+
 use tonic::Request;
 
 /// The tenant a request acts for, put into the request's extensions by the
@@ -26,8 +28,14 @@ pub fn tenant_of<T>(request: &Request<T>) -> String {
 /// Adds the public salesmetrics services to a router.
 pub fn add_services(
     router: tonic::transport::server::Router,
-    _store: std::sync::Arc<dyn crate::store::Store>,
-    _config: &crate::config::ServeConfig,
+    store: std::sync::Arc<dyn crate::store::Store>,
+    config: &crate::config::ServeConfig,
 ) -> tonic::transport::server::Router {
-    router
+    use crate::proto::v1::kpi_service_server::KpiServiceServer;
+    let limit = config.max_message_bytes;
+    router.add_service(
+        KpiServiceServer::new(kpi::KpiApi::new(store))
+            .max_decoding_message_size(limit)
+            .max_encoding_message_size(limit),
+    )
 }

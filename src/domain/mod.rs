@@ -3,7 +3,9 @@
 
 pub mod period;
 pub mod records;
+pub mod scope;
 pub mod settings;
 
 pub use records::*;
+pub use scope::Scope;
 pub use settings::{PipelineStage, TenantSettings};

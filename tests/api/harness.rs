@@ -64,9 +64,14 @@ impl TestServer {
             .expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("local address");
         let (tx, rx) = oneshot::channel::<()>();
-        let handle = tokio::spawn(salesmetrics::server::serve(listener, config, store, async {
-            let _ = rx.await;
-        }));
+        let handle = tokio::spawn(salesmetrics::server::serve(
+            listener,
+            config,
+            store,
+            async {
+                let _ = rx.await;
+            },
+        ));
         TestServer {
             addr,
             backend,
@@ -111,6 +116,9 @@ impl TestServer {
                 .await
                 .expect("server task")
                 .expect("server stopped cleanly");
+        }
+        if self.backend == "postgres" {
+            db::drop_postgres(&self.database_url).await;
         }
     }
 }

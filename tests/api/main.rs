@@ -5,3 +5,4 @@ mod cli;
 mod db;
 mod harness;
 mod service;
+mod store;

@@ -1,8 +1,8 @@
 //! Health, reflection and shutdown of the running service.
 
+use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
-use tonic_health::pb::HealthCheckRequest;
 
 use super::harness::TestServer;
 
@@ -12,12 +12,19 @@ use super::harness::TestServer;
 async fn health_reports_serving_once_the_database_answers() {
     for server in TestServer::all().await {
         let mut health = HealthClient::new(server.channel().await);
-        for service in ["", "salesmetrics.v1.IngestService", "salesmetrics.v1.KpiService", "salesmetrics.v1.AdminService"] {
+        for service in [
+            "",
+            "salesmetrics.v1.IngestService",
+            "salesmetrics.v1.KpiService",
+            "salesmetrics.v1.AdminService",
+        ] {
             let mut status = None;
             // The first probe runs right after start; allow it a moment.
             for _ in 0..50 {
                 match health
-                    .check(HealthCheckRequest { service: service.to_string() })
+                    .check(HealthCheckRequest {
+                        service: service.to_string(),
+                    })
                     .await
                 {
                     Ok(resp) => {
@@ -35,7 +42,9 @@ async fn health_reports_serving_once_the_database_answers() {
             );
         }
         let unknown = health
-            .check(HealthCheckRequest { service: "no.such.Service".into() })
+            .check(HealthCheckRequest {
+                service: "no.such.Service".into(),
+            })
             .await
             .expect_err("unknown service");
         assert_eq!(unknown.code(), tonic::Code::NotFound);
@@ -49,17 +58,24 @@ async fn reflection_v1_and_v1alpha_list_the_services() {
     use tonic_reflection::pb::{v1, v1alpha};
     let server = TestServer::sqlite().await;
 
-    let mut client = v1::server_reflection_client::ServerReflectionClient::new(server.channel().await);
+    let mut client =
+        v1::server_reflection_client::ServerReflectionClient::new(server.channel().await);
     let request = v1::ServerReflectionRequest {
         host: String::new(),
-        message_request: Some(v1::server_reflection_request::MessageRequest::ListServices(String::new())),
+        message_request: Some(v1::server_reflection_request::MessageRequest::ListServices(
+            String::new(),
+        )),
     };
     let mut responses = client
         .server_reflection_info(tokio_stream::iter(vec![request]))
         .await
         .expect("reflection v1")
         .into_inner();
-    let response = responses.message().await.expect("v1 answer").expect("one message");
+    let response = responses
+        .message()
+        .await
+        .expect("v1 answer")
+        .expect("one message");
     let Some(v1::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
         response.message_response
     else {
@@ -73,23 +89,32 @@ async fn reflection_v1_and_v1alpha_list_the_services() {
         "salesmetrics.v1.IngestService",
         "salesmetrics.v1.KpiService",
     ] {
-        assert!(names.iter().any(|n| n == expected), "v1 lists {expected}: {names:?}");
+        assert!(
+            names.iter().any(|n| n == expected),
+            "v1 lists {expected}: {names:?}"
+        );
     }
 
     let mut client =
         v1alpha::server_reflection_client::ServerReflectionClient::new(server.channel().await);
     let request = v1alpha::ServerReflectionRequest {
         host: String::new(),
-        message_request: Some(v1alpha::server_reflection_request::MessageRequest::FileContainingSymbol(
-            "salesmetrics.v1.KpiService".into(),
-        )),
+        message_request: Some(
+            v1alpha::server_reflection_request::MessageRequest::FileContainingSymbol(
+                "salesmetrics.v1.KpiService".into(),
+            ),
+        ),
     };
     let mut responses = client
         .server_reflection_info(tokio_stream::iter(vec![request]))
         .await
         .expect("reflection v1alpha")
         .into_inner();
-    let response = responses.message().await.expect("v1alpha answer").expect("one message");
+    let response = responses
+        .message()
+        .await
+        .expect("v1alpha answer")
+        .expect("one message");
     let Some(v1alpha::server_reflection_response::MessageResponse::FileDescriptorResponse(files)) =
         response.message_response
     else {

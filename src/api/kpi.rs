@@ -1,0 +1,1080 @@
+//! `KpiService`: converts requests into a scope, a period and KPI ids, loads
+//! the tenant's records and settings from the [`Store`], runs the pure
+//! [`Engine`] (on a blocking thread: it is CPU work) and converts the result.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use chrono::NaiveDate;
+use chrono_tz::Tz;
+use tonic::{Request, Response, Status};
+
+use crate::api::tenant_of;
+use crate::domain::period::{Granularity, PeriodError, PeriodRange, PeriodSpec};
+use crate::domain::{Dataset, Scope, TenantSettings};
+use crate::error::{Error, Result};
+use crate::kpi::catalog::{self, Category, Direction, FUNNEL_ID, KpiDef, Unit};
+use crate::kpi::{Bundle, ComparisonKind, Dimension, Engine, FunnelRow, KpiValue};
+use crate::proto::v1 as pb;
+use crate::proto::v1::kpi_service_server::KpiService;
+use crate::store::Store;
+
+/// Smallest and largest `GetKpiSeries.period_count`.
+pub const MAX_SERIES_PERIODS: i32 = 366;
+/// Breakdown page size when the request says 0.
+pub const DEFAULT_PAGE_SIZE: usize = 100;
+/// Largest breakdown page size (larger requests are clamped).
+pub const MAX_PAGE_SIZE: usize = 1000;
+
+/// The KpiService handlers.
+#[derive(Clone)]
+pub struct KpiApi {
+    store: Arc<dyn Store>,
+}
+
+impl KpiApi {
+    /// Handlers reading from `store`.
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        KpiApi { store }
+    }
+}
+
+/// Which KPIs a request asks for: values in catalog order and whether the
+/// funnel is wanted.
+#[derive(Debug, Clone)]
+struct Selection {
+    kpis: Vec<&'static KpiDef>,
+    funnel: bool,
+}
+
+/// Parses `kpi_ids`: empty means every KPI (and the funnel when
+/// `allow_funnel`); an unknown id is INVALID_ARGUMENT `kpi_ids[i]`.
+fn parse_kpi_ids(ids: &[String], field: &str, allow_funnel: bool) -> Result<Selection> {
+    if ids.is_empty() {
+        return Ok(Selection {
+            kpis: catalog::CATALOG.iter().collect(),
+            funnel: allow_funnel,
+        });
+    }
+    let mut wanted: HashSet<&str> = HashSet::new();
+    let mut funnel = false;
+    for (i, id) in ids.iter().enumerate() {
+        let path = format!("{field}[{i}]");
+        match catalog::find(id) {
+            Some(def) if def.id == FUNNEL_ID => {
+                if !allow_funnel {
+                    return Err(Error::invalid(
+                        path,
+                        "the funnel is not available here; use DIMENSION_STAGE",
+                    ));
+                }
+                funnel = true;
+            }
+            Some(def) => {
+                wanted.insert(def.id);
+            }
+            None => return Err(Error::invalid(path, format!("unknown KPI id {id:?}"))),
+        }
+    }
+    Ok(Selection {
+        kpis: catalog::CATALOG
+            .iter()
+            .filter(|k| wanted.contains(k.id))
+            .collect(),
+        funnel,
+    })
+}
+
+/// The request's time-zone override (`None`: the tenant's zone).
+fn parse_time_zone(tz: &str, field: &str) -> Result<Option<Tz>> {
+    let tz = tz.trim();
+    if tz.is_empty() {
+        return Ok(None);
+    }
+    tz.parse::<Tz>()
+        .map(Some)
+        .map_err(|_| Error::invalid(field, format!("unknown IANA time zone {tz:?}")))
+}
+
+fn parse_date(date: Option<&pb::Date>, field: &str) -> Result<NaiveDate> {
+    let d = date.ok_or_else(|| Error::invalid(field, "required"))?;
+    let (month, day) = (u32::try_from(d.month), u32::try_from(d.day));
+    match (month, day) {
+        (Ok(m), Ok(dd)) => NaiveDate::from_ymd_opt(d.year, m, dd),
+        _ => None,
+    }
+    .ok_or_else(|| {
+        Error::invalid(
+            field,
+            format!("{}-{}-{} is not a calendar date", d.year, d.month, d.day),
+        )
+    })
+}
+
+fn parse_granularity(g: i32, field: &str) -> Result<Granularity> {
+    use pb::Granularity as G;
+    match G::try_from(g) {
+        Ok(G::Day) => Ok(Granularity::Day),
+        Ok(G::Week) => Ok(Granularity::Week),
+        Ok(G::Month) => Ok(Granularity::Month),
+        Ok(G::Quarter) => Ok(Granularity::Quarter),
+        Ok(G::Year) => Ok(Granularity::Year),
+        Ok(G::FiscalQuarter) => Ok(Granularity::FiscalQuarter),
+        Ok(G::FiscalYear) => Ok(Granularity::FiscalYear),
+        Ok(G::Unspecified) => Err(Error::invalid(field, "required")),
+        Err(_) => Err(Error::invalid(field, format!("unknown granularity {g}"))),
+    }
+}
+
+fn period_error(field: &str, e: PeriodError) -> Error {
+    match e {
+        PeriodError::InvalidFiscalMonth(_) => Error::FailedPrecondition(e.to_string()),
+        _ => Error::invalid(field, e.to_string()),
+    }
+}
+
+/// A period as requested, before the tenant's zone and fiscal year are known;
+/// `field` is the path blamed if it cannot be resolved.
+#[derive(Debug, Clone, Copy)]
+struct RequestedPeriod {
+    spec: PeriodSpec,
+    field: &'static str,
+}
+
+impl RequestedPeriod {
+    /// Resolves the period in `settings.time_zone`.
+    fn resolve(&self, settings: &TenantSettings) -> Result<PeriodRange> {
+        self.spec
+            .resolve(settings.time_zone, settings.fiscal_year_start_month)
+            .map_err(|e| period_error(self.field, e))
+    }
+}
+
+/// Parses the request's period (no I/O).
+fn parse_period(period: Option<&pb::Period>) -> Result<RequestedPeriod> {
+    use pb::period::Period as P;
+    let (spec, field) = match period.and_then(|p| p.period.as_ref()) {
+        None => return Err(Error::invalid("period", "required")),
+        Some(P::Calendar(c)) => (
+            PeriodSpec::Calendar {
+                granularity: parse_granularity(c.granularity, "period.calendar.granularity")?,
+                date: parse_date(c.date.as_ref(), "period.calendar.date")?,
+            },
+            "period.calendar.date",
+        ),
+        Some(P::Custom(c)) => (
+            PeriodSpec::Custom {
+                start_date: parse_date(c.start_date.as_ref(), "period.custom.start_date")?,
+                end_date: parse_date(c.end_date.as_ref(), "period.custom.end_date")?,
+            },
+            "period.custom",
+        ),
+    };
+    Ok(RequestedPeriod { spec, field })
+}
+
+/// Parses the scope (no I/O); see [`check_scope`] for existence.
+fn parse_scope(scope: Option<&pb::Scope>) -> Result<Scope> {
+    use pb::ScopeKind as K;
+    let (kind, id) = scope.map_or((0, ""), |s| (s.kind, s.id.trim()));
+    match K::try_from(kind) {
+        Ok(K::Unspecified | K::Company) => Ok(Scope::Company),
+        Ok(K::Team) => {
+            if id.is_empty() {
+                return Err(Error::invalid("scope.id", "a TEAM scope needs a team id"));
+            }
+            Ok(Scope::Team(id.to_string()))
+        }
+        Ok(K::Rep) => {
+            if id.is_empty() {
+                return Err(Error::invalid("scope.id", "a REP scope needs a rep id"));
+            }
+            Ok(Scope::Rep(id.to_string()))
+        }
+        Err(_) => Err(Error::invalid(
+            "scope.kind",
+            format!("unknown scope kind {kind}"),
+        )),
+    }
+}
+
+/// NOT_FOUND for a team not in the tenant's data, or a rep that has no Rep
+/// record and is not named by any membership or record.
+fn check_scope(scope: &Scope, engine: &Engine) -> Result<()> {
+    match scope {
+        Scope::Team(id) if !engine.team_exists(id) => {
+            Err(Error::NotFound(format!("team {id:?} not found")))
+        }
+        Scope::Rep(id) if !engine.rep_exists(id) => {
+            Err(Error::NotFound(format!("rep {id:?} not found")))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn parse_comparison(c: i32) -> Result<ComparisonKind> {
+    use pb::Comparison as C;
+    match C::try_from(c) {
+        Ok(C::Unspecified | C::None) => Ok(ComparisonKind::None),
+        Ok(C::PreviousPeriod) => Ok(ComparisonKind::PreviousPeriod),
+        Ok(C::PreviousYear) => Ok(ComparisonKind::PreviousYear),
+        Err(_) => Err(Error::invalid(
+            "comparison",
+            format!("unknown comparison {c}"),
+        )),
+    }
+}
+
+fn parse_dimension(d: i32) -> Result<Dimension> {
+    use pb::Dimension as D;
+    match D::try_from(d) {
+        Ok(D::Rep) => Ok(Dimension::Rep),
+        Ok(D::Team) => Ok(Dimension::Team),
+        Ok(D::LeadSource) => Ok(Dimension::LeadSource),
+        Ok(D::ActivityType) => Ok(Dimension::ActivityType),
+        Ok(D::Stage) => Ok(Dimension::Stage),
+        Ok(D::Unspecified) => Err(Error::invalid("dimension", "required")),
+        Err(_) => Err(Error::invalid(
+            "dimension",
+            format!("unknown dimension {d}"),
+        )),
+    }
+}
+
+/// Page size: 0 → [`DEFAULT_PAGE_SIZE`], clamped to [`MAX_PAGE_SIZE`].
+fn parse_page_size(n: i32) -> Result<usize> {
+    match usize::try_from(n) {
+        Ok(0) => Ok(DEFAULT_PAGE_SIZE),
+        Ok(n) => Ok(n.min(MAX_PAGE_SIZE)),
+        Err(_) => Err(Error::invalid("page_size", "must not be negative")),
+    }
+}
+
+const PAGE_TOKEN_PREFIX: &str = "offset:";
+
+/// Page token → row offset ("" = first page).
+fn parse_page_token(token: &str) -> Result<usize> {
+    if token.is_empty() {
+        return Ok(0);
+    }
+    token
+        .strip_prefix(PAGE_TOKEN_PREFIX)
+        .and_then(|n| n.parse::<usize>().ok())
+        .ok_or_else(|| Error::invalid("page_token", "not a token returned by this service"))
+}
+
+fn page_token(offset: usize) -> String {
+    format!("{PAGE_TOKEN_PREFIX}{offset}")
+}
+
+// ---- domain → proto -------------------------------------------------------
+
+fn to_date(d: NaiveDate) -> pb::Date {
+    use chrono::Datelike;
+    pb::Date {
+        year: d.year(),
+        month: d.month() as i32,
+        day: d.day() as i32,
+    }
+}
+
+fn to_timestamp(t: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: t.timestamp(),
+        nanos: t.timestamp_subsec_nanos() as i32,
+    }
+}
+
+fn to_period(p: &PeriodRange, tz: Tz) -> pb::ResolvedPeriod {
+    pb::ResolvedPeriod {
+        start_date: Some(to_date(p.start_date)),
+        end_date: Some(to_date(p.end_date)),
+        start: Some(to_timestamp(p.start)),
+        end: Some(to_timestamp(p.end)),
+        time_zone: tz.name().to_string(),
+    }
+}
+
+fn to_scope(s: &Scope) -> pb::Scope {
+    let (kind, id) = match s {
+        Scope::Company => (pb::ScopeKind::Company, String::new()),
+        Scope::Team(t) => (pb::ScopeKind::Team, t.clone()),
+        Scope::Rep(r) => (pb::ScopeKind::Rep, r.clone()),
+    };
+    pb::Scope {
+        kind: kind as i32,
+        id,
+    }
+}
+
+fn to_unit(u: Unit) -> pb::Unit {
+    match u {
+        Unit::Money => pb::Unit::Money,
+        Unit::Count => pb::Unit::Count,
+        Unit::Ratio => pb::Unit::Ratio,
+        Unit::DurationSeconds => pb::Unit::DurationSeconds,
+        Unit::Score => pb::Unit::Score,
+        Unit::Number => pb::Unit::Number,
+    }
+}
+
+/// Keeps NaN and infinities out of responses.
+fn finite(x: Option<f64>) -> Option<f64> {
+    x.filter(|v| v.is_finite())
+}
+
+fn to_value(v: KpiValue) -> pb::KpiValue {
+    let value = finite(v.value);
+    let undefined_reason = match (value, v.undefined_reason) {
+        (Some(_), _) => String::new(),
+        (None, Some(r)) => r,
+        (None, None) => "the value is not a finite number".to_string(),
+    };
+    let (comparison_value, comparison_undefined_reason, relative_change) = match v.comparison {
+        None => (None, String::new(), None),
+        Some(c) => {
+            let cv = finite(c.value);
+            let reason = if cv.is_some() {
+                String::new()
+            } else {
+                c.undefined_reason.unwrap_or_default()
+            };
+            (cv, reason, finite(c.relative_change))
+        }
+    };
+    pb::KpiValue {
+        kpi_id: v.kpi_id.to_string(),
+        unit: to_unit(v.unit) as i32,
+        value,
+        exact_value: v.exact_value.filter(|_| value.is_some()),
+        undefined_reason,
+        numerator: finite(v.numerator),
+        denominator: finite(v.denominator),
+        comparison_value,
+        comparison_undefined_reason,
+        relative_change,
+    }
+}
+
+fn to_funnel(rows: Vec<FunnelRow>) -> Vec<pb::FunnelStage> {
+    rows.into_iter()
+        .map(|r| pb::FunnelStage {
+            index: i32::try_from(r.index).unwrap_or(i32::MAX),
+            stage: r.stage,
+            reached: r.reached,
+            leakage: finite(r.leakage),
+        })
+        .collect()
+}
+
+fn to_bundle(b: Bundle, tz: Tz, currency: &str) -> pb::KpiBundle {
+    pb::KpiBundle {
+        scope: Some(to_scope(&b.scope)),
+        period: Some(to_period(&b.period, tz)),
+        comparison_period: b.comparison_period.map(|p| to_period(&p, tz)),
+        currency_code: currency.to_string(),
+        values: b.values.into_iter().map(to_value).collect(),
+        funnel: b.funnel.map(to_funnel).unwrap_or_default(),
+    }
+}
+
+/// The catalog as `ListKpis` serves it.
+pub fn catalog_proto() -> Vec<pb::KpiDefinition> {
+    catalog::all_with_funnel()
+        .map(|k| pb::KpiDefinition {
+            id: k.id.to_string(),
+            name: k.name.to_string(),
+            category: match k.category {
+                Category::Performance => pb::KpiCategory::Performance,
+                Category::Customers => pb::KpiCategory::Customers,
+                Category::Leads => pb::KpiCategory::Leads,
+                Category::Activity => pb::KpiCategory::Activity,
+                Category::Productivity => pb::KpiCategory::Productivity,
+            } as i32,
+            unit: to_unit(k.unit) as i32,
+            formula: k.formula.to_string(),
+            direction: match k.direction {
+                Direction::HigherIsBetter => pb::Direction::HigherIsBetter,
+                Direction::LowerIsBetter => pb::Direction::LowerIsBetter,
+                Direction::Neutral => pb::Direction::Neutral,
+            } as i32,
+        })
+        .collect()
+}
+
+/// Runs CPU-bound engine work off the async runtime.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::internal(format!("KPI computation failed: {e}")))?
+}
+
+// ---- the requests, validated and computed -----------------------------------
+//
+// Each request is first parsed without I/O (so a bad request never touches
+// the database), then the tenant's settings fix the zone and fiscal year,
+// then the dataset is loaded and the engine runs on a blocking thread.
+
+/// Settings with the request's time-zone override applied.
+fn with_zone(mut settings: TenantSettings, tz: Option<Tz>) -> TenantSettings {
+    if let Some(tz) = tz {
+        settings.time_zone = tz;
+    }
+    settings
+}
+
+/// A validated GetKpis request.
+struct KpisQuery {
+    tz: Option<Tz>,
+    selection: Selection,
+    comparison: ComparisonKind,
+    period: RequestedPeriod,
+    scope: Scope,
+}
+
+impl KpisQuery {
+    fn parse(req: &pb::GetKpisRequest) -> Result<Self> {
+        Ok(KpisQuery {
+            tz: parse_time_zone(&req.time_zone, "time_zone")?,
+            selection: parse_kpi_ids(&req.kpi_ids, "kpi_ids", true)?,
+            comparison: parse_comparison(req.comparison)?,
+            period: parse_period(req.period.as_ref())?,
+            scope: parse_scope(req.scope.as_ref())?,
+        })
+    }
+
+    fn run(
+        self,
+        period: PeriodRange,
+        settings: TenantSettings,
+        data: Dataset,
+    ) -> Result<pb::GetKpisResponse> {
+        let (tz, currency) = (settings.time_zone, settings.currency_code.clone());
+        let engine = Engine::new(&data, settings);
+        check_scope(&self.scope, &engine)?;
+        let bundle = engine.bundle(
+            &self.scope,
+            &period,
+            &self.selection.kpis,
+            self.selection.funnel,
+            self.comparison,
+        );
+        Ok(pb::GetKpisResponse {
+            bundle: Some(to_bundle(bundle, tz, &currency)),
+        })
+    }
+}
+
+/// A validated GetKpiSeries request.
+struct SeriesQuery {
+    tz: Option<Tz>,
+    selection: Selection,
+    comparison: ComparisonKind,
+    first: RequestedPeriod,
+    count: usize,
+    scope: Scope,
+}
+
+impl SeriesQuery {
+    fn parse(req: &pb::GetKpiSeriesRequest) -> Result<Self> {
+        let tz = parse_time_zone(&req.time_zone, "time_zone")?;
+        let selection = parse_kpi_ids(&req.kpi_ids, "kpi_ids", true)?;
+        let comparison = parse_comparison(req.comparison)?;
+        let granularity = parse_granularity(req.granularity, "granularity")?;
+        let date = parse_date(req.first_period_date.as_ref(), "first_period_date")?;
+        if !(1..=MAX_SERIES_PERIODS).contains(&req.period_count) {
+            return Err(Error::invalid(
+                "period_count",
+                format!("must be between 1 and {MAX_SERIES_PERIODS}"),
+            ));
+        }
+        Ok(SeriesQuery {
+            tz,
+            selection,
+            comparison,
+            first: RequestedPeriod {
+                spec: PeriodSpec::Calendar { granularity, date },
+                field: "first_period_date",
+            },
+            count: usize::try_from(req.period_count).unwrap_or(1),
+            scope: parse_scope(req.scope.as_ref())?,
+        })
+    }
+
+    fn run(
+        self,
+        first: PeriodRange,
+        settings: TenantSettings,
+        data: Dataset,
+    ) -> Result<pb::GetKpiSeriesResponse> {
+        let (tz, currency) = (settings.time_zone, settings.currency_code.clone());
+        let engine = Engine::new(&data, settings);
+        check_scope(&self.scope, &engine)?;
+        let bundles = engine
+            .series(
+                &self.scope,
+                &first,
+                self.count,
+                &self.selection.kpis,
+                self.selection.funnel,
+                self.comparison,
+            )
+            .map_err(|e| period_error("period_count", e))?;
+        Ok(pb::GetKpiSeriesResponse {
+            bundles: bundles
+                .into_iter()
+                .map(|b| to_bundle(b, tz, &currency))
+                .collect(),
+        })
+    }
+}
+
+/// A validated GetBreakdown request.
+struct BreakdownQuery {
+    tz: Option<Tz>,
+    dimension: Dimension,
+    selection: Selection,
+    page_size: usize,
+    offset: usize,
+    period: RequestedPeriod,
+    scope: Scope,
+}
+
+impl BreakdownQuery {
+    fn parse(req: &pb::GetBreakdownRequest) -> Result<Self> {
+        Ok(BreakdownQuery {
+            tz: parse_time_zone(&req.time_zone, "time_zone")?,
+            dimension: parse_dimension(req.dimension)?,
+            selection: parse_kpi_ids(&req.kpi_ids, "kpi_ids", false)?,
+            page_size: parse_page_size(req.page_size)?,
+            offset: parse_page_token(&req.page_token)?,
+            period: parse_period(req.period.as_ref())?,
+            scope: parse_scope(req.scope.as_ref())?,
+        })
+    }
+
+    fn run(
+        self,
+        period: PeriodRange,
+        settings: TenantSettings,
+        data: Dataset,
+    ) -> Result<pb::GetBreakdownResponse> {
+        let tz = settings.time_zone;
+        let engine = Engine::new(&data, settings);
+        check_scope(&self.scope, &engine)?;
+        let keys = engine.breakdown_keys(&self.scope, &period, self.dimension);
+        let page: Vec<_> = keys
+            .iter()
+            .skip(self.offset)
+            .take(self.page_size)
+            .cloned()
+            .collect();
+        let next = self.offset.saturating_add(page.len());
+        let rows = engine.breakdown_rows(
+            &self.scope,
+            &period,
+            self.dimension,
+            &page,
+            &self.selection.kpis,
+        );
+        Ok(pb::GetBreakdownResponse {
+            period: Some(to_period(&period, tz)),
+            rows: rows
+                .into_iter()
+                .map(|r| pb::BreakdownRow {
+                    key: r.key,
+                    label: r.label,
+                    values: r.values.into_iter().map(to_value).collect(),
+                })
+                .collect(),
+            next_page_token: if next < keys.len() {
+                page_token(next)
+            } else {
+                String::new()
+            },
+        })
+    }
+}
+
+impl KpiApi {
+    /// The tenant's settings with the request's zone, and the period resolved in them.
+    async fn settings_and_period(
+        &self,
+        tenant: &str,
+        tz: Option<Tz>,
+        period: RequestedPeriod,
+    ) -> Result<(TenantSettings, PeriodRange)> {
+        let settings = with_zone(self.store.tenant_settings(tenant).await?, tz);
+        let period = period.resolve(&settings)?;
+        Ok((settings, period))
+    }
+}
+
+#[tonic::async_trait]
+impl KpiService for KpiApi {
+    async fn get_kpis(
+        &self,
+        request: Request<pb::GetKpisRequest>,
+    ) -> std::result::Result<Response<pb::GetKpisResponse>, Status> {
+        let tenant = tenant_of(&request);
+        let query = KpisQuery::parse(request.get_ref())?;
+        let (settings, period) = self
+            .settings_and_period(&tenant, query.tz, query.period)
+            .await?;
+        let data = self.store.load_dataset(&tenant).await?;
+        Ok(Response::new(
+            blocking(move || query.run(period, settings, data)).await?,
+        ))
+    }
+
+    async fn get_kpi_series(
+        &self,
+        request: Request<pb::GetKpiSeriesRequest>,
+    ) -> std::result::Result<Response<pb::GetKpiSeriesResponse>, Status> {
+        let tenant = tenant_of(&request);
+        let query = SeriesQuery::parse(request.get_ref())?;
+        let (settings, first) = self
+            .settings_and_period(&tenant, query.tz, query.first)
+            .await?;
+        let data = self.store.load_dataset(&tenant).await?;
+        Ok(Response::new(
+            blocking(move || query.run(first, settings, data)).await?,
+        ))
+    }
+
+    async fn get_breakdown(
+        &self,
+        request: Request<pb::GetBreakdownRequest>,
+    ) -> std::result::Result<Response<pb::GetBreakdownResponse>, Status> {
+        let tenant = tenant_of(&request);
+        let query = BreakdownQuery::parse(request.get_ref())?;
+        let (settings, period) = self
+            .settings_and_period(&tenant, query.tz, query.period)
+            .await?;
+        let data = self.store.load_dataset(&tenant).await?;
+        Ok(Response::new(
+            blocking(move || query.run(period, settings, data)).await?,
+        ))
+    }
+
+    async fn list_kpis(
+        &self,
+        _request: Request<pb::ListKpisRequest>,
+    ) -> std::result::Result<Response<pb::ListKpisResponse>, Status> {
+        Ok(Response::new(pb::ListKpisResponse {
+            kpis: catalog_proto(),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Order, Record, RecordType, Rep, Team, TeamMembership};
+    use crate::store::WriteOutcome;
+    use chrono::{DateTime, Utc};
+    use futures::future::BoxFuture;
+    use tonic::Code;
+
+    /// A store holding one tenant's settings and records in memory.
+    struct MemStore {
+        settings: TenantSettings,
+        data: Dataset,
+        /// Whether reads fail (to show that bad requests do no I/O).
+        down: bool,
+    }
+
+    impl MemStore {
+        fn read<T: Clone>(&self, value: &T) -> Result<T> {
+            if self.down {
+                Err(Error::internal("store is down"))
+            } else {
+                Ok(value.clone())
+            }
+        }
+    }
+
+    impl Store for MemStore {
+        fn ping(&self) -> BoxFuture<'_, Result<()>> {
+            Box::pin(async { Ok(()) })
+        }
+        fn ensure_tenant<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<()>> {
+            Box::pin(async { Ok(()) })
+        }
+        fn tenant_settings<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<TenantSettings>> {
+            Box::pin(async { self.read(&self.settings) })
+        }
+        fn update_tenant_settings<'a>(
+            &'a self,
+            _: &'a str,
+            _: &'a TenantSettings,
+        ) -> BoxFuture<'a, Result<()>> {
+            Box::pin(async { Ok(()) })
+        }
+        fn write<'a>(
+            &'a self,
+            _: &'a str,
+            _: &'a [Record],
+            _: bool,
+        ) -> BoxFuture<'a, Result<Vec<WriteOutcome>>> {
+            Box::pin(async { Ok(Vec::new()) })
+        }
+        fn delete<'a>(
+            &'a self,
+            _: &'a str,
+            _: RecordType,
+            _: &'a [String],
+        ) -> BoxFuture<'a, Result<u64>> {
+            Box::pin(async { Ok(0) })
+        }
+        fn export<'a>(
+            &'a self,
+            _: &'a str,
+            _: RecordType,
+            _: Option<&'a str>,
+            _: u32,
+        ) -> BoxFuture<'a, Result<Vec<Record>>> {
+            Box::pin(async { Ok(Vec::new()) })
+        }
+        fn load_dataset<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<Dataset>> {
+            Box::pin(async { self.read(&self.data) })
+        }
+    }
+
+    fn t(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s)
+            .expect("instant")
+            .with_timezone(&Utc)
+    }
+
+    fn api() -> KpiApi {
+        api_with(false)
+    }
+
+    fn api_with(down: bool) -> KpiApi {
+        let mut data = Dataset::default();
+        data.teams.push(Team {
+            id: "east".into(),
+            version: None,
+            name: "East".into(),
+            parent_team_id: None,
+        });
+        data.reps.push(Rep {
+            id: "r1".into(),
+            version: None,
+            name: "Rep One".into(),
+            email: None,
+        });
+        data.team_memberships.push(TeamMembership {
+            id: "m1".into(),
+            version: None,
+            rep_id: "r2".into(),
+            team_id: Some("east".into()),
+            effective_at: t("2024-01-01T00:00:00Z"),
+        });
+        for (id, amount, at, rep) in [
+            ("o1", 100, "2024-03-10T00:00:00Z", Some("r2")),
+            ("o2", 50, "2024-02-10T00:00:00Z", Some("r2")),
+            // 2024-03-01T02:00Z is Feb 29 in New York
+            ("o3", 7, "2024-03-01T02:00:00Z", None),
+        ] {
+            data.orders.push(Order {
+                id: id.into(),
+                version: None,
+                amount,
+                ordered_at: t(at),
+                kind: crate::domain::OrderKind::New,
+                customer_id: None,
+                rep_id: rep.map(str::to_string),
+                deal_id: None,
+            });
+        }
+        KpiApi::new(Arc::new(MemStore {
+            settings: TenantSettings::default(),
+            data,
+            down,
+        }))
+    }
+
+    fn date(year: i32, month: i32, day: i32) -> Option<pb::Date> {
+        Some(pb::Date { year, month, day })
+    }
+
+    fn march() -> Option<pb::Period> {
+        Some(pb::Period {
+            period: Some(pb::period::Period::Calendar(pb::CalendarPeriod {
+                granularity: pb::Granularity::Month as i32,
+                date: date(2024, 3, 15),
+            })),
+        })
+    }
+
+    fn kpis(ids: &[&str]) -> pb::GetKpisRequest {
+        pb::GetKpisRequest {
+            scope: None,
+            period: march(),
+            kpi_ids: ids.iter().map(|s| s.to_string()).collect(),
+            comparison: 0,
+            time_zone: String::new(),
+        }
+    }
+
+    /// The field path of an INVALID_ARGUMENT (its message starts with it).
+    fn field_of(status: &Status) -> String {
+        status
+            .message()
+            .split(':')
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    #[tokio::test]
+    async fn get_kpis_returns_values_in_catalog_order_with_comparison() {
+        let mut req = kpis(&["orders", "revenue", "funnel"]);
+        req.comparison = pb::Comparison::PreviousPeriod as i32;
+        let bundle = api()
+            .get_kpis(Request::new(req))
+            .await
+            .expect("ok")
+            .into_inner()
+            .bundle
+            .expect("bundle");
+        let ids: Vec<&str> = bundle.values.iter().map(|v| v.kpi_id.as_str()).collect();
+        assert_eq!(ids, ["revenue", "orders"]);
+        // March (UTC): o1 100 + o3 7
+        let revenue = &bundle.values[0];
+        assert_eq!(revenue.exact_value, Some(107));
+        assert_eq!(revenue.unit, pb::Unit::Money as i32);
+        // February: o2 50 → (107 − 50) ÷ 50
+        assert_eq!(revenue.comparison_value, Some(50.0));
+        assert_eq!(revenue.relative_change, Some(57.0 / 50.0));
+        assert_eq!(bundle.funnel.len(), 5);
+        assert_eq!(bundle.currency_code, "USD");
+        let period = bundle.period.expect("period");
+        assert_eq!(period.time_zone, "UTC");
+        assert_eq!(period.start_date, date(2024, 3, 1));
+        assert!(bundle.comparison_period.is_some());
+    }
+
+    #[tokio::test]
+    async fn time_zone_override_moves_boundaries() {
+        let mut req = kpis(&["revenue"]);
+        req.time_zone = "America/New_York".into();
+        let bundle = api()
+            .get_kpis(Request::new(req))
+            .await
+            .expect("ok")
+            .into_inner()
+            .bundle
+            .expect("bundle");
+        // o3 is Feb 29 local time: only o1 remains.
+        assert_eq!(bundle.values[0].exact_value, Some(100));
+        assert_eq!(bundle.period.expect("period").time_zone, "America/New_York");
+    }
+
+    #[tokio::test]
+    async fn invalid_arguments_name_their_field() {
+        let api = api();
+        let mut req = kpis(&["revenue"]);
+        req.time_zone = "Mars/Olympus".into();
+        let err = api.get_kpis(Request::new(req)).await.expect_err("bad tz");
+        assert_eq!(
+            (err.code(), field_of(&err)),
+            (Code::InvalidArgument, "time_zone".into())
+        );
+
+        let err = api
+            .get_kpis(Request::new(kpis(&["revenue", "nope"])))
+            .await
+            .expect_err("bad id");
+        assert_eq!(field_of(&err), "kpi_ids[1]");
+
+        let mut req = kpis(&[]);
+        req.period = Some(pb::Period {
+            period: Some(pb::period::Period::Custom(pb::DateRange {
+                start_date: date(2024, 3, 10),
+                end_date: date(2024, 3, 1),
+            })),
+        });
+        let err = api.get_kpis(Request::new(req)).await.expect_err("inverted");
+        assert_eq!(field_of(&err), "period.custom");
+
+        let mut req = kpis(&[]);
+        req.period = None;
+        let err = api
+            .get_kpis(Request::new(req))
+            .await
+            .expect_err("no period");
+        assert_eq!(field_of(&err), "period");
+
+        let mut req = kpis(&[]);
+        req.period = Some(pb::Period {
+            period: Some(pb::period::Period::Calendar(pb::CalendarPeriod {
+                granularity: pb::Granularity::Month as i32,
+                date: date(2024, 2, 30),
+            })),
+        });
+        let err = api.get_kpis(Request::new(req)).await.expect_err("bad date");
+        assert_eq!(field_of(&err), "period.calendar.date");
+    }
+
+    #[tokio::test]
+    async fn bad_requests_are_rejected_before_any_io() {
+        let api = api_with(true);
+        let err = api
+            .get_kpis(Request::new(kpis(&["nope"])))
+            .await
+            .expect_err("bad id");
+        assert_eq!(err.code(), Code::InvalidArgument);
+        let mut req = kpis(&[]);
+        req.scope = Some(pb::Scope {
+            kind: pb::ScopeKind::Team as i32,
+            id: String::new(),
+        });
+        let err = api.get_kpis(Request::new(req)).await.expect_err("no id");
+        assert_eq!(field_of(&err), "scope.id");
+        // A valid request does reach the (failing) store.
+        let err = api
+            .get_kpis(Request::new(kpis(&[])))
+            .await
+            .expect_err("store down");
+        assert_eq!(err.code(), Code::Internal);
+    }
+
+    #[tokio::test]
+    async fn unknown_team_or_rep_is_not_found() {
+        let api = api();
+        let scoped = |kind: pb::ScopeKind, id: &str| {
+            let mut req = kpis(&["revenue"]);
+            req.scope = Some(pb::Scope {
+                kind: kind as i32,
+                id: id.into(),
+            });
+            req
+        };
+        let err = api
+            .get_kpis(Request::new(scoped(pb::ScopeKind::Team, "west")))
+            .await
+            .expect_err("unknown team");
+        assert_eq!(err.code(), Code::NotFound);
+        let err = api
+            .get_kpis(Request::new(scoped(pb::ScopeKind::Rep, "ghost")))
+            .await
+            .expect_err("unknown rep");
+        assert_eq!(err.code(), Code::NotFound);
+        // r1 has a Rep record; r2 is only named by a membership and orders.
+        for rep in ["r1", "r2"] {
+            assert!(
+                api.get_kpis(Request::new(scoped(pb::ScopeKind::Rep, rep)))
+                    .await
+                    .is_ok()
+            );
+        }
+        let ok = api
+            .get_kpis(Request::new(scoped(pb::ScopeKind::Team, "east")))
+            .await
+            .expect("team")
+            .into_inner();
+        assert_eq!(ok.bundle.expect("bundle").values[0].exact_value, Some(100));
+    }
+
+    #[tokio::test]
+    async fn series_checks_the_period_count_and_fills_every_period() {
+        let api = api();
+        let req = |count| pb::GetKpiSeriesRequest {
+            scope: None,
+            granularity: pb::Granularity::Month as i32,
+            first_period_date: date(2024, 1, 5),
+            period_count: count,
+            kpi_ids: vec!["revenue".into(), "average_order_value".into()],
+            comparison: 0,
+            time_zone: String::new(),
+        };
+        for bad in [0, 367, -1] {
+            let err = api
+                .get_kpi_series(Request::new(req(bad)))
+                .await
+                .expect_err("count");
+            assert_eq!(field_of(&err), "period_count");
+        }
+        let bundles = api
+            .get_kpi_series(Request::new(req(3)))
+            .await
+            .expect("ok")
+            .into_inner()
+            .bundles;
+        let revenue: Vec<Option<i64>> = bundles.iter().map(|b| b.values[0].exact_value).collect();
+        assert_eq!(revenue, vec![Some(0), Some(50), Some(107)]);
+        // January: no orders → average undefined with a reason.
+        assert_eq!(bundles[0].values[1].value, None);
+        assert!(!bundles[0].values[1].undefined_reason.is_empty());
+    }
+
+    #[tokio::test]
+    async fn breakdown_pages_through_sorted_rows() {
+        let api = api();
+        let req = |size, token: &str| pb::GetBreakdownRequest {
+            scope: None,
+            period: march(),
+            dimension: pb::Dimension::ActivityType as i32,
+            kpi_ids: vec![],
+            time_zone: String::new(),
+            page_size: size,
+            page_token: token.into(),
+        };
+        let first = api
+            .get_breakdown(Request::new(req(5, "")))
+            .await
+            .expect("ok")
+            .into_inner();
+        assert_eq!(first.rows.len(), 5);
+        assert_eq!(first.rows[0].key, "CALL");
+        let second = api
+            .get_breakdown(Request::new(req(5, &first.next_page_token)))
+            .await
+            .expect("ok")
+            .into_inner();
+        assert_eq!(second.rows.len(), 3);
+        assert!(second.next_page_token.is_empty());
+        let err = api
+            .get_breakdown(Request::new(req(5, "garbage")))
+            .await
+            .expect_err("token");
+        assert_eq!(field_of(&err), "page_token");
+        let err = api
+            .get_breakdown(Request::new(req(-1, "")))
+            .await
+            .expect_err("size");
+        assert_eq!(field_of(&err), "page_size");
+        // REP breakdown (COMPANY): r2 has a team; no row for r1 (no team, no records).
+        let mut rep = req(0, "");
+        rep.dimension = pb::Dimension::Rep as i32;
+        rep.kpi_ids = vec!["revenue".into()];
+        let rows = api
+            .get_breakdown(Request::new(rep))
+            .await
+            .expect("ok")
+            .into_inner()
+            .rows;
+        assert_eq!(rows.len(), 1);
+        assert_eq!(
+            (rows[0].key.as_str(), rows[0].values[0].exact_value),
+            ("r2", Some(100))
+        );
+    }
+
+    #[tokio::test]
+    async fn list_kpis_serves_the_catalog() {
+        let kpis = api()
+            .list_kpis(Request::new(pb::ListKpisRequest {}))
+            .await
+            .expect("ok")
+            .into_inner()
+            .kpis;
+        assert_eq!(kpis.len(), catalog::CATALOG.len() + 1);
+        assert_eq!(kpis[0].id, "revenue");
+        assert_eq!(kpis[0].direction, pb::Direction::HigherIsBetter as i32);
+        assert!(kpis.iter().any(|k| k.id == "funnel"));
+    }
+}

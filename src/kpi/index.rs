@@ -1,0 +1,445 @@
+//! A per-request index over a tenant's [`Dataset`]: the lookups that SPEC §5's
+//! state and attribution rules need, built once so each KPI is a scan plus
+//! cheap look-ups. Everything here is derived data; the dataset is not copied.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use crate::domain::{
+    Activity, CsatResponse, Customer, Dataset, Deal, Inquiry, Instant, Lead, Order, Scope,
+};
+
+/// Records of one kind sorted by one of their instants, so the records of a
+/// period are one contiguous slice found by binary search.
+#[derive(Debug)]
+pub struct ByTime<'a, T> {
+    items: Vec<(Instant, &'a T)>,
+}
+
+impl<'a, T> ByTime<'a, T> {
+    /// Sorts `(instant, record)` pairs by instant.
+    pub fn new(items: impl Iterator<Item = (Instant, &'a T)>) -> Self {
+        let mut items: Vec<_> = items.collect();
+        items.sort_by_key(|(t, _)| *t);
+        ByTime { items }
+    }
+
+    /// The records whose instant t satisfies start ≤ t < end, with t.
+    pub fn window(
+        &self,
+        start: Instant,
+        end: Instant,
+    ) -> impl Iterator<Item = (Instant, &'a T)> + '_ {
+        let lo = self.items.partition_point(|(t, _)| *t < start);
+        let hi = self.items.partition_point(|(t, _)| *t < end).max(lo);
+        self.items.get(lo..hi).unwrap_or_default().iter().copied()
+    }
+}
+
+/// One membership of a rep, in (effective_at, id) order.
+#[derive(Debug, Clone, Copy)]
+pub struct MembershipEntry<'a> {
+    /// When it takes effect (in force strictly after).
+    pub effective_at: Instant,
+    /// Membership id (tie-breaker: the greatest id is the latest).
+    pub id: &'a str,
+    /// Team joined; `None` = left all teams.
+    pub team_id: Option<&'a str>,
+}
+
+/// One subscription change, in (effective_at, id) order per subscription.
+#[derive(Debug, Clone, Copy)]
+pub struct SubscriptionEntry<'a> {
+    /// When it takes effect.
+    pub effective_at: Instant,
+    /// Change id.
+    pub id: &'a str,
+    /// The subscription's customer from this change on.
+    pub customer_id: &'a str,
+    /// MRR from this change on.
+    pub mrr: i64,
+}
+
+/// Lookups over one tenant's records.
+#[derive(Debug)]
+pub struct Index<'a> {
+    /// The records.
+    pub data: &'a Dataset,
+    /// Memberships per rep, sorted by (effective_at, id).
+    pub memberships: HashMap<&'a str, Vec<MembershipEntry<'a>>>,
+    /// Known teams: id → display name.
+    pub team_names: HashMap<&'a str, &'a str>,
+    /// Direct children of each team in the current tree.
+    pub children: HashMap<&'a str, Vec<&'a str>>,
+    /// Teams whose parent is absent, unknown, or that sit on a parent cycle.
+    pub roots: Vec<&'a str>,
+    /// Rep display names.
+    pub rep_names: HashMap<&'a str, &'a str>,
+    /// Every rep id that a Rep record, a membership or any record's rep field names.
+    pub known_reps: HashSet<&'a str>,
+    /// Customers by id.
+    pub customers: HashMap<&'a str, &'a Customer>,
+    /// Deals by id.
+    pub deals: HashMap<&'a str, &'a Deal>,
+    /// Stage changes per deal, sorted by (entered_at, id): (entered_at, id, stage).
+    pub stage_changes: HashMap<&'a str, Vec<(Instant, &'a str, &'a str)>>,
+    /// Subscription changes per subscription, sorted by (effective_at, id).
+    pub subscriptions: HashMap<&'a str, Vec<SubscriptionEntry<'a>>>,
+    /// First instant after which each customer's MRR was > 0 (the effective_at
+    /// of the change group that first made it positive).
+    pub first_positive_mrr: HashMap<&'a str, Instant>,
+    /// Orders by ordered_at.
+    pub orders_by_time: ByTime<'a, Order>,
+    /// Deals by created_at.
+    pub deals_by_created: ByTime<'a, Deal>,
+    /// Closed deals by closed_at.
+    pub deals_by_closed: ByTime<'a, Deal>,
+    /// Leads by created_at.
+    pub leads_by_created: ByTime<'a, Lead>,
+    /// Activities by occurred_at.
+    pub activities_by_time: ByTime<'a, Activity>,
+    /// Inquiries by received_at.
+    pub inquiries_by_time: ByTime<'a, Inquiry>,
+    /// CSAT responses by responded_at.
+    pub csat_by_time: ByTime<'a, CsatResponse>,
+    /// Customers by acquired_at.
+    pub customers_by_acquired: ByTime<'a, Customer>,
+    /// Churned customers by churned_at.
+    pub customers_by_churned: ByTime<'a, Customer>,
+}
+
+impl<'a> Index<'a> {
+    /// Indexes a dataset.
+    pub fn new(data: &'a Dataset) -> Self {
+        let mut memberships: HashMap<&str, Vec<MembershipEntry>> = HashMap::new();
+        for m in &data.team_memberships {
+            memberships
+                .entry(m.rep_id.as_str())
+                .or_default()
+                .push(MembershipEntry {
+                    effective_at: m.effective_at,
+                    id: &m.id,
+                    team_id: m.team_id.as_deref(),
+                });
+        }
+        for list in memberships.values_mut() {
+            list.sort_by(|a, b| (a.effective_at, a.id).cmp(&(b.effective_at, b.id)));
+        }
+
+        let team_names: HashMap<&str, &str> = data
+            .teams
+            .iter()
+            .map(|t| (t.id.as_str(), t.name.as_str()))
+            .collect();
+        let (children, roots) = team_tree(data, &team_names);
+
+        let rep_names = data
+            .reps
+            .iter()
+            .map(|r| (r.id.as_str(), r.name.as_str()))
+            .collect();
+        let known_reps = known_reps(data);
+
+        let customers = data.customers.iter().map(|c| (c.id.as_str(), c)).collect();
+        let deals = data.deals.iter().map(|d| (d.id.as_str(), d)).collect();
+
+        let mut stage_changes: HashMap<&str, Vec<(Instant, &str, &str)>> = HashMap::new();
+        for s in &data.deal_stage_changes {
+            stage_changes.entry(s.deal_id.as_str()).or_default().push((
+                s.entered_at,
+                s.id.as_str(),
+                s.stage.as_str(),
+            ));
+        }
+        for list in stage_changes.values_mut() {
+            list.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        }
+
+        let mut subscriptions: HashMap<&str, Vec<SubscriptionEntry>> = HashMap::new();
+        for s in &data.subscription_changes {
+            subscriptions
+                .entry(s.subscription_id.as_str())
+                .or_default()
+                .push(SubscriptionEntry {
+                    effective_at: s.effective_at,
+                    id: &s.id,
+                    customer_id: &s.customer_id,
+                    mrr: s.mrr,
+                });
+        }
+        for list in subscriptions.values_mut() {
+            list.sort_by(|a, b| (a.effective_at, a.id).cmp(&(b.effective_at, b.id)));
+        }
+        let first_positive_mrr = first_positive_mrr(data);
+
+        Index {
+            data,
+            memberships,
+            team_names,
+            children,
+            roots,
+            rep_names,
+            known_reps,
+            customers,
+            deals,
+            stage_changes,
+            subscriptions,
+            first_positive_mrr,
+            orders_by_time: ByTime::new(data.orders.iter().map(|o| (o.ordered_at, o))),
+            deals_by_created: ByTime::new(data.deals.iter().map(|d| (d.created_at, d))),
+            deals_by_closed: ByTime::new(
+                data.deals
+                    .iter()
+                    .filter_map(|d| d.closed_at.map(|c| (c, d))),
+            ),
+            leads_by_created: ByTime::new(data.leads.iter().map(|l| (l.created_at, l))),
+            activities_by_time: ByTime::new(data.activities.iter().map(|a| (a.occurred_at, a))),
+            inquiries_by_time: ByTime::new(data.inquiries.iter().map(|i| (i.received_at, i))),
+            csat_by_time: ByTime::new(data.csat_responses.iter().map(|c| (c.responded_at, c))),
+            customers_by_acquired: ByTime::new(data.customers.iter().map(|c| (c.acquired_at, c))),
+            customers_by_churned: ByTime::new(
+                data.customers
+                    .iter()
+                    .filter_map(|c| c.churned_at.map(|t| (t, c))),
+            ),
+        }
+    }
+
+    /// The rep's team at `t`: team of its latest membership with
+    /// effective_at < t (ties: greatest id); `None` if none or it left all teams.
+    pub fn team_at(&self, rep: &str, t: Instant) -> Option<&'a str> {
+        let list = self.memberships.get(rep)?;
+        let n = list.partition_point(|m| m.effective_at < t);
+        list.get(n.checked_sub(1)?)?.team_id
+    }
+
+    /// The teams a rep is in "at some instant of P": its team at `start` and
+    /// the team of each membership with effective_at in [start, end).
+    pub fn teams_during(&self, rep: &str, start: Instant, end: Instant) -> Vec<&'a str> {
+        let mut teams: Vec<&str> = self.team_at(rep, start).into_iter().collect();
+        if let Some(list) = self.memberships.get(rep) {
+            teams.extend(
+                list.iter()
+                    .filter(|m| start <= m.effective_at && m.effective_at < end)
+                    .filter_map(|m| m.team_id),
+            );
+        }
+        teams
+    }
+
+    /// Team `team` and all its descendants in the current tree (cycle-safe).
+    /// Empty when the team is unknown.
+    pub fn subtree(&self, team: &str) -> HashSet<&'a str> {
+        let mut seen = HashSet::new();
+        let Some((&root, _)) = self.team_names.get_key_value(team) else {
+            return seen;
+        };
+        let mut stack = vec![root];
+        while let Some(t) = stack.pop() {
+            if seen.insert(t)
+                && let Some(kids) = self.children.get(t)
+            {
+                stack.extend(kids.iter().copied());
+            }
+        }
+        seen
+    }
+
+    /// Whether a team id is a known team.
+    pub fn team_exists(&self, team: &str) -> bool {
+        self.team_names.contains_key(team)
+    }
+
+    /// Whether a rep id is known (Rep record, membership or any rep field).
+    pub fn rep_exists(&self, rep: &str) -> bool {
+        self.known_reps.contains(rep)
+    }
+
+    /// Stage of a deal at `t`: its latest stage change with entered_at < t
+    /// (ties: greatest id), else its `stage` field.
+    pub fn stage_at(&self, deal: &'a Deal, t: Instant) -> Option<&'a str> {
+        if let Some(list) = self.stage_changes.get(deal.id.as_str()) {
+            let n = list.partition_point(|s| s.0 < t);
+            if let Some(last) = n.checked_sub(1).and_then(|i| list.get(i)) {
+                return Some(last.2);
+            }
+        }
+        deal.stage.as_deref()
+    }
+
+    /// Every customer's MRR at `t` (customers with MRR 0 may be missing).
+    /// A subscription counts for the customer named by its change in force.
+    pub fn customer_mrr_at(&self, t: Instant) -> HashMap<&'a str, i128> {
+        let mut out: HashMap<&str, i128> = HashMap::new();
+        for list in self.subscriptions.values() {
+            let n = list.partition_point(|s| s.effective_at < t);
+            if let Some(s) = n.checked_sub(1).and_then(|i| list.get(i))
+                && s.mrr > 0
+            {
+                *out.entry(s.customer_id).or_default() += i128::from(s.mrr);
+            }
+        }
+        out
+    }
+
+    /// Whether the customer had MRR > 0 at some instant before `t`.
+    pub fn had_mrr_before(&self, customer: &str, t: Instant) -> bool {
+        self.first_positive_mrr
+            .get(customer)
+            .is_some_and(|&first| first < t)
+    }
+
+    /// The owner rep of a customer (current value), if the customer is known.
+    pub fn owner_of(&self, customer: &str) -> Option<&'a str> {
+        self.customers.get(customer)?.owner_rep_id.as_deref()
+    }
+}
+
+/// A scope resolved against an index: the team subtree is computed once.
+#[derive(Debug, Clone)]
+pub enum ResolvedScope<'a> {
+    /// Every record.
+    Company,
+    /// Records whose rep's team at the attribution instant is in this set.
+    Team(HashSet<&'a str>),
+    /// Records whose rep field is this rep.
+    Rep(String),
+}
+
+impl<'a> ResolvedScope<'a> {
+    /// Resolves a scope (an unknown team has an empty subtree).
+    pub fn new(index: &Index<'a>, scope: &Scope) -> Self {
+        match scope {
+            Scope::Company => ResolvedScope::Company,
+            Scope::Team(t) => ResolvedScope::Team(index.subtree(t)),
+            Scope::Rep(r) => ResolvedScope::Rep(r.clone()),
+        }
+    }
+
+    /// Whether a record with rep field `rep`, attributed at `t`, counts (SPEC §5).
+    pub fn counts(&self, index: &Index<'a>, rep: Option<&str>, t: Instant) -> bool {
+        match self {
+            ResolvedScope::Company => true,
+            ResolvedScope::Rep(r) => rep == Some(r.as_str()),
+            ResolvedScope::Team(teams) => rep
+                .and_then(|rep| index.team_at(rep, t))
+                .is_some_and(|team| teams.contains(team)),
+        }
+    }
+
+    /// Whether a customer counts at `t` (through its current owner).
+    pub fn counts_customer(&self, index: &Index<'a>, customer: &str, t: Instant) -> bool {
+        match self {
+            ResolvedScope::Company => true,
+            _ => self.counts(index, index.owner_of(customer), t),
+        }
+    }
+}
+
+/// Children map and roots of the current team tree. A team whose parent is
+/// absent or unknown is a root; teams on a parent cycle (which ingest rejects,
+/// but stored data is not trusted blindly) are made roots too, so every team
+/// is reachable exactly once.
+fn team_tree<'a>(
+    data: &'a Dataset,
+    names: &HashMap<&'a str, &'a str>,
+) -> (HashMap<&'a str, Vec<&'a str>>, Vec<&'a str>) {
+    let parent: HashMap<&str, &str> = data
+        .teams
+        .iter()
+        .filter_map(|t| {
+            let p = t.parent_team_id.as_deref()?;
+            (names.contains_key(p) && p != t.id).then_some((t.id.as_str(), p))
+        })
+        .collect();
+    let mut children: HashMap<&str, Vec<&str>> = HashMap::new();
+    let mut roots = Vec::new();
+    for t in &data.teams {
+        let id = t.id.as_str();
+        // On a cycle ⇔ walking up the parents comes back to this team.
+        let on_cycle = {
+            let mut seen = HashSet::new();
+            let mut cur = id;
+            let mut cycle = false;
+            while let Some(&p) = parent.get(cur) {
+                if p == id {
+                    cycle = true;
+                    break;
+                }
+                if !seen.insert(p) {
+                    break;
+                }
+                cur = p;
+            }
+            cycle
+        };
+        match parent.get(id) {
+            Some(&p) if !on_cycle => children.entry(p).or_default().push(id),
+            _ => roots.push(id),
+        }
+    }
+    for kids in children.values_mut() {
+        kids.sort_unstable();
+        kids.dedup();
+    }
+    roots.sort_unstable();
+    roots.dedup();
+    (children, roots)
+}
+
+/// Every rep id named anywhere.
+fn known_reps(data: &Dataset) -> HashSet<&str> {
+    let mut reps: HashSet<&str> = HashSet::new();
+    reps.extend(data.reps.iter().map(|r| r.id.as_str()));
+    reps.extend(data.team_memberships.iter().map(|m| m.rep_id.as_str()));
+    reps.extend(data.activities.iter().map(|a| a.rep_id.as_str()));
+    let optional = data
+        .customers
+        .iter()
+        .map(|c| &c.owner_rep_id)
+        .chain(data.leads.iter().map(|l| &l.owner_rep_id))
+        .chain(data.deals.iter().map(|d| &d.owner_rep_id))
+        .chain(data.orders.iter().map(|o| &o.rep_id))
+        .chain(data.inquiries.iter().map(|i| &i.rep_id))
+        .chain(data.csat_responses.iter().map(|c| &c.rep_id));
+    reps.extend(optional.filter_map(|r| r.as_deref()));
+    reps.extend(data.targets.iter().filter_map(|t| match &t.scope {
+        crate::domain::TargetScope::Rep(r) => Some(r.as_str()),
+        _ => None,
+    }));
+    reps
+}
+
+/// For each customer, the effective_at of the first group of simultaneous
+/// subscription changes after which its MRR was > 0.
+fn first_positive_mrr(data: &Dataset) -> HashMap<&str, Instant> {
+    let mut changes: Vec<_> = data.subscription_changes.iter().collect();
+    changes.sort_by(|a, b| (a.effective_at, &a.id).cmp(&(b.effective_at, &b.id)));
+    // subscription -> (customer, mrr) currently in force.
+    let mut current: HashMap<&str, (&str, i64)> = HashMap::new();
+    let mut totals: HashMap<&str, i128> = HashMap::new();
+    let mut first: HashMap<&str, Instant> = HashMap::new();
+    let mut changes = changes.into_iter().peekable();
+    while let Some(head) = changes.next() {
+        let at = head.effective_at;
+        let mut group = vec![head];
+        while let Some(c) = changes.next_if(|c| c.effective_at == at) {
+            group.push(c);
+        }
+        let mut touched: BTreeSet<&str> = BTreeSet::new();
+        for c in group {
+            if let Some((old_customer, old_mrr)) =
+                current.insert(&c.subscription_id, (&c.customer_id, c.mrr))
+            {
+                *totals.entry(old_customer).or_default() -= i128::from(old_mrr);
+            }
+            *totals.entry(&c.customer_id).or_default() += i128::from(c.mrr);
+            touched.insert(&c.customer_id);
+        }
+        for customer in touched {
+            if totals.get(customer).is_some_and(|&m| m > 0) {
+                first.entry(customer).or_insert(at);
+            }
+        }
+    }
+    first
+}
