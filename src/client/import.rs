@@ -118,6 +118,11 @@ pub async fn run(args: ImportArgs) -> anyhow::Result<()> {
             "--reject-file can only be used with a single FILE (each file gets FILE.rejects.csv otherwise)"
         );
     }
+    // Check every file's header before anything is sent.
+    for path in &args.files {
+        let format = args.format.unwrap_or_else(|| FileFormat::from_path(path));
+        open_rows(path, format, args.kind)?;
+    }
     let mut clients = args.connect.connect().await?;
     let currency = match (&args.currency, args.kind.uses_money()) {
         (Some(c), _) => Some(c.trim().to_ascii_uppercase()),
