@@ -121,7 +121,7 @@ pub async fn run(args: ImportArgs) -> anyhow::Result<()> {
     // Check every file's header before anything is sent.
     for path in &args.files {
         let format = args.format.unwrap_or_else(|| FileFormat::from_path(path));
-        open_rows(path, format, args.kind)?;
+        let _header_is_valid = open_rows(path, format, args.kind)?;
     }
     let mut clients = args.connect.connect().await?;
     let currency = match (&args.currency, args.kind.uses_money()) {
