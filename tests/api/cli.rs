@@ -5,6 +5,8 @@
 use std::path::Path;
 use std::process::Output;
 
+use chrono::Datelike;
+use salesmetrics::proto::v1::{CalendarPeriod, Date, GetKpisRequest, Granularity, Period, period};
 use serde_json::Value;
 
 use super::harness::TestServer;
@@ -294,6 +296,35 @@ async fn demo_loads_data_with_revenue_last_month() {
     assert!(
         v["orders"]["exact_value"].as_i64().expect("orders") > 0,
         "{json}"
+    );
+    // The CLI shows what the API computes.
+    let first_day =
+        chrono::NaiveDate::parse_from_str(&format!("{month}-01"), "%Y-%m-%d").expect("month");
+    let bundle = server
+        .kpi()
+        .await
+        .get_kpis(GetKpisRequest {
+            period: Some(Period {
+                period: Some(period::Period::Calendar(CalendarPeriod {
+                    granularity: Granularity::Month as i32,
+                    date: Some(Date {
+                        year: first_day.year(),
+                        month: first_day.month() as i32,
+                        day: 1,
+                    }),
+                })),
+            }),
+            kpi_ids: vec!["revenue".into()],
+            ..Default::default()
+        })
+        .await
+        .expect("GetKpis")
+        .into_inner()
+        .bundle
+        .expect("bundle");
+    assert_eq!(
+        v["revenue"]["exact_value"],
+        bundle.values[0].exact_value.expect("exact revenue")
     );
     // Running it again replaces the same records.
     cli_ok(&server, &["demo"]).await;
