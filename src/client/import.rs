@@ -337,6 +337,9 @@ pub async fn import_file(
     let rejected_locally = Arc::new(AtomicU64::new(0));
     let rows_read = Arc::new(AtomicU64::new(0));
     let (tx, rx) = tokio::sync::mpsc::channel::<StreamIngestRequest>(2);
+    // Set when the stream fails, so a reader blocked on a full channel stops.
+    let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
+    let runtime = tokio::runtime::Handle::current();
 
     let producer = {
         let rejects = rejects.clone();
@@ -352,12 +355,18 @@ pub async fn import_file(
                     sequence,
                     rows: origins,
                 });
-                tx.blocking_send(StreamIngestRequest {
+                let request = StreamIngestRequest {
                     sequence,
                     records,
                     all_or_nothing: false,
+                };
+                let mut cancel = cancel_rx.clone();
+                runtime.block_on(async {
+                    tokio::select! {
+                        sent = tx.send(request) => sent.is_ok(),
+                        _ = cancel.wait_for(|cancelled| *cancelled) => false,
+                    }
                 })
-                .is_ok()
             };
             for item in rows {
                 let (line, raw, row) = item?;
@@ -457,6 +466,7 @@ pub async fn import_file(
     }
     .await;
     progress.finish();
+    let _ = cancel_tx.send(true);
 
     // Whatever was sent but never acknowledged is not stored for sure: report it.
     let producer_result = producer

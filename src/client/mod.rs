@@ -99,7 +99,8 @@ impl ConnectOptions {
             _ => None,
         };
         let endpoint = Endpoint::from_shared(self.server.clone())
-            .map_err(|err| anyhow::anyhow!("invalid --server URL {:?}: {err}", self.server))?;
+            .map_err(|err| anyhow::anyhow!("invalid --server URL {:?}: {err}", self.server))?
+            .connect_timeout(std::time::Duration::from_secs(10));
         let channel = endpoint
             .connect()
             .await
@@ -143,4 +144,25 @@ pub async fn tenant_currency(clients: &mut Clients) -> anyhow::Result<String> {
         .map(|s| s.currency_code)
         .filter(|c| !c.is_empty())
         .ok_or_else(|| anyhow::anyhow!("the server returned no tenant currency"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic::service::Interceptor;
+
+    #[test]
+    fn the_api_key_goes_into_the_authorization_header() {
+        let mut auth = Auth {
+            header: Some("Bearer k-123".parse().unwrap()),
+        };
+        let request = auth.call(tonic::Request::new(())).unwrap();
+        assert_eq!(
+            request.metadata().get("authorization").unwrap(),
+            "Bearer k-123"
+        );
+        let mut anonymous = Auth { header: None };
+        let request = anonymous.call(tonic::Request::new(())).unwrap();
+        assert!(request.metadata().get("authorization").is_none());
+    }
 }
