@@ -491,7 +491,25 @@ pub async fn import_file(
     }
     summary.rows = rows_read.load(Ordering::Relaxed);
     summary.rejected_locally = rejected_locally.load(Ordering::Relaxed);
-    outcome?;
+    if let Err(err) = outcome {
+        let last_line = unacknowledged
+            .iter()
+            .flat_map(|b| b.rows.last())
+            .map(|(line, _)| *line)
+            .max();
+        let not_read = match last_line {
+            Some(line) => format!("; rows after line {line} were not read"),
+            None => String::new(),
+        };
+        return Err(err.context(format!(
+            "import of {} stopped after {} stored rows; {} unacknowledged rows written to {}{not_read}. \
+             Importing the file again is safe: records with the same id are replaced",
+            path.display(),
+            summary.accepted + summary.stale,
+            unacknowledged.iter().map(|b| b.rows.len()).sum::<usize>(),
+            reject_path.display(),
+        )));
+    }
     producer_result?;
 
     let elapsed = started.elapsed().as_secs_f64();
