@@ -4,5 +4,6 @@
 mod cli;
 mod db;
 mod harness;
+mod ingest;
 mod service;
 mod store;
