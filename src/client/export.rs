@@ -22,7 +22,7 @@ pub struct ExportArgs {
     #[command(flatten)]
     pub connect: ConnectOptions,
     /// Record type to export.
-    #[arg(long = "type", value_enum)]
+    #[arg(long = "type", value_enum, value_name = "TYPE")]
     pub kind: RecordKind,
     /// Output format (default: from the --output extension, else CSV).
     #[arg(long, value_enum)]

@@ -73,7 +73,7 @@ pub struct ImportArgs {
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
     /// Record type of the files.
-    #[arg(long = "type", value_enum)]
+    #[arg(long = "type", value_enum, value_name = "TYPE")]
     pub kind: RecordKind,
     /// File format (default: from the extension; .ndjson/.jsonl/.json are NDJSON, else CSV).
     #[arg(long, value_enum)]

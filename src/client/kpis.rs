@@ -497,9 +497,9 @@ pub async fn series(args: SeriesArgs) -> anyhow::Result<()> {
             vec![
                 v.kpi_id.clone(),
                 format::sparkline(&values),
-                format::kpi_value(v, currency),
+                short_value(v, currency),
                 last_value
-                    .map(|x| format::kpi_value(x, currency))
+                    .map(|x| short_value(x, currency))
                     .unwrap_or_default(),
             ]
         })
@@ -513,6 +513,14 @@ pub async fn series(args: SeriesArgs) -> anyhow::Result<()> {
         )
     );
     Ok(())
+}
+
+/// A value for a table cell: undefined is a bare "—" (reasons would not fit).
+fn short_value(v: &KpiValue, currency: &str) -> String {
+    match v.value {
+        Some(x) => format::unit_value(v.unit, x, v.exact_value, currency),
+        None => "—".to_string(),
+    }
 }
 
 /// Runs `salesmetrics breakdown`, following every page.
@@ -603,10 +611,7 @@ pub async fn breakdown(args: BreakdownArgs) -> anyhow::Result<()> {
             if show_label {
                 row.push(r.label.clone());
             }
-            row.extend(r.values.iter().map(|v| match v.value {
-                Some(x) => format::unit_value(v.unit, x, v.exact_value, &currency),
-                None => "—".to_string(),
-            }));
+            row.extend(r.values.iter().map(|v| short_value(v, &currency)));
             row
         })
         .collect();
