@@ -5,5 +5,6 @@ mod cli;
 mod db;
 mod harness;
 mod ingest;
+mod process;
 mod service;
 mod store;
