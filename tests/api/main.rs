@@ -4,5 +4,6 @@
 mod db;
 mod harness;
 mod ingest;
+mod kpi;
 mod service;
 mod store;
