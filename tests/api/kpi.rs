@@ -912,6 +912,38 @@ async fn every_kpi_has_a_hand_computed_value_on_every_backend() {
             last_year.comparison_period.expect("period").start_date,
             date(2023, 3, 1)
         );
+
+        // A custom range's previous period is the same number of days just
+        // before: Mar 1..Mar 11 (10 days) ← Feb 20..Mar 1, which holds o6.
+        let mut req = kpis_request(
+            Some(pb::Period {
+                period: Some(pb::period::Period::Custom(pb::DateRange {
+                    start_date: date(2024, 3, 1),
+                    end_date: date(2024, 3, 11),
+                })),
+            }),
+            &["revenue"],
+        );
+        req.comparison = pb::Comparison::PreviousPeriod as i32;
+        let custom = kpis(&server, req).await;
+        // o1 1000 (Mar 5) + o2 500 (Mar 6) + o3 300 (Mar 10)
+        assert_eq!(value(&custom, "revenue").exact_value, Some(1800), "{b}");
+        assert_eq!(value(&custom, "revenue").comparison_value, Some(999.0));
+        let before = custom.comparison_period.expect("comparison period");
+        assert_eq!(
+            (before.start_date, before.end_date),
+            (date(2024, 2, 20), date(2024, 3, 1))
+        );
+        // Same day last year: Feb 29 maps to Feb 28.
+        let mut req = kpis_request(calendar(pb::Granularity::Day, 2024, 2, 29), &["revenue"]);
+        req.comparison = pb::Comparison::PreviousYear as i32;
+        let leap = kpis(&server, req).await;
+        let previous = leap.comparison_period.expect("comparison period");
+        assert_eq!(
+            (previous.start_date, previous.end_date),
+            (date(2023, 2, 28), date(2023, 3, 1)),
+            "{b}"
+        );
         server.stop().await;
     }
 }
@@ -1354,6 +1386,38 @@ async fn series_has_every_period_zero_filled() {
         assert_kpi(b, may, "mrr", Some(230.0));
         assert_kpi(b, may, "pipeline_value", Some(13000.0));
         assert_kpi(b, may, "active_customers", Some(3.0));
+        // With PREVIOUS_PERIOD each bundle compares with the month before it.
+        let compared = server
+            .kpi()
+            .await
+            .get_kpi_series(pb::GetKpiSeriesRequest {
+                scope: None,
+                granularity: pb::Granularity::Month as i32,
+                first_period_date: date(2024, 2, 5),
+                period_count: 3,
+                kpi_ids: vec!["revenue".into()],
+                comparison: pb::Comparison::PreviousPeriod as i32,
+                time_zone: String::new(),
+            })
+            .await
+            .expect("series with comparison")
+            .into_inner()
+            .bundles;
+        let pairs: Vec<(Option<f64>, Option<f64>)> = compared
+            .iter()
+            .map(|x| (x.values[0].value, x.values[0].comparison_value))
+            .collect();
+        // January 0 → Feb 999 → Mar 2100 → Apr 0
+        assert_eq!(
+            pairs,
+            [
+                (Some(999.0), Some(0.0)),
+                (Some(2100.0), Some(999.0)),
+                (Some(0.0), Some(2100.0))
+            ],
+            "{b}"
+        );
+        assert_eq!(compared[2].values[0].relative_change, Some(-1.0));
         // The funnel is present in every bundle; May's is all zeros.
         assert!(bundles.iter().all(|x| x.funnel.len() == 5));
         assert!(
@@ -1652,6 +1716,13 @@ async fn dst_month_in_new_york_by_override_and_by_settings() {
         let hours =
             (dst_day.end.expect("end").seconds - dst_day.start.expect("start").seconds) / 3600;
         assert_eq!(hours, 23, "{b}");
+        // Breakdowns take the override too.
+        let mut req = breakdown_request(None, march(), pb::Dimension::Stage, &[]);
+        req.time_zone = "America/New_York".into();
+        let stages = try_breakdown(&server, req).await.expect("STAGE");
+        let period = stages.period.expect("period");
+        assert_eq!(period.start, ts("2024-03-01T05:00:00Z"), "{b}");
+        assert_eq!(period.time_zone, "America/New_York");
 
         // The tenant's zone, set over AdminService.
         update_settings(&server, |s| s.time_zone = "America/New_York".into()).await;
