@@ -1,9 +1,12 @@
-//! Property tests over real servers: random datasets give identical bundles
-//! on SQLite and PostgreSQL, and any interleaving of inserts, replacements and
-//! deletes gives the same bundles as loading the final state fresh.
+//! Property tests over real servers: random datasets (every record type,
+//! repeated ids, versions, random tenant settings) give identical bundles on
+//! SQLite and PostgreSQL, and any interleaving of inserts, replacements,
+//! stale writes and deletes gives the same bundles as loading the final
+//! state fresh.
 //!
 //! Each case starts fresh servers, so case counts are modest (see
-//! [`config`]); proptest runs inside a tokio runtime built by the test.
+//! [`config`]; `PROPTEST_CASES=200` for a longer hunt); proptest runs inside
+//! a tokio runtime built by the test, and failures shrink.
 
 use std::collections::BTreeMap;
 
@@ -488,6 +491,77 @@ fn is_stale(new: &mut pb::Record, stored: Option<&mut pb::Record>) -> bool {
     matches!((new_version, stored_version), (Some(n), Some(s)) if n <= s)
 }
 
+/// Random tenant settings (currency stays USD, as the records are in USD);
+/// `None`: the defaults.
+fn arb_settings() -> impl Strategy<Value = Option<pb::TenantSettings>> {
+    let stages = proptest::sample::subsequence(
+        vec![
+            "prospecting",
+            "qualification",
+            "proposal",
+            "negotiation",
+            "closing",
+        ],
+        1..=5,
+    )
+    .prop_flat_map(|names| {
+        let n = names.len();
+        (Just(names), proptest::collection::vec(0u32..=20, n))
+    })
+    .prop_map(|(names, twentieths)| {
+        names
+            .into_iter()
+            .zip(twentieths)
+            .map(|(name, p)| pb::PipelineStage {
+                name: name.into(),
+                win_probability: f64::from(p) / 20.0,
+            })
+            .collect::<Vec<_>>()
+    });
+    proptest::option::weighted(
+        0.7,
+        (
+            proptest::sample::select(vec![
+                "UTC",
+                "America/New_York",
+                "Europe/Berlin",
+                "Asia/Kolkata",
+            ]),
+            1i32..=12,
+            stages,
+            1u32..=20,
+            1i32..=5,
+            proptest::sample::subsequence(vec!["referral", "partner", "web"], 0..=2),
+        )
+            .prop_map(|(tz, fiscal, pipeline_stages, margin, csat, referrals)| {
+                pb::TenantSettings {
+                    time_zone: tz.into(),
+                    currency_code: "USD".into(),
+                    fiscal_year_start_month: fiscal,
+                    pipeline_stages,
+                    gross_margin: f64::from(margin) / 20.0,
+                    csat_satisfied_min_score: csat,
+                    referral_sources: referrals.into_iter().map(String::from).collect(),
+                }
+            }),
+    )
+}
+
+/// Applies `settings` (when some) to the server's tenant over AdminService.
+async fn apply_settings(server: &TestServer, settings: &Option<pb::TenantSettings>) {
+    if let Some(settings) = settings {
+        server
+            .admin()
+            .await
+            .update_tenant_settings(pb::UpdateTenantSettingsRequest {
+                tenant_id: String::new(),
+                settings: Some(settings.clone()),
+            })
+            .await
+            .expect("update settings");
+    }
+}
+
 /// A GetKpis request for a random scope (unknown ones included), period and
 /// comparison, all KPIs, maybe in New York time.
 fn arb_query() -> impl Strategy<Value = pb::GetKpisRequest> {
@@ -605,7 +679,8 @@ fn case_error(what: &str, query: &pb::GetKpisRequest, a: &Answer, b: &Answer) ->
 /// Random datasets, ingested over gRPC into a SQLite server and a
 /// PostgreSQL server, give equal ingest results and equal `GetKpis`
 /// responses (all KPIs and the funnel, with comparisons, any scope and
-/// period; NOT_FOUND alike for unknown scopes). 14 cases × 4 queries.
+/// period, random tenant settings; NOT_FOUND alike for unknown scopes).
+/// 12 cases × 4 queries.
 #[test]
 fn sqlite_and_postgres_give_identical_bundles() {
     if std::env::var("TEST_DATABASE_URL").is_err() {
@@ -614,16 +689,19 @@ fn sqlite_and_postgres_give_identical_bundles() {
     }
     let rt = runtime();
     let answered = Answered::default();
-    let mut runner = TestRunner::new(config(14));
+    let mut runner = TestRunner::new(config(12));
     let strategy = (
         arb_versioned_records(),
+        arb_settings(),
         proptest::collection::vec(arb_query(), 4),
     );
-    let result = runner.run(&strategy, |(records, queries)| {
+    let result = runner.run(&strategy, |(records, settings, queries)| {
         rt.block_on(async {
             let sqlite = TestServer::sqlite().await;
             let postgres = TestServer::postgres().await.expect("TEST_DATABASE_URL");
             let outcome = async {
+                apply_settings(&sqlite, &settings).await;
+                apply_settings(&postgres, &settings).await;
                 let a = ingest_batch(&sqlite, records.clone()).await;
                 let b = ingest_batch(&postgres, records.clone()).await;
                 if a != b {
@@ -705,18 +783,29 @@ fn arb_history() -> impl Strategy<Value = Vec<Op>> {
 /// 12 cases × 4 queries.
 #[test]
 fn any_write_history_equals_loading_the_final_state() {
+    let on_postgres = std::env::var("TEST_DATABASE_URL").is_ok();
+    if !on_postgres {
+        println!("TEST_DATABASE_URL not set: server A is SQLite too");
+    }
     let rt = runtime();
     let answered = Answered::default();
     let mut runner = TestRunner::new(config(12));
-    let strategy = (arb_history(), proptest::collection::vec(arb_query(), 4));
-    let result = runner.run(&strategy, |(history, queries)| {
+    let strategy = (
+        arb_history(),
+        arb_settings(),
+        proptest::collection::vec(arb_query(), 4),
+    );
+    let result = runner.run(&strategy, |(history, settings, queries)| {
         rt.block_on(async {
-            let a = match TestServer::postgres().await {
-                Some(server) => server,
-                None => TestServer::sqlite().await,
+            let a = if on_postgres {
+                TestServer::postgres().await.expect("TEST_DATABASE_URL")
+            } else {
+                TestServer::sqlite().await
             };
             let b = TestServer::sqlite().await;
             let outcome = async {
+                apply_settings(&a, &settings).await;
+                apply_settings(&b, &settings).await;
                 // The final state: the last write of each (type, id) that was
                 // not stale and not deleted since.
                 let mut model: BTreeMap<(i32, String), pb::Record> = BTreeMap::new();
