@@ -5,6 +5,7 @@ mod cli;
 mod db;
 mod harness;
 mod ingest;
+mod kpi;
 mod process;
 mod service;
 mod store;
