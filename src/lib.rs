@@ -10,10 +10,13 @@
 //!   (SQLite embedded, PostgreSQL for scale), chosen once from the database URL.
 //! * [`kpi`] — the KPI catalog and the engine that computes bundles from
 //!   a tenant's records.
+//! * [`auth`] — API keys, the admin token, and the layer that authenticates
+//!   and limits every call.
 //! * [`server`], [`config`] — settings, wiring of the gRPC services, health,
 //!   reflection and graceful shutdown.
 
 pub mod api;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod domain;
