@@ -146,7 +146,7 @@ pub struct ServeConfig {
     pub rate_limit_per_second: u32,
 
     /// Largest burst of calls per tenant above the steady rate.
-    #[arg(long, env = "SALESMETRICS_RATE_LIMIT_BURST", default_value_t = 200)]
+    #[arg(long, env = "SALESMETRICS_RATE_LIMIT_BURST", default_value_t = 2000)]
     pub rate_limit_burst: u32,
 }
 
@@ -186,8 +186,8 @@ impl ServeConfig {
             default_timeout_seconds: 30,
             max_timeout_seconds: 300,
             max_concurrent_requests: 256,
-            rate_limit_per_second: 100,
-            rate_limit_burst: 200,
+            rate_limit_per_second: 1000,
+            rate_limit_burst: 2000,
         }
     }
 

@@ -4,5 +4,6 @@
 mod db;
 mod harness;
 mod ingest;
+mod security;
 mod service;
 mod store;
