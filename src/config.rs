@@ -141,7 +141,7 @@ pub struct ServeConfig {
     #[arg(
         long,
         env = "SALESMETRICS_RATE_LIMIT_PER_SECOND",
-        default_value_t = 100
+        default_value_t = 1000
     )]
     pub rate_limit_per_second: u32,
 
