@@ -4,6 +4,7 @@
 mod db;
 mod harness;
 mod ingest;
+mod reliability;
 mod security;
 mod service;
 mod store;
