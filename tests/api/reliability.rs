@@ -1,7 +1,9 @@
-//! Reliability of the real binary as a child process: SIGTERM during an
-//! ingest stream, and SIGKILL at random points while streaming. After each
+//! Reliability: the real binary as a child process under SIGTERM during an
+//! ingest stream and SIGKILL at random points while streaming (after each
 //! stop, every acknowledged batch is fully stored and no batch is stored in
-//! part (a batch commits atomically, and is acknowledged only after commit).
+//! part: a batch commits atomically and is acknowledged only after commit),
+//! and a PostgreSQL outage simulated by cutting a TCP proxy the test owns
+//! (the shared PostgreSQL server is never disturbed).
 
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
@@ -235,4 +237,158 @@ async fn sigkill_while_streaming_keeps_batches_atomic() {
         let counts = stored_per_batch(&url, run).await;
         assert_all_or_nothing(&counts, &acked, &format!("SIGKILL run {run}"));
     }
+}
+
+/// A TCP proxy in front of PostgreSQL that the test can cut and restore,
+/// so an outage is simulated without touching the shared server.
+struct Proxy {
+    addr: std::net::SocketAddr,
+    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    connections: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    async fn start(upstream: String) -> Proxy {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind proxy");
+        let addr = listener.local_addr().expect("proxy addr");
+        let up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let connections = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (up2, connections2) = (up.clone(), connections.clone());
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if !up2.load(Ordering::SeqCst) {
+                    drop(inbound);
+                    continue;
+                }
+                let upstream = upstream.clone();
+                let task = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(&upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                connections2.lock().expect("connections").push(task);
+            }
+        });
+        Proxy {
+            addr,
+            up,
+            connections,
+            accept,
+        }
+    }
+
+    /// Drops every proxied connection and refuses new ones.
+    fn cut(&self) {
+        self.up.store(false, std::sync::atomic::Ordering::SeqCst);
+        for task in self.connections.lock().expect("connections").drain(..) {
+            task.abort();
+        }
+    }
+
+    /// Accepts connections again.
+    fn restore(&self) {
+        self.up.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.cut();
+        self.accept.abort();
+    }
+}
+
+/// `url` with its host:port replaced; returns (new url, old host:port).
+fn through(url: &str, addr: std::net::SocketAddr) -> (String, String) {
+    let start = url.find("://").expect("scheme") + 3;
+    let end = start + url[start..].find('/').expect("path");
+    let authority = &url[start..end];
+    let host_start = authority.rfind('@').map_or(0, |i| i + 1);
+    let upstream = authority[host_start..].to_string();
+    let rewritten = format!(
+        "{}{}{}{}",
+        &url[..start],
+        &authority[..host_start],
+        addr,
+        &url[end..]
+    );
+    (rewritten, upstream)
+}
+
+/// PostgreSQL outage (through a proxy the test cuts): calls fail with
+/// UNAVAILABLE, health turns NOT_SERVING, and both recover when the
+/// database is back.
+#[tokio::test]
+async fn a_postgres_outage_is_unavailable_and_recovers() {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+
+    let Some(direct) = db::fresh_postgres().await else {
+        return;
+    };
+    let (_, upstream) = through(&direct, "127.0.0.1:1".parse().expect("addr"));
+    let proxy = Proxy::start(upstream).await;
+    let (url, _) = through(&direct, proxy.addr);
+    let server = super::harness::TestServer::start(
+        "postgres",
+        url,
+        salesmetrics::config::ServeConfig::for_database(""),
+        None,
+    )
+    .await;
+    let mut ingest = server.ingest().await;
+    let mut health = HealthClient::new(server.channel().await);
+    let request = |n: i64| pb::IngestBatchRequest {
+        records: batch(0, n).records,
+        all_or_nothing: true,
+    };
+    let status_of = |health: &mut HealthClient<Channel>| {
+        let mut health = health.clone();
+        async move {
+            health
+                .check(HealthCheckRequest {
+                    service: String::new(),
+                })
+                .await
+                .map(|r| r.into_inner().status)
+                .unwrap_or(-1)
+        }
+    };
+    ingest.ingest_batch(request(0)).await.expect("database up");
+
+    proxy.cut();
+    let err = ingest
+        .ingest_batch(request(1))
+        .await
+        .expect_err("database down");
+    assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
+    assert!(!err.message().contains("127.0.0.1"), "no detail: {err:?}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while status_of(&mut health).await != ServingStatus::NotServing as i32 {
+        assert!(Instant::now() < deadline, "health never turned NOT_SERVING");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    proxy.restore();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match ingest.ingest_batch(request(2)).await {
+            Ok(_) => break,
+            Err(status) => {
+                assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+                assert!(Instant::now() < deadline, "never recovered");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+    while status_of(&mut health).await != ServingStatus::Serving as i32 {
+        assert!(Instant::now() < deadline, "health never recovered");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    server.stop().await;
 }
