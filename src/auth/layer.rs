@@ -333,6 +333,69 @@ mod tests {
         assert_eq!(guard_of("/grpc.health.v1.HealthX/Check"), Guard::Tenant);
     }
 
+    /// A service that answers 200 after `delay`.
+    #[derive(Clone)]
+    struct Slow(Duration);
+
+    impl Service<http::Request<()>> for Slow {
+        type Response = http::Response<tonic::body::Body>;
+        type Error = std::convert::Infallible;
+        type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, _: http::Request<()>) -> Self::Future {
+            let delay = self.0;
+            Box::pin(async move {
+                tokio::time::sleep(delay).await;
+                Ok(http::Response::new(tonic::body::Body::default()))
+            })
+        }
+    }
+
+    fn grpc_status<B>(response: &http::Response<B>) -> Option<&str> {
+        response
+            .headers()
+            .get("grpc-status")
+            .and_then(|v| v.to_str().ok())
+    }
+
+    /// Calls without `grpc-timeout` get the default deadline
+    /// (DEADLINE_EXCEEDED); calls with one are left to tonic's cap.
+    #[tokio::test]
+    async fn the_default_deadline_applies_only_without_grpc_timeout() {
+        use tower::Layer;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let store = crate::store::connect(&url).await.expect("store");
+        let settings = AuthSettings {
+            require_api_key: false,
+            admin_token: None,
+            max_concurrent_requests: 0,
+            rate_limit_per_second: 0,
+            rate_limit_burst: 0,
+            default_timeout: Duration::from_millis(50),
+        };
+        let mut service = AuthLayer::new(store, settings).layer(Slow(Duration::from_millis(500)));
+        let request = || {
+            http::Request::builder()
+                .uri("/salesmetrics.v1.KpiService/GetKpis")
+                .body(())
+                .expect("request")
+        };
+        let timed_out = service.call(request()).await.expect("response");
+        assert_eq!(grpc_status(&timed_out), Some("4"), "DEADLINE_EXCEEDED");
+
+        let mut with_deadline = request();
+        with_deadline
+            .headers_mut()
+            .insert("grpc-timeout", "10S".parse().expect("header"));
+        let served = service.call(with_deadline).await.expect("response");
+        assert_eq!(grpc_status(&served), None, "the inner answer");
+    }
+
     #[test]
     fn bearer_credentials_are_read_case_insensitively() {
         let mut headers = HeaderMap::new();
