@@ -3,7 +3,9 @@
 # salesmetrics container image.
 #
 #   docker build -t salesmetrics .
-#   docker run --rm -p 50051:50051 -v salesmetrics-data:/data salesmetrics
+#   docker run --rm -p 50051:50051 -v salesmetrics-data:/data \
+#       -v "$PWD/secrets:/run/secrets:ro" \
+#       -e SALESMETRICS_ADMIN_TOKEN_FILE=/run/secrets/admin_token salesmetrics
 #   docker run --rm -p 50051:50051 salesmetrics serve --listen 0.0.0.0:50051 \
 #       --database-url postgres://user:pass@db:5432/salesmetrics
 #
@@ -45,6 +47,14 @@ USER 10001:10001
 WORKDIR /data
 VOLUME /data
 EXPOSE 50051
+
+# The image listens on all interfaces, so authentication is on (docs/security.md):
+# the admin token comes from the environment, SALESMETRICS_ADMIN_TOKEN_FILE (a
+# mounted secret, preferred) or SALESMETRICS_ADMIN_TOKEN; without one the
+# service refuses to start. TLS files are mounted the same way and named by
+# SALESMETRICS_TLS_CERT / SALESMETRICS_TLS_KEY (and SALESMETRICS_TLS_CLIENT_CA
+# for mutual TLS). Nothing secret is baked into the image.
+ENV SALESMETRICS_AUTH=on
 
 ENTRYPOINT ["salesmetrics"]
 CMD ["serve", "--listen", "0.0.0.0:50051", "--database-url", "sqlite:///data/salesmetrics.db"]

@@ -53,6 +53,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     init_logging(config.log_format);
     tracing::info!(?config, "starting salesmetrics");
+    // Refuse an insecure set-up before touching the database (checked again
+    // against the bound address in `serve`).
+    config.check_security(config.listen)?;
     let database_url = config.database_url();
     let store = crate::store::connect(&database_url)
         .await

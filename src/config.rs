@@ -1,14 +1,23 @@
 //! Service settings, layered: built-in defaults, then `SALESMETRICS_*`
 //! environment variables (and `DATABASE_URL`), then command-line flags.
-//! The database URL may carry a password, so `Debug` redacts it.
+//! The database URL may carry a password and the admin token is a secret,
+//! so `Debug` redacts both.
+//!
+//! Security settings follow one start-up rule ([`ServeConfig::check_security`],
+//! documented in `docs/security.md`): without `--auth on` the service only
+//! listens on a loopback address (unless `--insecure-no-auth`), and with
+//! `--auth on` an admin token is required.
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
 pub use crate::store::DEFAULT_DATABASE_URL;
+
+use crate::auth::{AdminToken, AuthSettings};
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
@@ -18,6 +27,18 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line, for log pipelines.
     Json,
+}
+
+/// Whether tenant services need an API key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum AuthMode {
+    /// No keys: every call acts on tenant `default`. Loopback only, unless
+    /// `--insecure-no-auth`.
+    #[default]
+    Off,
+    /// Every IngestService and KpiService call needs `authorization: Bearer
+    /// <API key>`; AdminService needs the admin token.
+    On,
 }
 
 /// Settings of `salesmetrics serve`.
@@ -57,6 +78,76 @@ pub struct ServeConfig {
         default_value_t = 10
     )]
     pub shutdown_grace_seconds: u64,
+
+    /// Authentication of IngestService and KpiService calls by API key.
+    /// `off` is refused on a non-loopback address unless `--insecure-no-auth`.
+    #[arg(long, env = "SALESMETRICS_AUTH", value_enum, default_value_t = AuthMode::Off)]
+    pub auth: AuthMode,
+
+    /// Allows `--auth off` on a non-loopback address (e.g. behind a trusted
+    /// gateway that authenticates). Everyone who can connect has full access.
+    #[arg(long, env = "SALESMETRICS_INSECURE_NO_AUTH")]
+    pub insecure_no_auth: bool,
+
+    /// The admin credential for AdminService (`authorization: Bearer <token>`).
+    /// Prefer `--admin-token-file`: flags show up in process listings.
+    #[arg(long, env = "SALESMETRICS_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+
+    /// File holding the admin token (surrounding whitespace ignored), e.g. a
+    /// mounted secret.
+    #[arg(
+        long,
+        env = "SALESMETRICS_ADMIN_TOKEN_FILE",
+        conflicts_with = "admin_token"
+    )]
+    pub admin_token_file: Option<PathBuf>,
+
+    /// PEM certificate chain; with `--tls-key`, serves TLS only.
+    #[arg(long, env = "SALESMETRICS_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of `--tls-cert`.
+    #[arg(long, env = "SALESMETRICS_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// PEM CA certificate(s); when set, clients must present a certificate
+    /// signed by one of them (mutual TLS).
+    #[arg(long, env = "SALESMETRICS_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+
+    /// Deadline, in seconds, of calls that carry no `grpc-timeout`.
+    #[arg(
+        long,
+        env = "SALESMETRICS_DEFAULT_TIMEOUT_SECONDS",
+        default_value_t = 30
+    )]
+    pub default_timeout_seconds: u64,
+
+    /// Longest deadline, in seconds, a client's `grpc-timeout` may ask for.
+    #[arg(long, env = "SALESMETRICS_MAX_TIMEOUT_SECONDS", default_value_t = 300)]
+    pub max_timeout_seconds: u64,
+
+    /// Most calls (streams included) handled at once; more are refused with
+    /// RESOURCE_EXHAUSTED instead of queueing. 0: unlimited.
+    #[arg(
+        long,
+        env = "SALESMETRICS_MAX_CONCURRENT_REQUESTS",
+        default_value_t = 256
+    )]
+    pub max_concurrent_requests: usize,
+
+    /// Calls per second per tenant (token bucket, per replica). 0: unlimited.
+    #[arg(
+        long,
+        env = "SALESMETRICS_RATE_LIMIT_PER_SECOND",
+        default_value_t = 1000
+    )]
+    pub rate_limit_per_second: u32,
+
+    /// Largest burst of calls per tenant above the steady rate.
+    #[arg(long, env = "SALESMETRICS_RATE_LIMIT_BURST", default_value_t = 2000)]
+    pub rate_limit_burst: u32,
 }
 
 impl ServeConfig {
@@ -85,7 +176,86 @@ impl ServeConfig {
             max_message_bytes: 16 * 1024 * 1024,
             max_in_flight_batches: 4,
             shutdown_grace_seconds: 10,
+            auth: AuthMode::Off,
+            insecure_no_auth: false,
+            admin_token: None,
+            admin_token_file: None,
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
+            default_timeout_seconds: 30,
+            max_timeout_seconds: 300,
+            max_concurrent_requests: 256,
+            rate_limit_per_second: 1000,
+            rate_limit_burst: 2000,
         }
+    }
+
+    /// The admin token from `--admin-token` or `--admin-token-file`; `None`
+    /// when neither is set. An unreadable or empty file is an error.
+    pub fn admin_token(&self) -> anyhow::Result<Option<AdminToken>> {
+        if let Some(path) = &self.admin_token_file {
+            let text = std::fs::read_to_string(path).map_err(|err| {
+                anyhow::anyhow!("cannot read the admin token file {}: {err}", path.display())
+            })?;
+            return AdminToken::new(&text).map(Some).ok_or_else(|| {
+                anyhow::anyhow!("the admin token file {} is empty", path.display())
+            });
+        }
+        match &self.admin_token {
+            None => Ok(None),
+            Some(token) => AdminToken::new(token)
+                .map(Some)
+                .ok_or_else(|| anyhow::anyhow!("--admin-token is empty")),
+        }
+    }
+
+    /// The start-up rule, checked against the address actually listened on:
+    ///
+    /// * `--auth off` on a non-loopback address is refused unless
+    ///   `--insecure-no-auth`;
+    /// * `--auth on` needs an admin token (without one, no key could ever be
+    ///   created).
+    ///
+    /// Returns the settings of the authentication layer.
+    pub fn check_security(&self, listen: SocketAddr) -> anyhow::Result<AuthSettings> {
+        let admin_token = self.admin_token()?;
+        match self.auth {
+            AuthMode::Off if !listen.ip().is_loopback() && !self.insecure_no_auth => {
+                anyhow::bail!(
+                    "refusing to listen on {listen} without authentication: anyone who can \
+                     connect could read and change every record. Use --auth on with \
+                     --admin-token-file (see docs/security.md), listen on 127.0.0.1, or pass \
+                     --insecure-no-auth if a trusted gateway in front authenticates callers"
+                );
+            }
+            AuthMode::On if admin_token.is_none() => {
+                anyhow::bail!(
+                    "--auth on needs an admin token (--admin-token-file or \
+                     SALESMETRICS_ADMIN_TOKEN) to create tenants and API keys"
+                );
+            }
+            _ => {}
+        }
+        if self.max_timeout_seconds == 0 || self.default_timeout_seconds == 0 {
+            anyhow::bail!("timeouts must be at least one second");
+        }
+        if self.default_timeout_seconds > self.max_timeout_seconds {
+            anyhow::bail!("--default-timeout-seconds exceeds --max-timeout-seconds");
+        }
+        Ok(AuthSettings {
+            require_api_key: self.auth == AuthMode::On,
+            admin_token,
+            max_concurrent_requests: self.max_concurrent_requests,
+            rate_limit_per_second: self.rate_limit_per_second,
+            rate_limit_burst: self.rate_limit_burst,
+            default_timeout: Duration::from_secs(self.default_timeout_seconds),
+        })
+    }
+
+    /// The longest deadline a call may have.
+    pub fn max_timeout(&self) -> Duration {
+        Duration::from_secs(self.max_timeout_seconds)
     }
 }
 
@@ -99,6 +269,21 @@ impl fmt::Debug for ServeConfig {
             .field("max_message_bytes", &self.max_message_bytes)
             .field("max_in_flight_batches", &self.max_in_flight_batches)
             .field("shutdown_grace_seconds", &self.shutdown_grace_seconds)
+            .field("auth", &self.auth)
+            .field("insecure_no_auth", &self.insecure_no_auth)
+            .field(
+                "admin_token",
+                &self.admin_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("admin_token_file", &self.admin_token_file)
+            .field("tls_cert", &self.tls_cert)
+            .field("tls_key", &self.tls_key)
+            .field("tls_client_ca", &self.tls_client_ca)
+            .field("default_timeout_seconds", &self.default_timeout_seconds)
+            .field("max_timeout_seconds", &self.max_timeout_seconds)
+            .field("max_concurrent_requests", &self.max_concurrent_requests)
+            .field("rate_limit_per_second", &self.rate_limit_per_second)
+            .field("rate_limit_burst", &self.rate_limit_burst)
             .finish()
     }
 }
@@ -120,6 +305,13 @@ pub fn redact_url(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_admin_token_is_redacted() {
+        let mut config = ServeConfig::for_database("sqlite://x.db");
+        config.admin_token = Some("hunter2-admin".into());
+        assert!(!format!("{config:?}").contains("hunter2"));
+    }
 
     #[test]
     fn passwords_are_redacted() {

@@ -25,6 +25,9 @@ pub enum Error {
     /// A named team, rep or tenant does not exist. → NOT_FOUND
     #[error("{0}")]
     NotFound(String),
+    /// The entity to create exists already (a tenant id). → ALREADY_EXISTS
+    #[error("{0}")]
+    AlreadyExists(String),
     /// The request is valid but the current state forbids it. → FAILED_PRECONDITION
     #[error("{0}")]
     FailedPrecondition(String),
@@ -109,6 +112,7 @@ impl From<Error> for Status {
                 Status::with_error_details(Code::InvalidArgument, message, details)
             }
             Error::NotFound(m) => Status::not_found(m),
+            Error::AlreadyExists(m) => Status::already_exists(m),
             Error::FailedPrecondition(m) => Status::failed_precondition(m),
             Error::ResourceExhausted(m) => Status::resource_exhausted(m),
             Error::Unavailable(source) => {

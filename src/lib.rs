@@ -11,10 +11,13 @@
 //! * [`kpi`] — the KPI catalog and the engine that computes bundles from
 //!   a tenant's records.
 //! * [`client`] — the client subcommands of the binary (kpis, import, export, demo…).
+//! * [`auth`] — API keys, the admin token, and the layer that authenticates
+//!   and limits every call.
 //! * [`server`], [`config`] — settings, wiring of the gRPC services, health,
 //!   reflection and graceful shutdown.
 
 pub mod api;
+pub mod auth;
 pub mod cli;
 pub mod client;
 pub mod config;

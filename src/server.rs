@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
@@ -47,7 +47,25 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
 
-    let router = tonic::transport::Server::builder()
+    let listen = listener.local_addr()?;
+    let auth = config.check_security(listen)?;
+    if config.auth == crate::config::AuthMode::Off {
+        if listen.ip().is_loopback() {
+            tracing::info!(
+                "authentication is off: every call acts on tenant \"default\" (loopback only)"
+            );
+        } else {
+            tracing::warn!(%listen, "authentication is off on a non-loopback address (--insecure-no-auth)");
+        }
+    }
+    let mut builder = tonic::transport::Server::builder().timeout(config.max_timeout());
+    if let Some(tls) = tls_config(&config)? {
+        builder = builder.tls_config(tls)?;
+    } else if !listen.ip().is_loopback() {
+        tracing::warn!(%listen, "serving plaintext on a non-loopback address; use --tls-cert/--tls-key or a TLS-terminating proxy");
+    }
+    let router = builder
+        .layer(crate::auth::AuthLayer::new(store.clone(), auth))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha);
@@ -61,7 +79,10 @@ pub async fn serve(
         tracing::info!("shutdown requested; draining in-flight requests");
         let _ = drain_tx.send(());
     };
-    let serving = router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
+    // TCP_NODELAY: without it small unary responses wait for delayed ACKs
+    // (tens of milliseconds per call on loopback).
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let serving = router.serve_with_incoming_shutdown(incoming, signal);
     let grace = config.shutdown_grace();
     let deadline = async move {
         if drain_rx.await.is_ok() {
@@ -79,6 +100,27 @@ pub async fn serve(
     };
     probe.abort();
     result
+}
+
+/// The TLS settings of `--tls-cert`, `--tls-key` and `--tls-client-ca`;
+/// `None` when TLS is not configured.
+fn tls_config(config: &ServeConfig) -> anyhow::Result<Option<tonic::transport::ServerTlsConfig>> {
+    use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+    let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) else {
+        return Ok(None);
+    };
+    let read = |path: &std::path::Path, what: &str| {
+        std::fs::read(path)
+            .map_err(|err| anyhow::anyhow!("cannot read the TLS {what} {}: {err}", path.display()))
+    };
+    let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(
+        read(cert, "certificate")?,
+        read(key, "key")?,
+    ));
+    if let Some(ca) = &config.tls_client_ca {
+        tls = tls.client_ca_root(Certificate::from_pem(read(ca, "client CA")?));
+    }
+    Ok(Some(tls))
 }
 
 /// Reports SERVING only while the database answers.

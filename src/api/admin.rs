@@ -1,4 +1,10 @@
-//! `AdminService`: reading and replacing a tenant's settings (SPEC §4).
+//! `AdminService`: creating tenants, reading and replacing their settings
+//! (SPEC §4), and creating, listing and revoking their API keys.
+//!
+//! Who may call it is decided by the authentication layer
+//! ([`crate::auth::layer`]): the admin token when one is configured. A key's
+//! secret is returned once by `CreateApiKey` and never stored or logged;
+//! listings show the non-secret key id and prefix only.
 //!
 //! An empty `tenant_id` means the caller's own tenant ([`tenant_of`]). Updates
 //! are validated as a whole ([`convert::settings_from_proto`]); every invalid
@@ -12,9 +18,10 @@ use tonic::{Request, Response, Status};
 use crate::api::convert;
 use crate::api::ingest::settings_of;
 use crate::api::tenant_of;
+use crate::auth::keys;
 use crate::error::Error;
 use crate::proto::v1 as pb;
-use crate::store::Store;
+use crate::store::{ApiKeyInfo, Store};
 use pb::admin_service_server::AdminService;
 
 /// The `AdminService` implementation.
@@ -45,8 +52,124 @@ fn target_tenant<T>(request: &Request<T>, tenant_id: &str) -> Result<String, Err
     convert::parse_id("tenant_id", tenant_id.to_string()).map_err(Error::from)
 }
 
+/// Longest API key name, in characters.
+const MAX_KEY_NAME_CHARS: usize = 200;
+
+fn timestamp(nanos: i64) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: nanos.div_euclid(1_000_000_000),
+        // In [0, 1e9): fits.
+        nanos: nanos.rem_euclid(1_000_000_000) as i32,
+    }
+}
+
+fn api_key_to_proto(info: ApiKeyInfo) -> pb::ApiKey {
+    pb::ApiKey {
+        prefix: keys::display_prefix(&info.id),
+        key_id: info.id,
+        tenant_id: info.tenant_id,
+        name: info.name,
+        created_at: Some(timestamp(info.created_at_nanos)),
+        revoked_at: info.revoked_at_nanos.map(timestamp),
+    }
+}
+
+fn now_nanos() -> i64 {
+    chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX)
+}
+
+/// A key name: trimmed, 1-200 characters, no control characters.
+fn parse_key_name(name: &str) -> Result<String, Error> {
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(Error::invalid("name", "is required"));
+    }
+    if name.chars().count() > MAX_KEY_NAME_CHARS {
+        return Err(Error::invalid(
+            "name",
+            format!("is longer than {MAX_KEY_NAME_CHARS} characters"),
+        ));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(Error::invalid("name", "contains control characters"));
+    }
+    Ok(name.to_string())
+}
+
+/// A key id as `sm_<id>_…` embeds it: 16 hex digits.
+fn parse_key_id(key_id: &str) -> Result<&str, Error> {
+    if key_id.len() == 16 && key_id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(key_id)
+    } else {
+        Err(Error::invalid("key_id", "is not a key id (16 hex digits)"))
+    }
+}
+
 #[tonic::async_trait]
 impl AdminService for AdminApi {
+    async fn create_tenant(
+        &self,
+        request: Request<pb::CreateTenantRequest>,
+    ) -> Result<Response<pb::CreateTenantResponse>, Status> {
+        let request = request.into_inner();
+        let tenant = convert::parse_id("tenant_id", request.tenant_id).map_err(Error::from)?;
+        let settings = match request.settings {
+            None => crate::domain::TenantSettings::default(),
+            Some(proto) => convert::settings_from_proto("settings", proto)
+                .map_err(convert::violations_error)?,
+        };
+        self.store.create_tenant(&tenant, &settings).await?;
+        let stored = self.store.tenant_settings(&tenant).await?;
+        tracing::info!(tenant, "tenant created");
+        Ok(Response::new(pb::CreateTenantResponse {
+            tenant_id: tenant,
+            settings: Some(convert::settings_to_proto(&stored)),
+        }))
+    }
+
+    async fn create_api_key(
+        &self,
+        request: Request<pb::CreateApiKeyRequest>,
+    ) -> Result<Response<pb::CreateApiKeyResponse>, Status> {
+        let request = request.into_inner();
+        let tenant = convert::parse_id("tenant_id", request.tenant_id).map_err(Error::from)?;
+        let name = parse_key_name(&request.name)?;
+        let generated = keys::generate(&tenant, &name, now_nanos())?;
+        self.store.insert_api_key(&generated.stored).await?;
+        tracing::info!(tenant, key_id = generated.stored.info.id, "API key created");
+        Ok(Response::new(pb::CreateApiKeyResponse {
+            api_key: Some(api_key_to_proto(generated.stored.info)),
+            key: generated.key,
+        }))
+    }
+
+    async fn list_api_keys(
+        &self,
+        request: Request<pb::ListApiKeysRequest>,
+    ) -> Result<Response<pb::ListApiKeysResponse>, Status> {
+        let tenant =
+            convert::parse_id("tenant_id", request.into_inner().tenant_id).map_err(Error::from)?;
+        let keys = self.store.api_keys(&tenant).await?;
+        Ok(Response::new(pb::ListApiKeysResponse {
+            api_keys: keys.into_iter().map(api_key_to_proto).collect(),
+        }))
+    }
+
+    async fn revoke_api_key(
+        &self,
+        request: Request<pb::RevokeApiKeyRequest>,
+    ) -> Result<Response<pb::RevokeApiKeyResponse>, Status> {
+        let request = request.into_inner();
+        let key_id = parse_key_id(&request.key_id)?;
+        let Some(info) = self.store.revoke_api_key(key_id, now_nanos()).await? else {
+            return Err(Error::NotFound(format!("API key {key_id:?} does not exist")).into());
+        };
+        tracing::info!(tenant = info.tenant_id, key_id, "API key revoked");
+        Ok(Response::new(pb::RevokeApiKeyResponse {
+            api_key: Some(api_key_to_proto(info)),
+        }))
+    }
+
     async fn get_tenant_settings(
         &self,
         request: Request<pb::GetTenantSettingsRequest>,

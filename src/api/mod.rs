@@ -30,11 +30,11 @@ pub fn tenant_of<T>(request: &Request<T>) -> String {
 
 /// Adds the public salesmetrics services to a router, each limited to the
 /// configured message size.
-pub fn add_services(
-    router: tonic::transport::server::Router,
+pub fn add_services<L>(
+    router: tonic::transport::server::Router<L>,
     store: std::sync::Arc<dyn crate::store::Store>,
     config: &crate::config::ServeConfig,
-) -> tonic::transport::server::Router {
+) -> tonic::transport::server::Router<L> {
     use crate::proto::v1::admin_service_server::AdminServiceServer;
     use crate::proto::v1::ingest_service_server::IngestServiceServer;
     use crate::proto::v1::kpi_service_server::KpiServiceServer;

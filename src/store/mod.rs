@@ -74,6 +74,41 @@ pub enum WriteOutcome {
     },
 }
 
+/// An API key as described to administrators: everything but the secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyInfo {
+    /// Key id, the non-secret part of the key (`sm_<id>_<secret>`).
+    pub id: String,
+    /// The tenant the key acts for.
+    pub tenant_id: String,
+    /// Free-text label.
+    pub name: String,
+    /// Creation instant, nanoseconds since the Unix epoch.
+    pub created_at_nanos: i64,
+    /// Revocation instant, nanoseconds since the Unix epoch; `None` while valid.
+    pub revoked_at_nanos: Option<i64>,
+}
+
+/// An API key as stored: its description plus what verifies a presented
+/// secret (see `crate::auth::keys`). The secret itself is never stored.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredApiKey {
+    /// The public description.
+    pub info: ApiKeyInfo,
+    /// Random per-key salt, hex.
+    pub salt: String,
+    /// hex(SHA-256(salt bytes ‖ secret)).
+    pub hash: String,
+}
+
+impl std::fmt::Debug for StoredApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredApiKey")
+            .field("info", &self.info)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The storage operations the API and the KPI engine need.
 pub trait Store: Send + Sync + 'static {
     /// Checks that the database answers.
@@ -127,4 +162,64 @@ pub trait Store: Send + Sync + 'static {
     /// consistent snapshot; each list is in byte order of id. An unknown tenant
     /// has no records.
     fn load_dataset<'a>(&'a self, tenant: &'a str) -> BoxFuture<'a, Result<Dataset>>;
+
+    // Tenants and API keys.
+
+    /// Creates a tenant with `settings`; [`Error::AlreadyExists`] if the id is taken.
+    fn create_tenant<'a>(
+        &'a self,
+        tenant: &'a str,
+        settings: &'a TenantSettings,
+    ) -> BoxFuture<'a, Result<()>>;
+
+    /// Stores a new API key; NOT_FOUND if its tenant does not exist.
+    fn insert_api_key<'a>(&'a self, key: &'a StoredApiKey) -> BoxFuture<'a, Result<()>>;
+
+    /// The key with this id, revoked or not; `None` if there is none.
+    fn api_key<'a>(&'a self, key_id: &'a str) -> BoxFuture<'a, Result<Option<StoredApiKey>>>;
+
+    /// A tenant's keys, oldest first; NOT_FOUND if the tenant does not exist.
+    fn api_keys<'a>(&'a self, tenant: &'a str) -> BoxFuture<'a, Result<Vec<ApiKeyInfo>>>;
+
+    /// Marks a key revoked at `now_nanos` (a revoked key keeps its first
+    /// revocation time) and returns it; `None` if there is no such key.
+    fn revoke_api_key<'a>(
+        &'a self,
+        key_id: &'a str,
+        now_nanos: i64,
+    ) -> BoxFuture<'a, Result<Option<ApiKeyInfo>>>;
+}
+
+/// `INSERT` of an API key that writes nothing when the tenant does not exist,
+/// with placeholders `<p>1`… (`?` for SQLite, `$` for PostgreSQL).
+fn insert_api_key_sql(p: char) -> String {
+    format!(
+        "INSERT INTO api_keys (id, tenant_id, name, salt, hash, created_at, revoked_at) \
+         SELECT {p}1, {p}2, {p}3, {p}4, {p}5, {p}6, {p}7 \
+         WHERE EXISTS (SELECT 1 FROM tenants WHERE id = {p}2)"
+    )
+}
+/// Columns of [`ApiKeyInfo`] then salt and hash, in [`api_key_from_row`] order.
+const API_KEY_COLUMNS: &str = "id, tenant_id, name, created_at, revoked_at, salt, hash";
+
+/// Reads a row of [`API_KEY_COLUMNS`].
+fn api_key_from_row<'r, R>(row: &'r R) -> Result<StoredApiKey>
+where
+    R: sqlx::Row,
+    usize: sqlx::ColumnIndex<R>,
+    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Option<i64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok(StoredApiKey {
+        info: ApiKeyInfo {
+            id: row.try_get(0)?,
+            tenant_id: row.try_get(1)?,
+            name: row.try_get(2)?,
+            created_at_nanos: row.try_get(3)?,
+            revoked_at_nanos: row.try_get(4)?,
+        },
+        salt: row.try_get(5)?,
+        hash: row.try_get(6)?,
+    })
 }

@@ -19,7 +19,10 @@ use sqlx::postgres::{PgArguments, PgConnectOptions, PgConnection, PgPool, PgPool
 use sqlx::{Postgres, Row};
 
 use super::rows::{self, TeamTree, TeamTreeGuard, Value};
-use super::{Store, WriteOutcome};
+use super::{
+    API_KEY_COLUMNS, ApiKeyInfo, Store, StoredApiKey, WriteOutcome, api_key_from_row,
+    insert_api_key_sql,
+};
 use crate::domain::{Dataset, Record, RecordType, TenantSettings};
 use crate::error::{Error, Result};
 
@@ -393,5 +396,107 @@ impl Store for PostgresStore {
 
     fn load_dataset<'a>(&'a self, tenant: &'a str) -> BoxFuture<'a, Result<Dataset>> {
         Box::pin(self.load(tenant))
+    }
+
+    fn create_tenant<'a>(
+        &'a self,
+        tenant: &'a str,
+        settings: &'a TenantSettings,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let created = sqlx::query(
+                "INSERT INTO tenants (id, settings, created_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(tenant)
+            .bind(rows::settings_to_json(settings)?)
+            .bind(rows::now_nanos())
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+            if created == 0 {
+                return Err(Error::AlreadyExists(format!(
+                    "tenant {tenant:?} already exists"
+                )));
+            }
+            Ok(())
+        })
+    }
+
+    fn insert_api_key<'a>(&'a self, key: &'a StoredApiKey) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let sql = insert_api_key_sql('$');
+            let inserted = sqlx::query(&sql)
+                .bind(&key.info.id)
+                .bind(&key.info.tenant_id)
+                .bind(&key.info.name)
+                .bind(&key.salt)
+                .bind(&key.hash)
+                .bind(key.info.created_at_nanos)
+                .bind(key.info.revoked_at_nanos)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+            if inserted == 0 {
+                return Err(rows::unknown_tenant(&key.info.tenant_id));
+            }
+            Ok(())
+        })
+    }
+
+    fn api_key<'a>(&'a self, key_id: &'a str) -> BoxFuture<'a, Result<Option<StoredApiKey>>> {
+        Box::pin(async move {
+            let sql = format!("SELECT {API_KEY_COLUMNS} FROM api_keys WHERE id = $1");
+            let row = sqlx::query(&sql)
+                .bind(key_id)
+                .fetch_optional(&self.pool)
+                .await?;
+            row.as_ref().map(api_key_from_row).transpose()
+        })
+    }
+
+    fn api_keys<'a>(&'a self, tenant: &'a str) -> BoxFuture<'a, Result<Vec<ApiKeyInfo>>> {
+        Box::pin(async move {
+            let exists = sqlx::query("SELECT 1 FROM tenants WHERE id = $1")
+                .bind(tenant)
+                .fetch_optional(&self.pool)
+                .await?;
+            if exists.is_none() {
+                return Err(rows::unknown_tenant(tenant));
+            }
+            let sql = format!(
+                "SELECT {API_KEY_COLUMNS} FROM api_keys WHERE tenant_id = $1 ORDER BY created_at, id"
+            );
+            sqlx::query(&sql)
+                .bind(tenant)
+                .fetch_all(&self.pool)
+                .await?
+                .iter()
+                .map(|row| api_key_from_row(row).map(|k| k.info))
+                .collect()
+        })
+    }
+
+    fn revoke_api_key<'a>(
+        &'a self,
+        key_id: &'a str,
+        now_nanos: i64,
+    ) -> BoxFuture<'a, Result<Option<ApiKeyInfo>>> {
+        Box::pin(async move {
+            let sql = format!(
+                "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1 \
+                 RETURNING {API_KEY_COLUMNS}"
+            );
+            let row = sqlx::query(&sql)
+                .bind(key_id)
+                .bind(now_nanos)
+                .fetch_optional(&self.pool)
+                .await?;
+            Ok(row
+                .as_ref()
+                .map(api_key_from_row)
+                .transpose()?
+                .map(|k| k.info))
+        })
     }
 }

@@ -7,5 +7,7 @@ mod harness;
 mod ingest;
 mod kpi;
 mod process;
+mod reliability;
+mod security;
 mod service;
 mod store;

@@ -15,7 +15,10 @@ fn start_binary(dir: &std::path::Path) -> (std::process::Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_salesmetrics"))
         .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
         .arg("--database-url")
-        .arg(format!("sqlite://{}", dir.join("salesmetrics.db").display()))
+        .arg(format!(
+            "sqlite://{}",
+            dir.join("salesmetrics.db").display()
+        ))
         .env_remove("SALESMETRICS_DATABASE_URL")
         .env_remove("DATABASE_URL")
         .stdout(Stdio::null())

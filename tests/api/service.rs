@@ -123,4 +123,3 @@ async fn reflection_v1_and_v1alpha_list_the_services() {
     assert!(!files.file_descriptor_proto.is_empty());
     server.stop().await;
 }
-

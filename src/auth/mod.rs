@@ -1,0 +1,18 @@
+//! Who may call what: API keys for tenants, the admin token for
+//! `AdminService`, and the limits applied before a handler runs.
+//!
+//! * [`keys`] — key format, salted hashes, the admin token (no I/O).
+//! * [`rate`] — per-tenant token buckets.
+//! * [`layer`] — the tower layer wrapped around every service: it classifies
+//!   each call by its path, authenticates it, puts the tenant into the
+//!   request extensions ([`crate::api::TenantId`]), and applies the
+//!   concurrency limit, the rate limit and the default deadline.
+//!
+//! The rules are described for operators in `docs/security.md`.
+
+pub mod keys;
+pub mod layer;
+pub mod rate;
+
+pub use keys::AdminToken;
+pub use layer::{AuthLayer, AuthSettings};
