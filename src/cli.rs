@@ -1,4 +1,5 @@
-//! The command line: `salesmetrics serve` runs the service.
+//! The command line: `salesmetrics serve` runs the service, `salesmetrics
+//! bench` benchmarks it.
 
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
@@ -19,12 +20,16 @@ pub struct Cli {
 pub enum Command {
     /// Run the gRPC service (SQLite file ./salesmetrics.db on 127.0.0.1:50051 by default).
     Serve(ServeConfig),
+    /// Benchmark ingest and queries against a server started for the run
+    /// (fresh SQLite file, or fresh PostgreSQL databases with --database-url).
+    Bench(crate::bench::BenchArgs),
 }
 
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(config) => serve(config).await,
+        Command::Bench(args) => crate::bench::run(args).await,
     }
 }
 

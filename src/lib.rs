@@ -12,8 +12,11 @@
 //!   a tenant's records.
 //! * [`server`], [`config`] — settings, wiring of the gRPC services, health,
 //!   reflection and graceful shutdown.
+//! * [`bench`] — `salesmetrics bench`, the benchmark harness (a client that
+//!   starts the server as a child process).
 
 pub mod api;
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod domain;
