@@ -8,9 +8,7 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
-/// The database used when nothing else is configured: a SQLite file in the
-/// working directory, created on first start.
-pub const DEFAULT_DATABASE_URL: &str = "sqlite://salesmetrics.db";
+pub use crate::store::DEFAULT_DATABASE_URL;
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]

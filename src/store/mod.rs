@@ -4,11 +4,59 @@
 //! Rows carry their tenant; instants are stored as integer nanoseconds since
 //! the Unix epoch and local dates as ISO `YYYY-MM-DD` text, so both backends
 //! compare and order them identically.
+//!
+//! Why two backends: SQLite needs no set-up (the default), PostgreSQL lets
+//! several stateless replicas share one database. Each backend keeps its own
+//! SQL and migrations; only the row format (`rows.rs`) is shared, because the
+//! two schemas are column for column identical.
+
+use std::sync::Arc;
 
 use futures::future::BoxFuture;
 
 use crate::domain::{Dataset, Record, RecordType, TenantSettings};
-use crate::error::Result;
+use crate::error::{Error, Result};
+
+pub mod postgres;
+mod rows;
+pub mod sqlite;
+
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+/// Where the data lives when nothing else is configured: `./salesmetrics.db`.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://salesmetrics.db";
+
+/// Opens the store named by `url` and brings its schema up to date.
+///
+/// * `sqlite:` URLs (`sqlite://path/to/file.db`, `sqlite:file.db`) open a SQLite
+///   file, created if missing ([`SqliteStore::connect`]).
+/// * `postgres://` and `postgresql://` URLs open a PostgreSQL pool
+///   ([`PostgresStore::connect`]).
+/// * Anything else is INVALID_ARGUMENT on `database_url`.
+///
+/// An unreachable database is [`Error::Unavailable`].
+pub async fn connect(url: &str) -> Result<Arc<dyn Store>> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::connect(url).await?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(PostgresStore::connect(url).await?))
+    } else {
+        Err(Error::invalid(
+            "database_url",
+            "expected a sqlite:, postgres:// or postgresql:// URL",
+        ))
+    }
+}
+
+/// Maps a migration failure: database errors keep their own mapping (so an
+/// unreachable database stays UNAVAILABLE), anything else is internal.
+fn migrate_error(err: sqlx::migrate::MigrateError) -> Error {
+    match err {
+        sqlx::migrate::MigrateError::Execute(e) => e.into(),
+        other => Error::internal(format!("migration failed: {other}")),
+    }
+}
 
 /// What a write did to one record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,8 +93,10 @@ pub trait Store: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<()>>;
 
     /// Writes validated records in one transaction (upsert by id, version rules,
-    /// team-cycle check) and returns one outcome per record, in order. When
-    /// `all_or_nothing` is true and any outcome is `Rejected`, nothing is written.
+    /// team-cycle check) and returns one outcome per record, in order; later
+    /// records of the batch see earlier ones. When `all_or_nothing` is true and
+    /// any outcome is `Rejected`, nothing is written (the other outcomes say
+    /// what would have happened). NOT_FOUND if the tenant does not exist.
     fn write<'a>(
         &'a self,
         tenant: &'a str,
@@ -54,7 +104,8 @@ pub trait Store: Send + Sync + 'static {
         all_or_nothing: bool,
     ) -> BoxFuture<'a, Result<Vec<WriteOutcome>>>;
 
-    /// Deletes records by id (idempotent); returns how many existed.
+    /// Deletes records by id (idempotent); returns how many existed. Deleting
+    /// forgets the version, so the id can be written again with any version.
     fn delete<'a>(
         &'a self,
         tenant: &'a str,
@@ -62,7 +113,8 @@ pub trait Store: Send + Sync + 'static {
         ids: &'a [String],
     ) -> BoxFuture<'a, Result<u64>>;
 
-    /// Up to `limit` records of a type with id > `after_id`, in id order.
+    /// Up to `limit` records of a type with id > `after_id`, in byte order of
+    /// id (identical on both backends). An unknown tenant has no records.
     fn export<'a>(
         &'a self,
         tenant: &'a str,
@@ -71,14 +123,8 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> BoxFuture<'a, Result<Vec<Record>>>;
 
-    /// Every record of the tenant, for the KPI engine.
+    /// Every record of the tenant, for the KPI engine, read from one
+    /// consistent snapshot; each list is in byte order of id. An unknown tenant
+    /// has no records.
     fn load_dataset<'a>(&'a self, tenant: &'a str) -> BoxFuture<'a, Result<Dataset>>;
-}
-
-/// Opens the database named by `url` (placeholder until the backends land).
-pub async fn connect(url: &str) -> Result<std::sync::Arc<dyn Store>> {
-    Err(crate::error::Error::invalid(
-        "database_url",
-        format!("no storage backend for {url}"),
-    ))
 }

@@ -117,6 +117,9 @@ impl TestServer {
                 .expect("server task")
                 .expect("server stopped cleanly");
         }
+        if self.backend == "postgres" {
+            db::drop_postgres(&self.database_url).await;
+        }
     }
 }
 

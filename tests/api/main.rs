@@ -4,3 +4,4 @@
 mod db;
 mod harness;
 mod service;
+mod store;
