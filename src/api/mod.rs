@@ -3,9 +3,12 @@
 //! Every handler finds its tenant with [`tenant_of`]; the tenant never comes
 //! from a request body.
 
-pub mod kpi;
-
 use tonic::Request;
+
+pub mod admin;
+pub mod convert;
+pub mod ingest;
+pub mod kpi;
 
 /// The tenant a request acts for, put into the request's extensions by the
 /// authentication layer.
@@ -25,17 +28,33 @@ pub fn tenant_of<T>(request: &Request<T>) -> String {
         .unwrap_or_else(|| DEFAULT_TENANT.to_string())
 }
 
-/// Adds the public salesmetrics services to a router.
+/// Adds the public salesmetrics services to a router, each limited to the
+/// configured message size.
 pub fn add_services(
     router: tonic::transport::server::Router,
     store: std::sync::Arc<dyn crate::store::Store>,
     config: &crate::config::ServeConfig,
 ) -> tonic::transport::server::Router {
+    use crate::proto::v1::admin_service_server::AdminServiceServer;
+    use crate::proto::v1::ingest_service_server::IngestServiceServer;
     use crate::proto::v1::kpi_service_server::KpiServiceServer;
+
     let limit = config.max_message_bytes;
-    router.add_service(
-        KpiServiceServer::new(kpi::KpiApi::new(store))
-            .max_decoding_message_size(limit)
-            .max_encoding_message_size(limit),
-    )
+    let limits = ingest::IngestLimits {
+        max_batch_size: config.max_batch_size,
+        max_in_flight_batches: config.max_in_flight_batches,
+    };
+    let ingest = IngestServiceServer::new(ingest::IngestApi::new(store.clone(), limits))
+        .max_decoding_message_size(limit)
+        .max_encoding_message_size(limit);
+    let kpi = KpiServiceServer::new(kpi::KpiApi::new(store.clone()))
+        .max_decoding_message_size(limit)
+        .max_encoding_message_size(limit);
+    let admin = AdminServiceServer::new(admin::AdminApi::new(store))
+        .max_decoding_message_size(limit)
+        .max_encoding_message_size(limit);
+    router
+        .add_service(ingest)
+        .add_service(kpi)
+        .add_service(admin)
 }

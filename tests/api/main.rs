@@ -4,5 +4,6 @@
 mod bench;
 mod db;
 mod harness;
+mod ingest;
 mod service;
 mod store;

@@ -1,0 +1,476 @@
+//! `IngestService`: batch and streaming ingest, delete and export.
+//!
+//! A batch is validated record by record ([`convert::record_from_proto`]) with
+//! the tenant's currency read once, then the valid records are written in one
+//! store transaction. Per-record outcomes come back in batch order.
+//!
+//! * Without `all_or_nothing`, invalid records are reported as REJECTED and the
+//!   valid ones commit (atomically, together).
+//! * With `all_or_nothing`, any invalid record (or a record the store rejects,
+//!   e.g. a team cycle) fails the whole batch: `IngestBatch` returns
+//!   INVALID_ARGUMENT with one `google.rpc.BadRequest` violation per invalid
+//!   record; `StreamIngest` acknowledges the batch with every record REJECTED
+//!   (the invalid ones with their own field path) and goes on with the next.
+//! * A batch larger than `max_batch_size` is refused the same way, at the
+//!   field path `records` ("batch has N records; the limit is M").
+//! * The `BadRequest` details of a refused batch list at most
+//!   [`MAX_REPORTED_VIOLATIONS`] violations (the last one then gives the
+//!   total), because they travel in a size-limited response header; the
+//!   per-record results of a stream acknowledgement list every record.
+//! * Infrastructure errors (database unavailable, internal) fail the call; on
+//!   a stream they end the stream with that status after the acknowledgements
+//!   of the batches before.
+//!
+//! `StreamIngest` handles batches strictly one after the other: the next batch
+//! is read from the client only once the previous one is committed and its
+//! acknowledgement queued; the acknowledgement queue holds at most
+//! `max_in_flight_batches` entries, so a client that stops reading
+//! acknowledgements stops the server from reading its batches (back-pressure,
+//! no unbounded buffering).
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::api::convert::{self, FieldViolation};
+use crate::api::{DEFAULT_TENANT, tenant_of};
+use crate::domain::{Record, RecordType, TenantSettings};
+use crate::error::{Error, Result};
+use crate::proto::v1 as pb;
+use crate::store::{Store, WriteOutcome};
+use pb::ingest_service_server::IngestService;
+
+/// Most field violations put into the `BadRequest` details of one refused
+/// batch. The details travel in a response header, which HTTP/2 peers limit
+/// in size (often to 16 KiB), so a batch with thousands of invalid records
+/// lists the first ones and says how many there are in all.
+pub const MAX_REPORTED_VIOLATIONS: usize = 50;
+
+/// Records per page of `ExportRecords`.
+pub const EXPORT_PAGE_SIZE: u32 = 500;
+
+/// Limits that bound the work and memory of one ingest call.
+#[derive(Debug, Clone)]
+pub struct IngestLimits {
+    /// Most records in one batch (unary or streamed) and ids in one delete.
+    pub max_batch_size: usize,
+    /// Most acknowledged batches of one stream waiting to be sent to the client.
+    pub max_in_flight_batches: usize,
+}
+
+impl Default for IngestLimits {
+    fn default() -> Self {
+        IngestLimits {
+            max_batch_size: 10_000,
+            max_in_flight_batches: 4,
+        }
+    }
+}
+
+/// The `IngestService` implementation.
+#[derive(Clone)]
+pub struct IngestApi {
+    /// Where records are written and read.
+    store: Arc<dyn Store>,
+    /// Batch size and stream limits.
+    limits: IngestLimits,
+}
+
+impl std::fmt::Debug for IngestApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IngestApi")
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What became of a batch that reached the store or failed validation.
+enum BatchOutcome {
+    /// The valid records are committed; the result lists every record.
+    Committed(pb::BatchResult),
+    /// Nothing was stored (all-or-nothing batch with invalid records, or an
+    /// oversize batch): `error` for the unary call, `result` for a stream ack.
+    Refused {
+        error: Error,
+        result: pb::BatchResult,
+    },
+}
+
+/// Reads a tenant's settings. The default tenant (used when authentication is
+/// off) exists implicitly and is created on first use.
+pub(crate) async fn settings_of(store: &dyn Store, tenant: &str) -> Result<TenantSettings> {
+    match store.tenant_settings(tenant).await {
+        Err(Error::NotFound(_)) if tenant == DEFAULT_TENANT => {
+            store.ensure_tenant(tenant).await?;
+            store.tenant_settings(tenant).await
+        }
+        other => other,
+    }
+}
+
+fn count(n: usize) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+fn result_of(results: Vec<pb::RecordResult>) -> pb::BatchResult {
+    let with =
+        |o: pb::RecordOutcome| count(results.iter().filter(|r| r.outcome == o as i32).count());
+    pb::BatchResult {
+        accepted_count: with(pb::RecordOutcome::Accepted),
+        stale_count: with(pb::RecordOutcome::Stale),
+        rejected_count: with(pb::RecordOutcome::Rejected),
+        results,
+    }
+}
+
+/// The type and id of a record as sent, kept for its result. An oversized id
+/// is itself the reported problem and is not echoed back.
+#[derive(Clone)]
+struct Identity {
+    record_type: pb::RecordType,
+    id: String,
+}
+
+impl Identity {
+    fn of(record: &pb::Record) -> Self {
+        let (record_type, id) = convert::proto_record_identity(record);
+        let id = if id.len() <= convert::MAX_ID_LEN {
+            id.to_string()
+        } else {
+            String::new()
+        };
+        Identity { record_type, id }
+    }
+}
+
+fn record_result(
+    index: usize,
+    identity: &Identity,
+    outcome: pb::RecordOutcome,
+    violation: Option<&FieldViolation>,
+) -> pb::RecordResult {
+    pb::RecordResult {
+        index: count(index),
+        record_type: identity.record_type as i32,
+        id: identity.id.clone(),
+        outcome: outcome as i32,
+        field_path: violation.map(|v| v.field.clone()).unwrap_or_default(),
+        reason: violation.map(|v| v.reason.clone()).unwrap_or_default(),
+    }
+}
+
+/// Every record of a refused batch as REJECTED: the ones in `violations` with
+/// their own path and reason, the others with `reason` at `records[i]`.
+fn refused_result(
+    identities: &[Identity],
+    violations: &[(usize, FieldViolation)],
+    reason: &str,
+) -> pb::BatchResult {
+    let mut own: Vec<Option<&FieldViolation>> = vec![None; identities.len()];
+    for (i, v) in violations {
+        if let Some(slot) = own.get_mut(*i) {
+            *slot = Some(v);
+        }
+    }
+    let results = identities
+        .iter()
+        .zip(own)
+        .enumerate()
+        .map(|(i, (identity, own))| {
+            let fallback;
+            let v = match own {
+                Some(v) => v,
+                None => {
+                    fallback = FieldViolation::new(format!("records[{i}]"), reason);
+                    &fallback
+                }
+            };
+            record_result(i, identity, pb::RecordOutcome::Rejected, Some(v))
+        })
+        .collect();
+    result_of(results)
+}
+
+impl IngestApi {
+    /// An ingest service writing to `store` within `limits`.
+    pub fn new(store: Arc<dyn Store>, limits: IngestLimits) -> Self {
+        IngestApi { store, limits }
+    }
+
+    /// Validates and writes one batch.
+    async fn run_batch(
+        &self,
+        tenant: &str,
+        records: Vec<pb::Record>,
+        all_or_nothing: bool,
+    ) -> Result<BatchOutcome> {
+        let max = self.limits.max_batch_size;
+        if records.len() > max {
+            let reason = format!("batch has {} records; the limit is {max}", records.len());
+            // Every record is reported at `records`, the field that is too long.
+            let violation = FieldViolation::new("records", reason.clone());
+            let results = records
+                .iter()
+                .enumerate()
+                .map(|(i, record)| {
+                    let identity = Identity::of(record);
+                    record_result(i, &identity, pb::RecordOutcome::Rejected, Some(&violation))
+                })
+                .collect();
+            let result = result_of(results);
+            return Ok(BatchOutcome::Refused {
+                error: Error::invalid("records", reason),
+                result,
+            });
+        }
+        if records.is_empty() {
+            return Ok(BatchOutcome::Committed(result_of(Vec::new())));
+        }
+        let settings = settings_of(self.store.as_ref(), tenant).await?;
+        let currency = settings.currency_code.as_str();
+
+        let mut valid: Vec<Record> = Vec::with_capacity(records.len());
+        let mut valid_index: Vec<usize> = Vec::with_capacity(records.len());
+        let mut violations: Vec<(usize, FieldViolation)> = Vec::new();
+        let identities: Vec<Identity> = records.iter().map(Identity::of).collect();
+        for (i, record) in records.into_iter().enumerate() {
+            match convert::record_from_proto(i, record, currency) {
+                Ok(r) => {
+                    valid.push(r);
+                    valid_index.push(i);
+                }
+                Err(v) => violations.push((i, v)),
+            }
+        }
+
+        if all_or_nothing && !violations.is_empty() {
+            return Ok(refuse(&identities, violations));
+        }
+
+        let outcomes = if valid.is_empty() {
+            Vec::new()
+        } else {
+            self.store.write(tenant, &valid, all_or_nothing).await?
+        };
+        if outcomes.len() != valid.len() {
+            return Err(Error::internal(format!(
+                "store returned {} outcomes for {} records",
+                outcomes.len(),
+                valid.len()
+            )));
+        }
+
+        let mut per_record: Vec<Option<(pb::RecordOutcome, Option<FieldViolation>)>> =
+            vec![None; identities.len()];
+        for (i, v) in violations {
+            per_record[i] = Some((pb::RecordOutcome::Rejected, Some(v)));
+        }
+        let mut store_rejections = Vec::new();
+        for (outcome, i) in outcomes.into_iter().zip(valid_index) {
+            per_record[i] = Some(match outcome {
+                WriteOutcome::Accepted => (pb::RecordOutcome::Accepted, None),
+                WriteOutcome::Stale => (pb::RecordOutcome::Stale, None),
+                WriteOutcome::Rejected { field, reason } => {
+                    let v = FieldViolation::new(format!("records[{i}].{field}"), reason);
+                    store_rejections.push((i, v.clone()));
+                    (pb::RecordOutcome::Rejected, Some(v))
+                }
+            });
+        }
+
+        if all_or_nothing && !store_rejections.is_empty() {
+            return Ok(refuse(&identities, store_rejections));
+        }
+
+        let results = identities
+            .iter()
+            .zip(per_record)
+            .enumerate()
+            .map(|(i, (identity, outcome))| {
+                let (outcome, violation) =
+                    outcome.unwrap_or((pb::RecordOutcome::Unspecified, None));
+                record_result(i, identity, outcome, violation.as_ref())
+            })
+            .collect();
+        Ok(BatchOutcome::Committed(result_of(results)))
+    }
+}
+
+/// An all-or-nothing batch refused because of `violations`.
+fn refuse(identities: &[Identity], violations: Vec<(usize, FieldViolation)>) -> BatchOutcome {
+    let result = refused_result(
+        identities,
+        &violations,
+        "not stored: another record of this all_or_nothing batch is invalid",
+    );
+    let total = violations.len();
+    let mut listed: Vec<FieldViolation> = violations
+        .into_iter()
+        .take(MAX_REPORTED_VIOLATIONS)
+        .map(|(_, v)| v)
+        .collect();
+    if total > MAX_REPORTED_VIOLATIONS {
+        listed.truncate(MAX_REPORTED_VIOLATIONS - 1);
+        listed.push(FieldViolation::new(
+            "records",
+            format!(
+                "{total} records are invalid; only the first {} are listed",
+                MAX_REPORTED_VIOLATIONS - 1
+            ),
+        ));
+    }
+    let error = convert::violations_error(listed);
+    BatchOutcome::Refused { error, result }
+}
+
+#[tonic::async_trait]
+impl IngestService for IngestApi {
+    async fn ingest_batch(
+        &self,
+        request: Request<pb::IngestBatchRequest>,
+    ) -> std::result::Result<Response<pb::IngestBatchResponse>, Status> {
+        let tenant = tenant_of(&request);
+        let req = request.into_inner();
+        match self
+            .run_batch(&tenant, req.records, req.all_or_nothing)
+            .await?
+        {
+            BatchOutcome::Committed(result) => Ok(Response::new(pb::IngestBatchResponse {
+                result: Some(result),
+            })),
+            BatchOutcome::Refused { error, .. } => Err(error.into()),
+        }
+    }
+
+    type StreamIngestStream = ReceiverStream<std::result::Result<pb::StreamIngestResponse, Status>>;
+
+    async fn stream_ingest(
+        &self,
+        request: Request<Streaming<pb::StreamIngestRequest>>,
+    ) -> std::result::Result<Response<Self::StreamIngestStream>, Status> {
+        let tenant = tenant_of(&request);
+        let mut inbound = request.into_inner();
+        let (tx, rx) = mpsc::channel(self.limits.max_in_flight_batches.max(1));
+        let api = self.clone();
+        tokio::spawn(async move {
+            loop {
+                // The next batch is read only after the previous one is
+                // committed and its acknowledgement queued.
+                let batch = match inbound.message().await {
+                    Ok(Some(batch)) => batch,
+                    Ok(None) => break,
+                    Err(status) => {
+                        let _ = tx.send(Err(status)).await;
+                        break;
+                    }
+                };
+                let sequence = batch.sequence;
+                let ack = match api
+                    .run_batch(&tenant, batch.records, batch.all_or_nothing)
+                    .await
+                {
+                    Ok(BatchOutcome::Committed(result) | BatchOutcome::Refused { result, .. }) => {
+                        Ok(pb::StreamIngestResponse {
+                            sequence,
+                            result: Some(result),
+                        })
+                    }
+                    Err(error) => Err(Status::from(error)),
+                };
+                let failed = ack.is_err();
+                // Waits while `max_in_flight_batches` acks are unread.
+                if tx.send(ack).await.is_err() || failed {
+                    break;
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn delete_records(
+        &self,
+        request: Request<pb::DeleteRecordsRequest>,
+    ) -> std::result::Result<Response<pb::DeleteRecordsResponse>, Status> {
+        let tenant = tenant_of(&request);
+        let req = request.into_inner();
+        let record_type =
+            convert::record_type_from_proto("record_type", req.record_type).map_err(Error::from)?;
+        let max = self.limits.max_batch_size;
+        if req.ids.len() > max {
+            return Err(Error::invalid(
+                "ids",
+                format!("request has {} ids; the limit is {max}", req.ids.len()),
+            )
+            .into());
+        }
+        let violations: Vec<FieldViolation> = req
+            .ids
+            .iter()
+            .enumerate()
+            .filter(|(_, id)| !convert::is_valid_id(id))
+            .filter_map(|(i, id)| convert::parse_id(&format!("ids[{i}]"), id.clone()).err())
+            .collect();
+        if !violations.is_empty() {
+            return Err(convert::violations_error(violations).into());
+        }
+        let deleted = if req.ids.is_empty() {
+            0
+        } else {
+            self.store.delete(&tenant, record_type, &req.ids).await?
+        };
+        Ok(Response::new(pb::DeleteRecordsResponse {
+            deleted_count: i32::try_from(deleted).unwrap_or(i32::MAX),
+        }))
+    }
+
+    type ExportRecordsStream =
+        ReceiverStream<std::result::Result<pb::ExportRecordsResponse, Status>>;
+
+    async fn export_records(
+        &self,
+        request: Request<pb::ExportRecordsRequest>,
+    ) -> std::result::Result<Response<Self::ExportRecordsStream>, Status> {
+        let tenant = tenant_of(&request);
+        let req = request.into_inner();
+        let record_type: RecordType =
+            convert::record_type_from_proto("record_type", req.record_type).map_err(Error::from)?;
+        let currency = settings_of(self.store.as_ref(), &tenant)
+            .await?
+            .currency_code;
+        let store = Arc::clone(&self.store);
+        let (tx, rx) = mpsc::channel(2);
+        tokio::spawn(async move {
+            let mut after: Option<String> = None;
+            loop {
+                let page = match store
+                    .export(&tenant, record_type, after.as_deref(), EXPORT_PAGE_SIZE)
+                    .await
+                {
+                    Ok(page) => page,
+                    Err(error) => {
+                        let _ = tx.send(Err(Status::from(error))).await;
+                        break;
+                    }
+                };
+                let Some(last) = page.last() else { break };
+                let full = page.len() >= EXPORT_PAGE_SIZE as usize;
+                after = Some(last.id().to_string());
+                let records = page
+                    .iter()
+                    .map(|r| convert::record_to_proto(r, &currency))
+                    .collect();
+                if tx
+                    .send(Ok(pb::ExportRecordsResponse { records }))
+                    .await
+                    .is_err()
+                    || !full
+                {
+                    break;
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
