@@ -205,7 +205,12 @@ pub fn generate(records: u64, seed: u64) -> Generated {
     let deals = g.deals(planned.deals, planned.leads, customers.len());
     g.deal_stage_changes(planned.deal_stage_changes, &deals);
     let revenue = g.orders(planned.orders, customers.len(), &deals);
-    g.activities(planned.activities, planned.leads, deals.len(), customers.len());
+    g.activities(
+        planned.activities,
+        planned.leads,
+        deals.len(),
+        customers.len(),
+    );
     g.inquiries(planned.inquiries, customers.len());
     g.csat_responses(planned.csat_responses, customers.len());
     g.targets(&revenue);
@@ -433,9 +438,14 @@ impl Generator {
                 (churned_at, 0)
             } else {
                 let until = facts.churned_at.unwrap_or(DATA_END_SECONDS);
-                let at = self.rng.range(facts.acquired_at, (until - 1).max(facts.acquired_at));
+                let at = self
+                    .rng
+                    .range(facts.acquired_at, (until - 1).max(facts.acquired_at));
                 let factor = 0.6 + self.rng.unit();
-                (at, ((mrr[c].max(10_000) as f64) * factor) as i64 / 100 * 100)
+                (
+                    at,
+                    ((mrr[c].max(10_000) as f64) * factor) as i64 / 100 * 100,
+                )
             };
             mrr[c] = new_mrr;
             self.push(Kind::SubscriptionChange(v1::SubscriptionChange {
@@ -701,7 +711,11 @@ impl Generator {
     fn targets(&mut self, revenue: &RevenueByRepQuarter) {
         let reps = self.rep_weights.len();
         let mut index = 0;
-        let mut target = |g: &mut Generator, metric: v1::TargetMetric, value: i64, months: (usize, usize), scope: (bool, String, String)| {
+        let mut target = |g: &mut Generator,
+                          metric: v1::TargetMetric,
+                          value: i64,
+                          months: (usize, usize),
+                          scope: (bool, String, String)| {
             g.push(Kind::Target(v1::Target {
                 id: format!("tgt-{index:05}"),
                 version: None,
@@ -734,7 +748,11 @@ impl Generator {
             }
         }
         for team in 0..REGIONS + AREAS {
-            let share = if team < REGIONS { 0.5 } else { 1.0 / AREAS as f64 };
+            let share = if team < REGIONS {
+                0.5
+            } else {
+                1.0 / AREAS as f64
+            };
             for (quarter, company) in company_quarter.iter().enumerate() {
                 for metric in [v1::TargetMetric::Revenue, v1::TargetMetric::Bookings] {
                     let factor = 0.9 + 0.3 * self.rng.unit();

@@ -157,8 +157,13 @@ pub async fn stream_ingest(
 
 /// Loads `records` into a new SQLite file at `path` (schema from the real
 /// migrations) in one transaction of prepared inserts, and times it.
-pub async fn sqlite_baseline(path: &Path, records: &[v1::Record]) -> anyhow::Result<BaselineOutcome> {
-    use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqliteSynchronous};
+pub async fn sqlite_baseline(
+    path: &Path,
+    records: &[v1::Record],
+) -> anyhow::Result<BaselineOutcome> {
+    use sqlx::sqlite::{
+        SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqliteSynchronous,
+    };
     let options = SqliteConnectOptions::new()
         .filename(path)
         .create_if_missing(true)
@@ -174,8 +179,9 @@ pub async fn sqlite_baseline(path: &Path, records: &[v1::Record]) -> anyhow::Res
     let statements: Vec<String> = TABLES
         .iter()
         .map(|table| {
-            let placeholders: Vec<String> =
-                (1..=table.columns.len() + 3).map(|i| format!("?{i}")).collect();
+            let placeholders: Vec<String> = (1..=table.columns.len() + 3)
+                .map(|i| format!("?{i}"))
+                .collect();
             format!(
                 "INSERT INTO {} (tenant_id, id, version, {}) VALUES ({})",
                 table.name,
@@ -214,7 +220,10 @@ pub async fn sqlite_baseline(path: &Path, records: &[v1::Record]) -> anyhow::Res
 
 /// Loads `records` into the empty PostgreSQL database at `url` (schema from
 /// the real migrations) with one `COPY … FROM STDIN` per table, and times it.
-pub async fn postgres_baseline(url: &str, records: &[v1::Record]) -> anyhow::Result<BaselineOutcome> {
+pub async fn postgres_baseline(
+    url: &str,
+    records: &[v1::Record],
+) -> anyhow::Result<BaselineOutcome> {
     let mut conn = sqlx::postgres::PgConnection::connect(url)
         .await
         .context("connect to the PostgreSQL baseline database")?;
@@ -296,20 +305,112 @@ struct Table {
 
 /// The record tables, indexed as [`table_of`] returns.
 const TABLES: [Table; 14] = [
-    Table { name: "teams", columns: &["name", "parent_team_id"] },
-    Table { name: "team_memberships", columns: &["rep_id", "team_id", "effective_at"] },
-    Table { name: "reps", columns: &["name", "email"] },
-    Table { name: "customers", columns: &["acquired_at", "churned_at", "owner_rep_id", "source", "name"] },
-    Table { name: "leads", columns: &["source", "created_at", "owner_rep_id", "first_response_at", "converted_at", "customer_id"] },
-    Table { name: "deals", columns: &["amount", "created_at", "status", "closed_at", "stage", "owner_rep_id", "customer_id", "lead_id"] },
-    Table { name: "deal_stage_changes", columns: &["deal_id", "stage", "entered_at"] },
-    Table { name: "orders", columns: &["amount", "ordered_at", "kind", "customer_id", "rep_id", "deal_id"] },
-    Table { name: "subscription_changes", columns: &["subscription_id", "customer_id", "mrr", "effective_at"] },
-    Table { name: "activities", columns: &["rep_id", "activity_type", "occurred_at", "duration_seconds", "lead_id", "deal_id", "customer_id"] },
-    Table { name: "inquiries", columns: &["channel", "received_at", "first_response_at", "customer_id", "rep_id"] },
-    Table { name: "csat_responses", columns: &["score", "responded_at", "customer_id", "rep_id"] },
-    Table { name: "targets", columns: &["metric", "value", "start_date", "end_date", "scope_kind", "scope_id"] },
-    Table { name: "spends", columns: &["category", "amount", "start_date", "end_date", "team_id"] },
+    Table {
+        name: "teams",
+        columns: &["name", "parent_team_id"],
+    },
+    Table {
+        name: "team_memberships",
+        columns: &["rep_id", "team_id", "effective_at"],
+    },
+    Table {
+        name: "reps",
+        columns: &["name", "email"],
+    },
+    Table {
+        name: "customers",
+        columns: &[
+            "acquired_at",
+            "churned_at",
+            "owner_rep_id",
+            "source",
+            "name",
+        ],
+    },
+    Table {
+        name: "leads",
+        columns: &[
+            "source",
+            "created_at",
+            "owner_rep_id",
+            "first_response_at",
+            "converted_at",
+            "customer_id",
+        ],
+    },
+    Table {
+        name: "deals",
+        columns: &[
+            "amount",
+            "created_at",
+            "status",
+            "closed_at",
+            "stage",
+            "owner_rep_id",
+            "customer_id",
+            "lead_id",
+        ],
+    },
+    Table {
+        name: "deal_stage_changes",
+        columns: &["deal_id", "stage", "entered_at"],
+    },
+    Table {
+        name: "orders",
+        columns: &[
+            "amount",
+            "ordered_at",
+            "kind",
+            "customer_id",
+            "rep_id",
+            "deal_id",
+        ],
+    },
+    Table {
+        name: "subscription_changes",
+        columns: &["subscription_id", "customer_id", "mrr", "effective_at"],
+    },
+    Table {
+        name: "activities",
+        columns: &[
+            "rep_id",
+            "activity_type",
+            "occurred_at",
+            "duration_seconds",
+            "lead_id",
+            "deal_id",
+            "customer_id",
+        ],
+    },
+    Table {
+        name: "inquiries",
+        columns: &[
+            "channel",
+            "received_at",
+            "first_response_at",
+            "customer_id",
+            "rep_id",
+        ],
+    },
+    Table {
+        name: "csat_responses",
+        columns: &["score", "responded_at", "customer_id", "rep_id"],
+    },
+    Table {
+        name: "targets",
+        columns: &[
+            "metric",
+            "value",
+            "start_date",
+            "end_date",
+            "scope_kind",
+            "scope_id",
+        ],
+    },
+    Table {
+        name: "spends",
+        columns: &["category", "amount", "start_date", "end_date", "team_id"],
+    },
 ];
 
 /// A column value of a baseline row.
@@ -338,7 +439,10 @@ fn table_of(record: &v1::Record) -> usize {
         Some(Kind::CsatResponse(_)) => 11,
         Some(Kind::Target(_)) => 12,
         Some(Kind::Spend(_)) => 13,
-        None => panic!("the generator makes no empty records ({})", kind_name(record)),
+        None => panic!(
+            "the generator makes no empty records ({})",
+            kind_name(record)
+        ),
     }
 }
 

@@ -179,9 +179,13 @@ pub async fn run_steps(
 
     eprintln!("ingest: streaming {} records…", records.len());
     let t = Instant::now();
-    let service =
-        ingest::stream_ingest(&server.endpoint, records.clone(), batch_size, ingest_time_limit)
-            .await?;
+    let service = ingest::stream_ingest(
+        &server.endpoint,
+        records.clone(),
+        batch_size,
+        ingest_time_limit,
+    )
+    .await?;
     phase_seconds.insert("ingest".to_string(), t.elapsed().as_secs_f64());
     let server_peak_rss_mib = server.pid.and_then(peak_rss_mib);
     eprintln!(
@@ -381,10 +385,8 @@ impl ScratchDir {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
-        let path = std::env::temp_dir().join(format!(
-            "salesmetrics-bench-{}-{nanos}",
-            std::process::id()
-        ));
+        let path =
+            std::env::temp_dir().join(format!("salesmetrics-bench-{}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&path)
             .with_context(|| format!("cannot create {}", path.display()))?;
         Ok(ScratchDir { path })
@@ -505,10 +507,7 @@ impl FreshPostgres {
         let mut conn = sqlx::postgres::PgConnection::connect(admin_url)
             .await
             .with_context(|| {
-                format!(
-                    "cannot connect to {}",
-                    crate::config::redact_url(admin_url)
-                )
+                format!("cannot connect to {}", crate::config::redact_url(admin_url))
             })?;
         for name in &names {
             // Byte-order collation like the migrations' COLLATE "C" columns.
@@ -530,7 +529,10 @@ impl FreshPostgres {
 
     async fn drop_all(self) {
         let Ok(mut conn) = sqlx::postgres::PgConnection::connect(&self.admin_url).await else {
-            eprintln!("cannot reconnect to drop the bench databases {:?}", self.names);
+            eprintln!(
+                "cannot reconnect to drop the bench databases {:?}",
+                self.names
+            );
             return;
         };
         for name in &self.names {

@@ -211,7 +211,7 @@ pub fn latency_row(
     }
 }
 
-/// The latency rows: `GetKpis` for COMPANY, TEAM and REP × MONTH, QUARTER and
+/// The latency rows: `ListKpis` (the transport's floor), `GetKpis` for COMPANY, TEAM and REP × MONTH, QUARTER and
 /// YEAR; a 12-month series; a REP breakdown of the COMPANY for the month.
 pub async fn latency_suite(
     endpoint: &str,
@@ -220,6 +220,15 @@ pub async fn latency_suite(
 ) -> anyhow::Result<Vec<LatencyRow>> {
     let client = kpi_client(endpoint).await?;
     let mut rows = Vec::new();
+    // No storage, no engine: what the transport alone costs.
+    let row = time_calls("ListKpis (transport floor)", limits, || {
+        let mut client = client.clone();
+        async move { client.list_kpis(v1::ListKpisRequest {}).await }
+    })
+    .await
+    .0;
+    progress(&row);
+    rows.push(row);
     let scopes = [
         (v1::ScopeKind::Company, String::new(), "COMPANY"),
         (v1::ScopeKind::Team, targets.team_id.clone(), "TEAM"),

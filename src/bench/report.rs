@@ -29,7 +29,13 @@ impl Machine {
         let memory_mib = meminfo
             .lines()
             .find_map(|line| line.strip_prefix("MemTotal:"))
-            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .and_then(|rest| {
+                rest.trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+            })
             .map(|kib| kib / 1024);
         let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
         let cpu = cpuinfo
@@ -145,14 +151,22 @@ impl Report {
             out,
             "commit `{}`, {} build, started {}; machine: {} cores, {} MiB, {}, {}\n",
             self.commit,
-            if self.release_build { "release" } else { "debug" },
+            if self.release_build {
+                "release"
+            } else {
+                "debug"
+            },
             self.started_at,
             m.cores,
             m.memory_mib.map_or("?".into(), |v| v.to_string()),
             m.cpu.as_deref().unwrap_or("unknown CPU"),
             m.os
         );
-        let counts: Vec<String> = self.counts.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        let counts: Vec<String> = self
+            .counts
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
         let _ = writeln!(out, "records: {} ({})\n", self.records, counts.join(", "));
         let _ = writeln!(out, "| measurement | value | detail |");
         let _ = writeln!(out, "|---|---|---|");
@@ -168,7 +182,11 @@ impl Report {
                 s.accepted,
                 s.stale,
                 s.rejected,
-                if s.complete { "" } else { ", STOPPED BY TIME LIMIT" }
+                if s.complete {
+                    ""
+                } else {
+                    ", STOPPED BY TIME LIMIT"
+                }
             );
             let _ = writeln!(
                 out,
@@ -196,7 +214,11 @@ impl Report {
                 ms(row.p50_ms),
                 ms(row.p99_ms),
                 row.requests,
-                if row.stopped_by_time { " (time budget)" } else { "" },
+                if row.stopped_by_time {
+                    " (time budget)"
+                } else {
+                    ""
+                },
                 ms(row.mean_ms),
                 ms(row.max_ms),
                 if row.errors > 0 {
@@ -232,7 +254,11 @@ impl Report {
                 ms(row.p50_ms),
                 ms(row.p99_ms),
                 row.requests,
-                if row.stopped_by_time { " (time budget)" } else { "" },
+                if row.stopped_by_time {
+                    " (time budget)"
+                } else {
+                    ""
+                },
                 match &raw.service {
                     Some(service) if service == &raw.raw_sql => "agree with GetKpis",
                     Some(_) => "DIFFER from GetKpis",
