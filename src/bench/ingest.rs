@@ -465,7 +465,7 @@ fn amount(m: &Option<v1::Money>) -> Value<'static> {
 
 /// Dates as the store keeps them: `YYYY-MM-DD`.
 fn iso_date(d: &Option<v1::Date>) -> Value<'static> {
-    let d = d.clone().unwrap_or_default();
+    let d = d.unwrap_or_default();
     Value::Owned(format!("{:04}-{:02}-{:02}", d.year, d.month, d.day))
 }
 

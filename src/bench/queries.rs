@@ -71,6 +71,8 @@ pub struct ThroughputRow {
     pub requests: usize,
     /// Failed requests.
     pub errors: usize,
+    /// The first error, if any.
+    pub first_error: Option<String>,
     /// Bundles per second.
     pub bundles_per_second: f64,
 }
@@ -319,24 +321,28 @@ pub async fn throughput(endpoint: &str, limits: &QueryLimits) -> anyhow::Result<
     for mut client in connected {
         let request = request.clone();
         tasks.push(tokio::spawn(async move {
-            let (mut ok, mut failed) = (0usize, 0usize);
+            let (mut ok, mut failed, mut first_error) = (0usize, 0usize, None);
             for _ in 0..MAX_REQUESTS_PER_CLIENT {
                 if Instant::now() >= deadline {
                     break;
                 }
                 match client.get_kpis(request.clone()).await {
                     Ok(_) => ok += 1,
-                    Err(_) => failed += 1,
+                    Err(status) => {
+                        failed += 1;
+                        first_error.get_or_insert_with(|| status.to_string());
+                    }
                 }
             }
-            (ok, failed)
+            (ok, failed, first_error)
         }));
     }
-    let (mut requests, mut errors) = (0, 0);
+    let (mut requests, mut errors, mut first_error) = (0, 0, None);
     for task in tasks {
-        let (ok, failed) = task.await.context("throughput client")?;
+        let (ok, failed, error) = task.await.context("throughput client")?;
         requests += ok;
         errors += failed;
+        first_error = first_error.or(error);
     }
     let seconds = started.elapsed().as_secs_f64();
     Ok(ThroughputRow {
@@ -345,6 +351,7 @@ pub async fn throughput(endpoint: &str, limits: &QueryLimits) -> anyhow::Result<
         seconds,
         requests,
         errors,
+        first_error,
         bundles_per_second: requests as f64 / seconds.max(1e-9),
     })
 }

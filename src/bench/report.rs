@@ -241,8 +241,17 @@ impl Report {
         if let Some(t) = &self.throughput {
             let _ = writeln!(
                 out,
-                "| throughput {} | {:.1} bundles/s | {} clients, {} bundles in {:.2} s, {} errors |",
-                t.name, t.bundles_per_second, t.clients, t.requests, t.seconds, t.errors
+                "| throughput {} | {:.1} bundles/s | {} clients, {} bundles in {:.2} s, {} errors{} |",
+                t.name,
+                t.bundles_per_second,
+                t.clients,
+                t.requests,
+                t.seconds,
+                t.errors,
+                t.first_error
+                    .as_deref()
+                    .map(|e| format!(" (first: {e})"))
+                    .unwrap_or_default()
             );
         }
         if let Some(raw) = &self.raw_sql {
