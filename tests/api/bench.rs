@@ -7,14 +7,19 @@
 use std::time::Duration;
 
 use salesmetrics::bench::generate::{self, TEAMS};
-use salesmetrics::bench::queries::QueryLimits;
+use salesmetrics::bench::queries::{QueryLimits, get_kpis_request};
 use salesmetrics::bench::{BaselineTarget, ServerUnderTest, StepOptions, run_steps};
+use salesmetrics::proto::v1::record::Record as Kind;
+use salesmetrics::proto::v1::{Granularity, ScopeKind};
 
 use super::harness::TestServer;
 
 /// Small enough for a debug build to stay well under a minute.
 const RECORDS: u64 = 2_000;
 const SEED: u64 = 20_251_231;
+/// June 2025 in UTC (the month the query rows ask about), Unix seconds.
+const JUNE_2025_START: i64 = 1_748_736_000;
+const JULY_2025_START: i64 = 1_751_328_000;
 
 #[test]
 fn the_generator_is_deterministic_and_makes_what_it_plans() {
@@ -61,6 +66,15 @@ async fn the_harness_ingests_everything_and_reports_every_row() {
     let scratch = tempfile::tempdir().expect("temporary directory");
     let generated = generate::generate(RECORDS, SEED);
     let total = generated.records.len();
+    let june_2025_orders = generated
+        .records
+        .iter()
+        .filter_map(|r| match &r.record {
+            Some(Kind::Order(order)) => order.ordered_at.as_ref().map(|t| t.seconds),
+            _ => None,
+        })
+        .filter(|t| (JUNE_2025_START..JULY_2025_START).contains(t))
+        .count() as i64;
     let under_test = ServerUnderTest {
         endpoint: format!("http://{}", server.addr),
         database_url: server.database_url.clone(),
@@ -122,6 +136,20 @@ async fn the_harness_ingests_everything_and_reports_every_row() {
         "GetKpis and raw SQL agree on COMPANY MONTH"
     );
     assert!(raw.raw_sql.orders > 0, "June 2025 has orders");
+    assert_eq!(raw.raw_sql.orders, june_2025_orders);
+
+    // The request the latency rows time, through the suite's own client.
+    let bundle = server
+        .kpi()
+        .await
+        .get_kpis(get_kpis_request(ScopeKind::Company, "", Granularity::Month))
+        .await
+        .expect("GetKpis")
+        .into_inner()
+        .bundle
+        .expect("a bundle");
+    let orders = bundle.values.iter().find(|v| v.kpi_id == "orders");
+    assert_eq!(orders.and_then(|v| v.exact_value), Some(june_2025_orders));
 
     let markdown = report.to_markdown();
     for name in &expected[1..] {
