@@ -110,7 +110,10 @@ async fn the_harness_ingests_everything_and_reports_every_row() {
     assert_eq!(ingest.baseline.as_ref().map(|b| b.rows), Some(total));
 
     let names = report.row_names();
-    let mut expected = vec!["ingest".to_string()];
+    let mut expected = vec![
+        "ingest".to_string(),
+        "ListKpis (transport floor)".to_string(),
+    ];
     for scope in ["COMPANY", "TEAM", "REP"] {
         for granularity in ["MONTH", "QUARTER", "YEAR"] {
             expected.push(format!("GetKpis {scope} {granularity}"));
@@ -157,6 +160,6 @@ async fn the_harness_ingests_everything_and_reports_every_row() {
     }
     let json = serde_json::to_value(&report).expect("the report serialises");
     assert_eq!(json["backend"], "sqlite");
-    assert_eq!(json["latency"].as_array().map(Vec::len), Some(11));
+    assert_eq!(json["latency"].as_array().map(Vec::len), Some(12));
     server.stop().await;
 }
