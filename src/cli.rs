@@ -1,5 +1,6 @@
-//! The command line: `salesmetrics serve` runs the service, `salesmetrics
-//! bench` benchmarks it.
+//! The command line: `salesmetrics serve` runs the service; `salesmetrics
+//! bench` benchmarks it (see [`crate::bench`]); the other subcommands are
+//! clients of a running server (see [`crate::client`]).
 
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
@@ -23,6 +24,20 @@ pub enum Command {
     /// Benchmark ingest and queries against a server started for the run
     /// (fresh SQLite file, or fresh PostgreSQL databases with --database-url).
     Bench(crate::bench::BenchArgs),
+    /// Show the KPIs of one scope and period as a table (or JSON).
+    Kpis(crate::client::kpis::KpisArgs),
+    /// Show KPIs over consecutive periods with a sparkline per KPI.
+    Series(crate::client::kpis::SeriesArgs),
+    /// Break KPIs down by rep, team, lead source, activity type or stage.
+    Breakdown(crate::client::kpis::BreakdownArgs),
+    /// List the KPI catalog: ids, names, units and formulas.
+    Catalog(crate::client::kpis::CatalogArgs),
+    /// Import records from CSV or NDJSON files.
+    Import(crate::client::import::ImportArgs),
+    /// Export stored records as CSV or NDJSON (the layout `import` reads).
+    Export(crate::client::export::ExportArgs),
+    /// Load a deterministic sample dataset and show last month's KPIs.
+    Demo(crate::client::demo::DemoArgs),
 }
 
 /// Runs the parsed command line.
@@ -30,6 +45,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(config) => serve(config).await,
         Command::Bench(args) => crate::bench::run(args).await,
+        Command::Kpis(args) => crate::client::kpis::kpis(args).await,
+        Command::Series(args) => crate::client::kpis::series(args).await,
+        Command::Breakdown(args) => crate::client::kpis::breakdown(args).await,
+        Command::Catalog(args) => crate::client::kpis::catalog(args).await,
+        Command::Import(args) => crate::client::import::run(args).await,
+        Command::Export(args) => crate::client::export::run(args).await,
+        Command::Demo(args) => crate::client::demo::run(args).await,
     }
 }
 

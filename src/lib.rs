@@ -10,6 +10,7 @@
 //!   (SQLite embedded, PostgreSQL for scale), chosen once from the database URL.
 //! * [`kpi`] — the KPI catalog and the engine that computes bundles from
 //!   a tenant's records.
+//! * [`client`] — the client subcommands of the binary (kpis, import, export, demo…).
 //! * [`server`], [`config`] — settings, wiring of the gRPC services, health,
 //!   reflection and graceful shutdown.
 //! * [`bench`] — `salesmetrics bench`, the benchmark harness (a client that
@@ -18,6 +19,7 @@
 pub mod api;
 pub mod bench;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod domain;
 pub mod error;

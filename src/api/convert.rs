@@ -247,7 +247,13 @@ impl Fields<'_> {
         Ok(money.minor_units)
     }
 
+    /// Free text is bounded in length and free of control characters (a NUL
+    /// byte, for one, cannot be stored in PostgreSQL text, and both backends
+    /// must accept exactly the same input).
     fn text_len(&self, field: &str, value: &str) -> Parsed<()> {
+        if value.chars().any(char::is_control) {
+            return Err(self.err(field, "must not contain control characters"));
+        }
         let len = value.chars().count();
         if len > MAX_TEXT_LEN {
             return Err(self.err(
@@ -1704,6 +1710,17 @@ mod tests {
                 case!(Inquiry, 10, |m| m.channel = "c".repeat(257)),
                 "records[3].inquiry.channel",
                 "at most 256",
+            ),
+            // Control characters (NUL cannot be stored by PostgreSQL).
+            (
+                case!(Rep, 2, |m| m.name = "Ada\0".into()),
+                "records[3].rep.name",
+                "control characters",
+            ),
+            (
+                case!(Lead, 4, |m| m.source = "web\nsite".into()),
+                "records[3].lead.source",
+                "control characters",
             ),
             // Empty record.
             (pb::Record { record: None }, "records[3]", "is empty"),

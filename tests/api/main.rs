@@ -2,8 +2,11 @@
 //! SQLite files and (with `TEST_DATABASE_URL`) a real PostgreSQL.
 
 mod bench;
+mod cli;
 mod db;
 mod harness;
 mod ingest;
+mod kpi;
+mod process;
 mod service;
 mod store;

@@ -1,0 +1,350 @@
+//! How values are shown on a terminal: money in major units, ratios as
+//! percentages, durations as `3d 4h`, aligned tables and sparklines.
+
+use crate::proto::v1::{KpiValue, Unit};
+
+/// Digits after the decimal point of a currency's major unit (ISO 4217).
+pub fn currency_exponent(code: &str) -> u32 {
+    match code.to_ascii_uppercase().as_str() {
+        "BIF" | "CLP" | "DJF" | "GNF" | "ISK" | "JPY" | "KMF" | "KRW" | "PYG" | "RWF" | "UGX"
+        | "UYI" | "VND" | "VUV" | "XAF" | "XOF" | "XPF" => 0,
+        "BHD" | "IQD" | "JOD" | "KWD" | "LYD" | "OMR" | "TND" => 3,
+        _ => 2,
+    }
+}
+
+/// Groups the digits of a non-negative integer with commas: `12500` → `12,500`.
+fn group_thousands(digits: &str) -> String {
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// An integer with thousands separators: `-1234567` → `-1,234,567`.
+pub fn integer(value: i64) -> String {
+    let sign = if value < 0 { "-" } else { "" };
+    format!(
+        "{sign}{}",
+        group_thousands(&value.unsigned_abs().to_string())
+    )
+}
+
+/// Minor units as a major-unit decimal without grouping: `125050` → `1250.50`.
+/// The exact inverse of [`crate::client::records::parse_decimal`].
+pub fn minor_to_decimal(minor: i64, exponent: u32) -> String {
+    let sign = if minor < 0 { "-" } else { "" };
+    let abs = minor.unsigned_abs();
+    if exponent == 0 {
+        return format!("{sign}{abs}");
+    }
+    let scale = 10u64.pow(exponent);
+    format!(
+        "{sign}{}.{:0width$}",
+        abs / scale,
+        abs % scale,
+        width = exponent as usize
+    )
+}
+
+/// Money in minor units, shown in major units with grouping: `1250050, "USD"` → `12,500.50 USD`.
+pub fn money(minor: i64, currency: &str) -> String {
+    let exponent = currency_exponent(currency);
+    let plain = minor_to_decimal(minor, exponent);
+    let (sign, rest) = plain
+        .strip_prefix('-')
+        .map_or(("", plain.as_str()), |r| ("-", r));
+    let (whole, fraction) = rest
+        .split_once('.')
+        .map_or((rest, None), |(w, f)| (w, Some(f)));
+    let mut out = format!("{sign}{}", group_thousands(whole));
+    if let Some(fraction) = fraction {
+        out.push('.');
+        out.push_str(fraction);
+    }
+    if !currency.is_empty() {
+        out.push(' ');
+        out.push_str(currency);
+    }
+    out
+}
+
+/// Money given as a (possibly fractional) number of minor units, e.g. a mean.
+pub fn money_f64(minor: f64, currency: &str) -> String {
+    if !minor.is_finite() || minor.abs() >= 9.0e18 {
+        return format!("{minor} (minor units) {currency}");
+    }
+    money(minor.round() as i64, currency)
+}
+
+/// A fraction as a percentage with one decimal: `0.125` → `12.5%`.
+pub fn percent(ratio: f64) -> String {
+    format!("{:.1}%", ratio * 100.0)
+}
+
+/// A duration in seconds, shown with its two largest units: `273600` → `3d 4h`,
+/// `7500` → `2h 5m`, `45` → `45s`.
+pub fn duration(seconds: f64) -> String {
+    if !seconds.is_finite() {
+        return format!("{seconds}s");
+    }
+    let sign = if seconds < 0.0 { "-" } else { "" };
+    let total = seconds.abs().round() as u64;
+    let (days, hours, minutes, secs) = (
+        total / 86_400,
+        total % 86_400 / 3600,
+        total % 3600 / 60,
+        total % 60,
+    );
+    let text = if days > 0 {
+        if hours > 0 {
+            format!("{days}d {hours}h")
+        } else {
+            format!("{days}d")
+        }
+    } else if hours > 0 {
+        if minutes > 0 {
+            format!("{hours}h {minutes}m")
+        } else {
+            format!("{hours}h")
+        }
+    } else if minutes > 0 {
+        if secs > 0 {
+            format!("{minutes}m {secs}s")
+        } else {
+            format!("{minutes}m")
+        }
+    } else {
+        format!("{secs}s")
+    };
+    format!("{sign}{text}")
+}
+
+/// A plain number with up to two decimals.
+fn number(value: f64) -> String {
+    if value.fract() == 0.0 && value.abs() < 1e15 {
+        integer(value as i64)
+    } else {
+        format!("{value:.2}")
+    }
+}
+
+/// A defined value of the given unit, for a person.
+pub fn unit_value(unit: i32, value: f64, exact: Option<i64>, currency: &str) -> String {
+    match Unit::try_from(unit).unwrap_or(Unit::Unspecified) {
+        Unit::Money => match exact {
+            Some(minor) => money(minor, currency),
+            None => money_f64(value, currency),
+        },
+        Unit::Count => exact.map_or_else(|| number(value), integer),
+        Unit::Ratio => percent(value),
+        Unit::DurationSeconds => duration(value),
+        Unit::Score => format!("{value:.2}"),
+        Unit::Number | Unit::Unspecified => number(value),
+    }
+}
+
+/// A KPI value for a person: the value, or `—  (reason)` when undefined.
+pub fn kpi_value(value: &KpiValue, currency: &str) -> String {
+    match value.value {
+        Some(v) => unit_value(value.unit, v, value.exact_value, currency),
+        None => undefined(&value.undefined_reason),
+    }
+}
+
+/// An undefined value with its reason.
+pub fn undefined(reason: &str) -> String {
+    if reason.is_empty() {
+        "—".to_string()
+    } else {
+        format!("—  ({reason})")
+    }
+}
+
+/// The comparison value of a KPI, or `—  (reason)`.
+pub fn comparison_value(value: &KpiValue, currency: &str) -> String {
+    match value.comparison_value {
+        Some(v) => {
+            // A whole-number comparison of a money or count KPI is shown exactly.
+            let exact = (v.fract() == 0.0 && v.abs() < 9.0e15).then_some(v as i64);
+            unit_value(value.unit, v, exact, currency)
+        }
+        None => undefined(&value.comparison_undefined_reason),
+    }
+}
+
+/// A relative change with an arrow: `▲ 12.5%`, `▼ 3.0%`, `= 0.0%`; empty when undefined.
+pub fn change(relative: Option<f64>) -> String {
+    match relative {
+        Some(r) if r > 0.0 => format!("▲ {}", percent(r)),
+        Some(r) if r < 0.0 => format!("▼ {}", percent(-r)),
+        Some(_) => "= 0.0%".to_string(),
+        None => String::new(),
+    }
+}
+
+/// Eight-level sparkline of the values; undefined values are blanks.
+pub fn sparkline(values: &[Option<f64>]) -> String {
+    const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+    let defined: Vec<f64> = values
+        .iter()
+        .flatten()
+        .copied()
+        .filter(|v| v.is_finite())
+        .collect();
+    let (min, max) = defined
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
+            (lo.min(v), hi.max(v))
+        });
+    values
+        .iter()
+        .map(|v| match v {
+            Some(v) if v.is_finite() => {
+                if max > min {
+                    let level = ((v - min) / (max - min) * 7.0).round() as usize;
+                    BARS[level.min(7)]
+                } else {
+                    BARS[3]
+                }
+            }
+            _ => ' ',
+        })
+        .collect()
+}
+
+/// Alignment of a table column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Align {
+    /// Left-aligned (text).
+    Left,
+    /// Right-aligned (numbers).
+    Right,
+}
+
+/// Renders rows as an aligned table with a header and a rule under it.
+pub fn table(header: &[&str], align: &[Align], rows: &[Vec<String>]) -> String {
+    table_with_notes(header, align, rows, &[])
+}
+
+/// Like [`table`], with a free-text note after each row (e.g. why a value is
+/// undefined) that does not widen the columns.
+pub fn table_with_notes(
+    header: &[&str],
+    align: &[Align],
+    rows: &[Vec<String>],
+    notes: &[String],
+) -> String {
+    let width = |s: &str| s.chars().count();
+    let mut widths: Vec<usize> = header.iter().map(|h| width(h)).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            if i < widths.len() {
+                widths[i] = widths[i].max(width(cell));
+            }
+        }
+    }
+    let render = |cells: &mut dyn Iterator<Item = &str>| -> String {
+        let mut line = String::new();
+        for (i, cell) in cells.enumerate() {
+            if i > 0 {
+                line.push_str("  ");
+            }
+            let pad = widths[i].saturating_sub(width(cell));
+            if align.get(i).copied().unwrap_or(Align::Left) == Align::Right {
+                line.push_str(&" ".repeat(pad));
+                line.push_str(cell);
+            } else {
+                line.push_str(cell);
+                line.push_str(&" ".repeat(pad));
+            }
+        }
+        line.trim_end().to_string()
+    };
+    let mut out = render(&mut header.iter().copied());
+    out.push('\n');
+    let total: usize = widths.iter().sum::<usize>() + 2 * widths.len().saturating_sub(1);
+    out.push_str(&"─".repeat(total));
+    out.push('\n');
+    for (i, row) in rows.iter().enumerate() {
+        let mut line = render(&mut row.iter().map(String::as_str));
+        if let Some(note) = notes.get(i).filter(|n| !n.is_empty()) {
+            line.push_str("  ");
+            line.push_str(note);
+        }
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn money_in_major_units() {
+        assert_eq!(money(1_250_000, "USD"), "12,500.00 USD");
+        assert_eq!(money(125_050, "EUR"), "1,250.50 EUR");
+        assert_eq!(money(-5, "USD"), "-0.05 USD");
+        assert_eq!(money(1_234_567, "JPY"), "1,234,567 JPY");
+        assert_eq!(money(1_234, "KWD"), "1.234 KWD");
+        assert_eq!(money(0, "USD"), "0.00 USD");
+        assert_eq!(money_f64(12_345.6, "USD"), "123.46 USD");
+    }
+
+    #[test]
+    fn percentages_have_one_decimal() {
+        assert_eq!(percent(0.125), "12.5%");
+        assert_eq!(percent(1.0), "100.0%");
+        assert_eq!(percent(0.0), "0.0%");
+        assert_eq!(change(Some(0.125)), "▲ 12.5%");
+        assert_eq!(change(Some(-0.03)), "▼ 3.0%");
+        assert_eq!(change(None), "");
+    }
+
+    #[test]
+    fn durations_use_two_units() {
+        assert_eq!(duration(3.0 * 86_400.0 + 4.0 * 3600.0), "3d 4h");
+        assert_eq!(duration(2.0 * 3600.0 + 5.0 * 60.0), "2h 5m");
+        assert_eq!(duration(45.0), "45s");
+        assert_eq!(duration(0.0), "0s");
+        assert_eq!(duration(86_400.0), "1d");
+        assert_eq!(duration(1_641_600.0), "19d");
+        assert_eq!(duration(125.0), "2m 5s");
+    }
+
+    #[test]
+    fn integers_are_grouped() {
+        assert_eq!(integer(0), "0");
+        assert_eq!(integer(999), "999");
+        assert_eq!(integer(1000), "1,000");
+        assert_eq!(integer(-1_234_567), "-1,234,567");
+    }
+
+    #[test]
+    fn sparkline_scales_between_min_and_max() {
+        assert_eq!(sparkline(&[Some(0.0), Some(7.0), None, Some(3.5)]), "▁█ ▅");
+        assert_eq!(sparkline(&[Some(2.0), Some(2.0)]), "▄▄");
+    }
+
+    #[test]
+    fn tables_align_columns() {
+        let t = table(
+            &["KPI", "value"],
+            &[Align::Left, Align::Right],
+            &[
+                vec!["revenue".into(), "1.00 USD".into()],
+                vec!["orders".into(), "12".into()],
+            ],
+        );
+        assert_eq!(
+            t,
+            "KPI         value\n─────────────────\nrevenue  1.00 USD\norders         12\n"
+        );
+    }
+}

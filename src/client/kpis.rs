@@ -1,0 +1,679 @@
+//! `kpis`, `series`, `breakdown` and `catalog`: KpiService as tables or JSON.
+
+use clap::{Args, ValueEnum};
+use serde_json::{Value, json};
+
+use super::format::{self, Align};
+use super::period::{PeriodArg, date_text, parse_period, parse_scope, scope_text};
+use super::{Clients, ConnectOptions, status_error};
+use crate::proto::v1::{
+    Comparison, Dimension, FunnelStage, GetBreakdownRequest, GetKpiSeriesRequest, GetKpisRequest,
+    Granularity, KpiBundle, KpiValue, ListKpisRequest, ResolvedPeriod, Scope,
+};
+
+const PERIOD_LONG_HELP: &str = "Period: 2025 (year), 2025-Q1 (quarter), 2025-03 (month), \
+2025-W07 (ISO week), 2025-03-15 (day), 2025-03-01..2025-04-15 (local dates, end exclusive), \
+FY2025 (the tenant's fiscal year starting in 2025) or FY2025-Q2 (a quarter of it).";
+
+/// What to compare with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CompareArg {
+    /// The period of the same length just before.
+    Previous,
+    /// The same period one year earlier.
+    Year,
+}
+
+/// Options of `salesmetrics kpis`.
+#[derive(Debug, Args)]
+#[command(after_long_help = "Examples:
+  salesmetrics kpis --period 2025-03
+  salesmetrics kpis --scope team:emea --period 2025-Q1 --compare year
+  salesmetrics kpis --scope rep:r1 --period 2025-03-01..2025-04-15 --kpi revenue,win_rate --json
+
+Money is shown in major units of the tenant currency, ratios as percentages,
+durations as 3d 4h; an undefined value is shown as — with its reason.")]
+pub struct KpisArgs {
+    #[command(flatten)]
+    pub connect: ConnectOptions,
+    /// Whose KPIs: company, team:ID (with its sub-teams) or rep:ID.
+    #[arg(long, default_value = "company", value_parser = parse_scope)]
+    pub scope: Scope,
+    /// The period.
+    #[arg(long, value_parser = parse_period, long_help = PERIOD_LONG_HELP)]
+    pub period: PeriodArg,
+    /// Compare with the previous period or the same period a year earlier.
+    #[arg(long, value_enum)]
+    pub compare: Option<CompareArg>,
+    /// KPI ids, comma-separated (default: all; see `salesmetrics catalog`).
+    #[arg(long, value_delimiter = ',')]
+    pub kpi: Vec<String>,
+    /// IANA time zone overriding the tenant's, e.g. Europe/Berlin.
+    #[arg(long)]
+    pub time_zone: Option<String>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Options of `salesmetrics series`.
+#[derive(Debug, Args)]
+#[command(after_long_help = "Examples:
+  salesmetrics series --granularity month --from 2025-01 --count 12 --kpi revenue,orders
+  salesmetrics series --scope team:emea --granularity week --from 2025-W01 --count 8 --json
+
+--from takes the period syntax of `kpis --period`; its first day falls in the first period.")]
+pub struct SeriesArgs {
+    #[command(flatten)]
+    pub connect: ConnectOptions,
+    /// Whose KPIs: company, team:ID or rep:ID.
+    #[arg(long, default_value = "company", value_parser = parse_scope)]
+    pub scope: Scope,
+    /// Length of each period.
+    #[arg(long, value_enum, default_value = "month")]
+    pub granularity: GranularityArg,
+    /// The first period (any date inside it), e.g. 2025-01 or 2025-03-15.
+    #[arg(long, value_parser = parse_period)]
+    pub from: PeriodArg,
+    /// Number of periods (1-366).
+    #[arg(long, default_value_t = 12, value_parser = clap::value_parser!(i32).range(1..=366))]
+    pub count: i32,
+    /// KPI ids, comma-separated (default: all).
+    #[arg(long, value_delimiter = ',')]
+    pub kpi: Vec<String>,
+    /// IANA time zone overriding the tenant's.
+    #[arg(long)]
+    pub time_zone: Option<String>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Granularity of a series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GranularityArg {
+    /// Days.
+    Day,
+    /// ISO weeks.
+    Week,
+    /// Months.
+    Month,
+    /// Quarters.
+    Quarter,
+    /// Years.
+    Year,
+    /// Quarters of the tenant's fiscal year.
+    FiscalQuarter,
+    /// The tenant's fiscal years.
+    FiscalYear,
+}
+
+impl GranularityArg {
+    fn to_proto(self) -> Granularity {
+        match self {
+            GranularityArg::Day => Granularity::Day,
+            GranularityArg::Week => Granularity::Week,
+            GranularityArg::Month => Granularity::Month,
+            GranularityArg::Quarter => Granularity::Quarter,
+            GranularityArg::Year => Granularity::Year,
+            GranularityArg::FiscalQuarter => Granularity::FiscalQuarter,
+            GranularityArg::FiscalYear => Granularity::FiscalYear,
+        }
+    }
+}
+
+/// Dimension of a breakdown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DimensionArg {
+    /// One row per rep.
+    Rep,
+    /// One row per direct child team (company: root teams).
+    Team,
+    /// One row per lead source.
+    Source,
+    /// One row per activity type.
+    Activity,
+    /// One row per pipeline stage (the funnel).
+    Stage,
+}
+
+/// KPIs shown per rep or team when `--kpi` is not given (all of them would not fit a terminal).
+const DEFAULT_BREAKDOWN_KPIS: &[&str] = &[
+    "revenue",
+    "orders",
+    "bookings",
+    "deals_won",
+    "win_rate",
+    "activities",
+];
+
+/// Options of `salesmetrics breakdown`.
+#[derive(Debug, Args)]
+#[command(after_long_help = "Examples:
+  salesmetrics breakdown --period 2025-03 --by rep
+  salesmetrics breakdown --scope team:emea --period 2025-Q1 --by team --kpi revenue,win_rate
+  salesmetrics breakdown --period 2025 --by stage
+
+By rep or team the default KPIs are revenue, orders, bookings, deals_won,
+win_rate and activities; --kpi all asks for every KPI. Source, activity and
+stage rows have fixed KPIs.")]
+pub struct BreakdownArgs {
+    #[command(flatten)]
+    pub connect: ConnectOptions,
+    /// Whose KPIs: company, team:ID or rep:ID.
+    #[arg(long, default_value = "company", value_parser = parse_scope)]
+    pub scope: Scope,
+    /// The period.
+    #[arg(long, value_parser = parse_period, long_help = PERIOD_LONG_HELP)]
+    pub period: PeriodArg,
+    /// What to break down by.
+    #[arg(long, value_enum)]
+    pub by: DimensionArg,
+    /// KPI ids for rep and team rows, comma-separated, or `all`.
+    #[arg(long, value_delimiter = ',')]
+    pub kpi: Vec<String>,
+    /// IANA time zone overriding the tenant's.
+    #[arg(long)]
+    pub time_zone: Option<String>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Options of `salesmetrics catalog`.
+#[derive(Debug, Args)]
+#[command(after_long_help = "Examples:
+  salesmetrics catalog
+  salesmetrics catalog --json | jq -r '.[] | select(.unit == \"ratio\") | .id'
+
+The ids are what --kpi takes in kpis, series and breakdown. In the table,
+the good column says whether higher (↑) or lower (↓) values are better.")]
+pub struct CatalogArgs {
+    #[command(flatten)]
+    pub connect: ConnectOptions,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn kpi_ids(kpi: &[String]) -> Vec<String> {
+    kpi.iter()
+        .map(|k| k.trim().to_string())
+        .filter(|k| !k.is_empty() && k != "all")
+        .collect()
+}
+
+/// Runs `salesmetrics kpis`.
+pub async fn kpis(args: KpisArgs) -> anyhow::Result<()> {
+    let mut clients = args.connect.connect().await?;
+    let comparison = match args.compare {
+        None => Comparison::None,
+        Some(CompareArg::Previous) => Comparison::PreviousPeriod,
+        Some(CompareArg::Year) => Comparison::PreviousYear,
+    };
+    let bundle = fetch_kpis(
+        &mut clients,
+        args.scope,
+        args.period,
+        kpi_ids(&args.kpi),
+        comparison,
+        args.time_zone,
+    )
+    .await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&bundle_json(&bundle))?);
+    } else {
+        print!("{}", bundle_text(&bundle));
+    }
+    Ok(())
+}
+
+/// The tenant's fiscal year start month when `period` is fiscal (1 otherwise,
+/// without a call).
+async fn fiscal_start_month(clients: &mut Clients, period: &PeriodArg) -> anyhow::Result<u32> {
+    if !period.is_fiscal() {
+        return Ok(1);
+    }
+    let settings = clients
+        .admin
+        .get_tenant_settings(crate::proto::v1::GetTenantSettingsRequest::default())
+        .await
+        .map_err(|status| status_error("reading the tenant's fiscal year start", status))?
+        .into_inner()
+        .settings
+        .unwrap_or_default();
+    Ok(u32::try_from(settings.fiscal_year_start_month)
+        .ok()
+        .filter(|m| (1..=12).contains(m))
+        .unwrap_or(1))
+}
+
+/// Calls GetKpis.
+pub async fn fetch_kpis(
+    clients: &mut Clients,
+    scope: Scope,
+    period: PeriodArg,
+    kpi_ids: Vec<String>,
+    comparison: Comparison,
+    time_zone: Option<String>,
+) -> anyhow::Result<KpiBundle> {
+    let fiscal_month = fiscal_start_month(clients, &period).await?;
+    let response = clients
+        .kpi
+        .get_kpis(GetKpisRequest {
+            scope: Some(scope),
+            period: Some(period.to_proto(fiscal_month)),
+            kpi_ids,
+            comparison: comparison as i32,
+            time_zone: time_zone.unwrap_or_default(),
+        })
+        .await
+        .map_err(|status| status_error("GetKpis", status))?
+        .into_inner();
+    response
+        .bundle
+        .ok_or_else(|| anyhow::anyhow!("the server returned no KPI bundle"))
+}
+
+fn period_text(period: Option<&ResolvedPeriod>) -> String {
+    match period {
+        Some(p) => format!(
+            "{} .. {} ({})",
+            date_text(p.start_date.as_ref()),
+            date_text(p.end_date.as_ref()),
+            if p.time_zone.is_empty() {
+                "UTC"
+            } else {
+                &p.time_zone
+            }
+        ),
+        None => "?".to_string(),
+    }
+}
+
+/// A bundle as a readable table.
+pub fn bundle_text(bundle: &KpiBundle) -> String {
+    let mut out = format!(
+        "Scope {}   period {}",
+        scope_text(bundle.scope.as_ref()),
+        period_text(bundle.period.as_ref())
+    );
+    let comparing = bundle.comparison_period.is_some();
+    if comparing {
+        out.push_str(&format!(
+            "   compared with {}",
+            period_text(bundle.comparison_period.as_ref())
+        ));
+    }
+    out.push_str("\n\n");
+    let currency = &bundle.currency_code;
+    let mut notes = Vec::with_capacity(bundle.values.len());
+    let rows: Vec<Vec<String>> = bundle
+        .values
+        .iter()
+        .map(|v| {
+            // Undefined values show as "—" with the reason after the row, so a
+            // long reason does not widen the columns.
+            let mut note = Vec::new();
+            let value = match v.value {
+                Some(_) => format::kpi_value(v, currency),
+                None => {
+                    note.push(v.undefined_reason.clone());
+                    "—".to_string()
+                }
+            };
+            let mut row = vec![v.kpi_id.clone(), value];
+            if comparing {
+                let comparison = match v.comparison_value {
+                    Some(_) => format::comparison_value(v, currency),
+                    None => {
+                        if !v.comparison_undefined_reason.is_empty()
+                            && v.comparison_undefined_reason != v.undefined_reason
+                        {
+                            note.push(format!("comparison: {}", v.comparison_undefined_reason));
+                        }
+                        "—".to_string()
+                    }
+                };
+                row.push(comparison);
+                row.push(format::change(v.relative_change));
+            }
+            note.retain(|n| !n.is_empty());
+            notes.push(if note.is_empty() {
+                String::new()
+            } else {
+                format!("({})", note.join("; "))
+            });
+            row
+        })
+        .collect();
+    if comparing {
+        out.push_str(&format::table_with_notes(
+            &["KPI", "value", "comparison", "change"],
+            &[Align::Left, Align::Right, Align::Right, Align::Right],
+            &rows,
+            &notes,
+        ));
+    } else {
+        out.push_str(&format::table_with_notes(
+            &["KPI", "value"],
+            &[Align::Left, Align::Right],
+            &rows,
+            &notes,
+        ));
+    }
+    if !bundle.funnel.is_empty() {
+        out.push_str("\nFunnel of the deals created in the period\n");
+        out.push_str(&funnel_text(&bundle.funnel));
+    }
+    out
+}
+
+fn funnel_text(funnel: &[FunnelStage]) -> String {
+    let rows: Vec<Vec<String>> = funnel
+        .iter()
+        .map(|s| {
+            vec![
+                s.stage.clone(),
+                format::integer(s.reached),
+                s.leakage.map(format::percent).unwrap_or_default(),
+            ]
+        })
+        .collect();
+    format::table(
+        &["stage", "reached", "leakage"],
+        &[Align::Left, Align::Right, Align::Right],
+        &rows,
+    )
+}
+
+fn unit_name(unit: i32) -> String {
+    crate::proto::v1::Unit::try_from(unit)
+        .map(|u| {
+            u.as_str_name()
+                .trim_start_matches("UNIT_")
+                .to_ascii_lowercase()
+        })
+        .unwrap_or_else(|_| unit.to_string())
+}
+
+fn period_json(period: Option<&ResolvedPeriod>) -> Value {
+    match period {
+        Some(p) => json!({
+            "start_date": date_text(p.start_date.as_ref()),
+            "end_date": date_text(p.end_date.as_ref()),
+            "start": p.start.as_ref().map(super::records::instant_text),
+            "end": p.end.as_ref().map(super::records::instant_text),
+            "time_zone": p.time_zone,
+        }),
+        None => Value::Null,
+    }
+}
+
+/// A KPI value as JSON (absent numbers are `null`).
+pub fn value_json(v: &KpiValue) -> Value {
+    json!({
+        "id": v.kpi_id,
+        "unit": unit_name(v.unit),
+        "value": v.value,
+        "exact_value": v.exact_value,
+        "undefined_reason": (!v.undefined_reason.is_empty()).then_some(&v.undefined_reason),
+        "numerator": v.numerator,
+        "denominator": v.denominator,
+        "comparison_value": v.comparison_value,
+        "comparison_undefined_reason": (!v.comparison_undefined_reason.is_empty()).then_some(&v.comparison_undefined_reason),
+        "relative_change": v.relative_change,
+    })
+}
+
+/// A bundle as JSON.
+pub fn bundle_json(bundle: &KpiBundle) -> Value {
+    json!({
+        "scope": scope_text(bundle.scope.as_ref()),
+        "period": period_json(bundle.period.as_ref()),
+        "comparison_period": period_json(bundle.comparison_period.as_ref()),
+        "currency": bundle.currency_code,
+        "values": bundle.values.iter().map(value_json).collect::<Vec<_>>(),
+        "funnel": bundle.funnel.iter().map(|s| json!({
+            "index": s.index, "stage": s.stage, "reached": s.reached, "leakage": s.leakage,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// Runs `salesmetrics series`.
+pub async fn series(args: SeriesArgs) -> anyhow::Result<()> {
+    let mut clients = args.connect.connect().await?;
+    let fiscal_month = fiscal_start_month(&mut clients, &args.from).await?;
+    let response = clients
+        .kpi
+        .get_kpi_series(GetKpiSeriesRequest {
+            scope: Some(args.scope),
+            granularity: args.granularity.to_proto() as i32,
+            first_period_date: Some(super::period::date_to_proto(args.from.start(fiscal_month))),
+            period_count: args.count,
+            kpi_ids: kpi_ids(&args.kpi),
+            comparison: Comparison::None as i32,
+            time_zone: args.time_zone.unwrap_or_default(),
+        })
+        .await
+        .map_err(|status| status_error("GetKpiSeries", status))?
+        .into_inner();
+    let bundles = response.bundles;
+    if args.json {
+        let periods: Vec<Value> = bundles.iter().map(bundle_json).collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({ "periods": periods }))?
+        );
+        return Ok(());
+    }
+    let (Some(first), Some(last)) = (bundles.first(), bundles.last()) else {
+        println!("no periods");
+        return Ok(());
+    };
+    println!(
+        "Scope {}   {} periods from {} to {}\n",
+        scope_text(first.scope.as_ref()),
+        bundles.len(),
+        date_text(first.period.as_ref().and_then(|p| p.start_date.as_ref())),
+        date_text(last.period.as_ref().and_then(|p| p.end_date.as_ref())),
+    );
+    let currency = &first.currency_code;
+    let rows: Vec<Vec<String>> = first
+        .values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let values: Vec<Option<f64>> = bundles
+                .iter()
+                .map(|b| {
+                    b.values
+                        .get(i)
+                        .filter(|x| x.kpi_id == v.kpi_id)
+                        .and_then(|x| x.value)
+                })
+                .collect();
+            let last_value = last.values.get(i).filter(|x| x.kpi_id == v.kpi_id);
+            vec![
+                v.kpi_id.clone(),
+                format::sparkline(&values),
+                short_value(v, currency),
+                last_value
+                    .map(|x| short_value(x, currency))
+                    .unwrap_or_default(),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        format::table(
+            &["KPI", "trend", "first", "last"],
+            &[Align::Left, Align::Left, Align::Right, Align::Right],
+            &rows
+        )
+    );
+    Ok(())
+}
+
+/// A value for a table cell: undefined is a bare "—" (reasons would not fit).
+fn short_value(v: &KpiValue, currency: &str) -> String {
+    match v.value {
+        Some(x) => format::unit_value(v.unit, x, v.exact_value, currency),
+        None => "—".to_string(),
+    }
+}
+
+/// Runs `salesmetrics breakdown`, following every page.
+pub async fn breakdown(args: BreakdownArgs) -> anyhow::Result<()> {
+    let mut clients = args.connect.connect().await?;
+    let dimension = match args.by {
+        DimensionArg::Rep => Dimension::Rep,
+        DimensionArg::Team => Dimension::Team,
+        DimensionArg::Source => Dimension::LeadSource,
+        DimensionArg::Activity => Dimension::ActivityType,
+        DimensionArg::Stage => Dimension::Stage,
+    };
+    let kpis = if args.kpi.is_empty() && matches!(args.by, DimensionArg::Rep | DimensionArg::Team) {
+        DEFAULT_BREAKDOWN_KPIS
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    } else {
+        kpi_ids(&args.kpi)
+    };
+    let fiscal_month = fiscal_start_month(&mut clients, &args.period).await?;
+    let mut rows = Vec::new();
+    let mut period = None;
+    let mut page_token = String::new();
+    loop {
+        let response = clients
+            .kpi
+            .get_breakdown(GetBreakdownRequest {
+                scope: Some(args.scope.clone()),
+                period: Some(args.period.to_proto(fiscal_month)),
+                dimension: dimension as i32,
+                kpi_ids: kpis.clone(),
+                time_zone: args.time_zone.clone().unwrap_or_default(),
+                page_size: 1000,
+                page_token: page_token.clone(),
+            })
+            .await
+            .map_err(|status| status_error("GetBreakdown", status))?
+            .into_inner();
+        period = period.or(response.period);
+        rows.extend(response.rows);
+        if response.next_page_token.is_empty() {
+            break;
+        }
+        page_token = response.next_page_token;
+    }
+    if args.json {
+        let rows: Vec<Value> = rows
+            .iter()
+            .map(|r| json!({ "key": r.key, "label": r.label, "values": r.values.iter().map(value_json).collect::<Vec<_>>() }))
+            .collect();
+        let out = json!({ "scope": scope_text(Some(&args.scope)), "period": period_json(period.as_ref()), "rows": rows });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    // Money needs the currency; breakdown responses do not carry it.
+    let currency = if rows
+        .iter()
+        .flat_map(|r| &r.values)
+        .any(|v| v.unit == crate::proto::v1::Unit::Money as i32)
+    {
+        super::tenant_currency(&mut clients)
+            .await
+            .unwrap_or_default()
+    } else {
+        String::new()
+    };
+    println!(
+        "Scope {}   period {}\n",
+        scope_text(Some(&args.scope)),
+        period_text(period.as_ref())
+    );
+    if rows.is_empty() {
+        println!("no rows");
+        return Ok(());
+    }
+    // Labels add nothing when they repeat the keys (sources, activity types, stages).
+    let show_label = rows.iter().any(|r| !r.label.is_empty() && r.label != r.key);
+    let mut header: Vec<String> = vec!["key".into()];
+    if show_label {
+        header.push("label".into());
+    }
+    header.extend(rows[0].values.iter().map(|v| v.kpi_id.clone()));
+    let table_rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            let mut row = vec![r.key.clone()];
+            if show_label {
+                row.push(r.label.clone());
+            }
+            row.extend(r.values.iter().map(|v| short_value(v, &currency)));
+            row
+        })
+        .collect();
+    let header_refs: Vec<&str> = header.iter().map(String::as_str).collect();
+    let mut align = vec![Align::Left; if show_label { 2 } else { 1 }];
+    align.resize(header.len(), Align::Right);
+    print!("{}", format::table(&header_refs, &align, &table_rows));
+    Ok(())
+}
+
+/// Runs `salesmetrics catalog`.
+pub async fn catalog(args: CatalogArgs) -> anyhow::Result<()> {
+    let mut clients = args.connect.connect().await?;
+    let kpis = clients
+        .kpi
+        .list_kpis(ListKpisRequest {})
+        .await
+        .map_err(|status| status_error("ListKpis", status))?
+        .into_inner()
+        .kpis;
+    let short = |name: &str, prefix: &str| name.trim_start_matches(prefix).to_ascii_lowercase();
+    if args.json {
+        let out: Vec<Value> = kpis
+            .iter()
+            .map(|k| {
+                json!({
+                    "id": k.id,
+                    "name": k.name,
+                    "category": crate::proto::v1::KpiCategory::try_from(k.category).map(|c| short(c.as_str_name(), "KPI_CATEGORY_")).unwrap_or_default(),
+                    "unit": unit_name(k.unit),
+                    "formula": k.formula,
+                    "direction": crate::proto::v1::Direction::try_from(k.direction).map(|d| short(d.as_str_name(), "DIRECTION_")).unwrap_or_default(),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = kpis
+        .iter()
+        .map(|k| {
+            let direction = match crate::proto::v1::Direction::try_from(k.direction) {
+                Ok(crate::proto::v1::Direction::HigherIsBetter) => "↑",
+                Ok(crate::proto::v1::Direction::LowerIsBetter) => "↓",
+                _ => "",
+            };
+            vec![
+                k.id.clone(),
+                k.name.clone(),
+                unit_name(k.unit),
+                direction.to_string(),
+                k.formula.clone(),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        format::table(
+            &["id", "name", "unit", "good", "formula"],
+            &[Align::Left; 5],
+            &rows
+        )
+    );
+    Ok(())
+}

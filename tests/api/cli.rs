@@ -1,0 +1,373 @@
+//! The `salesmetrics` binary's client commands, run as a user would run them
+//! against a real server: import with a reject file, export round trip, KPIs
+//! as JSON checked against hand-computed numbers, the catalog and the demo.
+
+use std::path::Path;
+use std::process::Output;
+
+use chrono::Datelike;
+use salesmetrics::proto::v1::{CalendarPeriod, Date, GetKpisRequest, Granularity, Period, period};
+use serde_json::Value;
+
+use super::harness::TestServer;
+
+/// Runs the binary with `SALESMETRICS_SERVER` pointing at `server`, off the
+/// async runtime so the in-process server keeps answering.
+async fn cli(server: &TestServer, args: &[&str]) -> Output {
+    let url = format!("http://{}", server.addr);
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_salesmetrics"))
+            .args(&args)
+            .env("SALESMETRICS_SERVER", url)
+            .env_remove("SALESMETRICS_API_KEY")
+            .output()
+            .expect("run the salesmetrics binary")
+    })
+    .await
+    .expect("join the CLI run")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Runs the binary and expects success.
+async fn cli_ok(server: &TestServer, args: &[&str]) -> String {
+    let output = cli(server, args).await;
+    assert!(
+        output.status.success(),
+        "salesmetrics {args:?} failed: {}",
+        stderr(&output)
+    );
+    stdout(&output)
+}
+
+fn path_str(path: &Path) -> &str {
+    path.to_str().expect("UTF-8 temp path")
+}
+
+/// The KPI values of a `kpis --json` output, by id.
+fn values(json: &str) -> std::collections::HashMap<String, Value> {
+    let bundle: Value = serde_json::from_str(json).expect("kpis --json prints JSON");
+    bundle["values"]
+        .as_array()
+        .expect("values array")
+        .iter()
+        .map(|v| (v["id"].as_str().expect("id").to_string(), v.clone()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_rejects_a_bad_row_stores_the_rest_and_kpis_match_by_hand() {
+    let server = TestServer::sqlite().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let orders = dir.path().join("orders.csv");
+    std::fs::write(
+        &orders,
+        "id,amount,ordered_at,kind,customer_id,rep_id\n\
+         o1,1250.50,2025-03-10T14:30:00Z,new,c1,r1\n\
+         o2,12.345,2025-03-11,new,c1,r1\n\
+         o3,99.5,2025-03-31T23:59:59Z,UPSELL,c2,r2\n\
+         o4,2000,2025-04-01,ORDER_KIND_RENEWAL,c2,r2\n",
+    )
+    .expect("write orders.csv");
+
+    let output = cli(&server, &["import", path_str(&orders), "--type", "orders"]).await;
+    assert!(
+        !output.status.success(),
+        "a rejected row makes the exit code non-zero"
+    );
+    assert!(
+        stderr(&output).contains("3 accepted"),
+        "summary: {}",
+        stderr(&output)
+    );
+    let rejects =
+        std::fs::read_to_string(dir.path().join("orders.csv.rejects.csv")).expect("reject file");
+    let lines: Vec<&str> = rejects.lines().collect();
+    assert_eq!(
+        lines[0],
+        "line,reason,id,amount,ordered_at,kind,customer_id,rep_id"
+    );
+    assert_eq!(lines.len(), 2, "one rejected row: {rejects}");
+    assert!(
+        lines[1].starts_with("3,"),
+        "line number of o2: {}",
+        lines[1]
+    );
+    assert!(
+        lines[1].contains("3 decimals") && lines[1].contains("o2,12.345"),
+        "{}",
+        lines[1]
+    );
+
+    let export = cli_ok(&server, &["export", "--type", "orders"]).await;
+    assert_eq!(
+        export,
+        "id,amount,currency,ordered_at,kind,customer_id,rep_id,deal_id,version\n\
+         o1,1250.50,USD,2025-03-10T14:30:00Z,new,c1,r1,,\n\
+         o3,99.50,USD,2025-03-31T23:59:59Z,upsell,c2,r2,,\n\
+         o4,2000.00,USD,2025-04-01T00:00:00Z,renewal,c2,r2,,\n"
+    );
+
+    // March (UTC): o1 and o3; o4 is at April 1 00:00, outside.
+    let json = cli_ok(
+        &server,
+        &[
+            "kpis",
+            "--period",
+            "2025-03",
+            "--kpi",
+            "revenue,orders,average_order_value,upsell_cross_sell_rate",
+            "--json",
+        ],
+    )
+    .await;
+    let v = values(&json);
+    assert_eq!(v["revenue"]["exact_value"], 125_050 + 9_950);
+    assert_eq!(v["revenue"]["unit"], "money");
+    assert_eq!(v["orders"]["exact_value"], 2);
+    let aov = v["average_order_value"]["value"].as_f64().expect("aov");
+    assert!((aov - 135_000.0 / 2.0).abs() < 1e-6, "{aov}");
+    // c1 bought only NEW, c2 an UPSELL: 1 of 2 customers.
+    assert_eq!(v["upsell_cross_sell_rate"]["value"], 0.5);
+
+    // Rep scope and a custom range that takes in April 1.
+    let json = cli_ok(
+        &server,
+        &[
+            "kpis",
+            "--scope",
+            "rep:r2",
+            "--period",
+            "2025-03-15..2025-04-02",
+            "--kpi",
+            "revenue",
+            "--json",
+        ],
+    )
+    .await;
+    assert_eq!(values(&json)["revenue"]["exact_value"], 9_950 + 200_000);
+
+    // The table shows money in major units.
+    let table = cli_ok(
+        &server,
+        &["kpis", "--period", "2025-03", "--kpi", "revenue,orders"],
+    )
+    .await;
+    assert!(table.contains("1,350.00 USD"), "{table}");
+    // April (o4, 2000.00) against March (1350.00): +48.1 %.
+    let compared = cli_ok(
+        &server,
+        &[
+            "kpis",
+            "--period",
+            "2025-04",
+            "--compare",
+            "previous",
+            "--kpi",
+            "revenue",
+        ],
+    )
+    .await;
+    assert!(
+        compared.contains("2,000.00 USD") && compared.contains("1,350.00 USD"),
+        "{compared}"
+    );
+    assert!(compared.contains("▲ 48.1%"), "{compared}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_then_import_round_trips_every_sample_file() {
+    let server = TestServer::sqlite().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/data");
+    for (kind, file) in [
+        ("teams", "teams.csv"),
+        ("reps", "reps.csv"),
+        ("memberships", "memberships.csv"),
+        ("customers", "customers.csv"),
+        ("leads", "leads.csv"),
+        ("deals", "deals.csv"),
+        ("stage-changes", "stage-changes.csv"),
+        ("orders", "orders.csv"),
+        ("subscriptions", "subscriptions.csv"),
+        ("activities", "activities.csv"),
+        ("inquiries", "inquiries.csv"),
+        ("csat", "csat.csv"),
+        ("targets", "targets.csv"),
+        ("spend", "spend.csv"),
+    ] {
+        let sample = samples.join(file);
+        cli_ok(&server, &["import", path_str(&sample), "--type", kind]).await;
+        let first = cli_ok(&server, &["export", "--type", kind]).await;
+        let sample_rows = std::fs::read_to_string(&sample)
+            .expect("sample")
+            .lines()
+            .count();
+        assert_eq!(
+            first.lines().count(),
+            sample_rows,
+            "{kind}: every sample row is stored\n{first}"
+        );
+
+        // Import the export again (as CSV and as NDJSON): nothing changes.
+        let csv = dir.path().join(format!("{kind}.csv"));
+        std::fs::write(&csv, &first).expect("write export");
+        cli_ok(&server, &["import", path_str(&csv), "--type", kind]).await;
+        assert_eq!(
+            cli_ok(&server, &["export", "--type", kind]).await,
+            first,
+            "{kind} CSV round trip"
+        );
+
+        let ndjson = dir.path().join(format!("{kind}.ndjson"));
+        cli_ok(
+            &server,
+            &["export", "--type", kind, "--output", path_str(&ndjson)],
+        )
+        .await;
+        cli_ok(&server, &["import", path_str(&ndjson), "--type", kind]).await;
+        assert_eq!(
+            cli_ok(&server, &["export", "--type", kind]).await,
+            first,
+            "{kind} NDJSON round trip"
+        );
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catalog_lists_the_kpis() {
+    let server = TestServer::sqlite().await;
+    let json: Value =
+        serde_json::from_str(&cli_ok(&server, &["catalog", "--json"]).await).expect("JSON");
+    let kpis = json.as_array().expect("array");
+    let revenue = kpis
+        .iter()
+        .find(|k| k["id"] == "revenue")
+        .expect("revenue in the catalog");
+    assert_eq!(revenue["unit"], "money");
+    assert_eq!(revenue["direction"], "higher_is_better");
+    assert!(
+        kpis.iter()
+            .any(|k| k["id"] == "win_rate" && k["unit"] == "ratio")
+    );
+    let table = cli_ok(&server, &["catalog"]).await;
+    assert!(table.lines().any(|l| l.starts_with("win_rate ")), "{table}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_loads_data_with_revenue_last_month() {
+    let server = TestServer::sqlite().await;
+    let shown = cli_ok(&server, &["demo"]).await;
+    assert!(shown.contains("revenue"), "{shown}");
+    let today = chrono::Utc::now().date_naive();
+    let last_month = chrono::Months::new(1);
+    let month = today
+        .checked_sub_months(last_month)
+        .expect("last month")
+        .format("%Y-%m")
+        .to_string();
+    let json = cli_ok(
+        &server,
+        &[
+            "kpis",
+            "--period",
+            &month,
+            "--kpi",
+            "revenue,orders,win_rate",
+            "--json",
+        ],
+    )
+    .await;
+    let v = values(&json);
+    assert!(
+        v["revenue"]["exact_value"].as_i64().expect("revenue") > 0,
+        "{json}"
+    );
+    assert!(
+        v["orders"]["exact_value"].as_i64().expect("orders") > 0,
+        "{json}"
+    );
+    // The CLI shows what the API computes.
+    let first_day =
+        chrono::NaiveDate::parse_from_str(&format!("{month}-01"), "%Y-%m-%d").expect("month");
+    let bundle = server
+        .kpi()
+        .await
+        .get_kpis(GetKpisRequest {
+            period: Some(Period {
+                period: Some(period::Period::Calendar(CalendarPeriod {
+                    granularity: Granularity::Month as i32,
+                    date: Some(Date {
+                        year: first_day.year(),
+                        month: first_day.month() as i32,
+                        day: 1,
+                    }),
+                })),
+            }),
+            kpi_ids: vec!["revenue".into()],
+            ..Default::default()
+        })
+        .await
+        .expect("GetKpis")
+        .into_inner()
+        .bundle
+        .expect("bundle");
+    assert_eq!(
+        v["revenue"]["exact_value"],
+        bundle.values[0].exact_value.expect("exact revenue")
+    );
+    // Running it again replaces the same records.
+    cli_ok(&server, &["demo"]).await;
+    assert_eq!(
+        values(
+            &cli_ok(
+                &server,
+                &[
+                    "kpis",
+                    "--period",
+                    &month,
+                    "--kpi",
+                    "revenue,orders,win_rate",
+                    "--json"
+                ]
+            )
+            .await
+        ),
+        v
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_periods_and_unknown_columns_are_clear_errors() {
+    let server = TestServer::sqlite().await;
+    let output = cli(&server, &["kpis", "--period", "2025-13"]).await;
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("invalid month"),
+        "{}",
+        stderr(&output)
+    );
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("o.csv");
+    std::fs::write(&file, "id,amount,ordered_at,colour\no1,1,2025-03-01,red\n").expect("write");
+    let output = cli(&server, &["import", path_str(&file), "--type", "orders"]).await;
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("unknown column \"colour\""),
+        "{}",
+        stderr(&output)
+    );
+    server.stop().await;
+}
