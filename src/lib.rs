@@ -15,9 +15,12 @@
 //!   and limits every call.
 //! * [`server`], [`config`] — settings, wiring of the gRPC services, health,
 //!   reflection and graceful shutdown.
+//! * [`bench`] — `salesmetrics bench`, the benchmark harness (a client that
+//!   starts the server as a child process).
 
 pub mod api;
 pub mod auth;
+pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod config;

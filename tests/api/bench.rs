@@ -1,0 +1,165 @@
+//! Smoke test of the benchmark harness (`salesmetrics bench`): its steps run
+//! in-process at a tiny scale against a real server. It checks that the
+//! generator is deterministic and makes what it plans, that the service
+//! accepts every generated record, and that the report has every row. It
+//! never asserts timings.
+
+use std::time::Duration;
+
+use salesmetrics::bench::generate::{self, TEAMS};
+use salesmetrics::bench::queries::{QueryLimits, get_kpis_request};
+use salesmetrics::bench::{BaselineTarget, ServerUnderTest, StepOptions, run_steps};
+use salesmetrics::proto::v1::record::Record as Kind;
+use salesmetrics::proto::v1::{Granularity, ScopeKind};
+
+use super::harness::TestServer;
+
+/// Small enough for a debug build to stay well under a minute.
+const RECORDS: u64 = 2_000;
+const SEED: u64 = 20_251_231;
+/// June 2025 in UTC (the month the query rows ask about), Unix seconds.
+const JUNE_2025_START: i64 = 1_748_736_000;
+const JULY_2025_START: i64 = 1_751_328_000;
+
+#[test]
+fn the_generator_is_deterministic_and_makes_what_it_plans() {
+    let first = generate::generate(RECORDS, SEED);
+    let second = generate::generate(RECORDS, SEED);
+    assert_eq!(first, second, "same seed, same records");
+    assert_ne!(
+        first.records,
+        generate::generate(RECORDS, SEED + 1).records,
+        "another seed, other records"
+    );
+
+    let counts = first.counts();
+    let planned = first.planned;
+    let expected = [
+        ("activity", planned.activities),
+        ("order", planned.orders),
+        ("lead", planned.leads),
+        ("deal", planned.deals),
+        ("deal_stage_change", planned.deal_stage_changes),
+        ("customer", planned.customers),
+        ("subscription_change", planned.subscription_changes),
+        ("inquiry", planned.inquiries),
+        ("csat_response", planned.csat_responses),
+        ("rep", planned.reps),
+        ("team", TEAMS),
+    ];
+    for (kind, count) in expected {
+        assert_eq!(counts.get(kind), Some(&count), "{kind}");
+    }
+    // Per million: 400k activities, 150k orders... so at 2 000 records:
+    assert_eq!(planned.activities, 800);
+    assert_eq!(planned.orders, 300);
+    assert_eq!(planned.deal_stage_changes, 300);
+    assert_eq!(planned.customers, 60);
+    // Reps change teams: more memberships than reps.
+    assert!(counts["team_membership"] > planned.reps);
+    assert!(counts["target"] > 0 && counts["spend"] > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_harness_ingests_everything_and_reports_every_row() {
+    let server = TestServer::sqlite().await;
+    let scratch = tempfile::tempdir().expect("temporary directory");
+    let generated = generate::generate(RECORDS, SEED);
+    let total = generated.records.len();
+    let june_2025_orders = generated
+        .records
+        .iter()
+        .filter_map(|r| match &r.record {
+            Some(Kind::Order(order)) => order.ordered_at.as_ref().map(|t| t.seconds),
+            _ => None,
+        })
+        .filter(|t| (JUNE_2025_START..JULY_2025_START).contains(t))
+        .count() as i64;
+    let under_test = ServerUnderTest {
+        endpoint: format!("http://{}", server.addr),
+        database_url: server.database_url.clone(),
+        backend: server.backend.to_string(),
+        pid: None,
+    };
+    let options = StepOptions {
+        scale: RECORDS,
+        seed: SEED,
+        baseline: BaselineTarget::SqliteFile(scratch.path().join("baseline.db")),
+        batch_size: 1_000,
+        ingest_time_limit: Duration::from_secs(120),
+        limits: QueryLimits {
+            requests: 5,
+            seconds_per_row: 30.0,
+            clients: 4,
+            throughput_seconds: 0.5,
+        },
+    };
+    let report = run_steps(&under_test, generated, options)
+        .await
+        .expect("the harness runs");
+
+    let ingest = report.ingest.as_ref().expect("an ingest section");
+    assert!(ingest.service.complete);
+    assert_eq!(ingest.service.records_sent, total);
+    assert_eq!(
+        (ingest.service.accepted as usize, ingest.service.rejected),
+        (total, 0),
+        "every generated record is valid: {:?}",
+        ingest.service.first_rejection
+    );
+    assert_eq!(ingest.baseline.as_ref().map(|b| b.rows), Some(total));
+
+    let names = report.row_names();
+    let mut expected = vec![
+        "ingest".to_string(),
+        "ListKpis (transport floor)".to_string(),
+    ];
+    for scope in ["COMPANY", "TEAM", "REP"] {
+        for granularity in ["MONTH", "QUARTER", "YEAR"] {
+            expected.push(format!("GetKpis {scope} {granularity}"));
+        }
+    }
+    expected.push("GetKpiSeries COMPANY 12 MONTHS".into());
+    expected.push("GetBreakdown COMPANY by REP MONTH".into());
+    expected.push("throughput GetKpis COMPANY MONTH, all KPIs".into());
+    expected.push("raw SQL COMPANY MONTH (5 figures)".into());
+    assert_eq!(names, expected);
+    for row in &report.latency {
+        assert_eq!(row.errors, 0, "{}: {:?}", row.name, row.first_error);
+        assert_eq!(row.requests, 5, "{}", row.name);
+        assert!(row.p50_ms.is_some() && row.p99_ms.is_some(), "{}", row.name);
+    }
+    let throughput = report.throughput.as_ref().expect("a throughput row");
+    assert_eq!(throughput.errors, 0);
+    assert!(throughput.requests > 0);
+    let raw = report.raw_sql.as_ref().expect("a raw-SQL row");
+    assert_eq!(
+        raw.service.as_ref(),
+        Some(&raw.raw_sql),
+        "GetKpis and raw SQL agree on COMPANY MONTH"
+    );
+    assert!(raw.raw_sql.orders > 0, "June 2025 has orders");
+    assert_eq!(raw.raw_sql.orders, june_2025_orders);
+
+    // The request the latency rows time, through the suite's own client.
+    let bundle = server
+        .kpi()
+        .await
+        .get_kpis(get_kpis_request(ScopeKind::Company, "", Granularity::Month))
+        .await
+        .expect("GetKpis")
+        .into_inner()
+        .bundle
+        .expect("a bundle");
+    let orders = bundle.values.iter().find(|v| v.kpi_id == "orders");
+    assert_eq!(orders.and_then(|v| v.exact_value), Some(june_2025_orders));
+
+    let markdown = report.to_markdown();
+    for name in &expected[1..] {
+        assert!(markdown.contains(name.as_str()), "{name} in the Markdown");
+    }
+    let json = serde_json::to_value(&report).expect("the report serialises");
+    assert_eq!(json["backend"], "sqlite");
+    assert_eq!(json["latency"].as_array().map(Vec::len), Some(12));
+    server.stop().await;
+}
