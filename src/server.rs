@@ -64,7 +64,11 @@ pub async fn serve(
     } else if !listen.ip().is_loopback() {
         tracing::warn!(%listen, "serving plaintext on a non-loopback address; use --tls-cert/--tls-key or a TLS-terminating proxy");
     }
+    // gRPC-Web (HTTP/1.1) for browser dashboards: the outermost layer turns
+    // grpc-web calls into gRPC before authentication and limits see them.
     let router = builder
+        .accept_http1(true)
+        .layer(tonic_web::GrpcWebLayer::new())
         .layer(crate::auth::AuthLayer::new(store.clone(), auth))
         .add_service(health_service)
         .add_service(reflection_v1)

@@ -4,6 +4,7 @@
 mod bench;
 mod cli;
 mod db;
+mod grpc_web;
 mod harness;
 mod ingest;
 mod kpi;
