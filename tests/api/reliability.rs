@@ -205,27 +205,42 @@ async fn sigterm_during_a_stream_loses_no_acknowledged_batch() {
     assert_all_or_nothing(&counts, &acked, "SIGTERM");
 }
 
-/// SIGKILL at a pseudo-random point of a stream, 20 times on one database:
-/// after each restart every acknowledged batch is there in full and no batch
-/// is there in part.
+/// SIGKILL at a pseudo-random point of a stream, 20 times on one database,
+/// on SQLite and (when `TEST_DATABASE_URL` is set) on PostgreSQL: after each
+/// restart every acknowledged batch is there in full and no batch is there
+/// in part, and at the end the KPIs equal those of the stored batches.
 #[tokio::test]
 async fn sigkill_while_streaming_keeps_batches_atomic() {
     const RUNS: usize = 20;
     let (_dir, url) = db::fresh_sqlite().await;
+    sigkill_runs("sqlite", &url, RUNS).await;
+    if let Some(url) = db::fresh_postgres().await {
+        sigkill_runs("postgres", &url, RUNS).await;
+        // Already dropped by the server's stop; again in case that changes.
+        db::drop_postgres(&url).await;
+    }
+}
+
+/// `runs` SIGKILLs of the binary on database `url` while it streams, then
+/// the KPIs of what is stored, checked against the test's own sums.
+async fn sigkill_runs(backend: &'static str, url: &str, runs: usize) {
     // xorshift seeded from the clock: varied points, printed for reproduction.
     let mut seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
         .as_nanos() as u64
         | 1;
-    println!("sigkill seed {seed}");
-    for run in 0..RUNS {
+    println!("{backend}: sigkill seed {seed}");
+    // Batches found fully stored after each run (a superset of those
+    // acknowledged: a batch may commit after its ack was lost with the kill).
+    let mut stored_batches = 0usize;
+    for run in 0..runs {
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
         let stop_after = 1 + (seed % 8) as usize;
         let port = free_port();
-        let child = std::sync::Arc::new(std::sync::Mutex::new(spawn(&url, port)));
+        let child = std::sync::Arc::new(std::sync::Mutex::new(spawn(url, port)));
         let channel = connect(port).await;
         let killer = child.clone();
         let (acked, _sent) = stream_until_stopped(channel, run, stop_after, move || {
@@ -233,10 +248,79 @@ async fn sigkill_while_streaming_keeps_batches_atomic() {
         })
         .await;
         let _ = child.lock().expect("child").wait();
-        assert!(acked.len() >= stop_after, "run {run}: {acked:?}");
-        let counts = stored_per_batch(&url, run).await;
-        assert_all_or_nothing(&counts, &acked, &format!("SIGKILL run {run}"));
+        assert!(acked.len() >= stop_after, "{backend} run {run}: {acked:?}");
+        let counts = stored_per_batch(url, run).await;
+        assert_all_or_nothing(&counts, &acked, &format!("{backend} SIGKILL run {run}"));
+        stored_batches += counts.len();
     }
+
+    // Expected KPIs from the stored batches (every acknowledged batch is
+    // among them, asserted above): each batch holds BATCH "new" orders of
+    // 100 minor units, all ordered on 2024-03-01, so over March 2024
+    // orders = stored batches × BATCH and revenue = that × 100.
+    let expected_orders = (stored_batches * BATCH) as i64;
+    let expected_revenue = expected_orders * 100;
+    let server = super::harness::TestServer::start(
+        backend,
+        url.to_string(),
+        salesmetrics::config::ServeConfig::for_database(""),
+        None,
+    )
+    .await;
+    let bundle = server
+        .kpi()
+        .await
+        .get_kpis(pb::GetKpisRequest {
+            scope: None,
+            period: Some(march_2024()),
+            kpi_ids: vec!["orders".into(), "revenue".into()],
+            comparison: 0,
+            time_zone: String::new(),
+        })
+        .await
+        .expect("GetKpis after the last restart")
+        .into_inner()
+        .bundle
+        .expect("bundle");
+    assert_eq!(
+        exact(&bundle, "orders"),
+        Some(expected_orders),
+        "{backend}: orders of {stored_batches} stored batches"
+    );
+    assert_eq!(
+        exact(&bundle, "revenue"),
+        Some(expected_revenue),
+        "{backend}: revenue of {stored_batches} stored batches"
+    );
+    // Stops the in-process server (and drops a PostgreSQL database).
+    server.stop().await;
+}
+
+/// March 2024 (the records are ordered on 2024-03-01) as a custom period.
+fn march_2024() -> pb::Period {
+    let date = |month, day| {
+        Some(pb::Date {
+            year: 2024,
+            month,
+            day,
+        })
+    };
+    pb::Period {
+        period: Some(pb::period::Period::Custom(pb::DateRange {
+            start_date: date(3, 1),
+            end_date: date(4, 1),
+        })),
+    }
+}
+
+/// The exact value of KPI `id` in `bundle`.
+fn exact(bundle: &pb::KpiBundle, id: &str) -> Option<i64> {
+    bundle
+        .values
+        .iter()
+        .find(|v| v.kpi_id == id)
+        .unwrap_or_else(|| panic!("{id} missing from {bundle:?}"))
+        .exact_value
 }
 
 /// A TCP proxy in front of PostgreSQL that the test can cut and restore,
