@@ -476,3 +476,202 @@ async fn a_postgres_outage_is_unavailable_and_recovers() {
     }
     server.stop().await;
 }
+
+/// Ids written by every replica writer.
+const REPLICA_IDS: usize = 50;
+/// Writers per replica (two replicas: 8 in all).
+const WRITERS_PER_REPLICA: usize = 4;
+/// Rounds each writer makes over all the ids.
+const ROUNDS: i64 = 5;
+
+/// Writer `w`'s write of order `i` in `round`. Versions are distinct per id
+/// and chosen so the winner is known: version is round × 8 plus
+/// ((w + i) mod 8) plus 1, so for every id the winner is the last round's
+/// write of the writer with (w + i) mod 8 = 7, at version ROUNDS × 8. The
+/// amount encodes the version and id, so a lost or stale write would show.
+fn replica_order(w: usize, i: usize, round: i64) -> pb::Record {
+    let version = round * 8 + ((w + i) % 8) as i64 + 1;
+    pb::Record {
+        record: Some(R::Order(pb::Order {
+            id: format!("rep_o{i:02}"),
+            version: Some(version),
+            amount: Some(pb::Money {
+                currency_code: "USD".into(),
+                minor_units: 1_000 * version + i as i64,
+            }),
+            ordered_at: Some(Timestamp {
+                seconds: 1_709_251_200,
+                nanos: 0,
+            }),
+            kind: pb::OrderKind::New as i32,
+            customer_id: format!("c{w}"),
+            rep_id: format!("r{w}"),
+            deal_id: String::new(),
+        })),
+    }
+}
+
+/// The winning write of order `i` (see [`replica_order`]).
+fn replica_winner(i: usize) -> pb::Record {
+    let w = (7 + 8 - i % 8) % 8;
+    replica_order(w, i, ROUNDS - 1)
+}
+
+/// Every order, through ExportRecords, in id order.
+async fn export_orders(server: &super::harness::TestServer) -> Vec<pb::Record> {
+    let mut stream = server
+        .ingest()
+        .await
+        .export_records(pb::ExportRecordsRequest {
+            record_type: pb::RecordType::Order as i32,
+        })
+        .await
+        .expect("export")
+        .into_inner();
+    let mut records = Vec::new();
+    while let Some(page) = stream.message().await.expect("export page") {
+        records.extend(page.records);
+    }
+    records
+}
+
+/// GetKpis orders and revenue for the COMPANY over March 2024.
+fn replica_kpis_request() -> pb::GetKpisRequest {
+    pb::GetKpisRequest {
+        scope: None,
+        period: Some(march_2024()),
+        kpi_ids: vec!["orders".into(), "revenue".into()],
+        comparison: 0,
+        time_zone: String::new(),
+    }
+}
+
+/// Two replicas on one PostgreSQL database, 8 concurrent writers (4 per
+/// replica) upserting the same 50 ids with versions, 2 readers calling
+/// GetKpis meanwhile: no call fails, both replicas export the same records,
+/// each id holds its winning version, and the KPIs equal those of a serial
+/// load of the winners into a fresh SQLite server.
+#[tokio::test]
+async fn two_replicas_on_one_postgres_converge_on_the_winning_versions() {
+    use super::harness::TestServer;
+    use salesmetrics::config::ServeConfig;
+
+    let Some(url) = db::fresh_postgres().await else {
+        return;
+    };
+    let replicas = [
+        TestServer::start("postgres", url.clone(), ServeConfig::for_database(""), None).await,
+        TestServer::start("postgres", url.clone(), ServeConfig::for_database(""), None).await,
+    ];
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for w in 0..2 * WRITERS_PER_REPLICA {
+        let mut ingest = replicas[w / WRITERS_PER_REPLICA].ingest().await;
+        writers.push(tokio::spawn(async move {
+            for round in 0..ROUNDS {
+                let records = (0..REPLICA_IDS)
+                    .map(|i| replica_order(w, i, round))
+                    .collect();
+                ingest
+                    .ingest_batch(pb::IngestBatchRequest {
+                        records,
+                        all_or_nothing: false,
+                    })
+                    .await
+                    .unwrap_or_else(|e| panic!("writer {w} round {round}: {e:?}"));
+            }
+        }));
+    }
+    let mut readers = Vec::new();
+    for (r, replica) in replicas.iter().enumerate() {
+        let mut kpi = replica.kpi().await;
+        let done = done.clone();
+        readers.push(tokio::spawn(async move {
+            let mut calls = 0usize;
+            while !done.load(std::sync::atomic::Ordering::SeqCst) || calls == 0 {
+                kpi.get_kpis(replica_kpis_request())
+                    .await
+                    .unwrap_or_else(|e| panic!("reader {r} call {calls}: {e:?}"));
+                calls += 1;
+            }
+            calls
+        }));
+    }
+    for writer in writers {
+        writer.await.expect("writer");
+    }
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    for reader in readers {
+        assert!(reader.await.expect("reader") > 0);
+    }
+
+    // Expected: each id at its winning version, in id order.
+    let winners: Vec<pb::Record> = (0..REPLICA_IDS).map(replica_winner).collect();
+    let first = export_orders(&replicas[0]).await;
+    let second = export_orders(&replicas[1]).await;
+    assert_eq!(first, second, "both replicas export the same records");
+    assert_eq!(first.len(), REPLICA_IDS);
+    for (got, want) in first.iter().zip(&winners) {
+        let (Some(R::Order(got)), Some(R::Order(want))) = (&got.record, &want.record) else {
+            panic!("not an order: {got:?}");
+        };
+        assert_eq!(got.id, want.id);
+        assert_eq!(got.version, want.version, "{}: winning version", want.id);
+        assert_eq!(got.amount, want.amount, "{}: winning amount", want.id);
+        assert_eq!(
+            got.customer_id, want.customer_id,
+            "{}: winning writer",
+            want.id
+        );
+    }
+
+    // orders = 50; revenue = Σ over ids of the winner's 1000 × version + i,
+    // with version (ROUNDS − 1) × 8 + 8 for every id.
+    let expected_revenue: i64 = (0..REPLICA_IDS)
+        .map(|i| 1_000 * ((ROUNDS - 1) * 8 + 8) + i as i64)
+        .sum();
+    let mut bundles = Vec::new();
+    for replica in &replicas {
+        let bundle = replica
+            .kpi()
+            .await
+            .get_kpis(replica_kpis_request())
+            .await
+            .expect("GetKpis")
+            .into_inner()
+            .bundle
+            .expect("bundle");
+        assert_eq!(exact(&bundle, "orders"), Some(REPLICA_IDS as i64));
+        assert_eq!(exact(&bundle, "revenue"), Some(expected_revenue));
+        bundles.push(bundle);
+    }
+
+    // A serial load of the winners into SQLite gives the same answers.
+    let serial = TestServer::sqlite().await;
+    serial
+        .ingest()
+        .await
+        .ingest_batch(pb::IngestBatchRequest {
+            records: winners,
+            all_or_nothing: true,
+        })
+        .await
+        .expect("serial load");
+    let serial_bundle = serial
+        .kpi()
+        .await
+        .get_kpis(replica_kpis_request())
+        .await
+        .expect("GetKpis")
+        .into_inner()
+        .bundle
+        .expect("bundle");
+    assert_eq!(export_orders(&serial).await, first, "serial export");
+    for bundle in &bundles {
+        assert_eq!(bundle.values, serial_bundle.values, "KPIs of a serial load");
+    }
+    serial.stop().await;
+    let [a, b] = replicas;
+    a.stop().await;
+    b.stop().await;
+}
