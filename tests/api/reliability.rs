@@ -3,7 +3,11 @@
 //! stop, every acknowledged batch is fully stored and no batch is stored in
 //! part: a batch commits atomically and is acknowledged only after commit),
 //! and a PostgreSQL outage simulated by cutting a TCP proxy the test owns
-//! (the shared PostgreSQL server is never disturbed).
+//! (the shared PostgreSQL server is never disturbed). The SIGKILL runs are
+//! made on SQLite and PostgreSQL and end with KPIs checked against the
+//! stored batches; two replicas on one PostgreSQL database converge on the
+//! winning versions of concurrent writes; an overloaded binary sheds calls
+//! with RESOURCE_EXHAUSTED and stays healthy with bounded memory.
 
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
@@ -29,8 +33,13 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// Starts `salesmetrics serve` on `port` with the SQLite database `url`.
+/// Starts `salesmetrics serve` on `port` with the database `url`.
 fn spawn(url: &str, port: u16) -> Child {
+    spawn_with(url, port, &[])
+}
+
+/// [`spawn`] with extra `serve` arguments.
+fn spawn_with(url: &str, port: u16, extra: &[&str]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_salesmetrics"))
         .args([
             "serve",
@@ -41,6 +50,7 @@ fn spawn(url: &str, port: u16) -> Child {
             "--shutdown-grace-seconds",
             "5",
         ])
+        .args(extra)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -674,4 +684,107 @@ async fn two_replicas_on_one_postgres_converge_on_the_winning_versions() {
     let [a, b] = replicas;
     a.stop().await;
     b.stop().await;
+}
+
+/// Resident memory of process `pid` in KiB (VmRSS of /proc/<pid>/status).
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+/// Overload: the binary with `--max-concurrent-requests 4` (and no rate
+/// limit, so only the concurrency limit sheds) under 64 clients calling
+/// GetKpis for ~3 s. Calls are either answered or shed with
+/// RESOURCE_EXHAUSTED (no other outcome), some are shed, health is SERVING
+/// afterwards, and resident memory stays bounded.
+#[tokio::test]
+async fn overload_is_shed_with_resource_exhausted() {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+
+    const CLIENTS: usize = 64;
+    let (_dir, url) = db::fresh_sqlite().await;
+    let port = free_port();
+    let mut child = spawn_with(
+        &url,
+        port,
+        &[
+            "--max-concurrent-requests",
+            "4",
+            "--rate-limit-per-second",
+            "0",
+        ],
+    );
+    let channel = connect(port).await;
+    let pid = child.id();
+    let rss_before = rss_kib(pid);
+
+    let until = Instant::now() + Duration::from_secs(3);
+    let mut clients = Vec::new();
+    for _ in 0..CLIENTS {
+        // One connection per client, as separate callers would have.
+        let mut kpi =
+            salesmetrics::proto::v1::kpi_service_client::KpiServiceClient::new(connect(port).await);
+        clients.push(tokio::spawn(async move {
+            let (mut ok, mut shed) = (0usize, 0usize);
+            while Instant::now() < until {
+                match kpi
+                    .get_kpis(pb::GetKpisRequest {
+                        scope: None,
+                        period: Some(march_2024()),
+                        kpi_ids: vec!["orders".into(), "revenue".into()],
+                        comparison: 0,
+                        time_zone: String::new(),
+                    })
+                    .await
+                {
+                    Ok(_) => ok += 1,
+                    Err(status) if status.code() == tonic::Code::ResourceExhausted => shed += 1,
+                    Err(status) => panic!("neither answered nor shed: {status:?}"),
+                }
+            }
+            (ok, shed)
+        }));
+    }
+    let (mut ok, mut shed) = (0usize, 0usize);
+    for client in clients {
+        let (o, s) = client.await.expect("client");
+        ok += o;
+        shed += s;
+    }
+    println!("overload: {ok} answered, {shed} shed");
+    // 64 callers on 4 slots: some must be refused, and the server keeps
+    // answering the rest.
+    assert!(shed > 0, "nothing shed: {ok} answered");
+    assert!(ok > 0, "nothing answered: {shed} shed");
+
+    let status = HealthClient::new(channel)
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .expect("health after the overload")
+        .into_inner()
+        .status;
+    assert_eq!(status, ServingStatus::Serving as i32);
+
+    // The bound: the idle debug binary measured ~20 MiB resident, ~25 MiB
+    // after this load (64 HTTP/2 connections, at most 4 calls in flight on
+    // an empty database). 512 MiB is ~20× that, so allocator, build or
+    // machine noise stays far below it and only a leak or unbounded queueing
+    // of the shed calls would reach it.
+    let rss_after = rss_kib(pid);
+    println!("overload: VmRSS {rss_before} KiB before, {rss_after} KiB after");
+    assert!(
+        rss_after < 512 * 1024,
+        "VmRSS {rss_after} KiB after the overload"
+    );
+
+    child.kill().expect("stop the child");
+    let _ = child.wait();
 }
