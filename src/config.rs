@@ -66,6 +66,16 @@ pub struct ServeConfig {
     #[arg(long, env = "SALESMETRICS_MAX_MESSAGE_BYTES", default_value_t = 16 * 1024 * 1024)]
     pub max_message_bytes: usize,
 
+    /// Largest page of `GetBreakdown` rows; larger `page_size` requests are
+    /// clamped to it.
+    #[arg(long, env = "SALESMETRICS_MAX_PAGE_SIZE", default_value_t = 1000)]
+    pub max_page_size: usize,
+
+    /// Tenants whose records and indexes are kept in memory between KPI
+    /// queries (least recently used dropped first). 0: load per query.
+    #[arg(long, env = "SALESMETRICS_KPI_CACHE_TENANTS", default_value_t = 16)]
+    pub kpi_cache_tenants: usize,
+
     /// Batches of one ingest stream that may be in flight (processed or
     /// awaiting acknowledgement) at once.
     #[arg(long, env = "SALESMETRICS_MAX_IN_FLIGHT_BATCHES", default_value_t = 4)]
@@ -174,6 +184,8 @@ impl ServeConfig {
             log_format: LogFormat::Text,
             max_batch_size: 10_000,
             max_message_bytes: 16 * 1024 * 1024,
+            max_page_size: 1000,
+            kpi_cache_tenants: 16,
             max_in_flight_batches: 4,
             shutdown_grace_seconds: 10,
             auth: AuthMode::Off,
@@ -243,6 +255,9 @@ impl ServeConfig {
         if self.default_timeout_seconds > self.max_timeout_seconds {
             anyhow::bail!("--default-timeout-seconds exceeds --max-timeout-seconds");
         }
+        if self.max_page_size == 0 || self.max_batch_size == 0 {
+            anyhow::bail!("--max-page-size and --max-batch-size must be at least 1");
+        }
         Ok(AuthSettings {
             require_api_key: self.auth == AuthMode::On,
             admin_token,
@@ -267,6 +282,8 @@ impl fmt::Debug for ServeConfig {
             .field("log_format", &self.log_format)
             .field("max_batch_size", &self.max_batch_size)
             .field("max_message_bytes", &self.max_message_bytes)
+            .field("max_page_size", &self.max_page_size)
+            .field("kpi_cache_tenants", &self.kpi_cache_tenants)
             .field("max_in_flight_batches", &self.max_in_flight_batches)
             .field("shutdown_grace_seconds", &self.shutdown_grace_seconds)
             .field("auth", &self.auth)

@@ -57,6 +57,51 @@ impl Error {
     }
 }
 
+/// The start of tonic's message for a request message above
+/// `max_decoding_message_size` (answered with OUT_OF_RANGE by tonic).
+const TONIC_OVERSIZE: &str = "Error, decoded message length too large";
+
+/// Turns tonic's OUT_OF_RANGE for an oversized request message into
+/// RESOURCE_EXHAUSTED, the code of every limit (SPEC §8), with a plain
+/// message; any other status is returned unchanged.
+pub fn relabel_oversize(status: Status) -> Status {
+    if status.code() != Code::OutOfRange || !status.message().starts_with(TONIC_OVERSIZE) {
+        return status;
+    }
+    // "…: found 123 bytes, the limit is: 100 bytes"
+    let numbers: Vec<&str> = status
+        .message()
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .collect();
+    match numbers.as_slice() {
+        [found, limit] => Status::resource_exhausted(format!(
+            "request message of {found} bytes exceeds the limit of {limit} bytes"
+        )),
+        _ => Status::resource_exhausted("request message exceeds the size limit"),
+    }
+}
+
+/// [`relabel_oversize`] for a gRPC response whose status is in its headers
+/// (a trailers-only error response, as tonic sends when it cannot decode a
+/// unary request).
+pub fn relabel_oversize_response<B>(response: &mut tonic::codegen::http::Response<B>) {
+    let headers = response.headers_mut();
+    if headers.get("grpc-status").map(|v| v.as_bytes()) != Some(b"11") {
+        return;
+    }
+    let Some(status) = Status::from_header_map(headers) else {
+        return;
+    };
+    let relabelled = relabel_oversize(status);
+    if relabelled.code() == Code::ResourceExhausted {
+        headers.remove("grpc-message");
+        headers.remove("grpc-status-details-bin");
+        // Cannot fail: the message is ASCII text.
+        let _ = relabelled.add_header(headers);
+    }
+}
+
 impl From<sqlx::Error> for Error {
     fn from(err: sqlx::Error) -> Self {
         match &err {

@@ -11,8 +11,10 @@
 //!   INVALID_ARGUMENT with one `google.rpc.BadRequest` violation per invalid
 //!   record; `StreamIngest` acknowledges the batch with every record REJECTED
 //!   (the invalid ones with their own field path) and goes on with the next.
-//! * A batch larger than `max_batch_size` is refused the same way, at the
-//!   field path `records` ("batch has N records; the limit is M").
+//! * A batch larger than `max_batch_size` is refused as a whole: `IngestBatch`
+//!   returns RESOURCE_EXHAUSTED ("batch has N records; the limit is M", a
+//!   limit, as SPEC §8 says); `StreamIngest` acknowledges it with every record
+//!   REJECTED at the field path `records` and goes on.
 //! * The `BadRequest` details of a refused batch list at most
 //!   [`MAX_REPORTED_VIOLATIONS`] violations (the last one then gives the
 //!   total), because they travel in a size-limited response header; the
@@ -221,7 +223,7 @@ impl IngestApi {
                 .collect();
             let result = result_of(results);
             return Ok(BatchOutcome::Refused {
-                error: Error::invalid("records", reason),
+                error: Error::ResourceExhausted(reason),
                 result,
             });
         }
@@ -362,7 +364,7 @@ impl IngestService for IngestApi {
                     Ok(Some(batch)) => batch,
                     Ok(None) => break,
                     Err(status) => {
-                        let _ = tx.send(Err(status)).await;
+                        let _ = tx.send(Err(crate::error::relabel_oversize(status))).await;
                         break;
                     }
                 };
@@ -399,10 +401,10 @@ impl IngestService for IngestApi {
             convert::record_type_from_proto("record_type", req.record_type).map_err(Error::from)?;
         let max = self.limits.max_batch_size;
         if req.ids.len() > max {
-            return Err(Error::invalid(
-                "ids",
-                format!("request has {} ids; the limit is {max}", req.ids.len()),
-            )
+            return Err(Error::ResourceExhausted(format!(
+                "request has {} ids; the limit is {max}",
+                req.ids.len()
+            ))
             .into());
         }
         let violations: Vec<FieldViolation> = req

@@ -1,6 +1,7 @@
-//! `KpiService`: converts requests into a scope, a period and KPI ids, loads
-//! the tenant's records and settings from the [`Store`], runs the pure
-//! [`Engine`] (on a blocking thread: it is CPU work) and converts the result.
+//! `KpiService`: converts requests into a scope, a period and KPI ids, reads
+//! the tenant's settings from the [`Store`] and its records from the
+//! [`SnapshotCache`], runs the pure [`Engine`] (on a blocking thread: it is
+//! CPU work) and converts the result.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -11,8 +12,9 @@ use tonic::{Request, Response, Status};
 
 use crate::api::tenant_of;
 use crate::domain::period::{Granularity, PeriodError, PeriodRange, PeriodSpec};
-use crate::domain::{Dataset, Scope, TenantSettings};
+use crate::domain::{Scope, TenantSettings};
 use crate::error::{Error, Result};
+use crate::kpi::cache::{Snapshot, SnapshotCache};
 use crate::kpi::catalog::{self, Category, Direction, FUNNEL_ID, KpiDef, Unit};
 use crate::kpi::{Bundle, ComparisonKind, Dimension, Engine, FunnelRow, KpiValue};
 use crate::proto::v1 as pb;
@@ -23,19 +25,47 @@ use crate::store::Store;
 pub const MAX_SERIES_PERIODS: i32 = 366;
 /// Breakdown page size when the request says 0.
 pub const DEFAULT_PAGE_SIZE: usize = 100;
-/// Largest breakdown page size (larger requests are clamped).
+/// Default of the largest breakdown page (`--max-page-size`).
 pub const MAX_PAGE_SIZE: usize = 1000;
+
+/// Default number of tenants whose snapshots are kept (`--kpi-cache-tenants`).
+pub const CACHED_TENANTS: usize = 16;
+
+/// Limits and caching of the KPI queries.
+#[derive(Debug, Clone, Copy)]
+pub struct KpiLimits {
+    /// Largest breakdown page; larger `page_size` requests are clamped.
+    pub max_page_size: usize,
+    /// Tenants whose snapshots are kept in memory (0: none).
+    pub cached_tenants: usize,
+}
+
+impl Default for KpiLimits {
+    fn default() -> Self {
+        KpiLimits {
+            max_page_size: MAX_PAGE_SIZE,
+            cached_tenants: CACHED_TENANTS,
+        }
+    }
+}
 
 /// The KpiService handlers.
 #[derive(Clone)]
 pub struct KpiApi {
     store: Arc<dyn Store>,
+    snapshots: Arc<SnapshotCache>,
+    limits: KpiLimits,
 }
 
 impl KpiApi {
-    /// Handlers reading from `store`.
-    pub fn new(store: Arc<dyn Store>) -> Self {
-        KpiApi { store }
+    /// Handlers reading from `store` within `limits`.
+    pub fn new(store: Arc<dyn Store>, limits: KpiLimits) -> Self {
+        let snapshots = Arc::new(SnapshotCache::new(store.clone(), limits.cached_tenants));
+        KpiApi {
+            store,
+            snapshots,
+            limits,
+        }
     }
 }
 
@@ -241,11 +271,11 @@ fn parse_dimension(d: i32) -> Result<Dimension> {
     }
 }
 
-/// Page size: 0 → [`DEFAULT_PAGE_SIZE`], clamped to [`MAX_PAGE_SIZE`].
-fn parse_page_size(n: i32) -> Result<usize> {
+/// Page size: 0 → [`DEFAULT_PAGE_SIZE`] (or `max` when smaller), clamped to `max`.
+fn parse_page_size(n: i32, max: usize) -> Result<usize> {
     match usize::try_from(n) {
-        Ok(0) => Ok(DEFAULT_PAGE_SIZE),
-        Ok(n) => Ok(n.min(MAX_PAGE_SIZE)),
+        Ok(0) => Ok(DEFAULT_PAGE_SIZE.min(max)),
+        Ok(n) => Ok(n.min(max)),
         Err(_) => Err(Error::invalid("page_size", "must not be negative")),
     }
 }
@@ -413,7 +443,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
 //
 // Each request is first parsed without I/O (so a bad request never touches
 // the database), then the tenant's settings fix the zone and fiscal year,
-// then the dataset is loaded and the engine runs on a blocking thread.
+// then the tenant's snapshot is fetched and the engine runs on a blocking thread.
 
 /// Settings with the request's time-zone override applied.
 fn with_zone(mut settings: TenantSettings, tz: Option<Tz>) -> TenantSettings {
@@ -447,10 +477,10 @@ impl KpisQuery {
         self,
         period: PeriodRange,
         settings: TenantSettings,
-        data: Dataset,
+        data: &Snapshot,
     ) -> Result<pb::GetKpisResponse> {
         let (tz, currency) = (settings.time_zone, settings.currency_code.clone());
-        let engine = Engine::new(&data, settings);
+        let engine = data.engine(settings);
         check_scope(&self.scope, &engine)?;
         let bundle = engine.bundle(
             &self.scope,
@@ -505,10 +535,10 @@ impl SeriesQuery {
         self,
         first: PeriodRange,
         settings: TenantSettings,
-        data: Dataset,
+        data: &Snapshot,
     ) -> Result<pb::GetKpiSeriesResponse> {
         let (tz, currency) = (settings.time_zone, settings.currency_code.clone());
-        let engine = Engine::new(&data, settings);
+        let engine = data.engine(settings);
         check_scope(&self.scope, &engine)?;
         let bundles = engine
             .series(
@@ -541,12 +571,12 @@ struct BreakdownQuery {
 }
 
 impl BreakdownQuery {
-    fn parse(req: &pb::GetBreakdownRequest) -> Result<Self> {
+    fn parse(req: &pb::GetBreakdownRequest, limits: KpiLimits) -> Result<Self> {
         Ok(BreakdownQuery {
             tz: parse_time_zone(&req.time_zone, "time_zone")?,
             dimension: parse_dimension(req.dimension)?,
             selection: parse_kpi_ids(&req.kpi_ids, "kpi_ids", false)?,
-            page_size: parse_page_size(req.page_size)?,
+            page_size: parse_page_size(req.page_size, limits.max_page_size)?,
             offset: parse_page_token(&req.page_token)?,
             period: parse_period(req.period.as_ref())?,
             scope: parse_scope(req.scope.as_ref())?,
@@ -557,10 +587,10 @@ impl BreakdownQuery {
         self,
         period: PeriodRange,
         settings: TenantSettings,
-        data: Dataset,
+        data: &Snapshot,
     ) -> Result<pb::GetBreakdownResponse> {
         let tz = settings.time_zone;
-        let engine = Engine::new(&data, settings);
+        let engine = data.engine(settings);
         check_scope(&self.scope, &engine)?;
         let keys = engine.breakdown_keys(&self.scope, &period, self.dimension);
         let page: Vec<_> = keys
@@ -621,9 +651,9 @@ impl KpiService for KpiApi {
         let (settings, period) = self
             .settings_and_period(&tenant, query.tz, query.period)
             .await?;
-        let data = self.store.load_dataset(&tenant).await?;
+        let data = self.snapshots.get(&tenant).await?;
         Ok(Response::new(
-            blocking(move || query.run(period, settings, data)).await?,
+            blocking(move || query.run(period, settings, &data.snapshot)).await?,
         ))
     }
 
@@ -636,9 +666,9 @@ impl KpiService for KpiApi {
         let (settings, first) = self
             .settings_and_period(&tenant, query.tz, query.first)
             .await?;
-        let data = self.store.load_dataset(&tenant).await?;
+        let data = self.snapshots.get(&tenant).await?;
         Ok(Response::new(
-            blocking(move || query.run(first, settings, data)).await?,
+            blocking(move || query.run(first, settings, &data.snapshot)).await?,
         ))
     }
 
@@ -647,13 +677,13 @@ impl KpiService for KpiApi {
         request: Request<pb::GetBreakdownRequest>,
     ) -> std::result::Result<Response<pb::GetBreakdownResponse>, Status> {
         let tenant = tenant_of(&request);
-        let query = BreakdownQuery::parse(request.get_ref())?;
+        let query = BreakdownQuery::parse(request.get_ref(), self.limits)?;
         let (settings, period) = self
             .settings_and_period(&tenant, query.tz, query.period)
             .await?;
-        let data = self.store.load_dataset(&tenant).await?;
+        let data = self.snapshots.get(&tenant).await?;
         Ok(Response::new(
-            blocking(move || query.run(period, settings, data)).await?,
+            blocking(move || query.run(period, settings, &data.snapshot)).await?,
         ))
     }
 

@@ -47,9 +47,15 @@ pub fn add_services<L>(
     let ingest = IngestServiceServer::new(ingest::IngestApi::new(store.clone(), limits))
         .max_decoding_message_size(limit)
         .max_encoding_message_size(limit);
-    let kpi = KpiServiceServer::new(kpi::KpiApi::new(store.clone()))
-        .max_decoding_message_size(limit)
-        .max_encoding_message_size(limit);
+    let kpi = KpiServiceServer::new(kpi::KpiApi::new(
+        store.clone(),
+        kpi::KpiLimits {
+            max_page_size: config.max_page_size,
+            cached_tenants: config.kpi_cache_tenants,
+        },
+    ))
+    .max_decoding_message_size(limit)
+    .max_encoding_message_size(limit);
     let admin = AdminServiceServer::new(admin::AdminApi::new(store))
         .max_decoding_message_size(limit)
         .max_encoding_message_size(limit);

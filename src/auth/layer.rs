@@ -260,6 +260,8 @@ where
                     }
                 }
             };
+            let mut response = response;
+            crate::error::relabel_oversize_response(&mut response);
             Ok(response.map(|b| PermitBody::new(b, permit)))
         })
     }

@@ -87,10 +87,30 @@ pub struct BreakdownRow {
     pub values: Vec<KpiValue>,
 }
 
-/// Computes KPIs over one tenant's records. Build one per request.
+/// The engine's index: built by the engine itself, or shared (a cached
+/// [`super::cache::Snapshot`]).
+#[derive(Debug)]
+enum IndexRef<'a> {
+    Owned(Box<Index<'a>>),
+    Shared(&'a Index<'a>),
+}
+
+impl<'a> std::ops::Deref for IndexRef<'a> {
+    type Target = Index<'a>;
+
+    fn deref(&self) -> &Index<'a> {
+        match self {
+            IndexRef::Owned(index) => index,
+            IndexRef::Shared(index) => index,
+        }
+    }
+}
+
+/// Computes KPIs over one tenant's records. Cheap to create over an existing
+/// [`Index`] ([`Engine::with_index`]): one per request.
 #[derive(Debug)]
 pub struct Engine<'a> {
-    index: Index<'a>,
+    index: IndexRef<'a>,
     settings: TenantSettings,
 }
 
@@ -99,7 +119,16 @@ impl<'a> Engine<'a> {
     /// in (apply a request's override before calling).
     pub fn new(data: &'a Dataset, settings: TenantSettings) -> Self {
         Engine {
-            index: Index::new(data),
+            index: IndexRef::Owned(Box::new(Index::new(data))),
+            settings,
+        }
+    }
+
+    /// An engine over an index built earlier (the index does not depend on
+    /// the settings, so one index serves every request of its dataset).
+    pub fn with_index(index: &'a Index<'a>, settings: TenantSettings) -> Self {
+        Engine {
+            index: IndexRef::Shared(index),
             settings,
         }
     }

@@ -8,7 +8,10 @@
 //!   attribution rules (team at an instant, stage at an instant, MRR at an
 //!   instant, team subtrees).
 //! * [`value`] — the value type the engine returns.
+//! * [`cache`] — per-tenant snapshots (records + index) shared by queries
+//!   until the tenant's data version changes.
 
+pub mod cache;
 pub mod catalog;
 pub mod engine;
 pub mod index;

@@ -161,7 +161,17 @@ pub trait Store: Send + Sync + 'static {
     /// Every record of the tenant, for the KPI engine, read from one
     /// consistent snapshot; each list is in byte order of id. An unknown tenant
     /// has no records.
-    fn load_dataset<'a>(&'a self, tenant: &'a str) -> BoxFuture<'a, Result<Dataset>>;
+    fn load_dataset<'a>(&'a self, tenant: &'a str) -> BoxFuture<'a, Result<Dataset>> {
+        Box::pin(async move { Ok(self.load_versioned(tenant).await?.1) })
+    }
+
+    /// Every record of a tenant with the tenant's data version of the same
+    /// snapshot (0 for a tenant that does not exist: no records).
+    fn load_versioned<'a>(&'a self, tenant: &'a str) -> BoxFuture<'a, Result<(i64, Dataset)>>;
+
+    /// The tenant's data version: a counter that grows with every committed
+    /// change to its records (`None` for an unknown tenant).
+    fn data_version<'a>(&'a self, tenant: &'a str) -> BoxFuture<'a, Result<Option<i64>>>;
 
     // Tenants and API keys.
 

@@ -158,15 +158,11 @@ impl PostgresStore {
         all_or_nothing: bool,
     ) -> Result<Vec<WriteOutcome>> {
         let mut tx = self.pool.begin().await?;
-        // A batch that changes teams locks the tenant row, serializing team
-        // writes per tenant across replicas: the tree read below then stays
-        // current until commit. Other batches need no lock.
-        let tenant_sql = if rows::has_teams(records) {
-            "SELECT 1 FROM tenants WHERE id = $1 FOR UPDATE"
-        } else {
-            "SELECT 1 FROM tenants WHERE id = $1"
-        };
-        let exists = sqlx::query(tenant_sql)
+        // Every write locks the tenant row first, serializing the writes of a
+        // tenant across replicas: the team tree read below stays current
+        // until commit, the data version (bumped last) counts commits
+        // exactly, and two batches can never deadlock on each other's rows.
+        let exists = sqlx::query("SELECT 1 FROM tenants WHERE id = $1 FOR UPDATE")
             .bind(tenant)
             .fetch_optional(&mut *tx)
             .await?;
@@ -202,6 +198,12 @@ impl PostgresStore {
         if all_or_nothing && rejected {
             tx.rollback().await?;
         } else {
+            if outcomes.contains(&WriteOutcome::Accepted) {
+                sqlx::query(BUMP_VERSION_SQL)
+                    .bind(tenant)
+                    .execute(&mut *tx)
+                    .await?;
+            }
             tx.commit().await?;
         }
         Ok(outcomes)
@@ -215,6 +217,11 @@ impl PostgresStore {
     ) -> Result<u64> {
         let sql = &STATEMENTS[record_type as usize].delete;
         let mut tx = self.pool.begin().await?;
+        // The tenant row lock orders deletes with writes (see write_once).
+        sqlx::query("SELECT 1 FROM tenants WHERE id = $1 FOR UPDATE")
+            .bind(tenant)
+            .execute(&mut *tx)
+            .await?;
         let mut existed = 0;
         for id in ids {
             existed += sqlx::query(sql)
@@ -223,6 +230,12 @@ impl PostgresStore {
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
+        }
+        if existed > 0 {
+            sqlx::query(BUMP_VERSION_SQL)
+                .bind(tenant)
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         Ok(existed)
@@ -247,12 +260,18 @@ impl PostgresStore {
             .collect()
     }
 
-    async fn load(&self, tenant: &str) -> Result<Dataset> {
+    async fn load(&self, tenant: &str) -> Result<(i64, Dataset)> {
         // One snapshot for every table (READ COMMITTED would take a new one
         // per statement).
         let mut tx = self
             .pool
             .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .await?;
+        // First statement: the snapshot starts here, so the version matches
+        // the records read after it.
+        let version: Option<i64> = sqlx::query_scalar(DATA_VERSION_SQL)
+            .bind(tenant)
+            .fetch_optional(&mut *tx)
             .await?;
         let mut dataset = Dataset::default();
         for record_type in RecordType::ALL {
@@ -265,7 +284,7 @@ impl PostgresStore {
             }
         }
         tx.commit().await?;
-        Ok(dataset)
+        Ok((version.unwrap_or(0), dataset))
     }
 }
 
@@ -277,6 +296,12 @@ fn is_retryable(err: &anyhow::Error) -> bool {
         .and_then(|db| db.code())
         .is_some_and(|code| code == "40P01" || code == "40001")
 }
+
+/// The data version of a tenant (see migrations/*/0003_data_version.sql).
+const DATA_VERSION_SQL: &str = "SELECT data_version FROM tenants WHERE id = $1";
+
+/// Adds one to the tenant's data version (inside a write transaction).
+const BUMP_VERSION_SQL: &str = "UPDATE tenants SET data_version = data_version + 1 WHERE id = $1";
 
 async fn load_team_tree(conn: &mut PgConnection, tenant: &str) -> Result<TeamTree> {
     let rows = sqlx::query("SELECT id, parent_team_id FROM teams WHERE tenant_id = $1")
@@ -394,8 +419,17 @@ impl Store for PostgresStore {
         Box::pin(self.export_page(tenant, record_type, after_id, limit))
     }
 
-    fn load_dataset<'a>(&'a self, tenant: &'a str) -> BoxFuture<'a, Result<Dataset>> {
+    fn load_versioned<'a>(&'a self, tenant: &'a str) -> BoxFuture<'a, Result<(i64, Dataset)>> {
         Box::pin(self.load(tenant))
+    }
+
+    fn data_version<'a>(&'a self, tenant: &'a str) -> BoxFuture<'a, Result<Option<i64>>> {
+        Box::pin(async move {
+            Ok(sqlx::query_scalar(DATA_VERSION_SQL)
+                .bind(tenant)
+                .fetch_optional(&self.pool)
+                .await?)
+        })
     }
 
     fn create_tenant<'a>(

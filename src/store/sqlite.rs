@@ -190,6 +190,12 @@ impl SqliteStore {
         if all_or_nothing && rejected {
             tx.rollback().await?;
         } else {
+            if outcomes.contains(&WriteOutcome::Accepted) {
+                sqlx::query(BUMP_VERSION_SQL)
+                    .bind(tenant)
+                    .execute(&mut *tx)
+                    .await?;
+            }
             tx.commit().await?;
         }
         Ok(outcomes)
@@ -211,6 +217,12 @@ impl SqliteStore {
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
+        }
+        if existed > 0 {
+            sqlx::query(BUMP_VERSION_SQL)
+                .bind(tenant)
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         Ok(existed)
@@ -235,9 +247,15 @@ impl SqliteStore {
             .collect()
     }
 
-    async fn load(&self, tenant: &str) -> Result<Dataset> {
+    async fn load(&self, tenant: &str) -> Result<(i64, Dataset)> {
         // One read transaction: every table is read from the same snapshot.
         let mut tx = self.reader.begin().await?;
+        // First statement: the snapshot starts here, so the version matches
+        // the records read after it.
+        let version: Option<i64> = sqlx::query_scalar(DATA_VERSION_SQL)
+            .bind(tenant)
+            .fetch_optional(&mut *tx)
+            .await?;
         let mut dataset = Dataset::default();
         for record_type in RecordType::ALL {
             let rows = sqlx::query(&STATEMENTS[record_type as usize].all)
@@ -249,9 +267,15 @@ impl SqliteStore {
             }
         }
         tx.commit().await?;
-        Ok(dataset)
+        Ok((version.unwrap_or(0), dataset))
     }
 }
+
+/// The data version of a tenant (see migrations/*/0003_data_version.sql).
+const DATA_VERSION_SQL: &str = "SELECT data_version FROM tenants WHERE id = ?1";
+
+/// Adds one to the tenant's data version (inside a write transaction).
+const BUMP_VERSION_SQL: &str = "UPDATE tenants SET data_version = data_version + 1 WHERE id = ?1";
 
 async fn load_team_tree(conn: &mut SqliteConnection, tenant: &str) -> Result<TeamTree> {
     let rows = sqlx::query("SELECT id, parent_team_id FROM teams WHERE tenant_id = ?1")
@@ -357,8 +381,17 @@ impl Store for SqliteStore {
         Box::pin(self.export_page(tenant, record_type, after_id, limit))
     }
 
-    fn load_dataset<'a>(&'a self, tenant: &'a str) -> BoxFuture<'a, Result<Dataset>> {
+    fn load_versioned<'a>(&'a self, tenant: &'a str) -> BoxFuture<'a, Result<(i64, Dataset)>> {
         Box::pin(self.load(tenant))
+    }
+
+    fn data_version<'a>(&'a self, tenant: &'a str) -> BoxFuture<'a, Result<Option<i64>>> {
+        Box::pin(async move {
+            Ok(sqlx::query_scalar(DATA_VERSION_SQL)
+                .bind(tenant)
+                .fetch_optional(&self.reader)
+                .await?)
+        })
     }
 
     fn create_tenant<'a>(

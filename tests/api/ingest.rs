@@ -921,14 +921,8 @@ async fn an_oversize_batch_is_rejected() {
     let err = ingest(&server, batch.clone(), false)
         .await
         .expect_err("oversize");
-    assert_eq!(err.code(), Code::InvalidArgument);
-    assert_eq!(
-        violations(&err),
-        [(
-            "records".to_string(),
-            "batch has 4 records; the limit is 3".to_string()
-        )]
-    );
+    assert_eq!(err.code(), Code::ResourceExhausted);
+    assert_eq!(err.message(), "batch has 4 records; the limit is 3");
     assert!(export(&server, pb::RecordType::Order).await.is_empty());
     let ok = ingest(&server, batch[..3].to_vec(), false)
         .await
@@ -973,6 +967,73 @@ async fn an_oversize_batch_is_rejected() {
         (2, 1)
     );
     assert!(acks.message().await.expect("end").is_none());
+    server.stop().await;
+}
+
+/// A request message above `max_message_bytes` is RESOURCE_EXHAUSTED (a
+/// limit), on the unary call and on a stream, and stores nothing; a delete
+/// with more ids than `max_batch_size` is RESOURCE_EXHAUSTED too.
+#[tokio::test]
+async fn an_oversize_message_is_resource_exhausted() {
+    use prost::Message as _;
+    let (dir, url) = db::fresh_sqlite().await;
+    let mut config = ServeConfig::for_database("");
+    config.max_message_bytes = 2048;
+    config.max_batch_size = 3;
+    let server = TestServer::start("sqlite", url, config, Some(dir)).await;
+    let request = pb::IngestBatchRequest {
+        records: (0..60).map(|i| order(&format!("o{i}"), 1)).collect(),
+        all_or_nothing: false,
+    };
+    let size = request.encoded_len();
+    assert!(size > 2048, "the request must exceed the limit: {size}");
+    let err = server
+        .ingest()
+        .await
+        .ingest_batch(request.clone())
+        .await
+        .expect_err("oversize message");
+    assert_eq!(err.code(), Code::ResourceExhausted);
+    assert_eq!(
+        err.message(),
+        format!("request message of {size} bytes exceeds the limit of 2048 bytes")
+    );
+
+    let streamed = pb::StreamIngestRequest {
+        sequence: 1,
+        records: request.records,
+        all_or_nothing: false,
+    };
+    let size = streamed.encoded_len();
+    let mut acks = server
+        .ingest()
+        .await
+        .stream_ingest(tokio_stream::iter(vec![streamed]))
+        .await
+        .expect("stream opens")
+        .into_inner();
+    let err = acks
+        .message()
+        .await
+        .expect_err("oversize batch on a stream");
+    assert_eq!(err.code(), Code::ResourceExhausted);
+    assert_eq!(
+        err.message(),
+        format!("request message of {size} bytes exceeds the limit of 2048 bytes")
+    );
+    assert!(export(&server, pb::RecordType::Order).await.is_empty());
+
+    let err = server
+        .ingest()
+        .await
+        .delete_records(pb::DeleteRecordsRequest {
+            record_type: pb::RecordType::Order as i32,
+            ids: vec!["a".into(), "b".into(), "c".into(), "d".into()],
+        })
+        .await
+        .expect_err("too many ids");
+    assert_eq!(err.code(), Code::ResourceExhausted);
+    assert_eq!(err.message(), "request has 4 ids; the limit is 3");
     server.stop().await;
 }
 

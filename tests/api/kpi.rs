@@ -2106,6 +2106,133 @@ async fn breakdown_pages_through_sorted_rows() {
     }
 }
 
+/// Each server keeps a snapshot of the tenant's records between queries; a
+/// write or delete through another replica of the same database changes the
+/// tenant's data version, so the next query here sees it at once.
+#[tokio::test]
+async fn a_replica_sees_writes_made_through_another_at_once() {
+    for writer in TestServer::all().await {
+        let b = writer.backend;
+        // The reader: a second server on the same database ("replica" so that
+        // stopping it leaves the database to the writer).
+        let reader = TestServer::start(
+            "replica",
+            writer.database_url.clone(),
+            salesmetrics::config::ServeConfig::for_database(""),
+            None,
+        )
+        .await;
+        let ids = ["revenue", "orders"];
+        let revenue = |bundle: &pb::KpiBundle| value(bundle, "revenue").exact_value;
+        ingest(&writer, rich()).await;
+        // Twice from the reader: the second answer comes from its snapshot.
+        for _ in 0..2 {
+            let bundle = kpis(&reader, kpis_request(march(), &ids)).await;
+            assert_eq!(revenue(&bundle), Some(2100), "{b}");
+        }
+        // o1 (1000 in March) becomes 4000 through the writer: 2100 − 1000 + 4000.
+        ingest(
+            &writer,
+            vec![order(
+                "o1",
+                4000,
+                "2024-03-05T00:00:00Z",
+                Some("r1"),
+                pb::OrderKind::New,
+                Some("c1"),
+            )],
+        )
+        .await;
+        let bundle = kpis(&reader, kpis_request(march(), &ids)).await;
+        assert_eq!(revenue(&bundle), Some(5100), "{b}");
+        // Deleting o1 through the writer: 5100 − 4000; both servers agree.
+        writer
+            .ingest()
+            .await
+            .delete_records(pb::DeleteRecordsRequest {
+                record_type: pb::RecordType::Order as i32,
+                ids: vec!["o1".into()],
+            })
+            .await
+            .expect("delete");
+        let bundle = kpis(&reader, kpis_request(march(), &ids)).await;
+        assert_eq!(revenue(&bundle), Some(1100), "{b}");
+        assert_eq!(
+            kpis(&writer, kpis_request(march(), &ids)).await,
+            bundle,
+            "{b}"
+        );
+        reader.stop().await;
+        writer.stop().await;
+    }
+}
+
+/// The snapshot cache keeps at most its capacity of tenants, and a cached
+/// snapshot is reused until the tenant's data version changes.
+#[tokio::test]
+async fn the_snapshot_cache_is_bounded_and_versioned() {
+    use salesmetrics::kpi::cache::SnapshotCache;
+    let (_dir, url) = db::fresh_sqlite().await;
+    let store = salesmetrics::store::connect(&url).await.expect("store");
+    let settings = salesmetrics::domain::TenantSettings::default();
+    for tenant in ["t1", "t2", "t3"] {
+        store
+            .create_tenant(tenant, &settings)
+            .await
+            .expect("tenant");
+    }
+    let cache = SnapshotCache::new(store.clone(), 2);
+    let first = cache.get("t1").await.expect("t1");
+    assert_eq!(first.version, 0);
+    let again = cache.get("t1").await.expect("t1 again");
+    assert!(std::sync::Arc::ptr_eq(&first, &again), "reused");
+    cache.get("t2").await.expect("t2");
+    cache.get("t3").await.expect("t3");
+    assert_eq!(cache.len(), 2);
+
+    let rep = salesmetrics::domain::Record::Rep(salesmetrics::domain::Rep {
+        id: "r1".into(),
+        version: None,
+        name: "Ann".into(),
+        email: None,
+    });
+    store.write("t1", &[rep], false).await.expect("write");
+    let after = cache.get("t1").await.expect("t1 after a write");
+    assert_eq!(after.version, 1);
+    assert!(!std::sync::Arc::ptr_eq(&first, &after), "reloaded");
+    assert_eq!(cache.len(), 2);
+    // Off: nothing is kept.
+    let off = SnapshotCache::new(store, 0);
+    off.get("t1").await.expect("t1 uncached");
+    assert!(off.is_empty());
+}
+
+/// `--max-page-size` clamps breakdown pages (and the default page).
+#[tokio::test]
+async fn the_breakdown_page_limit_is_configurable() {
+    let (dir, url) = db::fresh_sqlite().await;
+    let mut config = salesmetrics::config::ServeConfig::for_database("");
+    config.max_page_size = 3;
+    let server = TestServer::start("sqlite", url, config, Some(dir)).await;
+    ingest(&server, small()).await;
+    let mut keys = Vec::new();
+    let mut token = String::new();
+    for size in [5, 0, 3] {
+        let mut req = breakdown_request(None, march(), pb::Dimension::ActivityType, &[]);
+        req.page_size = size;
+        req.page_token = token.clone();
+        let page = try_breakdown(&server, req).await.expect("page");
+        // 8 activity types: pages of 3, 3 and 2 whatever was asked.
+        assert_eq!(page.rows.len(), if keys.len() < 6 { 3 } else { 2 });
+        keys.extend(page.rows.into_iter().map(|r| r.key));
+        token = page.next_page_token;
+    }
+    assert!(token.is_empty());
+    assert_eq!(keys.len(), 8);
+    assert_eq!(keys[0], "CALL");
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn list_kpis_serves_the_catalog() {
     let server = TestServer::sqlite().await;

@@ -1,0 +1,202 @@
+//! Per-tenant snapshots of the records and their [`Index`], kept in memory
+//! and shared by every KPI query until the tenant's data changes.
+//!
+//! Every write or delete that changes a record adds one to the tenant's data
+//! version in the same transaction (`tenants.data_version`). A query reads
+//! that version (one primary-key read) and uses the cached snapshot when its
+//! version is the same; otherwise it loads the records and the version from
+//! one database snapshot, builds the index (on a blocking thread) and
+//! replaces the cached one. So an acknowledged write is visible to the very
+//! next query, on every replica, and a query never sees a half-applied batch.
+//!
+//! * One load per tenant at a time: queries that find the snapshot stale
+//!   wait for the load in progress instead of starting their own.
+//! * At most `capacity` tenants are kept; the least recently used is
+//!   dropped first (its memory is freed when its last query ends). A
+//!   capacity of 0 turns caching off: every query loads its own snapshot.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use self_cell::self_cell;
+
+use super::engine::Engine;
+use super::index::Index;
+use crate::domain::{Dataset, TenantSettings};
+use crate::error::{Error, Result};
+use crate::store::Store;
+
+self_cell!(
+    /// A tenant's records and the index over them.
+    pub struct Snapshot {
+        owner: Dataset,
+
+        #[covariant]
+        dependent: Index,
+    }
+
+    impl {Debug}
+);
+
+impl Snapshot {
+    /// Indexes `data` (CPU work proportional to the records: call it off the
+    /// async runtime).
+    pub fn build(data: Dataset) -> Self {
+        Snapshot::new(data, |data| Index::new(data))
+    }
+
+    /// An engine over this snapshot with `settings` (cheap).
+    pub fn engine(&self, settings: TenantSettings) -> Engine<'_> {
+        Engine::with_index(self.borrow_dependent(), settings)
+    }
+}
+
+/// A snapshot and the data version it was read at.
+#[derive(Debug)]
+pub struct Versioned {
+    /// The tenant's data version of the snapshot.
+    pub version: i64,
+    /// The records and their index.
+    pub snapshot: Snapshot,
+}
+
+/// One tenant's cache entry.
+struct Slot {
+    /// Tick of the last query (for least-recently-used eviction).
+    last_used: u64,
+    /// The snapshot, once loaded.
+    current: Option<Arc<Versioned>>,
+    /// Held while a load for this tenant is in progress.
+    loading: Arc<tokio::sync::Mutex<()>>,
+}
+
+#[derive(Default)]
+struct State {
+    tick: u64,
+    slots: HashMap<String, Slot>,
+}
+
+/// The snapshots of the most recently queried tenants; see the module docs.
+pub struct SnapshotCache {
+    store: Arc<dyn Store>,
+    capacity: usize,
+    state: Mutex<State>,
+}
+
+impl std::fmt::Debug for SnapshotCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SnapshotCache")
+            .field("capacity", &self.capacity)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SnapshotCache {
+    /// A cache over `store` keeping at most `capacity` tenants (0: none).
+    pub fn new(store: Arc<dyn Store>, capacity: usize) -> Self {
+        SnapshotCache {
+            store,
+            capacity,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        // The state stays consistent at every await-free step, so a panic
+        // elsewhere cannot leave it half-updated.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The tenant's current snapshot: the cached one when the tenant's data
+    /// version has not changed, else a fresh one.
+    pub async fn get(&self, tenant: &str) -> Result<Arc<Versioned>> {
+        if self.capacity == 0 {
+            return self.load(tenant).await;
+        }
+        let version = self.store.data_version(tenant).await?.unwrap_or(0);
+        let loading = {
+            let mut state = self.state();
+            state.tick += 1;
+            let tick = state.tick;
+            let slot = state
+                .slots
+                .entry(tenant.to_string())
+                .or_insert_with(|| Slot {
+                    last_used: tick,
+                    current: None,
+                    loading: Arc::default(),
+                });
+            slot.last_used = tick;
+            if let Some(current) = slot.current.as_ref().filter(|c| c.version == version) {
+                return Ok(current.clone());
+            }
+            slot.loading.clone()
+        };
+        let _loading = loading.lock().await;
+        // A query that waited for the lock may find the load it waited for
+        // has brought the snapshot up to date.
+        if let Some(current) = self.cached(tenant).filter(|c| c.version == version) {
+            return Ok(current);
+        }
+        let fresh = self.load(tenant).await?;
+        let mut state = self.state();
+        state.tick += 1;
+        let tick = state.tick;
+        let slot = state
+            .slots
+            .entry(tenant.to_string())
+            .or_insert_with(|| Slot {
+                last_used: tick,
+                current: None,
+                loading: loading.clone(),
+            });
+        slot.current = Some(fresh.clone());
+        self.evict(&mut state, tenant);
+        Ok(fresh)
+    }
+
+    fn cached(&self, tenant: &str) -> Option<Arc<Versioned>> {
+        self.state().slots.get(tenant)?.current.clone()
+    }
+
+    /// Drops least recently used tenants (never `keep`) beyond the capacity.
+    fn evict(&self, state: &mut State, keep: &str) {
+        while state.slots.len() > self.capacity {
+            let oldest = state
+                .slots
+                .iter()
+                .filter(|(tenant, _)| tenant.as_str() != keep)
+                .min_by_key(|(_, slot)| slot.last_used)
+                .map(|(tenant, _)| tenant.clone());
+            match oldest {
+                Some(tenant) => {
+                    state.slots.remove(&tenant);
+                }
+                None => break,
+            }
+        }
+    }
+
+    /// Loads the tenant's records and builds the index.
+    async fn load(&self, tenant: &str) -> Result<Arc<Versioned>> {
+        let (version, data) = self.store.load_versioned(tenant).await?;
+        let snapshot = tokio::task::spawn_blocking(move || Snapshot::build(data))
+            .await
+            .map_err(|e| Error::internal(format!("indexing failed: {e}")))?;
+        Ok(Arc::new(Versioned { version, snapshot }))
+    }
+
+    /// How many tenants are cached (for tests and metrics).
+    pub fn len(&self) -> usize {
+        self.state()
+            .slots
+            .values()
+            .filter(|s| s.current.is_some())
+            .count()
+    }
+
+    /// Whether no tenant is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
