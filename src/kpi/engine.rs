@@ -8,7 +8,9 @@
 //! attribution instant is in T's subtree, and always for COMPANY.
 
 use std::cell::OnceCell;
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
+
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use crate::domain::period::{PeriodError, PeriodRange, overlap_days};
 use crate::domain::{
@@ -511,6 +513,12 @@ struct Calc<'e, 'a> {
     memo: Memo,
 }
 
+/// Slot of "every type" in [`ActivityTotals`].
+const ALL_ACTIVITIES: usize = ActivityType::ALL.len();
+
+/// (count, seconds) per activity type, then of all types.
+type ActivityTotals = [(i128, i128); ALL_ACTIVITIES + 1];
+
 /// Shared figures of one (scope, period), computed on first use.
 #[derive(Default)]
 struct Memo {
@@ -521,6 +529,7 @@ struct Memo {
     new_customers: OnceCell<i128>,
     cohort: OnceCell<CustomerCohort>,
     active_reps: OnceCell<i128>,
+    activities: OnceCell<ActivityTotals>,
 }
 
 /// Nanoseconds between two instants.
@@ -633,30 +642,44 @@ impl<'e, 'a> Calc<'e, 'a> {
             .map(|(_, l)| l)
     }
 
-    /// Activities with occurred_at ∈ P, in scope, of `kind` (all when `None`).
-    fn activities(
-        &self,
-        kind: Option<ActivityType>,
-    ) -> impl Iterator<Item = &'a crate::domain::Activity> + '_ {
+    /// Activities with occurred_at ∈ P, in scope.
+    fn activities(&self) -> impl Iterator<Item = &'a crate::domain::Activity> + '_ {
         self.index
             .activities_by_time
             .window(self.p.start, self.p.end)
-            .filter(move |(t, a)| {
-                kind.is_none_or(|k| a.activity_type == k) && self.counts(Some(&a.rep_id), *t)
-            })
+            .filter(|(t, a)| self.counts(Some(&a.rep_id), *t))
             .map(|(_, a)| a)
+    }
+
+    /// (count, seconds) of the scope's activities in P per type (indexed by
+    /// `ActivityType as usize`), and of all types at index
+    /// [`ALL_ACTIVITIES`]: one pass serves the nine activity KPIs.
+    fn activity_totals(&self) -> &ActivityTotals {
+        self.memo.activities.get_or_init(|| {
+            let mut totals = [(0i128, 0i128); ALL_ACTIVITIES + 1];
+            for a in self.activities() {
+                let seconds = i128::from(a.duration_seconds.unwrap_or(0));
+                for i in [a.activity_type as usize, ALL_ACTIVITIES] {
+                    totals[i].0 += 1;
+                    totals[i].1 += seconds;
+                }
+            }
+            totals
+        })
+    }
+
+    fn activity_slot(kind: Option<ActivityType>) -> usize {
+        kind.map_or(ALL_ACTIVITIES, |k| k as usize)
     }
 
     /// count(activities : occurred_at ∈ P[, type])
     fn activity_count(&self, kind: Option<ActivityType>) -> i128 {
-        self.activities(kind).count() as i128
+        self.activity_totals()[Self::activity_slot(kind)].0
     }
 
     /// sum(duration_seconds : occurred_at ∈ P[, type]); missing counts 0.
     fn activity_seconds(&self, kind: Option<ActivityType>) -> i128 {
-        self.activities(kind)
-            .map(|a| i128::from(a.duration_seconds.unwrap_or(0)))
-            .sum()
+        self.activity_totals()[Self::activity_slot(kind)].1
     }
 
     fn csat_responses(&self) -> impl Iterator<Item = &'a crate::domain::CsatResponse> + '_ {
@@ -770,9 +793,13 @@ impl<'e, 'a> Calc<'e, 'a> {
             let (start, end) = (self.p.start, self.p.end);
             let at_start = self.index.customer_mrr_at(start);
             let at_end = self.index.customer_mrr_at(end);
-            let customers: BTreeSet<&str> = at_start.keys().chain(at_end.keys()).copied().collect();
+            // Every customer with MRR at start or end, once (integer sums:
+            // the order does not matter).
+            let customers = at_start
+                .keys()
+                .chain(at_end.keys().filter(|c| !at_start.contains_key(*c)));
             let mut m = MrrMovements::default();
-            for c in customers {
+            for &c in customers {
                 let m0 = if self.scope.counts_customer(self.index, c, start) {
                     at_start.get(c).copied().unwrap_or(0)
                 } else {
@@ -1183,8 +1210,8 @@ impl<'e, 'a> Calc<'e, 'a> {
             // upsell_cross_sell_rate = distinct customers with UPSELL/CROSS_SELL
             // order in P ÷ distinct customers with any order in P
             "upsell_cross_sell_rate" => {
-                let mut any: HashSet<&str> = HashSet::new();
-                let mut more: HashSet<&str> = HashSet::new();
+                let mut any: HashSet<&str> = HashSet::default();
+                let mut more: HashSet<&str> = HashSet::default();
                 for o in self.orders() {
                     if let Some(c) = o.customer_id.as_deref() {
                         any.insert(c);
