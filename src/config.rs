@@ -148,6 +148,28 @@ pub struct ServeConfig {
     /// Largest burst of calls per tenant above the steady rate.
     #[arg(long, env = "SALESMETRICS_RATE_LIMIT_BURST", default_value_t = 2000)]
     pub rate_limit_burst: u32,
+
+    /// Serve Prometheus metrics at `http://ADDR/metrics` (plain HTTP, no
+    /// credentials: bind it where only monitoring reaches). Off by default.
+    #[arg(long, env = "SALESMETRICS_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
+
+    /// Export a trace span per call over OTLP/gRPC to this collector, e.g.
+    /// `http://127.0.0.1:4317`. `OTEL_EXPORTER_OTLP_ENDPOINT` is read when
+    /// neither the flag nor `SALESMETRICS_OTLP_ENDPOINT` is set. Off by default.
+    #[arg(long, env = "SALESMETRICS_OTLP_ENDPOINT", value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
+
+    /// Browser origins allowed to call the gRPC-Web API (CORS), e.g.
+    /// `https://dashboard.example.com`; repeat the flag or separate with
+    /// commas; `*` allows any origin. None by default: no CORS headers.
+    #[arg(
+        long,
+        env = "SALESMETRICS_CORS_ALLOW_ORIGIN",
+        value_name = "ORIGIN",
+        value_delimiter = ','
+    )]
+    pub cors_allow_origin: Vec<String>,
 }
 
 impl ServeConfig {
@@ -188,7 +210,21 @@ impl ServeConfig {
             max_concurrent_requests: 256,
             rate_limit_per_second: 1000,
             rate_limit_burst: 2000,
+            metrics_listen: None,
+            otlp_endpoint: None,
+            cors_allow_origin: Vec::new(),
         }
+    }
+
+    /// The OTLP collector to export spans to: flag or
+    /// `SALESMETRICS_OTLP_ENDPOINT`, else `OTEL_EXPORTER_OTLP_ENDPOINT`;
+    /// `None` when tracing export is off.
+    pub fn otlp_endpoint(&self) -> Option<String> {
+        self.otlp_endpoint
+            .clone()
+            .or_else(|| std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok())
+            .map(|url| url.trim().to_string())
+            .filter(|url| !url.is_empty())
     }
 
     /// The admin token from `--admin-token` or `--admin-token-file`; `None`
@@ -284,6 +320,12 @@ impl fmt::Debug for ServeConfig {
             .field("max_concurrent_requests", &self.max_concurrent_requests)
             .field("rate_limit_per_second", &self.rate_limit_per_second)
             .field("rate_limit_burst", &self.rate_limit_burst)
+            .field("metrics_listen", &self.metrics_listen)
+            .field(
+                "otlp_endpoint",
+                &self.otlp_endpoint().as_deref().map(redact_url),
+            )
+            .field("cors_allow_origin", &self.cors_allow_origin)
             .finish()
     }
 }
