@@ -355,6 +355,53 @@ mod tests {
         assert!(!format!("{config:?}").contains("hunter2"));
     }
 
+    fn parse_serve(args: &[&str]) -> ServeConfig {
+        use clap::Parser;
+        let cli = crate::cli::Cli::try_parse_from(["salesmetrics", "serve"].iter().chain(args))
+            .expect("valid command line");
+        match cli.command {
+            crate::cli::Command::Serve(config) => config,
+            other => panic!("not serve: {other:?}"),
+        }
+    }
+
+    /// Metrics, OTLP and CORS are off unless asked for; CORS origins may be
+    /// repeated and comma-separated.
+    #[test]
+    fn observability_flags_are_off_by_default() {
+        let config = parse_serve(&[]);
+        assert_eq!(config.metrics_listen, None);
+        assert_eq!(config.otlp_endpoint, None);
+        assert!(config.cors_allow_origin.is_empty());
+
+        let config = parse_serve(&[
+            "--metrics-listen",
+            "0.0.0.0:9090",
+            "--otlp-endpoint",
+            "http://collector:4317",
+            "--cors-allow-origin",
+            "https://a.example,https://b.example",
+            "--cors-allow-origin",
+            "https://c.example",
+        ]);
+        assert_eq!(
+            config.metrics_listen,
+            Some(SocketAddr::from(([0, 0, 0, 0], 9090)))
+        );
+        assert_eq!(
+            config.otlp_endpoint().as_deref(),
+            Some("http://collector:4317")
+        );
+        assert_eq!(
+            config.cors_allow_origin,
+            [
+                "https://a.example",
+                "https://b.example",
+                "https://c.example"
+            ]
+        );
+    }
+
     #[test]
     fn passwords_are_redacted() {
         assert_eq!(
