@@ -112,7 +112,10 @@ pub async fn serve_with_metrics(
         .accept_http1(true)
         .layer(tower::util::option_layer(cors_layer(&config)?))
         .layer(tonic_web::GrpcWebLayer::new())
-        .layer(crate::metrics::layer::RpcLayer::new(metrics.clone()))
+        .layer(crate::metrics::layer::RpcLayer::new(
+            metrics.clone(),
+            config.max_timeout(),
+        ))
         .layer(crate::auth::AuthLayer::new(store.clone(), auth))
         .add_service(health_service)
         .add_service(reflection_v1)

@@ -8,8 +8,10 @@
 //!   are sent;
 //! * every other call (successes, and errors of streams) sends `grpc-status`
 //!   in the trailers after the body, and is counted when the trailers pass;
-//! * a body that ends without any `grpc-status` counts as UNKNOWN, and one
-//!   dropped before its end (the client went away) as CANCELLED.
+//! * a body that ends without any `grpc-status` counts as UNKNOWN;
+//! * a call dropped before its status: DEADLINE_EXCEEDED once its deadline
+//!   has passed (tonic's `Server::timeout`, outside this layer, then answers
+//!   DEADLINE_EXCEEDED), CANCELLED before that (the client went away).
 //!
 //! The duration is from the arrival of the request until that moment, so for
 //! a stream it is the stream's whole life.
@@ -23,7 +25,7 @@
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 use tonic::codegen::http;
@@ -37,12 +39,17 @@ use super::{Metrics, code_name};
 #[derive(Debug, Clone)]
 pub struct RpcLayer {
     metrics: Arc<Metrics>,
+    max_timeout: Duration,
 }
 
 impl RpcLayer {
-    /// A layer counting into `metrics`.
-    pub fn new(metrics: Arc<Metrics>) -> Self {
-        RpcLayer { metrics }
+    /// A layer counting into `metrics`, for a server whose longest deadline
+    /// (tonic's `Server::timeout`) is `max_timeout`.
+    pub fn new(metrics: Arc<Metrics>, max_timeout: Duration) -> Self {
+        RpcLayer {
+            metrics,
+            max_timeout,
+        }
     }
 }
 
@@ -53,6 +60,7 @@ impl<S> tower::Layer<S> for RpcLayer {
         Measured {
             inner,
             metrics: self.metrics.clone(),
+            max_timeout: self.max_timeout,
         }
     }
 }
@@ -62,6 +70,29 @@ impl<S> tower::Layer<S> for RpcLayer {
 pub struct Measured<S> {
     inner: S,
     metrics: Arc<Metrics>,
+    max_timeout: Duration,
+}
+
+/// The deadline tonic enforces on a call: the client's `grpc-timeout`
+/// (`<up to 8 digits><H|M|S|m|u|n>`), capped at `max`.
+fn deadline_of(headers: &http::HeaderMap, max: Duration) -> Duration {
+    let parsed = headers
+        .get("grpc-timeout")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (digits, unit) = v.split_at(v.len().checked_sub(1)?);
+            let n: u64 = digits.parse().ok()?;
+            Some(match unit {
+                "H" => Duration::from_secs(n.saturating_mul(3600)),
+                "M" => Duration::from_secs(n.saturating_mul(60)),
+                "S" => Duration::from_secs(n),
+                "m" => Duration::from_millis(n),
+                "u" => Duration::from_micros(n),
+                "n" => Duration::from_nanos(n),
+                _ => return None,
+            })
+        });
+    parsed.map_or(max, |d| d.min(max))
 }
 
 impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for Measured<S>
@@ -106,6 +137,7 @@ where
             metrics: self.metrics.clone(),
             method,
             started,
+            deadline: deadline_of(request.headers(), self.max_timeout),
             span: Some(span.clone()),
         };
         let future = self.inner.call(request).instrument(span);
@@ -149,6 +181,8 @@ struct Recorder {
     /// The `method` label.
     method: Arc<str>,
     started: Instant,
+    /// How long tonic lets the call run.
+    deadline: Duration,
     /// The call's span; `None` once the call is counted.
     span: Option<tracing::Span>,
 }
@@ -179,7 +213,14 @@ impl Recorder {
 
 impl Drop for Recorder {
     fn drop(&mut self) {
-        self.finish("CANCELLED");
+        if self.span.is_some() {
+            let code = if self.started.elapsed() >= self.deadline {
+                "DEADLINE_EXCEEDED"
+            } else {
+                "CANCELLED"
+            };
+            self.finish(code);
+        }
     }
 }
 
@@ -235,5 +276,29 @@ where
 
     fn size_hint(&self) -> http_body::SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadlines_come_from_grpc_timeout_capped_at_the_maximum() {
+        let max = Duration::from_secs(300);
+        let with = |value: &str| {
+            let mut headers = http::HeaderMap::new();
+            headers.insert("grpc-timeout", value.parse().expect("header"));
+            deadline_of(&headers, max)
+        };
+        assert_eq!(deadline_of(&http::HeaderMap::new(), max), max);
+        assert_eq!(with("1500m"), Duration::from_millis(1500));
+        assert_eq!(with("2S"), Duration::from_secs(2));
+        assert_eq!(with("3M"), Duration::from_secs(180));
+        assert_eq!(with("1H"), max);
+        assert_eq!(with("250u"), Duration::from_micros(250));
+        assert_eq!(with("7n"), Duration::from_nanos(7));
+        assert_eq!(with("12x"), max);
+        assert_eq!(with(""), max);
     }
 }
