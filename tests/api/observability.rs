@@ -430,3 +430,37 @@ async fn the_binary_exports_a_span_per_call_over_otlp() {
         .and_then(|a| a.value.as_ref()?.value.clone());
     assert_eq!(status_code, Some(AnyValue::StringValue("OK".into())));
 }
+
+/// The metrics layer sits outside authentication: with `--auth on`, a
+/// ListKpis call without an API key is refused (UNAUTHENTICATED) and
+/// counted as such; the open health check is counted as OK.
+#[tokio::test]
+async fn refused_calls_are_counted_with_their_code() {
+    let mut config = ServeConfig::for_database("");
+    config.auth = salesmetrics::config::AuthMode::On;
+    config.admin_token = Some("observability-admin-token".into());
+    let server = TestServer::sqlite_with_metrics(config).await;
+    let metrics_addr = server.metrics_addr.expect("metrics address");
+
+    let refused = server
+        .kpi()
+        .await
+        .list_kpis(pb::ListKpisRequest::default())
+        .await
+        .expect_err("no API key");
+    assert_eq!(refused.code(), Code::Unauthenticated);
+    let mut health = tonic_health::pb::health_client::HealthClient::new(server.channel().await);
+    health
+        .check(tonic_health::pb::HealthCheckRequest::default())
+        .await
+        .expect("health is open");
+
+    let text = String::from_utf8(scrape(metrics_addr, "/metrics").await.body).expect("UTF-8");
+    for series in [
+        "salesmetrics_rpc_requests_total{method=\"/salesmetrics.v1.KpiService/ListKpis\",code=\"UNAUTHENTICATED\"}",
+        "salesmetrics_rpc_requests_total{method=\"/grpc.health.v1.Health/Check\",code=\"OK\"}",
+    ] {
+        assert_eq!(sample(&text, series), Some(1.0), "{series} in\n{text}");
+    }
+    server.stop().await;
+}
