@@ -3,9 +3,8 @@
 //! clients of a running server (see [`crate::client`]).
 
 use clap::{Parser, Subcommand};
-use tracing_subscriber::EnvFilter;
 
-use crate::config::{LogFormat, ServeConfig};
+use crate::config::ServeConfig;
 
 /// salesmetrics: sales KPIs from raw sales records, over gRPC.
 #[derive(Debug, Parser)]
@@ -56,8 +55,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn serve(config: ServeConfig) -> anyhow::Result<()> {
-    init_logging(config.log_format);
+    let telemetry = crate::telemetry::init(config.log_format, config.otlp_endpoint().as_deref())?;
     tracing::info!(?config, "starting salesmetrics");
+    let result = serve_until_signal(config).await;
+    // After the server stopped, so the spans of the last calls are sent too.
+    telemetry.shutdown().await;
+    result
+}
+
+async fn serve_until_signal(config: ServeConfig) -> anyhow::Result<()> {
     // Refuse an insecure set-up before touching the database (checked again
     // against the bound address in `serve`).
     config.check_security(config.listen)?;
@@ -72,8 +78,17 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|err| anyhow::anyhow!("cannot listen on {}: {err}", config.listen))?;
+    let metrics_listener = match config.metrics_listen {
+        Some(address) => {
+            let listener = crate::server::bind_metrics(address).await?;
+            tracing::info!(address = %listener.local_addr()?, "serving metrics at /metrics");
+            Some(listener)
+        }
+        None => None,
+    };
     tracing::info!(address = %listener.local_addr()?, "listening");
-    crate::server::serve(listener, config, store, shutdown_signal()).await?;
+    crate::server::serve_with_metrics(listener, metrics_listener, config, store, shutdown_signal())
+        .await?;
     tracing::info!("stopped");
     Ok(())
 }
@@ -103,23 +118,5 @@ async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {},
         () = terminate => {},
-    }
-}
-
-/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
-fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    // Colours only on a terminal: log files and collectors get plain text.
-    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(colour)
-        .with_writer(std::io::stderr);
-    let result = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
-    };
-    if let Err(err) = result {
-        eprintln!("logging already initialised: {err}");
     }
 }

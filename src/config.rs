@@ -158,6 +158,28 @@ pub struct ServeConfig {
     /// Largest burst of calls per tenant above the steady rate.
     #[arg(long, env = "SALESMETRICS_RATE_LIMIT_BURST", default_value_t = 2000)]
     pub rate_limit_burst: u32,
+
+    /// Serve Prometheus metrics at `http://ADDR/metrics` (plain HTTP, no
+    /// credentials: bind it where only monitoring reaches). Off by default.
+    #[arg(long, env = "SALESMETRICS_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
+
+    /// Export a trace span per call over OTLP/gRPC to this collector, e.g.
+    /// `http://127.0.0.1:4317`. `OTEL_EXPORTER_OTLP_ENDPOINT` is read when
+    /// neither the flag nor `SALESMETRICS_OTLP_ENDPOINT` is set. Off by default.
+    #[arg(long, env = "SALESMETRICS_OTLP_ENDPOINT", value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
+
+    /// Browser origins allowed to call the gRPC-Web API (CORS), e.g.
+    /// `https://dashboard.example.com`; repeat the flag or separate with
+    /// commas; `*` allows any origin. None by default: no CORS headers.
+    #[arg(
+        long,
+        env = "SALESMETRICS_CORS_ALLOW_ORIGIN",
+        value_name = "ORIGIN",
+        value_delimiter = ','
+    )]
+    pub cors_allow_origin: Vec<String>,
 }
 
 impl ServeConfig {
@@ -200,7 +222,21 @@ impl ServeConfig {
             max_concurrent_requests: 256,
             rate_limit_per_second: 1000,
             rate_limit_burst: 2000,
+            metrics_listen: None,
+            otlp_endpoint: None,
+            cors_allow_origin: Vec::new(),
         }
+    }
+
+    /// The OTLP collector to export spans to: flag or
+    /// `SALESMETRICS_OTLP_ENDPOINT`, else `OTEL_EXPORTER_OTLP_ENDPOINT`;
+    /// `None` when tracing export is off.
+    pub fn otlp_endpoint(&self) -> Option<String> {
+        self.otlp_endpoint
+            .clone()
+            .or_else(|| std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok())
+            .map(|url| url.trim().to_string())
+            .filter(|url| !url.is_empty())
     }
 
     /// The admin token from `--admin-token` or `--admin-token-file`; `None`
@@ -301,6 +337,12 @@ impl fmt::Debug for ServeConfig {
             .field("max_concurrent_requests", &self.max_concurrent_requests)
             .field("rate_limit_per_second", &self.rate_limit_per_second)
             .field("rate_limit_burst", &self.rate_limit_burst)
+            .field("metrics_listen", &self.metrics_listen)
+            .field(
+                "otlp_endpoint",
+                &self.otlp_endpoint().as_deref().map(redact_url),
+            )
+            .field("cors_allow_origin", &self.cors_allow_origin)
             .finish()
     }
 }
@@ -328,6 +370,53 @@ mod tests {
         let mut config = ServeConfig::for_database("sqlite://x.db");
         config.admin_token = Some("hunter2-admin".into());
         assert!(!format!("{config:?}").contains("hunter2"));
+    }
+
+    fn parse_serve(args: &[&str]) -> ServeConfig {
+        use clap::Parser;
+        let cli = crate::cli::Cli::try_parse_from(["salesmetrics", "serve"].iter().chain(args))
+            .expect("valid command line");
+        match cli.command {
+            crate::cli::Command::Serve(config) => config,
+            other => panic!("not serve: {other:?}"),
+        }
+    }
+
+    /// Metrics, OTLP and CORS are off unless asked for; CORS origins may be
+    /// repeated and comma-separated.
+    #[test]
+    fn observability_flags_are_off_by_default() {
+        let config = parse_serve(&[]);
+        assert_eq!(config.metrics_listen, None);
+        assert_eq!(config.otlp_endpoint, None);
+        assert!(config.cors_allow_origin.is_empty());
+
+        let config = parse_serve(&[
+            "--metrics-listen",
+            "0.0.0.0:9090",
+            "--otlp-endpoint",
+            "http://collector:4317",
+            "--cors-allow-origin",
+            "https://a.example,https://b.example",
+            "--cors-allow-origin",
+            "https://c.example",
+        ]);
+        assert_eq!(
+            config.metrics_listen,
+            Some(SocketAddr::from(([0, 0, 0, 0], 9090)))
+        );
+        assert_eq!(
+            config.otlp_endpoint().as_deref(),
+            Some("http://collector:4317")
+        );
+        assert_eq!(
+            config.cors_allow_origin,
+            [
+                "https://a.example",
+                "https://b.example",
+                "https://c.example"
+            ]
+        );
     }
 
     #[test]

@@ -15,6 +15,9 @@
 //!   and limits every call.
 //! * [`server`], [`config`] — settings, wiring of the gRPC services, health,
 //!   reflection and graceful shutdown.
+//! * [`metrics`], [`telemetry`] — Prometheus metrics (`--metrics-listen`),
+//!   the per-call layer that counts calls and opens their spans, logging and
+//!   OTLP span export (`--otlp-endpoint`).
 //! * [`bench`] — `salesmetrics bench`, the benchmark harness (a client that
 //!   starts the server as a child process).
 
@@ -27,6 +30,8 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod kpi;
+pub mod metrics;
 pub mod proto;
 pub mod server;
 pub mod store;
+pub mod telemetry;

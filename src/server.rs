@@ -1,8 +1,15 @@
-//! Wiring: the gRPC services, health, reflection and graceful shutdown.
+//! Wiring: the gRPC services, health, reflection, metrics, CORS and graceful
+//! shutdown.
 //!
 //! [`serve`] takes an already-bound listener and a shutdown future, so the
 //! binary passes SIGINT/SIGTERM and tests pass a oneshot, and tests can bind
-//! `127.0.0.1:0`.
+//! `127.0.0.1:0`; [`serve_with_metrics`] takes the metrics listener the same
+//! way.
+//!
+//! Every call passes these layers, outermost first: CORS (only with
+//! `--cors-allow-origin`; answers browser preflights), gRPC-Web (turns
+//! HTTP/1.1 grpc-web calls into gRPC), metrics and the call's span (so
+//! refusals below are counted too), authentication and limits.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -14,6 +21,7 @@ use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
 use crate::config::ServeConfig;
+use crate::metrics::Metrics;
 use crate::proto::v1;
 use crate::store::Store;
 
@@ -28,13 +36,46 @@ pub const SERVICE_NAMES: [&str; 3] = [
 const HEALTH_PROBE_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Serves every service on `listener` until `shutdown` resolves, then drains
-/// in-flight requests for at most the configured grace period.
+/// in-flight requests for at most the configured grace period. With
+/// `--metrics-listen`, binds that address and serves metrics there too.
 pub async fn serve(
     listener: TcpListener,
     config: ServeConfig,
     store: Arc<dyn Store>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let metrics_listener = match config.metrics_listen {
+        Some(address) => Some(bind_metrics(address).await?),
+        None => None,
+    };
+    serve_with_metrics(listener, metrics_listener, config, store, shutdown).await
+}
+
+/// Binds the `--metrics-listen` address.
+pub async fn bind_metrics(address: std::net::SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(address)
+        .await
+        .map_err(|err| anyhow::anyhow!("cannot listen for metrics on {address}: {err}"))
+}
+
+/// [`serve`], with Prometheus metrics served on `metrics_listener` (if any)
+/// until the server stops.
+pub async fn serve_with_metrics(
+    listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
+    config: ServeConfig,
+    store: Arc<dyn Store>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let metrics = Arc::new(Metrics::new());
+    let metrics_endpoint = metrics_listener.map(|listener| {
+        tokio::spawn(crate::metrics::http::serve(
+            listener,
+            metrics.clone(),
+            store.clone(),
+            std::future::pending(),
+        ))
+    });
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     let probe = tokio::spawn(probe_database(store.clone(), health_reporter));
 
@@ -64,16 +105,22 @@ pub async fn serve(
     } else if !listen.ip().is_loopback() {
         tracing::warn!(%listen, "serving plaintext on a non-loopback address; use --tls-cert/--tls-key or a TLS-terminating proxy");
     }
-    // gRPC-Web (HTTP/1.1) for browser dashboards: the outermost layer turns
-    // grpc-web calls into gRPC before authentication and limits see them.
+    // gRPC-Web (HTTP/1.1) for browser dashboards: CORS answers preflights,
+    // then grpc-web calls become gRPC before metrics, authentication and
+    // limits see them (see the module docs).
     let router = builder
         .accept_http1(true)
+        .layer(tower::util::option_layer(cors_layer(&config)?))
         .layer(tonic_web::GrpcWebLayer::new())
+        .layer(crate::metrics::layer::RpcLayer::new(
+            metrics.clone(),
+            config.max_timeout(),
+        ))
         .layer(crate::auth::AuthLayer::new(store.clone(), auth))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha);
-    let router = crate::api::add_services(router, store, &config);
+    let router = crate::api::add_services(router, store, &config, metrics);
 
     // Shutdown: stop accepting, let in-flight calls finish, but never wait
     // longer than the grace period.
@@ -103,7 +150,65 @@ pub async fn serve(
         }
     };
     probe.abort();
+    if let Some(endpoint) = metrics_endpoint {
+        endpoint.abort();
+    }
     result
+}
+
+/// Request headers a gRPC-Web client sends (besides the CORS-safelisted ones).
+const CORS_ALLOW_HEADERS: [&str; 5] = [
+    "authorization",
+    "content-type",
+    "grpc-timeout",
+    "x-grpc-web",
+    "x-user-agent",
+];
+
+/// Response headers a browser script may read: the status of the call.
+const CORS_EXPOSE_HEADERS: [&str; 3] = ["grpc-status", "grpc-message", "grpc-status-details-bin"];
+
+/// How long a browser may cache a preflight answer.
+const CORS_MAX_AGE: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// The CORS layer of `--cors-allow-origin` (as tonic-web recommends);
+/// `None` when no origin is allowed, so responses carry no CORS headers.
+/// Credentials travel in the `authorization` header, never in cookies, so
+/// `allow-credentials` is not sent (and `*` stays usable).
+fn cors_layer(config: &ServeConfig) -> anyhow::Result<Option<tower_http::cors::CorsLayer>> {
+    use tonic::codegen::http::{HeaderName, HeaderValue, Method};
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+
+    let origins: Vec<&str> = config
+        .cors_allow_origin
+        .iter()
+        .flat_map(|o| o.split(','))
+        .map(str::trim)
+        .filter(|o| !o.is_empty())
+        .collect();
+    if origins.is_empty() {
+        return Ok(None);
+    }
+    let allow_origin = if origins.contains(&"*") {
+        AllowOrigin::any()
+    } else {
+        let values = origins
+            .iter()
+            .map(|o| {
+                HeaderValue::from_str(o.trim_end_matches('/'))
+                    .map_err(|_| anyhow::anyhow!("--cors-allow-origin {o:?} is not a valid origin"))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        AllowOrigin::list(values)
+    };
+    Ok(Some(
+        CorsLayer::new()
+            .allow_origin(allow_origin)
+            .allow_methods([Method::POST])
+            .allow_headers(CORS_ALLOW_HEADERS.map(HeaderName::from_static))
+            .expose_headers(CORS_EXPOSE_HEADERS.map(HeaderName::from_static))
+            .max_age(CORS_MAX_AGE),
+    ))
 }
 
 /// The TLS settings of `--tls-cert`, `--tls-key` and `--tls-client-ca`;

@@ -40,6 +40,7 @@ use crate::api::convert::{self, FieldViolation};
 use crate::api::{DEFAULT_TENANT, tenant_of};
 use crate::domain::{Record, RecordType, TenantSettings};
 use crate::error::{Error, Result};
+use crate::metrics::Metrics;
 use crate::proto::v1 as pb;
 use crate::store::{Store, WriteOutcome};
 use pb::ingest_service_server::IngestService;
@@ -78,6 +79,8 @@ pub struct IngestApi {
     store: Arc<dyn Store>,
     /// Batch size and stream limits.
     limits: IngestLimits,
+    /// Where record outcomes are counted.
+    metrics: Arc<Metrics>,
 }
 
 impl std::fmt::Debug for IngestApi {
@@ -196,13 +199,37 @@ fn refused_result(
 }
 
 impl IngestApi {
-    /// An ingest service writing to `store` within `limits`.
-    pub fn new(store: Arc<dyn Store>, limits: IngestLimits) -> Self {
-        IngestApi { store, limits }
+    /// An ingest service writing to `store` within `limits`, counting record
+    /// outcomes into `metrics`.
+    pub fn new(store: Arc<dyn Store>, limits: IngestLimits, metrics: Arc<Metrics>) -> Self {
+        IngestApi {
+            store,
+            limits,
+            metrics,
+        }
     }
 
-    /// Validates and writes one batch.
+    /// Validates and writes one batch, and counts its record outcomes
+    /// (a batch that fails with an infrastructure error counts nothing).
     async fn run_batch(
+        &self,
+        tenant: &str,
+        records: Vec<pb::Record>,
+        all_or_nothing: bool,
+    ) -> Result<BatchOutcome> {
+        let outcome = self
+            .validate_and_write(tenant, records, all_or_nothing)
+            .await?;
+        match &outcome {
+            BatchOutcome::Committed(result) | BatchOutcome::Refused { result, .. } => {
+                self.metrics.count_records(result);
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// [`IngestApi::run_batch`] without the counting.
+    async fn validate_and_write(
         &self,
         tenant: &str,
         records: Vec<pb::Record>,

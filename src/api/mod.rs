@@ -29,11 +29,12 @@ pub fn tenant_of<T>(request: &Request<T>) -> String {
 }
 
 /// Adds the public salesmetrics services to a router, each limited to the
-/// configured message size.
+/// configured message size; ingest counts record outcomes into `metrics`.
 pub fn add_services<L>(
     router: tonic::transport::server::Router<L>,
     store: std::sync::Arc<dyn crate::store::Store>,
     config: &crate::config::ServeConfig,
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
 ) -> tonic::transport::server::Router<L> {
     use crate::proto::v1::admin_service_server::AdminServiceServer;
     use crate::proto::v1::ingest_service_server::IngestServiceServer;
@@ -44,7 +45,7 @@ pub fn add_services<L>(
         max_batch_size: config.max_batch_size,
         max_in_flight_batches: config.max_in_flight_batches,
     };
-    let ingest = IngestServiceServer::new(ingest::IngestApi::new(store.clone(), limits))
+    let ingest = IngestServiceServer::new(ingest::IngestApi::new(store.clone(), limits, metrics))
         .max_decoding_message_size(limit)
         .max_encoding_message_size(limit);
     let kpi = KpiServiceServer::new(kpi::KpiApi::new(

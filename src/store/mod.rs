@@ -109,10 +109,40 @@ impl std::fmt::Debug for StoredApiKey {
     }
 }
 
+/// How busy one connection pool is, for the `salesmetrics_db_pool_*` metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolUsage {
+    /// Which pool: `read` or `write` (SQLite), `main` (PostgreSQL).
+    pub pool: &'static str,
+    /// Open connections that are idle.
+    pub idle: u32,
+    /// Open connections that are lent out.
+    pub in_use: u32,
+    /// Most connections the pool opens.
+    pub max: u32,
+}
+
+impl PoolUsage {
+    /// The usage of an sqlx pool right now.
+    fn of<DB: sqlx::Database>(pool: &'static str, p: &sqlx::Pool<DB>) -> Self {
+        let size = p.size();
+        let idle = u32::try_from(p.num_idle()).unwrap_or(u32::MAX).min(size);
+        PoolUsage {
+            pool,
+            idle,
+            in_use: size - idle,
+            max: p.options().get_max_connections(),
+        }
+    }
+}
+
 /// The storage operations the API and the KPI engine need.
 pub trait Store: Send + Sync + 'static {
     /// Checks that the database answers.
     fn ping(&self) -> BoxFuture<'_, Result<()>>;
+
+    /// The usage of each connection pool (no I/O: read from the pools).
+    fn pool_usage(&self) -> Vec<PoolUsage>;
 
     /// Creates the tenant with default settings if it does not exist.
     fn ensure_tenant<'a>(&'a self, tenant: &'a str) -> BoxFuture<'a, Result<()>>;

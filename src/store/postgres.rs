@@ -20,7 +20,7 @@ use sqlx::{Postgres, Row};
 
 use super::rows::{self, TeamTree, TeamTreeGuard, Value};
 use super::{
-    API_KEY_COLUMNS, ApiKeyInfo, Store, StoredApiKey, WriteOutcome, api_key_from_row,
+    API_KEY_COLUMNS, ApiKeyInfo, PoolUsage, Store, StoredApiKey, WriteOutcome, api_key_from_row,
     insert_api_key_sql,
 };
 use crate::domain::{Dataset, Record, RecordType, TenantSettings};
@@ -343,6 +343,10 @@ impl Store for PostgresStore {
             sqlx::query("SELECT 1").execute(&self.pool).await?;
             Ok(())
         })
+    }
+
+    fn pool_usage(&self) -> Vec<PoolUsage> {
+        vec![PoolUsage::of("main", &self.pool)]
     }
 
     fn ensure_tenant<'a>(&'a self, tenant: &'a str) -> BoxFuture<'a, Result<()>> {

@@ -19,7 +19,7 @@ use sqlx::{Row, Sqlite};
 
 use super::rows::{self, TeamTree, TeamTreeGuard, Value};
 use super::{
-    API_KEY_COLUMNS, ApiKeyInfo, Store, StoredApiKey, WriteOutcome, api_key_from_row,
+    API_KEY_COLUMNS, ApiKeyInfo, PoolUsage, Store, StoredApiKey, WriteOutcome, api_key_from_row,
     insert_api_key_sql,
 };
 use crate::domain::{Dataset, Record, RecordType, TenantSettings};
@@ -305,6 +305,13 @@ impl Store for SqliteStore {
             sqlx::query("SELECT 1").execute(&self.reader).await?;
             Ok(())
         })
+    }
+
+    fn pool_usage(&self) -> Vec<PoolUsage> {
+        vec![
+            PoolUsage::of("read", &self.reader),
+            PoolUsage::of("write", &self.writer),
+        ]
     }
 
     fn ensure_tenant<'a>(&'a self, tenant: &'a str) -> BoxFuture<'a, Result<()>> {

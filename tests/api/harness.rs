@@ -19,6 +19,8 @@ pub struct TestServer {
     pub backend: &'static str,
     /// The database URL it uses.
     pub database_url: String,
+    /// Where it serves Prometheus metrics, if it does.
+    pub metrics_addr: Option<SocketAddr>,
     shutdown: Option<oneshot::Sender<()>>,
     handle: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     _dir: Option<tempfile::TempDir>,
@@ -48,8 +50,25 @@ impl TestServer {
     pub async fn start(
         backend: &'static str,
         database_url: String,
+        config: ServeConfig,
+        dir: Option<tempfile::TempDir>,
+    ) -> TestServer {
+        Self::launch(backend, database_url, config, dir, false).await
+    }
+
+    /// A server on a fresh SQLite file that also serves metrics on a port
+    /// of its own ([`TestServer::metrics_addr`]).
+    pub async fn sqlite_with_metrics(config: ServeConfig) -> TestServer {
+        let (dir, url) = db::fresh_sqlite().await;
+        Self::launch("sqlite", url, config, Some(dir), true).await
+    }
+
+    async fn launch(
+        backend: &'static str,
+        database_url: String,
         mut config: ServeConfig,
         dir: Option<tempfile::TempDir>,
+        with_metrics: bool,
     ) -> TestServer {
         config.database_url = Some(database_url.clone());
         let store = salesmetrics::store::connect(&database_url)
@@ -63,9 +82,21 @@ impl TestServer {
             .await
             .expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("local address");
+        let metrics_listener = if with_metrics {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind 127.0.0.1:0 for metrics");
+            Some(listener)
+        } else {
+            None
+        };
+        let metrics_addr = metrics_listener
+            .as_ref()
+            .map(|l| l.local_addr().expect("metrics address"));
         let (tx, rx) = oneshot::channel::<()>();
-        let handle = tokio::spawn(salesmetrics::server::serve(
+        let handle = tokio::spawn(salesmetrics::server::serve_with_metrics(
             listener,
+            metrics_listener,
             config,
             store,
             async {
@@ -76,6 +107,7 @@ impl TestServer {
             addr,
             backend,
             database_url,
+            metrics_addr,
             shutdown: Some(tx),
             handle: Some(handle),
             _dir: dir,
@@ -128,5 +160,89 @@ impl Drop for TestServer {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
+    }
+}
+
+/// An HTTP/1.1 response read to its end.
+pub struct Http1Response {
+    /// The status code.
+    pub status: u16,
+    /// The status line and headers, lowercased.
+    pub head: String,
+    /// The body, de-chunked.
+    pub body: Vec<u8>,
+}
+
+impl Http1Response {
+    /// The value of a header (first occurrence), lowercased.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().skip(1).find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            (key.trim() == name).then(|| value.trim())
+        })
+    }
+}
+
+/// Sends `head` (request line and headers, without the blank line; the
+/// request is sent with `Connection: close`) and `body` over a new plain
+/// TCP connection and reads the whole answer.
+pub async fn http1(addr: SocketAddr, head: &str, body: &[u8]) -> Http1Response {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let request = format!(
+        "{}\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        head.trim_end(),
+        body.len()
+    );
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("send head");
+    stream.write_all(body).await.expect("send body");
+    let mut response = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        stream.read_to_end(&mut response),
+    )
+    .await
+    .expect("answer within 20 s")
+    .expect("read the answer");
+
+    let split = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("HTTP head and body");
+    let head = String::from_utf8_lossy(&response[..split]).to_ascii_lowercase();
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status code");
+    let raw = &response[split + 4..];
+    let body = if head.contains("transfer-encoding: chunked") {
+        dechunk(raw)
+    } else {
+        raw.to_vec()
+    };
+    Http1Response { status, head, body }
+}
+
+/// Decodes an HTTP/1.1 `Transfer-Encoding: chunked` body.
+fn dechunk(mut body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = body
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .expect("chunk size line");
+        let size_text = std::str::from_utf8(&body[..line_end]).expect("chunk size is text");
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
+            .expect("hex chunk size");
+        body = &body[line_end + 2..];
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&body[..size]);
+        body = &body[size + 2..];
     }
 }

@@ -8,6 +8,7 @@ mod grpc_web;
 mod harness;
 mod ingest;
 mod kpi;
+mod observability;
 mod process;
 mod reliability;
 mod security;

@@ -9,9 +9,13 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
-/// Starts `salesmetrics serve` on an ephemeral port with JSON logs and returns
-/// the child and the address it logged.
-fn start_binary(dir: &std::path::Path) -> (std::process::Child, String) {
+/// Starts `salesmetrics serve` on an ephemeral port with JSON logs (and
+/// `extra_args`) and returns the child, the address it logged and the log
+/// entries up to that line.
+pub fn start_binary(
+    dir: &std::path::Path,
+    extra_args: &[&str],
+) -> (std::process::Child, String, Vec<serde_json::Value>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_salesmetrics"))
         .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
         .arg("--database-url")
@@ -19,22 +23,30 @@ fn start_binary(dir: &std::path::Path) -> (std::process::Child, String) {
             "sqlite://{}",
             dir.join("salesmetrics.db").display()
         ))
+        .args(extra_args)
         .env_remove("SALESMETRICS_DATABASE_URL")
         .env_remove("DATABASE_URL")
+        .env_remove("SALESMETRICS_METRICS_LISTEN")
+        .env_remove("SALESMETRICS_OTLP_ENDPOINT")
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .env_remove("OTEL_SERVICE_NAME")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .expect("start the salesmetrics binary");
     let stderr = child.stderr.take().expect("stderr");
     let mut lines = BufReader::new(stderr).lines();
+    let mut log = Vec::new();
     let address = loop {
         let line = lines
             .next()
             .expect("the server logs until it listens")
             .expect("read the log");
         let entry: serde_json::Value = serde_json::from_str(&line).expect("JSON log line");
-        if entry["fields"]["message"] == "listening" {
-            break entry["fields"]["address"]
+        let listening = entry["fields"]["message"] == "listening";
+        log.push(entry);
+        if listening {
+            break log[log.len() - 1]["fields"]["address"]
                 .as_str()
                 .expect("address field")
                 .to_string();
@@ -42,7 +54,27 @@ fn start_binary(dir: &std::path::Path) -> (std::process::Child, String) {
     };
     // Keep draining the log so the child never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
-    (child, address)
+    (child, address, log)
+}
+
+/// Sends SIGTERM to `child` and waits (at most 15 s) for it to exit.
+pub async fn terminate(child: &mut std::process::Child) -> std::process::ExitStatus {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("send SIGTERM");
+    assert!(status.success());
+    let started = Instant::now();
+    loop {
+        if let Some(exit) = child.try_wait().expect("wait for the child") {
+            return exit;
+        }
+        if started.elapsed() > Duration::from_secs(15) {
+            let _ = child.kill();
+            panic!("the server did not stop within 15 s of SIGTERM");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// SIGTERM stops a serving process with exit code 0 well within the default
@@ -50,7 +82,7 @@ fn start_binary(dir: &std::path::Path) -> (std::process::Child, String) {
 #[tokio::test]
 async fn sigterm_stops_the_server_cleanly() {
     let dir = tempfile::tempdir().expect("temporary directory");
-    let (mut child, address) = start_binary(dir.path());
+    let (mut child, address, _) = start_binary(dir.path(), &[]);
 
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
         .expect("endpoint")
@@ -74,22 +106,7 @@ async fn sigterm_stops_the_server_cleanly() {
     }
     assert!(serving, "the child reports SERVING");
 
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("send SIGTERM");
-    assert!(status.success());
-    let started = Instant::now();
-    let exit = loop {
-        if let Some(exit) = child.try_wait().expect("wait for the child") {
-            break exit;
-        }
-        if started.elapsed() > Duration::from_secs(15) {
-            let _ = child.kill();
-            panic!("the server did not stop within 15 s of SIGTERM");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let exit = terminate(&mut child).await;
     assert!(exit.success(), "clean exit after SIGTERM: {exit:?}");
     assert!(dir.path().join("salesmetrics.db").exists());
 }
