@@ -7,8 +7,9 @@
 //! for REP(R) when its rep field is R, for TEAM(T) when its rep's team at the
 //! attribution instant is in T's subtree, and always for COMPANY.
 
-use std::cell::OnceCell;
+use std::cell::{OnceCell, RefCell};
 use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
 
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
@@ -114,6 +115,12 @@ impl<'a> std::ops::Deref for IndexRef<'a> {
 pub struct Engine<'a> {
     index: IndexRef<'a>,
     settings: TenantSettings,
+    /// Every customer's MRR at an instant, per instant asked for (series and
+    /// breakdowns ask for the same instants many times).
+    mrr_at: RefCell<HashMap<Instant, Rc<HashMap<&'a str, i128>>>>,
+    /// Whether REP scopes read only their rep's records (always, except in
+    /// the test that proves it changes nothing).
+    narrow_reps: bool,
 }
 
 impl<'a> Engine<'a> {
@@ -123,6 +130,8 @@ impl<'a> Engine<'a> {
         Engine {
             index: IndexRef::Owned(Box::new(Index::new(data))),
             settings,
+            mrr_at: RefCell::default(),
+            narrow_reps: true,
         }
     }
 
@@ -132,7 +141,28 @@ impl<'a> Engine<'a> {
         Engine {
             index: IndexRef::Shared(index),
             settings,
+            mrr_at: RefCell::default(),
+            narrow_reps: true,
         }
+    }
+
+    /// The same engine reading every record for REP scopes too (the
+    /// reference the narrowed reading is tested against).
+    #[cfg(test)]
+    pub(crate) fn without_rep_narrowing(mut self) -> Self {
+        self.narrow_reps = false;
+        self
+    }
+
+    /// Every customer's MRR at `t` ([`Index::customer_mrr_at`]), computed
+    /// once per instant.
+    fn customer_mrr_at(&self, t: Instant) -> Rc<HashMap<&'a str, i128>> {
+        if let Some(known) = self.mrr_at.borrow().get(&t) {
+            return known.clone();
+        }
+        let computed = Rc::new(self.index.customer_mrr_at(t));
+        self.mrr_at.borrow_mut().insert(t, computed.clone());
+        computed
     }
 
     /// The settings in use.
@@ -564,13 +594,55 @@ impl<'e, 'a> Calc<'e, 'a> {
         self.index.data
     }
 
+    /// The rep of a REP scope: its windows read only that rep's records.
+    fn rep_only(&self) -> Option<&str> {
+        match &self.scope {
+            ResolvedScope::Rep(rep) if self.engine.narrow_reps => Some(rep.as_str()),
+            _ => None,
+        }
+    }
+
+    /// The deals a scope can count: a REP's own, else all.
+    fn candidate_deals(&self) -> impl Iterator<Item = &'a crate::domain::Deal> + '_ {
+        let (all, own): (&'a [crate::domain::Deal], &[&'a crate::domain::Deal]) =
+            match self.rep_only() {
+                Some(rep) => (
+                    &[],
+                    self.index
+                        .deals_by_owner
+                        .get(rep)
+                        .map_or(&[], Vec::as_slice),
+                ),
+                None => (&self.data().deals, &[]),
+            };
+        all.iter().chain(own.iter().copied())
+    }
+
+    /// The customers a scope can count: a REP's own, else all.
+    fn candidate_customers(&self) -> impl Iterator<Item = &'a crate::domain::Customer> + '_ {
+        let (all, own): (
+            &'a [crate::domain::Customer],
+            &[&'a crate::domain::Customer],
+        ) = match self.rep_only() {
+            Some(rep) => (
+                &[],
+                self.index
+                    .customers_by_owner
+                    .get(rep)
+                    .map_or(&[], Vec::as_slice),
+            ),
+            None => (&self.data().customers, &[]),
+        };
+        all.iter().chain(own.iter().copied())
+    }
+
     // ---- events -------------------------------------------------------
 
     /// Orders with ordered_at ∈ P in scope (order's rep at ordered_at).
     fn orders(&self) -> impl Iterator<Item = &'a crate::domain::Order> + '_ {
         self.index
             .orders_by_time
-            .window(self.p.start, self.p.end)
+            .window_of(self.rep_only(), self.p.start, self.p.end)
             .filter(|(t, o)| self.counts(o.rep_id.as_deref(), *t))
             .map(|(_, o)| o)
     }
@@ -590,7 +662,7 @@ impl<'e, 'a> Calc<'e, 'a> {
     ) -> impl Iterator<Item = &'a crate::domain::Deal> + '_ {
         self.index
             .deals_by_closed
-            .window(self.p.start, self.p.end)
+            .window_of(self.rep_only(), self.p.start, self.p.end)
             .filter(move |(t, d)| d.status == status && self.counts(d.owner_rep_id.as_deref(), *t))
             .map(|(_, d)| d)
     }
@@ -618,7 +690,7 @@ impl<'e, 'a> Calc<'e, 'a> {
     fn created_deals(&self) -> impl Iterator<Item = &'a crate::domain::Deal> + '_ {
         self.index
             .deals_by_created
-            .window(self.p.start, self.p.end)
+            .window_of(self.rep_only(), self.p.start, self.p.end)
             .filter(|(t, d)| self.counts(d.owner_rep_id.as_deref(), *t))
             .map(|(_, d)| d)
     }
@@ -626,7 +698,7 @@ impl<'e, 'a> Calc<'e, 'a> {
     /// Deals open at end, in scope at end: created_at < end and (OPEN or closed_at ≥ end).
     fn open_deals_at_end(&self) -> impl Iterator<Item = &'a crate::domain::Deal> + '_ {
         let end = self.p.end;
-        self.data().deals.iter().filter(move |d| {
+        self.candidate_deals().filter(move |d| {
             d.created_at < end
                 && (d.status == DealStatus::Open || d.closed_at.is_none_or(|c| c >= end))
                 && self.counts(d.owner_rep_id.as_deref(), end)
@@ -637,7 +709,7 @@ impl<'e, 'a> Calc<'e, 'a> {
     fn leads(&self) -> impl Iterator<Item = &'a crate::domain::Lead> + '_ {
         self.index
             .leads_by_created
-            .window(self.p.start, self.p.end)
+            .window_of(self.rep_only(), self.p.start, self.p.end)
             .filter(|(t, l)| self.counts(l.owner_rep_id.as_deref(), *t))
             .map(|(_, l)| l)
     }
@@ -646,7 +718,7 @@ impl<'e, 'a> Calc<'e, 'a> {
     fn activities(&self) -> impl Iterator<Item = &'a crate::domain::Activity> + '_ {
         self.index
             .activities_by_time
-            .window(self.p.start, self.p.end)
+            .window_of(self.rep_only(), self.p.start, self.p.end)
             .filter(|(t, a)| self.counts(Some(&a.rep_id), *t))
             .map(|(_, a)| a)
     }
@@ -685,7 +757,7 @@ impl<'e, 'a> Calc<'e, 'a> {
     fn csat_responses(&self) -> impl Iterator<Item = &'a crate::domain::CsatResponse> + '_ {
         self.index
             .csat_by_time
-            .window(self.p.start, self.p.end)
+            .window_of(self.rep_only(), self.p.start, self.p.end)
             .filter(|(t, c)| self.counts(c.rep_id.as_deref(), *t))
             .map(|(_, c)| c)
     }
@@ -697,7 +769,7 @@ impl<'e, 'a> Calc<'e, 'a> {
         *self.memo.new_customers.get_or_init(|| {
             self.index
                 .customers_by_acquired
-                .window(self.p.start, self.p.end)
+                .window_of(self.rep_only(), self.p.start, self.p.end)
                 .filter(|(t, c)| self.counts(c.owner_rep_id.as_deref(), *t))
                 .count() as i128
         })
@@ -706,7 +778,7 @@ impl<'e, 'a> Calc<'e, 'a> {
     /// Customers active at `t` and in scope at `t`:
     /// acquired_at < t and (churned_at null or ≥ t).
     fn active_at(&self, t: Instant) -> impl Iterator<Item = &'a crate::domain::Customer> + '_ {
-        self.data().customers.iter().filter(move |c| {
+        self.candidate_customers().filter(move |c| {
             c.acquired_at < t
                 && c.churned_at.is_none_or(|ch| ch >= t)
                 && self.counts(c.owner_rep_id.as_deref(), t)
@@ -791,15 +863,21 @@ impl<'e, 'a> Calc<'e, 'a> {
     fn mrr(&self) -> &MrrMovements {
         self.mrr.get_or_init(|| {
             let (start, end) = (self.p.start, self.p.end);
-            let at_start = self.index.customer_mrr_at(start);
-            let at_end = self.index.customer_mrr_at(end);
+            let at_start = self.engine.customer_mrr_at(start);
+            let at_end = self.engine.customer_mrr_at(end);
             // Every customer with MRR at start or end, once (integer sums:
-            // the order does not matter).
-            let customers = at_start
-                .keys()
-                .chain(at_end.keys().filter(|c| !at_start.contains_key(*c)));
+            // the order does not matter); for a REP only its own customers,
+            // the only ones that can count.
+            let customers: Vec<&str> = match self.rep_only() {
+                Some(_) => self.candidate_customers().map(|c| c.id.as_str()).collect(),
+                None => at_start
+                    .keys()
+                    .chain(at_end.keys().filter(|c| !at_start.contains_key(*c)))
+                    .copied()
+                    .collect(),
+            };
             let mut m = MrrMovements::default();
-            for &c in customers {
+            for c in customers {
                 let m0 = if self.scope.counts_customer(self.index, c, start) {
                     at_start.get(c).copied().unwrap_or(0)
                 } else {
@@ -1185,7 +1263,7 @@ impl<'e, 'a> Calc<'e, 'a> {
             "churned_customers" => whole(
                 self.index
                     .customers_by_churned
-                    .window(self.p.start, self.p.end)
+                    .window_of(self.rep_only(), self.p.start, self.p.end)
                     .filter(|(t, c)| self.counts(c.owner_rep_id.as_deref(), *t))
                     .count() as i128,
             ),
@@ -1325,7 +1403,7 @@ impl<'e, 'a> Calc<'e, 'a> {
                 let (sum, n) = self
                     .index
                     .inquiries_by_time
-                    .window(self.p.start, self.p.end)
+                    .window_of(self.rep_only(), self.p.start, self.p.end)
                     .filter(|(t, i)| self.counts(i.rep_id.as_deref(), *t))
                     .map(|(_, i)| i)
                     .filter_map(|i| i.first_response_at.map(|r| nanos_between(i.received_at, r)))

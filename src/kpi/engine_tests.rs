@@ -1667,6 +1667,111 @@ mod properties {
         }
     }
 
+    fn later(at: Instant, hours: Option<i64>) -> Option<Instant> {
+        hours.map(|h| at + chrono::TimeDelta::hours(h))
+    }
+
+    prop_compose! {
+        fn arb_deal()(n in 0u32..1000, amount in 0i64..1000, at in instant(), close in proptest::option::of(0i64..1500), won in any::<bool>(), owner in opt_rep()) -> Deal {
+            let closed_at = later(at, close);
+            Deal {
+                id: format!("d{n}"),
+                version: None,
+                amount,
+                created_at: at,
+                status: match (closed_at, won) {
+                    (None, _) => DealStatus::Open,
+                    (Some(_), true) => DealStatus::Won,
+                    (Some(_), false) => DealStatus::Lost,
+                },
+                closed_at,
+                stage: Some("qualification".into()),
+                owner_rep_id: owner,
+                customer_id: None,
+                lead_id: None,
+            }
+        }
+    }
+
+    prop_compose! {
+        fn arb_lead()(n in 0u32..1000, at in instant(), respond in proptest::option::of(0i64..300), convert in proptest::option::of(0i64..900), owner in opt_rep(), referral in any::<bool>()) -> Lead {
+            Lead {
+                id: format!("l{n}"),
+                version: None,
+                source: if referral { "referral".into() } else { "web".into() },
+                created_at: at,
+                owner_rep_id: owner,
+                first_response_at: later(at, respond),
+                converted_at: later(at, convert),
+                customer_id: None,
+            }
+        }
+    }
+
+    prop_compose! {
+        fn arb_activity()(n in 0u32..1000, kind in 0usize..8, at in instant(), seconds in proptest::option::of(0i64..5000), rep in 0usize..4) -> Activity {
+            Activity {
+                id: format!("a{n}"),
+                version: None,
+                rep_id: REPS[rep].into(),
+                activity_type: ActivityType::ALL[kind],
+                occurred_at: at,
+                duration_seconds: seconds,
+                lead_id: None,
+                deal_id: None,
+                customer_id: None,
+            }
+        }
+    }
+
+    prop_compose! {
+        fn arb_inquiry()(n in 0u32..1000, at in instant(), respond in proptest::option::of(0i64..100), rep in opt_rep()) -> Inquiry {
+            Inquiry {
+                id: format!("i{n}"),
+                version: None,
+                channel: "email".into(),
+                received_at: at,
+                first_response_at: later(at, respond),
+                customer_id: None,
+                rep_id: rep,
+            }
+        }
+    }
+
+    prop_compose! {
+        fn arb_csat()(n in 0u32..1000, score in 1i32..6, at in instant(), rep in opt_rep()) -> CsatResponse {
+            CsatResponse {
+                id: format!("s{n}"),
+                version: None,
+                score,
+                responded_at: at,
+                customer_id: None,
+                rep_id: rep,
+            }
+        }
+    }
+
+    prop_compose! {
+        /// [`arb_dataset`] plus deals, leads, activities, inquiries and CSAT.
+        fn arb_rich_dataset()(
+            base in arb_dataset(),
+            deals in proptest::collection::vec(arb_deal(), 0..10),
+            leads in proptest::collection::vec(arb_lead(), 0..10),
+            activities in proptest::collection::vec(arb_activity(), 0..16),
+            inquiries in proptest::collection::vec(arb_inquiry(), 0..6),
+            csat in proptest::collection::vec(arb_csat(), 0..6),
+        ) -> Dataset {
+            Dataset {
+                deals: dedup(deals, |d| d.id.clone()),
+                leads: dedup(leads, |l| l.id.clone()),
+                activities: dedup(activities, |a| a.id.clone()),
+                inquiries: dedup(inquiries, |i| i.id.clone()),
+                csat_responses: dedup(csat, |c| c.id.clone()),
+                ..base
+            }
+        }
+    }
+
     fn scopes() -> Vec<Scope> {
         let mut s = vec![Scope::Company];
         s.extend(TEAMS.iter().map(|t| team_scope(t)));
@@ -1820,6 +1925,27 @@ mod properties {
                     .filter(|c| naive_counts(&data, &s, c.owner_rep_id.as_deref(), p.end))
                     .count() as i64;
                 prop_assert_eq!(exact(&e, &s, &p, "active_customers"), active, "scope {:?}", s);
+            }
+        }
+
+        /// REP scopes read only their rep's records (per-rep windows, own
+        /// deals and customers): every KPI equals the reading of all records
+        /// through the scope filter, for every rep and two period lengths.
+        #[test]
+        fn rep_narrowing_changes_no_value(data in arb_rich_dataset(), m in 2u32..5) {
+            let narrowed = Engine::new(&data, TenantSettings::default());
+            let full = Engine::new(&data, TenantSettings::default()).without_rep_narrowing();
+            let all: Vec<&KpiDef> = CATALOG.iter().collect();
+            let quarter = PeriodSpec::Calendar {
+                granularity: Granularity::Quarter,
+                date: NaiveDate::from_ymd_opt(2024, m, 1).expect("date"),
+            }
+            .resolve(chrono_tz::UTC, 1)
+            .expect("quarter");
+            for p in [month(2024, m), quarter] {
+                for s in REPS.iter().map(|r| rep_scope(r)) {
+                    prop_assert_eq!(narrowed.values(&s, &p, &all), full.values(&s, &p, &all), "{:?}", s);
+                }
             }
         }
 

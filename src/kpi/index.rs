@@ -13,10 +13,22 @@ use crate::domain::{
 };
 
 /// Records of one kind sorted by one of their instants, so the records of a
-/// period are one contiguous slice found by binary search.
+/// period are one contiguous slice found by binary search; optionally also
+/// per rep (the record's own rep field), so a REP scope reads only its rep's
+/// records.
 #[derive(Debug)]
 pub struct ByTime<'a, T> {
     items: Vec<(Instant, &'a T)>,
+    /// The same records per rep field value, when built with
+    /// [`ByTime::with_reps`].
+    by_rep: Option<HashMap<&'a str, Vec<(Instant, &'a T)>>>,
+}
+
+/// The items of a sorted list whose instant t satisfies start ≤ t < end.
+fn slice<X>(items: &[(Instant, X)], start: Instant, end: Instant) -> &[(Instant, X)] {
+    let lo = items.partition_point(|(t, _)| *t < start);
+    let hi = items.partition_point(|(t, _)| *t < end).max(lo);
+    items.get(lo..hi).unwrap_or_default()
 }
 
 impl<'a, T> ByTime<'a, T> {
@@ -24,7 +36,27 @@ impl<'a, T> ByTime<'a, T> {
     pub fn new(items: impl Iterator<Item = (Instant, &'a T)>) -> Self {
         let mut items: Vec<_> = items.collect();
         items.sort_by_key(|(t, _)| *t);
-        ByTime { items }
+        ByTime {
+            items,
+            by_rep: None,
+        }
+    }
+
+    /// Like [`ByTime::new`], and also grouped by `rep_of(record)`.
+    pub fn with_reps(
+        items: impl Iterator<Item = (Instant, &'a T)>,
+        rep_of: impl Fn(&'a T) -> Option<&'a str>,
+    ) -> Self {
+        let mut all = Self::new(items);
+        let mut by_rep: HashMap<&'a str, Vec<(Instant, &'a T)>> = HashMap::default();
+        // In sorted order, so every list is sorted too.
+        for &(t, record) in &all.items {
+            if let Some(rep) = rep_of(record) {
+                by_rep.entry(rep).or_default().push((t, record));
+            }
+        }
+        all.by_rep = Some(by_rep);
+        all
     }
 
     /// The records whose instant t satisfies start ≤ t < end, with t.
@@ -33,9 +65,23 @@ impl<'a, T> ByTime<'a, T> {
         start: Instant,
         end: Instant,
     ) -> impl Iterator<Item = (Instant, &'a T)> + '_ {
-        let lo = self.items.partition_point(|(t, _)| *t < start);
-        let hi = self.items.partition_point(|(t, _)| *t < end).max(lo);
-        self.items.get(lo..hi).unwrap_or_default().iter().copied()
+        slice(&self.items, start, end).iter().copied()
+    }
+
+    /// [`ByTime::window`], narrowed to the records of `rep` when `rep` is
+    /// given and the index is grouped by rep (a superset otherwise: callers
+    /// still apply their scope filter).
+    pub fn window_of(
+        &self,
+        rep: Option<&str>,
+        start: Instant,
+        end: Instant,
+    ) -> impl Iterator<Item = (Instant, &'a T)> + '_ {
+        let items: &[(Instant, &'a T)] = match (rep, &self.by_rep) {
+            (Some(rep), Some(by_rep)) => by_rep.get(rep).map_or(&[], Vec::as_slice),
+            _ => &self.items,
+        };
+        slice(items, start, end).iter().copied()
     }
 }
 
@@ -84,6 +130,10 @@ pub struct Index<'a> {
     pub customers: HashMap<&'a str, &'a Customer>,
     /// Deals by id.
     pub deals: HashMap<&'a str, &'a Deal>,
+    /// Deals per owner rep.
+    pub deals_by_owner: HashMap<&'a str, Vec<&'a Deal>>,
+    /// Customers per owner rep.
+    pub customers_by_owner: HashMap<&'a str, Vec<&'a Customer>>,
     /// Stage changes per deal, sorted by (entered_at, id): (entered_at, id, stage).
     pub stage_changes: HashMap<&'a str, Vec<(Instant, &'a str, &'a str)>>,
     /// Subscription changes per subscription, sorted by (effective_at, id).
@@ -188,22 +238,46 @@ impl<'a> Index<'a> {
             stage_changes,
             subscriptions,
             first_positive_mrr,
-            orders_by_time: ByTime::new(data.orders.iter().map(|o| (o.ordered_at, o))),
-            deals_by_created: ByTime::new(data.deals.iter().map(|d| (d.created_at, d))),
-            deals_by_closed: ByTime::new(
+            deals_by_owner: group_by_rep(&data.deals, |d| d.owner_rep_id.as_deref()),
+            customers_by_owner: group_by_rep(&data.customers, |c| c.owner_rep_id.as_deref()),
+            orders_by_time: ByTime::with_reps(data.orders.iter().map(|o| (o.ordered_at, o)), |o| {
+                o.rep_id.as_deref()
+            }),
+            deals_by_created: ByTime::with_reps(
+                data.deals.iter().map(|d| (d.created_at, d)),
+                |d| d.owner_rep_id.as_deref(),
+            ),
+            deals_by_closed: ByTime::with_reps(
                 data.deals
                     .iter()
                     .filter_map(|d| d.closed_at.map(|c| (c, d))),
+                |d| d.owner_rep_id.as_deref(),
             ),
-            leads_by_created: ByTime::new(data.leads.iter().map(|l| (l.created_at, l))),
-            activities_by_time: ByTime::new(data.activities.iter().map(|a| (a.occurred_at, a))),
-            inquiries_by_time: ByTime::new(data.inquiries.iter().map(|i| (i.received_at, i))),
-            csat_by_time: ByTime::new(data.csat_responses.iter().map(|c| (c.responded_at, c))),
-            customers_by_acquired: ByTime::new(data.customers.iter().map(|c| (c.acquired_at, c))),
-            customers_by_churned: ByTime::new(
+            leads_by_created: ByTime::with_reps(
+                data.leads.iter().map(|l| (l.created_at, l)),
+                |l| l.owner_rep_id.as_deref(),
+            ),
+            activities_by_time: ByTime::with_reps(
+                data.activities.iter().map(|a| (a.occurred_at, a)),
+                |a| Some(a.rep_id.as_str()),
+            ),
+            inquiries_by_time: ByTime::with_reps(
+                data.inquiries.iter().map(|i| (i.received_at, i)),
+                |i| i.rep_id.as_deref(),
+            ),
+            csat_by_time: ByTime::with_reps(
+                data.csat_responses.iter().map(|c| (c.responded_at, c)),
+                |c| c.rep_id.as_deref(),
+            ),
+            customers_by_acquired: ByTime::with_reps(
+                data.customers.iter().map(|c| (c.acquired_at, c)),
+                |c| c.owner_rep_id.as_deref(),
+            ),
+            customers_by_churned: ByTime::with_reps(
                 data.customers
                     .iter()
                     .filter_map(|c| c.churned_at.map(|t| (t, c))),
+                |c| c.owner_rep_id.as_deref(),
             ),
         }
     }
@@ -337,6 +411,20 @@ impl<'a> ResolvedScope<'a> {
             _ => self.counts(index, index.owner_of(customer), t),
         }
     }
+}
+
+/// Records grouped by a rep field (records without one are left out).
+fn group_by_rep<'a, T>(
+    records: &'a [T],
+    rep_of: impl Fn(&'a T) -> Option<&'a str>,
+) -> HashMap<&'a str, Vec<&'a T>> {
+    let mut out: HashMap<&'a str, Vec<&'a T>> = HashMap::default();
+    for record in records {
+        if let Some(rep) = rep_of(record) {
+            out.entry(rep).or_default().push(record);
+        }
+    }
+    out
 }
 
 /// Children map and roots of the current team tree. A team whose parent is
