@@ -209,7 +209,7 @@ impl Report {
         for row in &self.latency {
             let _ = writeln!(
                 out,
-                "| {} | p50 {} ms, p99 {} ms | {} requests{}, mean {} ms, max {} ms{} |",
+                "| {} | p50 {} ms, p99 {} ms | {} requests{}, mean {} ms, max {} ms, untimed warm-up {} ms{} |",
                 row.name,
                 ms(row.p50_ms),
                 ms(row.p99_ms),
@@ -221,6 +221,7 @@ impl Report {
                 },
                 ms(row.mean_ms),
                 ms(row.max_ms),
+                ms(row.warmup_ms),
                 if row.errors > 0 {
                     format!(
                         ", {} ERRORS: {}",

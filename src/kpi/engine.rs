@@ -20,7 +20,7 @@ use crate::domain::{
 };
 
 use super::catalog::{CATALOG, KpiDef, Unit};
-use super::index::{Index, ResolvedScope};
+use super::index::{ByTime, Index, ResolvedScope};
 use super::value::{ComparisonValue, KpiValue, relative_change};
 
 /// What to compare a period with.
@@ -538,6 +538,12 @@ struct Calc<'e, 'a> {
     scope: ResolvedScope<'a>,
     scope_id: Scope,
     p: PeriodRange,
+    /// The reps whose records the scope can count, in P or at its bounds
+    /// (REP: the rep; TEAM: reps in the subtree at some instant of P);
+    /// `None` (COMPANY): every record. Reading only their records is exact
+    /// because every record is still checked by the scope filter, and every
+    /// figure read this way is an integer sum or count (order-free).
+    narrow: Option<Vec<&'a str>>,
     mrr: OnceCell<MrrMovements>,
     /// Figures several KPIs share, computed once per (scope, period).
     memo: Memo,
@@ -574,12 +580,45 @@ fn nanos_to_seconds(n: i128) -> f64 {
 
 impl<'e, 'a> Calc<'e, 'a> {
     fn new(engine: &'e Engine<'a>, scope: &Scope, p: PeriodRange) -> Self {
+        let index: &'e Index<'a> = &engine.index;
+        let resolved = ResolvedScope::new(index, scope);
+        let narrow = match &resolved {
+            _ if !engine.narrow_reps => None,
+            ResolvedScope::Company => None,
+            ResolvedScope::Rep(rep) => Some(
+                index
+                    .known_reps
+                    .get(rep.as_str())
+                    .copied()
+                    .into_iter()
+                    .collect(),
+            ),
+            // A record counts for TEAM(T) only if its rep's team at the
+            // attribution instant (in P, or P's start or end) is in T's
+            // subtree; `teams_during` lists every team a rep has at some
+            // instant of [start, end] (the team at end is the team of a
+            // membership taking effect before start or within P).
+            ResolvedScope::Team(teams) => Some(
+                index
+                    .memberships
+                    .keys()
+                    .copied()
+                    .filter(|rep| {
+                        index
+                            .teams_during(rep, p.start, p.end)
+                            .iter()
+                            .any(|t| teams.contains(t))
+                    })
+                    .collect(),
+            ),
+        };
         Calc {
             engine,
-            index: &engine.index,
-            scope: ResolvedScope::new(&engine.index, scope),
+            index,
+            scope: resolved,
             scope_id: scope.clone(),
             p,
+            narrow,
             mrr: OnceCell::new(),
             memo: Memo::default(),
         }
@@ -594,55 +633,56 @@ impl<'e, 'a> Calc<'e, 'a> {
         self.index.data
     }
 
-    /// The rep of a REP scope: its windows read only that rep's records.
-    fn rep_only(&self) -> Option<&str> {
-        match &self.scope {
-            ResolvedScope::Rep(rep) if self.engine.narrow_reps => Some(rep.as_str()),
-            _ => None,
-        }
-    }
-
-    /// The deals a scope can count: a REP's own, else all.
-    fn candidate_deals(&self) -> impl Iterator<Item = &'a crate::domain::Deal> + '_ {
-        let (all, own): (&'a [crate::domain::Deal], &[&'a crate::domain::Deal]) =
-            match self.rep_only() {
-                Some(rep) => (
-                    &[],
-                    self.index
-                        .deals_by_owner
-                        .get(rep)
-                        .map_or(&[], Vec::as_slice),
-                ),
-                None => (&self.data().deals, &[]),
-            };
-        all.iter().chain(own.iter().copied())
-    }
-
-    /// The customers a scope can count: a REP's own, else all.
-    fn candidate_customers(&self) -> impl Iterator<Item = &'a crate::domain::Customer> + '_ {
-        let (all, own): (
-            &'a [crate::domain::Customer],
-            &[&'a crate::domain::Customer],
-        ) = match self.rep_only() {
-            Some(rep) => (
-                &[],
-                self.index
-                    .customers_by_owner
-                    .get(rep)
-                    .map_or(&[], Vec::as_slice),
-            ),
-            None => (&self.data().customers, &[]),
+    /// The records of `by_time` in P that the scope can count (see
+    /// `narrow`), with their instants; callers still apply the scope filter.
+    fn window<'s, T>(
+        &'s self,
+        by_time: &'s ByTime<'a, T>,
+    ) -> impl Iterator<Item = (Instant, &'a T)> + 's {
+        let (start, end) = (self.p.start, self.p.end);
+        let (all, reps): (Option<&ByTime<'a, T>>, &[&'a str]) = match &self.narrow {
+            None => (Some(by_time), &[]),
+            Some(reps) => (None, reps),
         };
-        all.iter().chain(own.iter().copied())
+        all.into_iter()
+            .flat_map(move |b| b.window(start, end))
+            .chain(
+                reps.iter()
+                    .flat_map(move |rep| by_time.window_of(Some(rep), start, end)),
+            )
+    }
+
+    /// The items of `by_owner` of the narrowing reps, or `all` (COMPANY).
+    fn candidates<'s, T>(
+        &'s self,
+        all: &'a [T],
+        by_owner: &'s HashMap<&'a str, Vec<&'a T>>,
+    ) -> impl Iterator<Item = &'a T> + 's {
+        let (all, reps): (&'a [T], &[&'a str]) = match &self.narrow {
+            None => (all, &[]),
+            Some(reps) => (&[], reps),
+        };
+        all.iter().chain(
+            reps.iter()
+                .flat_map(move |rep| by_owner.get(rep).into_iter().flatten().copied()),
+        )
+    }
+
+    /// The deals the scope can count.
+    fn candidate_deals(&self) -> impl Iterator<Item = &'a crate::domain::Deal> + '_ {
+        self.candidates(&self.data().deals, &self.index.deals_by_owner)
+    }
+
+    /// The customers the scope can count.
+    fn candidate_customers(&self) -> impl Iterator<Item = &'a crate::domain::Customer> + '_ {
+        self.candidates(&self.data().customers, &self.index.customers_by_owner)
     }
 
     // ---- events -------------------------------------------------------
 
     /// Orders with ordered_at ∈ P in scope (order's rep at ordered_at).
     fn orders(&self) -> impl Iterator<Item = &'a crate::domain::Order> + '_ {
-        self.index
-            .orders_by_time
-            .window_of(self.rep_only(), self.p.start, self.p.end)
+        self.window(&self.index.orders_by_time)
             .filter(|(t, o)| self.counts(o.rep_id.as_deref(), *t))
             .map(|(_, o)| o)
     }
@@ -660,9 +700,7 @@ impl<'e, 'a> Calc<'e, 'a> {
         &self,
         status: DealStatus,
     ) -> impl Iterator<Item = &'a crate::domain::Deal> + '_ {
-        self.index
-            .deals_by_closed
-            .window_of(self.rep_only(), self.p.start, self.p.end)
+        self.window(&self.index.deals_by_closed)
             .filter(move |(t, d)| d.status == status && self.counts(d.owner_rep_id.as_deref(), *t))
             .map(|(_, d)| d)
     }
@@ -688,9 +726,7 @@ impl<'e, 'a> Calc<'e, 'a> {
 
     /// Deals with created_at ∈ P, in scope at created_at (the funnel cohort).
     fn created_deals(&self) -> impl Iterator<Item = &'a crate::domain::Deal> + '_ {
-        self.index
-            .deals_by_created
-            .window_of(self.rep_only(), self.p.start, self.p.end)
+        self.window(&self.index.deals_by_created)
             .filter(|(t, d)| self.counts(d.owner_rep_id.as_deref(), *t))
             .map(|(_, d)| d)
     }
@@ -707,18 +743,14 @@ impl<'e, 'a> Calc<'e, 'a> {
 
     /// Leads with created_at ∈ P, in scope at created_at.
     fn leads(&self) -> impl Iterator<Item = &'a crate::domain::Lead> + '_ {
-        self.index
-            .leads_by_created
-            .window_of(self.rep_only(), self.p.start, self.p.end)
+        self.window(&self.index.leads_by_created)
             .filter(|(t, l)| self.counts(l.owner_rep_id.as_deref(), *t))
             .map(|(_, l)| l)
     }
 
     /// Activities with occurred_at ∈ P, in scope.
     fn activities(&self) -> impl Iterator<Item = &'a crate::domain::Activity> + '_ {
-        self.index
-            .activities_by_time
-            .window_of(self.rep_only(), self.p.start, self.p.end)
+        self.window(&self.index.activities_by_time)
             .filter(|(t, a)| self.counts(Some(&a.rep_id), *t))
             .map(|(_, a)| a)
     }
@@ -755,9 +787,7 @@ impl<'e, 'a> Calc<'e, 'a> {
     }
 
     fn csat_responses(&self) -> impl Iterator<Item = &'a crate::domain::CsatResponse> + '_ {
-        self.index
-            .csat_by_time
-            .window_of(self.rep_only(), self.p.start, self.p.end)
+        self.window(&self.index.csat_by_time)
             .filter(|(t, c)| self.counts(c.rep_id.as_deref(), *t))
             .map(|(_, c)| c)
     }
@@ -767,9 +797,7 @@ impl<'e, 'a> Calc<'e, 'a> {
     /// new_customers = count(customers : acquired_at ∈ P), owner at acquired_at.
     fn new_customers(&self) -> i128 {
         *self.memo.new_customers.get_or_init(|| {
-            self.index
-                .customers_by_acquired
-                .window_of(self.rep_only(), self.p.start, self.p.end)
+            self.window(&self.index.customers_by_acquired)
                 .filter(|(t, c)| self.counts(c.owner_rep_id.as_deref(), *t))
                 .count() as i128
         })
@@ -868,7 +896,7 @@ impl<'e, 'a> Calc<'e, 'a> {
             // Every customer with MRR at start or end, once (integer sums:
             // the order does not matter); for a REP only its own customers,
             // the only ones that can count.
-            let customers: Vec<&str> = match self.rep_only() {
+            let customers: Vec<&str> = match self.narrow {
                 Some(_) => self.candidate_customers().map(|c| c.id.as_str()).collect(),
                 None => at_start
                     .keys()
@@ -1261,9 +1289,7 @@ impl<'e, 'a> Calc<'e, 'a> {
             "active_customers" => whole(self.active_at(self.p.end).count() as i128),
             // churned_customers = count(customers : churned_at ∈ P), owner at churned_at
             "churned_customers" => whole(
-                self.index
-                    .customers_by_churned
-                    .window_of(self.rep_only(), self.p.start, self.p.end)
+                self.window(&self.index.customers_by_churned)
                     .filter(|(t, c)| self.counts(c.owner_rep_id.as_deref(), *t))
                     .count() as i128,
             ),
@@ -1401,9 +1427,7 @@ impl<'e, 'a> Calc<'e, 'a> {
             // inquiry_response_time = mean(first_response_at − received_at : received_at ∈ P, responded)
             "inquiry_response_time" => {
                 let (sum, n) = self
-                    .index
-                    .inquiries_by_time
-                    .window_of(self.rep_only(), self.p.start, self.p.end)
+                    .window(&self.index.inquiries_by_time)
                     .filter(|(t, i)| self.counts(i.rep_id.as_deref(), *t))
                     .map(|(_, i)| i)
                     .filter_map(|i| i.first_response_at.map(|r| nanos_between(i.received_at, r)))
