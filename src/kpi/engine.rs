@@ -7,9 +7,8 @@
 //! for REP(R) when its rep field is R, for TEAM(T) when its rep's team at the
 //! attribution instant is in T's subtree, and always for COMPANY.
 
-use std::cell::{OnceCell, RefCell};
+use std::cell::OnceCell;
 use std::collections::{BTreeMap, BTreeSet};
-use std::rc::Rc;
 
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
@@ -115,9 +114,6 @@ impl<'a> std::ops::Deref for IndexRef<'a> {
 pub struct Engine<'a> {
     index: IndexRef<'a>,
     settings: TenantSettings,
-    /// Every customer's MRR at an instant, per instant asked for (series and
-    /// breakdowns ask for the same instants many times).
-    mrr_at: RefCell<HashMap<Instant, Rc<HashMap<&'a str, i128>>>>,
     /// Whether REP scopes read only their rep's records (always, except in
     /// the test that proves it changes nothing).
     narrow_reps: bool,
@@ -130,7 +126,6 @@ impl<'a> Engine<'a> {
         Engine {
             index: IndexRef::Owned(Box::new(Index::new(data))),
             settings,
-            mrr_at: RefCell::default(),
             narrow_reps: true,
         }
     }
@@ -141,7 +136,6 @@ impl<'a> Engine<'a> {
         Engine {
             index: IndexRef::Shared(index),
             settings,
-            mrr_at: RefCell::default(),
             narrow_reps: true,
         }
     }
@@ -152,17 +146,6 @@ impl<'a> Engine<'a> {
     pub(crate) fn without_rep_narrowing(mut self) -> Self {
         self.narrow_reps = false;
         self
-    }
-
-    /// Every customer's MRR at `t` ([`Index::customer_mrr_at`]), computed
-    /// once per instant.
-    fn customer_mrr_at(&self, t: Instant) -> Rc<HashMap<&'a str, i128>> {
-        if let Some(known) = self.mrr_at.borrow().get(&t) {
-            return known.clone();
-        }
-        let computed = Rc::new(self.index.customer_mrr_at(t));
-        self.mrr_at.borrow_mut().insert(t, computed.clone());
-        computed
     }
 
     /// The settings in use.
@@ -891,28 +874,39 @@ impl<'e, 'a> Calc<'e, 'a> {
     fn mrr(&self) -> &MrrMovements {
         self.mrr.get_or_init(|| {
             let (start, end) = (self.p.start, self.p.end);
-            let at_start = self.engine.customer_mrr_at(start);
-            let at_end = self.engine.customer_mrr_at(end);
-            // Every customer with MRR at start or end, once (integer sums:
-            // the order does not matter); for a REP only its own customers,
-            // the only ones that can count.
+            let timeline = &self.index.mrr;
+            let mut m = MrrMovements::default();
+            if matches!(self.scope, ResolvedScope::Company) && self.engine.narrow_reps {
+                // Every customer counts: the totals come from the timeline,
+                // and only customers whose MRR changed in [start, end) can
+                // have a movement.
+                (m.start, _) = timeline.totals_at(start);
+                (m.end, m.paying_at_end) = timeline.totals_at(end);
+                let changed: HashSet<&str> = timeline.changed_between(start, end).collect();
+                for c in changed {
+                    self.add_movement(
+                        &mut m,
+                        c,
+                        timeline.mrr_of(c, start),
+                        timeline.mrr_of(c, end),
+                    );
+                }
+                return m;
+            }
+            // Integer sums: the order of customers does not matter. A REP or
+            // TEAM counts only customers owned by its reps.
             let customers: Vec<&str> = match self.narrow {
                 Some(_) => self.candidate_customers().map(|c| c.id.as_str()).collect(),
-                None => at_start
-                    .keys()
-                    .chain(at_end.keys().filter(|c| !at_start.contains_key(*c)))
-                    .copied()
-                    .collect(),
+                None => timeline.customers().collect(),
             };
-            let mut m = MrrMovements::default();
             for c in customers {
                 let m0 = if self.scope.counts_customer(self.index, c, start) {
-                    at_start.get(c).copied().unwrap_or(0)
+                    timeline.mrr_of(c, start)
                 } else {
                     0
                 };
                 let m1 = if self.scope.counts_customer(self.index, c, end) {
-                    at_end.get(c).copied().unwrap_or(0)
+                    timeline.mrr_of(c, end)
                 } else {
                     0
                 };
@@ -921,24 +915,29 @@ impl<'e, 'a> Calc<'e, 'a> {
                 if m1 > 0 {
                     m.paying_at_end += 1;
                 }
-                if m0 == 0 && m1 > 0 {
-                    // new = m1 if m0 = 0 < m1 and never MRR > 0 before start;
-                    // reactivation = m1 if m0 = 0 < m1 otherwise.
-                    if self.index.had_mrr_before(c, start) {
-                        m.reactivation += m1;
-                    } else {
-                        m.new += m1;
-                    }
-                } else if 0 < m0 && m0 < m1 {
-                    m.expansion += m1 - m0; // expansion = m1 − m0 if 0 < m0 < m1
-                } else if 0 < m1 && m1 < m0 {
-                    m.contraction += m0 - m1; // contraction = m0 − m1 if 0 < m1 < m0
-                } else if m1 == 0 && m0 > 0 {
-                    m.churned += m0; // churned = m0 if m1 = 0 < m0
-                }
+                self.add_movement(&mut m, c, m0, m1);
             }
             m
         })
+    }
+
+    /// Adds customer `c`'s movement from `m0` (at start) to `m1` (at end).
+    fn add_movement(&self, m: &mut MrrMovements, c: &str, m0: i128, m1: i128) {
+        if m0 == 0 && m1 > 0 {
+            // new = m1 if m0 = 0 < m1 and never MRR > 0 before start;
+            // reactivation = m1 if m0 = 0 < m1 otherwise.
+            if self.index.had_mrr_before(c, self.p.start) {
+                m.reactivation += m1;
+            } else {
+                m.new += m1;
+            }
+        } else if 0 < m0 && m0 < m1 {
+            m.expansion += m1 - m0; // expansion = m1 − m0 if 0 < m0 < m1
+        } else if 0 < m1 && m1 < m0 {
+            m.contraction += m0 - m1; // contraction = m0 − m1 if 0 < m1 < m0
+        } else if m1 == 0 && m0 > 0 {
+            m.churned += m0; // churned = m0 if m1 = 0 < m0
+        }
     }
 
     /// active_reps: reps whose team at some instant of P is in scope

@@ -1950,6 +1950,28 @@ mod properties {
             }
         }
 
+        /// The MRR timeline equals every customer's MRR read straight from
+        /// the subscriptions, at every hour boundary and in between, and its
+        /// totals are the sums of those.
+        #[test]
+        fn the_mrr_timeline_matches_the_subscriptions(data in arb_dataset(), h in 0i64..(121 * 24)) {
+            let index = super::super::Index::new(&data);
+            let at = t("2024-01-01T00:00:00Z") + chrono::TimeDelta::hours(h);
+            for t in [at, at + chrono::TimeDelta::minutes(30)] {
+                let reference = index.customer_mrr_at(t);
+                let mut total = 0;
+                let mut paying = 0;
+                for c in index.mrr.customers() {
+                    let m = index.mrr.mrr_of(c, t);
+                    prop_assert_eq!(m, reference.get(c).copied().unwrap_or(0), "{} at {}", c, t);
+                    total += m;
+                    paying += i128::from(m > 0);
+                }
+                prop_assert!(reference.keys().all(|c| index.mrr.customers().any(|k| k == *c)));
+                prop_assert_eq!(index.mrr.totals_at(t), (total, paying));
+            }
+        }
+
         /// No KPI is ever NaN or infinite; undefined always has a reason.
         #[test]
         fn values_are_finite_or_explained(data in arb_dataset(), m in 2u32..5) {

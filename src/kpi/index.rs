@@ -2,8 +2,6 @@
 //! state and attribution rules need, built once so each KPI is a scan plus
 //! cheap look-ups. Everything here is derived data; the dataset is not copied.
 
-use std::collections::BTreeSet;
-
 // Fx hashing: the keys are short ids from our own store, and the engine does
 // millions of lookups per bundle (SipHash was a sixth of its time).
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
@@ -138,9 +136,8 @@ pub struct Index<'a> {
     pub stage_changes: HashMap<&'a str, Vec<(Instant, &'a str, &'a str)>>,
     /// Subscription changes per subscription, sorted by (effective_at, id).
     pub subscriptions: HashMap<&'a str, Vec<SubscriptionEntry<'a>>>,
-    /// First instant after which each customer's MRR was > 0 (the effective_at
-    /// of the change group that first made it positive).
-    pub first_positive_mrr: HashMap<&'a str, Instant>,
+    /// Every customer's MRR over time.
+    pub mrr: MrrTimeline<'a>,
     /// Orders by ordered_at.
     pub orders_by_time: ByTime<'a, Order>,
     /// Deals by created_at.
@@ -223,7 +220,6 @@ impl<'a> Index<'a> {
         for list in subscriptions.values_mut() {
             list.sort_by(|a, b| (a.effective_at, a.id).cmp(&(b.effective_at, b.id)));
         }
-        let first_positive_mrr = first_positive_mrr(data);
 
         Index {
             data,
@@ -237,7 +233,7 @@ impl<'a> Index<'a> {
             deals,
             stage_changes,
             subscriptions,
-            first_positive_mrr,
+            mrr: MrrTimeline::new(data),
             deals_by_owner: group_by_rep(&data.deals, |d| d.owner_rep_id.as_deref()),
             customers_by_owner: group_by_rep(&data.customers, |c| c.owner_rep_id.as_deref()),
             orders_by_time: ByTime::with_reps(data.orders.iter().map(|o| (o.ordered_at, o)), |o| {
@@ -344,8 +340,10 @@ impl<'a> Index<'a> {
         deal.stage.as_deref()
     }
 
-    /// Every customer's MRR at `t` (customers with MRR 0 may be missing).
-    /// A subscription counts for the customer named by its change in force.
+    /// Every customer's MRR at `t` (customers with MRR 0 may be missing),
+    /// straight from the subscriptions: the reference [`MrrTimeline`] is
+    /// tested against.
+    #[cfg(test)]
     pub fn customer_mrr_at(&self, t: Instant) -> HashMap<&'a str, i128> {
         let mut out: HashMap<&str, i128> = HashMap::default();
         for list in self.subscriptions.values() {
@@ -361,7 +359,8 @@ impl<'a> Index<'a> {
 
     /// Whether the customer had MRR > 0 at some instant before `t`.
     pub fn had_mrr_before(&self, customer: &str, t: Instant) -> bool {
-        self.first_positive_mrr
+        self.mrr
+            .first_positive
             .get(customer)
             .is_some_and(|&first| first < t)
     }
@@ -501,37 +500,115 @@ fn known_reps(data: &Dataset) -> HashSet<&str> {
     reps
 }
 
-/// For each customer, the effective_at of the first group of simultaneous
-/// subscription changes after which its MRR was > 0.
-fn first_positive_mrr(data: &Dataset) -> HashMap<&str, Instant> {
-    let mut changes: Vec<_> = data.subscription_changes.iter().collect();
-    changes.sort_by(|a, b| (a.effective_at, &a.id).cmp(&(b.effective_at, &b.id)));
-    // subscription -> (customer, mrr) currently in force.
-    let mut current: HashMap<&str, (&str, i64)> = HashMap::default();
-    let mut totals: HashMap<&str, i128> = HashMap::default();
-    let mut first: HashMap<&str, Instant> = HashMap::default();
-    let mut changes = changes.into_iter().peekable();
-    while let Some(head) = changes.next() {
-        let at = head.effective_at;
-        let mut group = vec![head];
-        while let Some(c) = changes.next_if(|c| c.effective_at == at) {
-            group.push(c);
-        }
-        let mut touched: BTreeSet<&str> = BTreeSet::new();
-        for c in group {
-            if let Some((old_customer, old_mrr)) =
-                current.insert(&c.subscription_id, (&c.customer_id, c.mrr))
+/// Every customer's MRR over time, from the subscription changes: a
+/// subscription counts for the customer named by its change in force, and a
+/// change is in force strictly after its effective_at (ties: greatest id).
+#[derive(Debug, Default)]
+pub struct MrrTimeline<'a> {
+    /// Per customer: (instant, MRR from just after that instant), sorted.
+    per_customer: HashMap<&'a str, Vec<(Instant, i128)>>,
+    /// (instant, customer) whenever a customer's MRR changes, by instant.
+    changes: Vec<(Instant, &'a str)>,
+    /// (instant, total MRR, customers with MRR > 0) from just after each
+    /// instant at which any MRR changed, by instant.
+    totals: Vec<(Instant, i128, i128)>,
+    /// First instant after which each customer's MRR was > 0.
+    first_positive: HashMap<&'a str, Instant>,
+}
+
+impl<'a> MrrTimeline<'a> {
+    /// Replays every subscription change in (effective_at, id) order, one
+    /// instant at a time.
+    pub fn new(data: &'a Dataset) -> Self {
+        let mut changes: Vec<_> = data.subscription_changes.iter().collect();
+        changes.sort_by(|a, b| (a.effective_at, &a.id).cmp(&(b.effective_at, &b.id)));
+        // subscription -> (customer, mrr) currently in force.
+        let mut current: HashMap<&str, (&str, i64)> = HashMap::default();
+        let mut mrr: HashMap<&str, i128> = HashMap::default();
+        let mut timeline = MrrTimeline::default();
+        let (mut total, mut paying) = (0i128, 0i128);
+        let mut changes = changes.into_iter().peekable();
+        while let Some(head) = changes.next() {
+            let at = head.effective_at;
+            let mut touched: Vec<&str> = Vec::new();
+            let mut before: HashMap<&str, i128> = HashMap::default();
+            let mut group = vec![head];
+            while let Some(c) = changes.next_if(|c| c.effective_at == at) {
+                group.push(c);
+            }
+            for c in group {
+                let new = (c.customer_id.as_str(), c.mrr);
+                let old = current.insert(&c.subscription_id, new);
+                for (customer, delta) in old
+                    .map(|(customer, m)| (customer, -i128::from(m)))
+                    .into_iter()
+                    .chain([(new.0, i128::from(new.1))])
+                {
+                    let value = mrr.entry(customer).or_default();
+                    before.entry(customer).or_insert_with(|| {
+                        touched.push(customer);
+                        *value
+                    });
+                    *value += delta;
+                }
+            }
+            for customer in touched {
+                let (was, now) = (before[customer], mrr[customer]);
+                if was == now {
+                    continue;
+                }
+                total += now - was;
+                paying += i128::from(now > 0) - i128::from(was > 0);
+                if now > 0 {
+                    timeline.first_positive.entry(customer).or_insert(at);
+                }
+                timeline
+                    .per_customer
+                    .entry(customer)
+                    .or_default()
+                    .push((at, now));
+                timeline.changes.push((at, customer));
+            }
+            if timeline
+                .totals
+                .last()
+                .is_none_or(|&(_, t, p)| (t, p) != (total, paying))
             {
-                *totals.entry(old_customer).or_default() -= i128::from(old_mrr);
-            }
-            *totals.entry(&c.customer_id).or_default() += i128::from(c.mrr);
-            touched.insert(&c.customer_id);
-        }
-        for customer in touched {
-            if totals.get(customer).is_some_and(|&m| m > 0) {
-                first.entry(customer).or_insert(at);
+                timeline.totals.push((at, total, paying));
             }
         }
+        timeline
     }
-    first
+
+    /// A customer's MRR at `t` (0 for a customer without subscriptions).
+    pub fn mrr_of(&self, customer: &str, t: Instant) -> i128 {
+        let Some(points) = self.per_customer.get(customer) else {
+            return 0;
+        };
+        let n = points.partition_point(|(at, _)| *at < t);
+        n.checked_sub(1).map_or(0, |i| points[i].1)
+    }
+
+    /// (Σ MRR of every customer, customers with MRR > 0) at `t`.
+    pub fn totals_at(&self, t: Instant) -> (i128, i128) {
+        let n = self.totals.partition_point(|(at, _, _)| *at < t);
+        n.checked_sub(1)
+            .map_or((0, 0), |i| (self.totals[i].1, self.totals[i].2))
+    }
+
+    /// The customers whose MRR changes at some instant of [start, end),
+    /// i.e. whose MRR at `end` may differ from their MRR at `start`
+    /// (a customer may be listed more than once).
+    pub fn changed_between(
+        &self,
+        start: Instant,
+        end: Instant,
+    ) -> impl Iterator<Item = &'a str> + '_ {
+        slice(&self.changes, start, end).iter().map(|(_, c)| *c)
+    }
+
+    /// Every customer that ever had a subscription change.
+    pub fn customers(&self) -> impl Iterator<Item = &'a str> + '_ {
+        self.per_customer.keys().copied()
+    }
 }
