@@ -529,7 +529,7 @@ struct Calc<'e, 'a> {
     narrow: Option<Vec<&'a str>>,
     mrr: OnceCell<MrrMovements>,
     /// Figures several KPIs share, computed once per (scope, period).
-    memo: Memo,
+    memo: Memo<'a>,
 }
 
 /// Slot of "every type" in [`ActivityTotals`].
@@ -540,7 +540,7 @@ type ActivityTotals = [(i128, i128); ALL_ACTIVITIES + 1];
 
 /// Shared figures of one (scope, period), computed on first use.
 #[derive(Default)]
-struct Memo {
+struct Memo<'a> {
     revenue: OnceCell<i128>,
     bookings: OnceCell<i128>,
     deals_won: OnceCell<i128>,
@@ -549,6 +549,8 @@ struct Memo {
     cohort: OnceCell<CustomerCohort>,
     active_reps: OnceCell<i128>,
     activities: OnceCell<ActivityTotals>,
+    open_deals: OnceCell<Vec<&'a crate::domain::Deal>>,
+    pipeline_value: OnceCell<i128>,
 }
 
 /// Nanoseconds between two instants.
@@ -714,14 +716,32 @@ impl<'e, 'a> Calc<'e, 'a> {
             .map(|(_, d)| d)
     }
 
-    /// Deals open at end, in scope at end: created_at < end and (OPEN or closed_at ≥ end).
+    /// Deals open at end, in scope at end: created_at < end and (OPEN or
+    /// closed_at ≥ end). Found once per (scope, period): three KPIs use them.
     fn open_deals_at_end(&self) -> impl Iterator<Item = &'a crate::domain::Deal> + '_ {
         let end = self.p.end;
-        self.candidate_deals().filter(move |d| {
-            d.created_at < end
-                && (d.status == DealStatus::Open || d.closed_at.is_none_or(|c| c >= end))
-                && self.counts(d.owner_rep_id.as_deref(), end)
-        })
+        self.memo
+            .open_deals
+            .get_or_init(|| {
+                self.candidate_deals()
+                    .filter(|d| {
+                        d.created_at < end
+                            && (d.status == DealStatus::Open
+                                || d.closed_at.is_none_or(|c| c >= end))
+                            && self.counts(d.owner_rep_id.as_deref(), end)
+                    })
+                    .collect()
+            })
+            .iter()
+            .copied()
+    }
+
+    /// sum(amount : open at end)
+    fn pipeline_value(&self) -> i128 {
+        *self
+            .memo
+            .pipeline_value
+            .get_or_init(|| self.open_deals_at_end().map(|d| i128::from(d.amount)).sum())
     }
 
     /// Leads with created_at ∈ P, in scope at created_at.
@@ -1191,18 +1211,25 @@ impl<'e, 'a> Calc<'e, 'a> {
             // deals_created = count(deals : created_at ∈ P)
             "deals_created" => whole(self.created_deals().count() as i128),
             // pipeline_value = sum(amount : deals open at end)
-            "pipeline_value" => whole(self.open_deals_at_end().map(|d| i128::from(d.amount)).sum()),
+            "pipeline_value" => whole(self.pipeline_value()),
             // weighted_pipeline_value = sum(amount × probability(stage at end) : open at end)
             "weighted_pipeline_value" => {
-                let stages = &self.engine.settings.pipeline_stages;
+                let probability: HashMap<&str, f64> = self
+                    .engine
+                    .settings
+                    .pipeline_stages
+                    .iter()
+                    .rev() // the first stage of a name wins, as a search would
+                    .map(|st| (st.name.as_str(), st.win_probability))
+                    .collect();
                 let total: f64 = self
                     .open_deals_at_end()
                     .map(|d| {
                         let p = self
                             .index
                             .stage_at(d, self.p.end)
-                            .and_then(|s| stages.iter().find(|st| st.name == s))
-                            .map_or(0.0, |st| st.win_probability);
+                            .and_then(|s| probability.get(s).copied())
+                            .unwrap_or(0.0);
                         d.amount as f64 * p
                     })
                     .sum();
@@ -1212,7 +1239,7 @@ impl<'e, 'a> Calc<'e, 'a> {
             // undefined when there is no target or the remainder ≤ 0.
             "pipeline_coverage" => {
                 let (target, any, _) = self.target(TargetMetric::Revenue);
-                let pipeline: i128 = self.open_deals_at_end().map(|d| i128::from(d.amount)).sum();
+                let pipeline = self.pipeline_value();
                 let remainder = target - self.revenue() as f64;
                 if !any {
                     undefined("the scope has no revenue target overlapping the period")
