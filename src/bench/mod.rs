@@ -422,6 +422,10 @@ impl ServerProcess {
             .args(["serve", "--listen", &listen, "--database-url", database_url])
             // Measure capacity, not the per-tenant rate limit.
             .args(["--rate-limit-per-second", "0"])
+            // The first query after ingest loads the tenant's snapshot,
+            // which at 10M records takes longer than the default 30 s
+            // deadline; measure it instead of timing it out.
+            .args(["--default-timeout-seconds", "300"])
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -10,7 +10,10 @@
 //! next query, on every replica, and a query never sees a half-applied batch.
 //!
 //! * One load per tenant at a time: queries that find the snapshot stale
-//!   wait for the load in progress instead of starting their own.
+//!   wait for the load in progress instead of starting their own. The load
+//!   runs as its own task, so it completes and is kept even when the query
+//!   that started it gives up (a large tenant can take longer to load than
+//!   a client's deadline).
 //! * At most `capacity` tenants are kept; the least recently used is
 //!   dropped first (its memory is freed when its last query ends). A
 //!   capacity of 0 turns caching off: every query loads its own snapshot.
@@ -78,6 +81,11 @@ struct State {
 
 /// The snapshots of the most recently queried tenants; see the module docs.
 pub struct SnapshotCache {
+    inner: Arc<Inner>,
+}
+
+/// The cache's state, shared with the load tasks it spawns.
+struct Inner {
     store: Arc<dyn Store>,
     capacity: usize,
     state: Mutex<State>,
@@ -86,7 +94,7 @@ pub struct SnapshotCache {
 impl std::fmt::Debug for SnapshotCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SnapshotCache")
-            .field("capacity", &self.capacity)
+            .field("capacity", &self.inner.capacity)
             .finish_non_exhaustive()
     }
 }
@@ -95,27 +103,28 @@ impl SnapshotCache {
     /// A cache over `store` keeping at most `capacity` tenants (0: none).
     pub fn new(store: Arc<dyn Store>, capacity: usize) -> Self {
         SnapshotCache {
-            store,
-            capacity,
-            state: Mutex::new(State::default()),
+            inner: Arc::new(Inner {
+                store,
+                capacity,
+                state: Mutex::new(State::default()),
+            }),
         }
-    }
-
-    fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        // The state stays consistent at every await-free step, so a panic
-        // elsewhere cannot leave it half-updated.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The tenant's current snapshot: the cached one when the tenant's data
     /// version has not changed, else a fresh one.
+    ///
+    /// A load runs as a task of its own: a query that gives up (deadline,
+    /// cancelled call) does not abandon it, so the next query finds the
+    /// snapshot loaded instead of starting again.
     pub async fn get(&self, tenant: &str) -> Result<Arc<Versioned>> {
-        if self.capacity == 0 {
-            return self.load(tenant).await;
+        let inner = &self.inner;
+        if inner.capacity == 0 {
+            return load(inner.store.as_ref(), tenant).await;
         }
-        let version = self.store.data_version(tenant).await?.unwrap_or(0);
+        let version = inner.store.data_version(tenant).await?.unwrap_or(0);
         let loading = {
-            let mut state = self.state();
+            let mut state = inner.state();
             state.tick += 1;
             let tick = state.tick;
             let slot = state
@@ -132,27 +141,56 @@ impl SnapshotCache {
             }
             slot.loading.clone()
         };
-        let _loading = loading.lock().await;
+        let guard = loading.clone().lock_owned().await;
         // A query that waited for the lock may find the load it waited for
         // has brought the snapshot up to date.
-        if let Some(current) = self.cached(tenant).filter(|c| c.version == version) {
+        if let Some(current) = inner.cached(tenant).filter(|c| c.version == version) {
             return Ok(current);
         }
-        let fresh = self.load(tenant).await?;
-        let mut state = self.state();
-        state.tick += 1;
-        let tick = state.tick;
-        let slot = state
-            .slots
-            .entry(tenant.to_string())
-            .or_insert_with(|| Slot {
+        let task_inner = inner.clone();
+        let tenant = tenant.to_string();
+        tokio::spawn(async move {
+            // Held until the snapshot is stored: queries arriving meanwhile
+            // wait for this load.
+            let _guard = guard;
+            let fresh = load(task_inner.store.as_ref(), &tenant).await?;
+            let mut state = task_inner.state();
+            state.tick += 1;
+            let tick = state.tick;
+            let slot = state.slots.entry(tenant.clone()).or_insert_with(|| Slot {
                 last_used: tick,
                 current: None,
-                loading: loading.clone(),
+                loading,
             });
-        slot.current = Some(fresh.clone());
-        self.evict(&mut state, tenant);
-        Ok(fresh)
+            slot.current = Some(fresh.clone());
+            task_inner.evict(&mut state, &tenant);
+            Ok(fresh)
+        })
+        .await
+        .map_err(|e| Error::internal(format!("snapshot load failed: {e}")))?
+    }
+
+    /// How many tenants are cached (for tests and metrics).
+    pub fn len(&self) -> usize {
+        self.inner
+            .state()
+            .slots
+            .values()
+            .filter(|s| s.current.is_some())
+            .count()
+    }
+
+    /// Whether no tenant is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Inner {
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        // The state stays consistent at every await-free step, so a panic
+        // elsewhere cannot leave it half-updated.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn cached(&self, tenant: &str) -> Option<Arc<Versioned>> {
@@ -176,27 +214,13 @@ impl SnapshotCache {
             }
         }
     }
+}
 
-    /// Loads the tenant's records and builds the index.
-    async fn load(&self, tenant: &str) -> Result<Arc<Versioned>> {
-        let (version, data) = self.store.load_versioned(tenant).await?;
-        let snapshot = tokio::task::spawn_blocking(move || Snapshot::build(data))
-            .await
-            .map_err(|e| Error::internal(format!("indexing failed: {e}")))?;
-        Ok(Arc::new(Versioned { version, snapshot }))
-    }
-
-    /// How many tenants are cached (for tests and metrics).
-    pub fn len(&self) -> usize {
-        self.state()
-            .slots
-            .values()
-            .filter(|s| s.current.is_some())
-            .count()
-    }
-
-    /// Whether no tenant is cached.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
+/// Loads the tenant's records and builds the index (on a blocking thread).
+async fn load(store: &dyn Store, tenant: &str) -> Result<Arc<Versioned>> {
+    let (version, data) = store.load_versioned(tenant).await?;
+    let snapshot = tokio::task::spawn_blocking(move || Snapshot::build(data))
+        .await
+        .map_err(|e| Error::internal(format!("indexing failed: {e}")))?;
+    Ok(Arc::new(Versioned { version, snapshot }))
 }
