@@ -79,6 +79,28 @@ struct State {
     slots: HashMap<String, Slot>,
 }
 
+impl State {
+    /// Advances the clock and returns it with the tenant's slot, created
+    /// (last used now, no snapshot, lock from `loading`) if missing.
+    fn slot(
+        &mut self,
+        tenant: &str,
+        loading: impl FnOnce() -> Arc<tokio::sync::Mutex<()>>,
+    ) -> (u64, &mut Slot) {
+        self.tick += 1;
+        let tick = self.tick;
+        let slot = self
+            .slots
+            .entry(tenant.to_string())
+            .or_insert_with(|| Slot {
+                last_used: tick,
+                current: None,
+                loading: loading(),
+            });
+        (tick, slot)
+    }
+}
+
 /// The snapshots of the most recently queried tenants; see the module docs.
 pub struct SnapshotCache {
     inner: Arc<Inner>,
@@ -125,16 +147,7 @@ impl SnapshotCache {
         let version = inner.store.data_version(tenant).await?.unwrap_or(0);
         let loading = {
             let mut state = inner.state();
-            state.tick += 1;
-            let tick = state.tick;
-            let slot = state
-                .slots
-                .entry(tenant.to_string())
-                .or_insert_with(|| Slot {
-                    last_used: tick,
-                    current: None,
-                    loading: Arc::default(),
-                });
+            let (tick, slot) = state.slot(tenant, Arc::default);
             slot.last_used = tick;
             if let Some(current) = slot.current.as_ref().filter(|c| c.version == version) {
                 return Ok(current.clone());
@@ -155,13 +168,7 @@ impl SnapshotCache {
             let _guard = guard;
             let fresh = load(task_inner.store.as_ref(), &tenant).await?;
             let mut state = task_inner.state();
-            state.tick += 1;
-            let tick = state.tick;
-            let slot = state.slots.entry(tenant.clone()).or_insert_with(|| Slot {
-                last_used: tick,
-                current: None,
-                loading,
-            });
+            let (_, slot) = state.slot(&tenant, || loading);
             slot.current = Some(fresh.clone());
             task_inner.evict(&mut state, &tenant);
             Ok(fresh)
