@@ -19,7 +19,8 @@ use crate::domain::{
 };
 
 use super::catalog::{CATALOG, KpiDef, Unit};
-use super::index::{ByTime, Index, ResolvedScope};
+use super::index::{ByTime, Index, MembershipSpan, ResolvedScope};
+use super::rollup::{CSAT_SCORES, Figures, Span, Stocks, Sums, nanos_between};
 use super::value::{ComparisonValue, KpiValue, relative_change};
 
 /// What to compare a period with.
@@ -514,6 +515,55 @@ struct CustomerCohort {
     retained: i128,
 }
 
+/// Counts and sums over a set of leads.
+#[derive(Debug, Clone, Copy, Default)]
+struct LeadFigures {
+    created: i128,
+    converted: i128,
+    /// Leads with a first response.
+    responded: i128,
+    /// Σ first_response_at − created_at over those, in nanoseconds.
+    response_nanos: i128,
+}
+
+impl LeadFigures {
+    /// Adds a lead's conversion and response (not its creation).
+    fn add(&mut self, l: &crate::domain::Lead) {
+        self.converted += i128::from(l.converted_at.is_some());
+        if let Some(r) = l.first_response_at {
+            self.responded += 1;
+            self.response_nanos += nanos_between(l.created_at, r);
+        }
+    }
+
+    /// leads_created = count(leads : created_at ∈ P)
+    fn created_value(&self) -> KpiValue {
+        KpiValue::whole("leads_created", Unit::Count, self.created)
+    }
+
+    /// lead_conversion_rate = count(created_at ∈ P, converted_at set) ÷ leads_created
+    fn conversion_rate(&self) -> KpiValue {
+        KpiValue::ratio(
+            "lead_conversion_rate",
+            Unit::Ratio,
+            self.converted as f64,
+            self.created as f64,
+            "no leads were created in the period",
+        )
+    }
+
+    /// lead_response_time = mean(first_response_at − created_at : created_at ∈ P, responded)
+    fn response_time(&self) -> KpiValue {
+        KpiValue::ratio(
+            "lead_response_time",
+            Unit::DurationSeconds,
+            nanos_to_seconds(self.response_nanos),
+            self.responded as f64,
+            "no lead created in the period has a first response",
+        )
+    }
+}
+
 /// Computation for one (scope, period).
 struct Calc<'e, 'a> {
     engine: &'e Engine<'a>,
@@ -527,6 +577,9 @@ struct Calc<'e, 'a> {
     /// because every record is still checked by the scope filter, and every
     /// figure read this way is an integer sum or count (order-free).
     narrow: Option<Vec<&'a str>>,
+    /// TEAM scope read through the rollups: each narrowing rep with the
+    /// spans (after, until] during which its team was in the subtree.
+    team_spans: Vec<(&'a str, Vec<MembershipSpan>)>,
     mrr: OnceCell<MrrMovements>,
     /// Figures several KPIs share, computed once per (scope, period).
     memo: Memo<'a>,
@@ -553,12 +606,6 @@ struct Memo<'a> {
     pipeline_value: OnceCell<i128>,
 }
 
-/// Nanoseconds between two instants.
-fn nanos_between(from: Instant, to: Instant) -> i128 {
-    let d = to.signed_duration_since(from);
-    i128::from(d.num_seconds()) * 1_000_000_000 + i128::from(d.subsec_nanos())
-}
-
 fn nanos_to_seconds(n: i128) -> f64 {
     n as f64 / 1e9
 }
@@ -567,7 +614,7 @@ impl<'e, 'a> Calc<'e, 'a> {
     fn new(engine: &'e Engine<'a>, scope: &Scope, p: PeriodRange) -> Self {
         let index: &'e Index<'a> = &engine.index;
         let resolved = ResolvedScope::new(index, scope);
-        let narrow = match &resolved {
+        let narrow: Option<Vec<&'a str>> = match &resolved {
             _ if !engine.narrow_reps => None,
             ResolvedScope::Company => None,
             ResolvedScope::Rep(rep) => Some(
@@ -597,6 +644,14 @@ impl<'e, 'a> Calc<'e, 'a> {
                     .collect(),
             ),
         };
+        let team_spans = match (&resolved, &narrow) {
+            (ResolvedScope::Team(teams), Some(reps)) => reps
+                .iter()
+                .map(|rep| (*rep, index.team_spans(rep, teams)))
+                .filter(|(_, spans)| !spans.is_empty())
+                .collect(),
+            _ => Vec::new(),
+        };
         Calc {
             engine,
             index,
@@ -604,6 +659,7 @@ impl<'e, 'a> Calc<'e, 'a> {
             scope_id: scope.clone(),
             p,
             narrow,
+            team_spans,
             mrr: OnceCell::new(),
             memo: Memo::default(),
         }
@@ -616,6 +672,68 @@ impl<'e, 'a> Calc<'e, 'a> {
 
     fn data(&self) -> &'a Dataset {
         self.index.data
+    }
+
+    /// Whether figures are read from the rollups: always, except in the
+    /// reference engine of the tests, which scans every record.
+    fn rolled(&self) -> bool {
+        self.engine.narrow_reps
+    }
+
+    /// (count, sums) of the scope's records of `by_time` in P, from the
+    /// rollup `sums` built over that list.
+    fn total<T, const N: usize>(
+        &self,
+        by_time: &ByTime<'a, T>,
+        sums: &Sums<'a, N>,
+    ) -> (i128, Figures<N>) {
+        let period = Span::period(self.p.start, self.p.end);
+        match &self.scope {
+            ResolvedScope::Company => sums.total(by_time, None, &period),
+            ResolvedScope::Rep(rep) => sums.total(by_time, Some(rep), &period),
+            ResolvedScope::Team(_) => {
+                let (mut count, mut figures) = (0, [0; N]);
+                for (rep, spans) in &self.team_spans {
+                    for &(after, until) in spans {
+                        let span = Span {
+                            after,
+                            until,
+                            ..period
+                        };
+                        let (n, f) = sums.total(by_time, Some(rep), &span);
+                        count += n;
+                        for (x, y) in figures.iter_mut().zip(f) {
+                            *x += y;
+                        }
+                    }
+                }
+                (count, figures)
+            }
+        }
+    }
+
+    /// The scope's value of a stock at `t` (TEAM: the reps whose team at
+    /// `t` is in the subtree).
+    fn stock_at<const N: usize>(&self, stocks: &Stocks<'a, N>, t: Instant) -> Figures<N> {
+        match &self.scope {
+            ResolvedScope::Company => stocks.at(None, t),
+            ResolvedScope::Rep(rep) => stocks.at(Some(rep), t),
+            ResolvedScope::Team(teams) => {
+                let mut figures = [0; N];
+                for rep in self.narrow.iter().flatten() {
+                    if self
+                        .index
+                        .team_at(rep, t)
+                        .is_some_and(|team| teams.contains(team))
+                    {
+                        for (x, y) in figures.iter_mut().zip(stocks.at(Some(rep), t)) {
+                            *x += y;
+                        }
+                    }
+                }
+                figures
+            }
+        }
     }
 
     /// The records of `by_time` in P that the scope can count (see
@@ -674,10 +792,31 @@ impl<'e, 'a> Calc<'e, 'a> {
 
     /// revenue = sum(order.amount : ordered_at ∈ P)
     fn revenue(&self) -> i128 {
-        *self
-            .memo
-            .revenue
-            .get_or_init(|| self.orders().map(|o| i128::from(o.amount)).sum())
+        *self.memo.revenue.get_or_init(|| {
+            if self.rolled() {
+                let rollup = &self.index.rollups.orders;
+                self.total(&self.index.orders_by_time, rollup).1[0]
+            } else {
+                self.orders().map(|o| i128::from(o.amount)).sum()
+            }
+        })
+    }
+
+    /// orders = count(orders : ordered_at ∈ P)
+    fn order_count(&self) -> i128 {
+        if self.rolled() {
+            let rollup = &self.index.rollups.orders;
+            self.total(&self.index.orders_by_time, rollup).0
+        } else {
+            self.orders().count() as i128
+        }
+    }
+
+    /// The rollup of the deals closed in P: [won, Σ won amount, Σ won
+    /// cycle nanoseconds, lost].
+    fn closed_figures(&self) -> Figures<4> {
+        let rollup = &self.index.rollups.closed;
+        self.total(&self.index.deals_by_closed, rollup).1
     }
 
     /// Deals with `status`, closed_at ∈ P, in scope at closed_at.
@@ -693,6 +832,9 @@ impl<'e, 'a> Calc<'e, 'a> {
     /// bookings = sum(deal.amount : WON, closed_at ∈ P)
     fn bookings(&self) -> i128 {
         *self.memo.bookings.get_or_init(|| {
+            if self.rolled() {
+                return self.closed_figures()[1];
+            }
             self.closed_deals(DealStatus::Won)
                 .map(|d| i128::from(d.amount))
                 .sum()
@@ -706,7 +848,17 @@ impl<'e, 'a> Calc<'e, 'a> {
             DealStatus::Lost => &self.memo.deals_lost,
             DealStatus::Open => return 0,
         };
-        *cell.get_or_init(|| self.closed_deals(status).count() as i128)
+        *cell.get_or_init(|| {
+            if self.rolled() {
+                let f = self.closed_figures();
+                return if status == DealStatus::Won {
+                    f[0]
+                } else {
+                    f[3]
+                };
+            }
+            self.closed_deals(status).count() as i128
+        })
     }
 
     /// Deals with created_at ∈ P, in scope at created_at (the funnel cohort).
@@ -738,10 +890,51 @@ impl<'e, 'a> Calc<'e, 'a> {
 
     /// sum(amount : open at end)
     fn pipeline_value(&self) -> i128 {
-        *self
-            .memo
-            .pipeline_value
-            .get_or_init(|| self.open_deals_at_end().map(|d| i128::from(d.amount)).sum())
+        *self.memo.pipeline_value.get_or_init(|| {
+            if self.rolled() {
+                return self.stock_at(&self.index.rollups.open_deals, self.p.end)[1];
+            }
+            self.open_deals_at_end().map(|d| i128::from(d.amount)).sum()
+        })
+    }
+
+    /// weighted_pipeline_value = Σ amount × probability(stage at end) over
+    /// the deals open at end: per stage of the pipeline (the first stage of
+    /// a name wins, as a search would), probability × the stage's open
+    /// amount, summed in pipeline order. Stages outside the pipeline have
+    /// probability 0.
+    fn weighted_pipeline_value(&self) -> f64 {
+        let end = self.p.end;
+        let scanned: HashMap<&str, i128> = if self.rolled() {
+            HashMap::default()
+        } else {
+            let mut amounts: HashMap<&str, i128> = HashMap::default();
+            for d in self.open_deals_at_end() {
+                if let Some(stage) = self.index.stage_at(d, end) {
+                    *amounts.entry(stage).or_default() += i128::from(d.amount);
+                }
+            }
+            amounts
+        };
+        let mut seen: HashSet<&str> = HashSet::default();
+        let mut total = 0.0;
+        for stage in &self.engine.settings.pipeline_stages {
+            let name = stage.name.as_str();
+            if !seen.insert(name) {
+                continue;
+            }
+            let amount = if self.rolled() {
+                self.index
+                    .rollups
+                    .open_by_stage
+                    .get(name)
+                    .map_or(0, |stocks| self.stock_at(stocks, end)[0])
+            } else {
+                scanned.get(name).copied().unwrap_or(0)
+            };
+            total += amount as f64 * stage.win_probability;
+        }
+        total
     }
 
     /// Leads with created_at ∈ P, in scope at created_at.
@@ -764,6 +957,16 @@ impl<'e, 'a> Calc<'e, 'a> {
     fn activity_totals(&self) -> &ActivityTotals {
         self.memo.activities.get_or_init(|| {
             let mut totals = [(0i128, 0i128); ALL_ACTIVITIES + 1];
+            if self.rolled() {
+                for (kind, (by_time, sums)) in self.index.rollups.activities.iter().enumerate() {
+                    let (count, [seconds]) = self.total(by_time, sums);
+                    for i in [kind, ALL_ACTIVITIES] {
+                        totals[i].0 += count;
+                        totals[i].1 += seconds;
+                    }
+                }
+                return totals;
+            }
             for a in self.activities() {
                 let seconds = i128::from(a.duration_seconds.unwrap_or(0));
                 for i in [a.activity_type as usize, ALL_ACTIVITIES] {
@@ -789,6 +992,15 @@ impl<'e, 'a> Calc<'e, 'a> {
         self.activity_totals()[Self::activity_slot(kind)].1
     }
 
+    /// (count, [Σ score, count with score ≥ s per s of [`CSAT_SCORES`]]) of
+    /// the scope's CSAT responses in P, from the rollup (`None` in the
+    /// reference engine).
+    fn csat_figures(&self) -> Option<(i128, Figures<6>)> {
+        let rollup = &self.index.rollups.csat;
+        self.rolled()
+            .then(|| self.total(&self.index.csat_by_time, rollup))
+    }
+
     fn csat_responses(&self) -> impl Iterator<Item = &'a crate::domain::CsatResponse> + '_ {
         self.window(&self.index.csat_by_time)
             .filter(|(t, c)| self.counts(c.rep_id.as_deref(), *t))
@@ -800,10 +1012,22 @@ impl<'e, 'a> Calc<'e, 'a> {
     /// new_customers = count(customers : acquired_at ∈ P), owner at acquired_at.
     fn new_customers(&self) -> i128 {
         *self.memo.new_customers.get_or_init(|| {
+            if self.rolled() {
+                let rollup = &self.index.rollups.acquired;
+                return self.total(&self.index.customers_by_acquired, rollup).0;
+            }
             self.window(&self.index.customers_by_acquired)
                 .filter(|(t, c)| self.counts(c.owner_rep_id.as_deref(), *t))
                 .count() as i128
         })
+    }
+
+    /// count(customers active at `t` and in scope at `t`).
+    fn active_count(&self, t: Instant) -> i128 {
+        if self.rolled() {
+            return self.stock_at(&self.index.rollups.active_customers, t)[0];
+        }
+        self.active_at(t).count() as i128
     }
 
     /// Customers active at `t` and in scope at `t`:
@@ -824,6 +1048,20 @@ impl<'e, 'a> Calc<'e, 'a> {
     fn compute_cohort(&self) -> CustomerCohort {
         let (start, end) = (self.p.start, self.p.end);
         let mut c = CustomerCohort::default();
+        if self.rolled() {
+            // Active at start and churned in P: churned in P, acquired
+            // before start, in scope at start. The others active at start
+            // are still active at end.
+            c.active_at_start = self.active_count(start);
+            c.churned_in_period = self
+                .window(&self.index.customers_by_churned)
+                .filter(|(_, cu)| {
+                    cu.acquired_at < start && self.counts(cu.owner_rep_id.as_deref(), start)
+                })
+                .count() as i128;
+            c.retained = c.active_at_start - c.churned_in_period;
+            return c;
+        }
         for customer in self.active_at(start) {
             c.active_at_start += 1;
             if customer.churned_at.is_some_and(|ch| self.p.contains(ch)) {
@@ -1092,47 +1330,39 @@ impl<'e, 'a> Calc<'e, 'a> {
     /// LEAD_SOURCE row values over the scope's leads created in P (of one
     /// source, or all when `None`).
     fn lead_values(&self, source: Option<&str>) -> Vec<KpiValue> {
-        let leads: Vec<_> = self
+        let leads = self
             .leads()
             .filter(|l| source.is_none_or(|s| l.source == s))
-            .collect();
+            .fold(LeadFigures::default(), |mut f, l| {
+                f.created += 1;
+                f.add(l);
+                f
+            });
         vec![
-            self.leads_created(&leads),
-            self.lead_conversion_rate(&leads),
-            self.lead_response_time(&leads),
+            leads.created_value(),
+            leads.conversion_rate(),
+            leads.response_time(),
         ]
     }
 
-    /// leads_created = count(leads : created_at ∈ P)
-    fn leads_created(&self, leads: &[&crate::domain::Lead]) -> KpiValue {
-        KpiValue::whole("leads_created", Unit::Count, leads.len() as i128)
-    }
-
-    /// lead_conversion_rate = count(created_at ∈ P, converted_at set) ÷ leads_created
-    fn lead_conversion_rate(&self, leads: &[&crate::domain::Lead]) -> KpiValue {
-        let converted = leads.iter().filter(|l| l.converted_at.is_some()).count();
-        KpiValue::ratio(
-            "lead_conversion_rate",
-            Unit::Ratio,
-            converted as f64,
-            leads.len() as f64,
-            "no leads were created in the period",
-        )
-    }
-
-    /// lead_response_time = mean(first_response_at − created_at : created_at ∈ P, responded)
-    fn lead_response_time(&self, leads: &[&crate::domain::Lead]) -> KpiValue {
-        let (sum, n) = leads
-            .iter()
-            .filter_map(|l| l.first_response_at.map(|r| nanos_between(l.created_at, r)))
-            .fold((0i128, 0i128), |(s, n), x| (s + x, n + 1));
-        KpiValue::ratio(
-            "lead_response_time",
-            Unit::DurationSeconds,
-            nanos_to_seconds(sum),
-            n as f64,
-            "no lead created in the period has a first response",
-        )
+    /// The figures of the scope's leads created in P.
+    fn lead_figures(&self) -> LeadFigures {
+        if self.rolled() {
+            let rollup = &self.index.rollups.leads;
+            let (created, [converted, responded, response_nanos]) =
+                self.total(&self.index.leads_by_created, rollup);
+            return LeadFigures {
+                created,
+                converted,
+                responded,
+                response_nanos,
+            };
+        }
+        self.leads().fold(LeadFigures::default(), |mut f, l| {
+            f.created += 1;
+            f.add(l);
+            f
+        })
     }
 
     // ---- one KPI ----------------------------------------------------------
@@ -1167,11 +1397,11 @@ impl<'e, 'a> Calc<'e, 'a> {
                 }
             }
             // orders = count(orders : ordered_at ∈ P)
-            "orders" => whole(self.orders().count() as i128),
+            "orders" => whole(self.order_count()),
             // average_order_value = revenue ÷ orders
             "average_order_value" => ratio(
                 self.revenue() as f64,
-                self.orders().count() as f64,
+                self.order_count() as f64,
                 "there were no orders in the period",
             ),
             // bookings = sum(deal.amount : WON, closed_at ∈ P)
@@ -1198,10 +1428,14 @@ impl<'e, 'a> Calc<'e, 'a> {
             ),
             // sales_cycle = mean(closed_at − created_at : WON, closed_at ∈ P)
             "sales_cycle" => {
-                let (sum, n) = self
-                    .closed_deals(DealStatus::Won)
-                    .filter_map(|d| d.closed_at.map(|c| nanos_between(d.created_at, c)))
-                    .fold((0i128, 0i128), |(s, n), x| (s + x, n + 1));
+                let (sum, n) = if self.rolled() {
+                    let f = self.closed_figures();
+                    (f[2], f[0])
+                } else {
+                    self.closed_deals(DealStatus::Won)
+                        .filter_map(|d| d.closed_at.map(|c| nanos_between(d.created_at, c)))
+                        .fold((0i128, 0i128), |(s, n), x| (s + x, n + 1))
+                };
                 ratio(
                     nanos_to_seconds(sum),
                     n as f64,
@@ -1209,31 +1443,17 @@ impl<'e, 'a> Calc<'e, 'a> {
                 )
             }
             // deals_created = count(deals : created_at ∈ P)
-            "deals_created" => whole(self.created_deals().count() as i128),
+            "deals_created" => whole(if self.rolled() {
+                let rollup = &self.index.rollups.created;
+                self.total(&self.index.deals_by_created, rollup).0
+            } else {
+                self.created_deals().count() as i128
+            }),
             // pipeline_value = sum(amount : deals open at end)
             "pipeline_value" => whole(self.pipeline_value()),
             // weighted_pipeline_value = sum(amount × probability(stage at end) : open at end)
             "weighted_pipeline_value" => {
-                let probability: HashMap<&str, f64> = self
-                    .engine
-                    .settings
-                    .pipeline_stages
-                    .iter()
-                    .rev() // the first stage of a name wins, as a search would
-                    .map(|st| (st.name.as_str(), st.win_probability))
-                    .collect();
-                let total: f64 = self
-                    .open_deals_at_end()
-                    .map(|d| {
-                        let p = self
-                            .index
-                            .stage_at(d, self.p.end)
-                            .and_then(|s| probability.get(s).copied())
-                            .unwrap_or(0.0);
-                        d.amount as f64 * p
-                    })
-                    .sum();
-                KpiValue::real(id, unit, total, None)
+                KpiValue::real(id, unit, self.weighted_pipeline_value(), None)
             }
             // pipeline_coverage = pipeline_value ÷ (revenue_target − revenue);
             // undefined when there is no target or the remainder ≤ 0.
@@ -1297,28 +1517,40 @@ impl<'e, 'a> Calc<'e, 'a> {
             // csat = count(score ≥ min : responded_at ∈ P) ÷ count(responded_at ∈ P)
             "csat" => {
                 let min = self.engine.settings.csat_satisfied_min_score;
-                let (sat, n) = self.csat_responses().fold((0u64, 0u64), |(s, n), c| {
-                    (s + u64::from(c.score >= min), n + 1)
-                });
+                let (sat, n) = match self.csat_figures() {
+                    Some((n, f)) if CSAT_SCORES.contains(&min) => {
+                        let slot = (min - CSAT_SCORES.start() + 1) as usize;
+                        (f[slot], n)
+                    }
+                    _ => self
+                        .csat_responses()
+                        .fold((0, 0), |(s, n), c| (s + i128::from(c.score >= min), n + 1)),
+                };
                 ratio(sat as f64, n as f64, "no CSAT responses in the period")
             }
             // csat_average = mean(score : responded_at ∈ P)
             "csat_average" => {
-                let (sum, n) = self
-                    .csat_responses()
-                    .fold((0i64, 0i64), |(s, n), c| (s + i64::from(c.score), n + 1));
+                let (sum, n) = match self.csat_figures() {
+                    Some((n, f)) => (f[0], n),
+                    None => self
+                        .csat_responses()
+                        .fold((0, 0), |(s, n), c| (s + i128::from(c.score), n + 1)),
+                };
                 ratio(sum as f64, n as f64, "no CSAT responses in the period")
             }
             // new_customers = count(customers : acquired_at ∈ P)
             "new_customers" => whole(self.new_customers()),
             // active_customers = count(customers active at end), owner at end
-            "active_customers" => whole(self.active_at(self.p.end).count() as i128),
+            "active_customers" => whole(self.active_count(self.p.end)),
             // churned_customers = count(customers : churned_at ∈ P), owner at churned_at
-            "churned_customers" => whole(
+            "churned_customers" => whole(if self.rolled() {
+                let rollup = &self.index.rollups.churned;
+                self.total(&self.index.customers_by_churned, rollup).0
+            } else {
                 self.window(&self.index.customers_by_churned)
                     .filter(|(t, c)| self.counts(c.owner_rep_id.as_deref(), *t))
-                    .count() as i128,
-            ),
+                    .count() as i128
+            }),
             // customer_churn_rate = count(active at start ∧ churned_at ∈ P) ÷ count(active at start)
             "customer_churn_rate" => {
                 let c = self.cohort();
@@ -1424,9 +1656,9 @@ impl<'e, 'a> Calc<'e, 'a> {
                     "no MRR was lost (contraction and churn are 0) in the period",
                 )
             }
-            "leads_created" => self.leads_created(&self.leads().collect::<Vec<_>>()),
-            "lead_conversion_rate" => self.lead_conversion_rate(&self.leads().collect::<Vec<_>>()),
-            "lead_response_time" => self.lead_response_time(&self.leads().collect::<Vec<_>>()),
+            "leads_created" => self.lead_figures().created_value(),
+            "lead_conversion_rate" => self.lead_figures().conversion_rate(),
+            "lead_response_time" => self.lead_figures().response_time(),
             // referrals = count(leads : created_at ∈ P, source ∈ referral_sources)
             "referrals" => {
                 let sources = &self.engine.settings.referral_sources;
@@ -1452,12 +1684,19 @@ impl<'e, 'a> Calc<'e, 'a> {
             ),
             // inquiry_response_time = mean(first_response_at − received_at : received_at ∈ P, responded)
             "inquiry_response_time" => {
-                let (sum, n) = self
-                    .window(&self.index.inquiries_by_time)
-                    .filter(|(t, i)| self.counts(i.rep_id.as_deref(), *t))
-                    .map(|(_, i)| i)
-                    .filter_map(|i| i.first_response_at.map(|r| nanos_between(i.received_at, r)))
-                    .fold((0i128, 0i128), |(s, n), x| (s + x, n + 1));
+                let (sum, n) = if self.rolled() {
+                    let rollup = &self.index.rollups.inquiries;
+                    let [n, sum] = self.total(&self.index.inquiries_by_time, rollup).1;
+                    (sum, n)
+                } else {
+                    self.window(&self.index.inquiries_by_time)
+                        .filter(|(t, i)| self.counts(i.rep_id.as_deref(), *t))
+                        .map(|(_, i)| i)
+                        .filter_map(|i| {
+                            i.first_response_at.map(|r| nanos_between(i.received_at, r))
+                        })
+                        .fold((0i128, 0i128), |(s, n), x| (s + x, n + 1))
+                };
                 ratio(
                     nanos_to_seconds(sum),
                     n as f64,
@@ -1506,7 +1745,7 @@ impl<'e, 'a> Calc<'e, 'a> {
         let id = "clv";
         let unit = Unit::Money;
         let cohort = self.cohort();
-        let active_end = self.active_at(self.p.end).count() as f64;
+        let active_end = self.active_count(self.p.end) as f64;
         let average = (cohort.active_at_start as f64 + active_end) / 2.0;
         if average == 0.0 {
             return KpiValue::undefined(

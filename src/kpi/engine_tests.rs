@@ -1672,7 +1672,7 @@ mod properties {
     }
 
     prop_compose! {
-        fn arb_deal()(n in 0u32..1000, amount in 0i64..1000, at in instant(), close in proptest::option::of(0i64..1500), won in any::<bool>(), owner in opt_rep()) -> Deal {
+        fn arb_deal()(n in 0u32..1000, amount in 0i64..1000, at in instant(), close in proptest::option::of(0i64..1500), won in any::<bool>(), owner in opt_rep(), stage in 0usize..6) -> Deal {
             let closed_at = later(at, close);
             Deal {
                 id: format!("d{n}"),
@@ -1685,13 +1685,23 @@ mod properties {
                     (Some(_), false) => DealStatus::Lost,
                 },
                 closed_at,
-                stage: Some("qualification".into()),
+                stage: STAGES[stage].map(str::to_string),
                 owner_rep_id: owner,
                 customer_id: None,
                 lead_id: None,
             }
         }
     }
+
+    /// Stage names: the default pipeline's, one outside it, and none.
+    const STAGES: [Option<&str>; 6] = [
+        Some("prospecting"),
+        Some("qualification"),
+        Some("proposal"),
+        Some("negotiation"),
+        Some("parked"),
+        None,
+    ];
 
     prop_compose! {
         fn arb_lead()(n in 0u32..1000, at in instant(), respond in proptest::option::of(0i64..300), convert in proptest::option::of(0i64..900), owner in opt_rep(), referral in any::<bool>()) -> Lead {
@@ -1760,9 +1770,29 @@ mod properties {
             activities in proptest::collection::vec(arb_activity(), 0..16),
             inquiries in proptest::collection::vec(arb_inquiry(), 0..6),
             csat in proptest::collection::vec(arb_csat(), 0..6),
+            changes in proptest::collection::vec((0usize..10, 0u32..1000, 0usize..5, instant()), 0..16),
         ) -> Dataset {
+            let deals = dedup(deals, |d| d.id.clone());
+            // Stage changes of the generated deals, before, during and after
+            // their open span, into pipeline stages and one outside it.
+            let deal_stage_changes = if deals.is_empty() {
+                Vec::new()
+            } else {
+                let changes = changes
+                    .into_iter()
+                    .map(|(d, n, stage, at)| DealStageChange {
+                        id: format!("g{n}"),
+                        version: None,
+                        deal_id: deals[d % deals.len()].id.clone(),
+                        stage: STAGES[stage].unwrap_or("parked").to_string(),
+                        entered_at: at,
+                    })
+                    .collect();
+                dedup(changes, |c| c.id.clone())
+            };
             Dataset {
-                deals: dedup(deals, |d| d.id.clone()),
+                deal_stage_changes,
+                deals,
                 leads: dedup(leads, |l| l.id.clone()),
                 activities: dedup(activities, |a| a.id.clone()),
                 inquiries: dedup(inquiries, |i| i.id.clone()),

@@ -6,6 +6,7 @@
 // millions of lookups per bundle (SipHash was a sixth of its time).
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
+use super::rollup::{Lists, Rollups};
 use crate::domain::{
     Activity, CsatResponse, Customer, Dataset, Deal, Inquiry, Instant, Lead, Order, Scope,
 };
@@ -66,6 +67,25 @@ impl<'a, T> ByTime<'a, T> {
         slice(&self.items, start, end).iter().copied()
     }
 
+    /// Every record, sorted by instant.
+    pub fn items(&self) -> &[(Instant, &'a T)] {
+        &self.items
+    }
+
+    /// The records of one rep, sorted by instant (`None` when the list is
+    /// not grouped by rep or the rep has none).
+    pub fn rep_items(&self, rep: &str) -> Option<&[(Instant, &'a T)]> {
+        Some(self.by_rep.as_ref()?.get(rep)?.as_slice())
+    }
+
+    /// Every rep's list (none when the list is not grouped by rep).
+    pub fn rep_lists(&self) -> impl Iterator<Item = (&'a str, &[(Instant, &'a T)])> + '_ {
+        self.by_rep
+            .iter()
+            .flatten()
+            .map(|(rep, items)| (*rep, items.as_slice()))
+    }
+
     /// [`ByTime::window`], narrowed to the records of `rep` when `rep` is
     /// given and the index is grouped by rep (a superset otherwise: callers
     /// still apply their scope filter).
@@ -82,6 +102,9 @@ impl<'a, T> ByTime<'a, T> {
         slice(items, start, end).iter().copied()
     }
 }
+
+/// A span (after, until] of time (`until` `None`: unbounded).
+pub type MembershipSpan = (Option<Instant>, Option<Instant>);
 
 /// One membership of a rep, in (effective_at, id) order.
 #[derive(Debug, Clone, Copy)]
@@ -156,6 +179,8 @@ pub struct Index<'a> {
     pub customers_by_acquired: ByTime<'a, Customer>,
     /// Churned customers by churned_at.
     pub customers_by_churned: ByTime<'a, Customer>,
+    /// Prefix sums and stocks over the lists above.
+    pub rollups: Rollups<'a>,
 }
 
 impl<'a> Index<'a> {
@@ -221,6 +246,57 @@ impl<'a> Index<'a> {
             list.sort_by(|a, b| (a.effective_at, a.id).cmp(&(b.effective_at, b.id)));
         }
 
+        let orders_by_time =
+            ByTime::with_reps(data.orders.iter().map(|o| (o.ordered_at, o)), |o| {
+                o.rep_id.as_deref()
+            });
+        let deals_by_created =
+            ByTime::with_reps(data.deals.iter().map(|d| (d.created_at, d)), |d| {
+                d.owner_rep_id.as_deref()
+            });
+        let deals_by_closed = ByTime::with_reps(
+            data.deals
+                .iter()
+                .filter_map(|d| d.closed_at.map(|c| (c, d))),
+            |d| d.owner_rep_id.as_deref(),
+        );
+        let leads_by_created =
+            ByTime::with_reps(data.leads.iter().map(|l| (l.created_at, l)), |l| {
+                l.owner_rep_id.as_deref()
+            });
+        let inquiries_by_time =
+            ByTime::with_reps(data.inquiries.iter().map(|i| (i.received_at, i)), |i| {
+                i.rep_id.as_deref()
+            });
+        let csat_by_time = ByTime::with_reps(
+            data.csat_responses.iter().map(|c| (c.responded_at, c)),
+            |c| c.rep_id.as_deref(),
+        );
+        let customers_by_acquired =
+            ByTime::with_reps(data.customers.iter().map(|c| (c.acquired_at, c)), |c| {
+                c.owner_rep_id.as_deref()
+            });
+        let customers_by_churned = ByTime::with_reps(
+            data.customers
+                .iter()
+                .filter_map(|c| c.churned_at.map(|t| (t, c))),
+            |c| c.owner_rep_id.as_deref(),
+        );
+        let rollups = Rollups::new(
+            data,
+            &Lists {
+                orders: &orders_by_time,
+                deals_by_closed: &deals_by_closed,
+                deals_by_created: &deals_by_created,
+                leads: &leads_by_created,
+                inquiries: &inquiries_by_time,
+                csat: &csat_by_time,
+                customers_by_acquired: &customers_by_acquired,
+                customers_by_churned: &customers_by_churned,
+                stage_changes: &stage_changes,
+            },
+        );
+
         Index {
             data,
             memberships,
@@ -236,45 +312,19 @@ impl<'a> Index<'a> {
             mrr: MrrTimeline::new(data),
             deals_by_owner: group_by_rep(&data.deals, |d| d.owner_rep_id.as_deref()),
             customers_by_owner: group_by_rep(&data.customers, |c| c.owner_rep_id.as_deref()),
-            orders_by_time: ByTime::with_reps(data.orders.iter().map(|o| (o.ordered_at, o)), |o| {
-                o.rep_id.as_deref()
-            }),
-            deals_by_created: ByTime::with_reps(
-                data.deals.iter().map(|d| (d.created_at, d)),
-                |d| d.owner_rep_id.as_deref(),
-            ),
-            deals_by_closed: ByTime::with_reps(
-                data.deals
-                    .iter()
-                    .filter_map(|d| d.closed_at.map(|c| (c, d))),
-                |d| d.owner_rep_id.as_deref(),
-            ),
-            leads_by_created: ByTime::with_reps(
-                data.leads.iter().map(|l| (l.created_at, l)),
-                |l| l.owner_rep_id.as_deref(),
-            ),
+            orders_by_time,
+            deals_by_created,
+            deals_by_closed,
+            leads_by_created,
             activities_by_time: ByTime::with_reps(
                 data.activities.iter().map(|a| (a.occurred_at, a)),
                 |a| Some(a.rep_id.as_str()),
             ),
-            inquiries_by_time: ByTime::with_reps(
-                data.inquiries.iter().map(|i| (i.received_at, i)),
-                |i| i.rep_id.as_deref(),
-            ),
-            csat_by_time: ByTime::with_reps(
-                data.csat_responses.iter().map(|c| (c.responded_at, c)),
-                |c| c.rep_id.as_deref(),
-            ),
-            customers_by_acquired: ByTime::with_reps(
-                data.customers.iter().map(|c| (c.acquired_at, c)),
-                |c| c.owner_rep_id.as_deref(),
-            ),
-            customers_by_churned: ByTime::with_reps(
-                data.customers
-                    .iter()
-                    .filter_map(|c| c.churned_at.map(|t| (t, c))),
-                |c| c.owner_rep_id.as_deref(),
-            ),
+            inquiries_by_time,
+            csat_by_time,
+            customers_by_acquired,
+            customers_by_churned,
+            rollups,
         }
     }
 
@@ -284,6 +334,24 @@ impl<'a> Index<'a> {
         let list = self.memberships.get(rep)?;
         let n = list.partition_point(|m| m.effective_at < t);
         list.get(n.checked_sub(1)?)?.team_id
+    }
+
+    /// The spans (after, until] during which `rep`'s team is in `teams`
+    /// (`until` `None`: from `after` on), one per membership.
+    pub fn team_spans(&self, rep: &str, teams: &HashSet<&str>) -> Vec<MembershipSpan> {
+        let Some(list) = self.memberships.get(rep) else {
+            return Vec::new();
+        };
+        list.iter()
+            .enumerate()
+            .filter(|(_, m)| m.team_id.is_some_and(|t| teams.contains(t)))
+            .map(|(i, m)| {
+                (
+                    Some(m.effective_at),
+                    list.get(i + 1).map(|n| n.effective_at),
+                )
+            })
+            .collect()
     }
 
     /// The teams a rep is in "at some instant of P": its team at `start` and

@@ -7,6 +7,8 @@
 //! * [`index`] — per-request lookups implementing SPEC §5's state and
 //!   attribution rules (team at an instant, stage at an instant, MRR at an
 //!   instant, team subtrees).
+//! * [`rollup`] — prefix sums and stocks built with the index, so additive
+//!   figures of a period and stocks at an instant cost binary searches.
 //! * [`value`] — the value type the engine returns.
 //! * [`cache`] — per-tenant snapshots (records + index) shared by queries
 //!   until the tenant's data version changes.
@@ -15,6 +17,7 @@ pub mod cache;
 pub mod catalog;
 pub mod engine;
 pub mod index;
+pub mod rollup;
 pub mod value;
 
 pub use catalog::{CATALOG, KpiDef, Unit};

@@ -1,0 +1,430 @@
+//! Rollups: prefix sums built with a tenant's snapshot, so an additive
+//! figure of a period (a count, an amount, a duration) is two binary searches
+//! and a subtraction instead of a scan of the period's records, and a stock
+//! at an instant (deals open, customers active) is one binary search instead
+//! of a scan of the tenant's whole history.
+//!
+//! Everything here is exact integer arithmetic, and every rollup exists for
+//! the whole tenant and per rep, the same split as [`ByTime`]: COMPANY reads
+//! the tenant's lists, REP its rep's, and TEAM the lists of its reps, over
+//! the spans of time during which each rep belonged to the team's subtree.
+
+use std::ops::Range;
+
+use rustc_hash::FxHashMap as HashMap;
+
+use crate::domain::{
+    Activity, ActivityType, CsatResponse, Customer, Dataset, Deal, DealStatus, Inquiry, Instant,
+    Lead, Order,
+};
+
+use super::index::ByTime;
+
+/// Figures of one record, or their sum over several.
+pub type Figures<const N: usize> = [i128; N];
+
+fn add<const N: usize>(a: &mut Figures<N>, b: &Figures<N>) {
+    for (x, y) in a.iter_mut().zip(b) {
+        *x += y;
+    }
+}
+
+fn sub<const N: usize>(a: &Figures<N>, b: &Figures<N>) -> Figures<N> {
+    let mut out = *a;
+    for (x, y) in out.iter_mut().zip(b) {
+        *x -= y;
+    }
+    out
+}
+
+/// Prefix sums of `figures` over a sorted list: `out[i]` is the sum of the
+/// first `i` entries.
+fn prefix<X, const N: usize>(
+    items: &[(Instant, X)],
+    figures: impl Fn(&X) -> Figures<N>,
+) -> Vec<Figures<N>> {
+    let mut out = Vec::with_capacity(items.len() + 1);
+    let mut running = [0i128; N];
+    out.push(running);
+    for (_, x) in items {
+        add(&mut running, &figures(x));
+        out.push(running);
+    }
+    out
+}
+
+/// The instants that count for a windowed figure: start ≤ t < end, and, for
+/// a rep's records under a TEAM scope, after < t ≤ until (the span during
+/// which the rep's team was in the subtree; `None`: unbounded).
+#[derive(Debug, Clone, Copy)]
+pub struct Span {
+    /// Inclusive start of the period.
+    pub start: Instant,
+    /// Exclusive end of the period.
+    pub end: Instant,
+    /// Exclusive lower bound of a membership span.
+    pub after: Option<Instant>,
+    /// Inclusive upper bound of a membership span.
+    pub until: Option<Instant>,
+}
+
+impl Span {
+    /// The period [start, end) alone.
+    pub fn period(start: Instant, end: Instant) -> Self {
+        Span {
+            start,
+            end,
+            after: None,
+            until: None,
+        }
+    }
+
+    /// The positions of a sorted list whose instants count.
+    fn positions<X>(&self, items: &[(Instant, X)]) -> Range<usize> {
+        let mut lo = items.partition_point(|(t, _)| *t < self.start);
+        if let Some(a) = self.after {
+            lo = lo.max(items.partition_point(|(t, _)| *t <= a));
+        }
+        let mut hi = items.partition_point(|(t, _)| *t < self.end);
+        if let Some(b) = self.until {
+            hi = hi.min(items.partition_point(|(t, _)| *t <= b));
+        }
+        lo..hi.max(lo)
+    }
+}
+
+/// Prefix sums of N figures aligned with one [`ByTime`] list and its per-rep
+/// lists: the count and sums of any span of it in O(log n).
+#[derive(Debug)]
+pub struct Sums<'a, const N: usize> {
+    all: Vec<Figures<N>>,
+    by_rep: HashMap<&'a str, Vec<Figures<N>>>,
+}
+
+impl<'a, const N: usize> Sums<'a, N> {
+    /// Sums `figures` of each record of `by_time`.
+    pub fn new<T>(by_time: &ByTime<'a, T>, figures: impl Fn(&T) -> Figures<N>) -> Self {
+        let figures = |record: &&'a T| figures(record);
+        Sums {
+            all: prefix(by_time.items(), figures),
+            by_rep: by_time
+                .rep_lists()
+                .map(|(rep, items)| (rep, prefix(items, figures)))
+                .collect(),
+        }
+    }
+
+    /// (count, sums) of the records of `by_time` (the list these sums were
+    /// built from) within `span`: of every record when `rep` is `None`, else
+    /// of that rep's records.
+    pub fn total<T>(
+        &self,
+        by_time: &ByTime<'a, T>,
+        rep: Option<&str>,
+        span: &Span,
+    ) -> (i128, Figures<N>) {
+        let (items, prefix) = match rep {
+            None => (by_time.items(), &self.all),
+            Some(rep) => match (by_time.rep_items(rep), self.by_rep.get(rep)) {
+                (Some(items), Some(prefix)) => (items, prefix),
+                _ => return (0, [0; N]),
+            },
+        };
+        let r = span.positions(items);
+        let (Some(hi), Some(lo)) = (prefix.get(r.end), prefix.get(r.start)) else {
+            return (0, [0; N]);
+        };
+        ((r.end - r.start) as i128, sub(hi, lo))
+    }
+}
+
+/// A stock over time: each record adds its figures over (from, to] spans
+/// (`to` `None`: for ever), and the value at T sums the spans with
+/// from < T ≤ to. Stored as signed changes at instants, sorted, with prefix
+/// sums: the value at T is the sum of the changes at instants < T.
+#[derive(Debug, Default)]
+pub struct Stock<const N: usize> {
+    /// The instants of the changes, sorted.
+    times: Vec<Instant>,
+    /// `prefix[i]`: the sum of the first `i` changes.
+    prefix: Vec<Figures<N>>,
+}
+
+impl<const N: usize> Stock<N> {
+    fn new(mut changes: Vec<(Instant, Figures<N>)>) -> Self {
+        changes.sort_by_key(|(t, _)| *t);
+        let prefix = prefix(&changes, |f| *f);
+        Stock {
+            times: changes.into_iter().map(|(t, _)| t).collect(),
+            prefix,
+        }
+    }
+
+    /// The value at `t`.
+    pub fn at(&self, t: Instant) -> Figures<N> {
+        let n = self.times.partition_point(|at| *at < t);
+        self.prefix.get(n).copied().unwrap_or([0; N])
+    }
+}
+
+/// A [`Stock`] of the whole tenant and one per rep.
+#[derive(Debug, Default)]
+pub struct Stocks<'a, const N: usize> {
+    all: Stock<N>,
+    by_rep: HashMap<&'a str, Stock<N>>,
+}
+
+/// Collects the (from, to] spans of records for a [`Stocks`].
+pub struct StocksBuilder<'a, const N: usize> {
+    all: Vec<(Instant, Figures<N>)>,
+    by_rep: HashMap<&'a str, Vec<(Instant, Figures<N>)>>,
+}
+
+impl<'a, const N: usize> Default for StocksBuilder<'a, N> {
+    fn default() -> Self {
+        StocksBuilder {
+            all: Vec::new(),
+            by_rep: HashMap::default(),
+        }
+    }
+}
+
+impl<'a, const N: usize> StocksBuilder<'a, N> {
+    /// Adds `figures` over (from, to] for the tenant and for `rep`. An empty
+    /// span (to ≤ from) adds nothing.
+    pub fn span(
+        &mut self,
+        rep: Option<&'a str>,
+        from: Instant,
+        to: Option<Instant>,
+        figures: Figures<N>,
+    ) {
+        if to.is_some_and(|to| to <= from) {
+            return;
+        }
+        let minus = figures.map(|x| -x);
+        let push = |list: &mut Vec<(Instant, Figures<N>)>| {
+            list.push((from, figures));
+            if let Some(to) = to {
+                list.push((to, minus));
+            }
+        };
+        push(&mut self.all);
+        if let Some(rep) = rep {
+            push(self.by_rep.entry(rep).or_default());
+        }
+    }
+
+    /// The stocks.
+    pub fn build(self) -> Stocks<'a, N> {
+        Stocks {
+            all: Stock::new(self.all),
+            by_rep: self
+                .by_rep
+                .into_iter()
+                .map(|(rep, changes)| (rep, Stock::new(changes)))
+                .collect(),
+        }
+    }
+}
+
+impl<const N: usize> Stocks<'_, N> {
+    /// The value at `t` of the whole tenant (`rep` `None`) or of one rep.
+    pub fn at(&self, rep: Option<&str>, t: Instant) -> Figures<N> {
+        match rep {
+            None => self.all.at(t),
+            Some(rep) => self.by_rep.get(rep).map_or([0; N], |s| s.at(t)),
+        }
+    }
+}
+
+/// Nanoseconds between two instants.
+pub fn nanos_between(from: Instant, to: Instant) -> i128 {
+    let d = to.signed_duration_since(from);
+    i128::from(d.num_seconds()) * 1_000_000_000 + i128::from(d.subsec_nanos())
+}
+
+/// Lowest and highest CSAT score of SPEC §3: the CSAT rollup counts
+/// responses with a score of at least each of them.
+pub const CSAT_SCORES: std::ops::RangeInclusive<i32> = 1..=5;
+
+/// The rollups of one tenant's records, built with its index.
+#[derive(Debug)]
+pub struct Rollups<'a> {
+    /// Orders by ordered_at: [Σ amount].
+    pub orders: Sums<'a, 1>,
+    /// Deals by closed_at: [won, Σ won amount, Σ won closed_at − created_at
+    /// in nanoseconds, lost].
+    pub closed: Sums<'a, 4>,
+    /// Deals by created_at: the count alone.
+    pub created: Sums<'a, 0>,
+    /// Leads by created_at: [converted, responded, Σ response nanoseconds].
+    pub leads: Sums<'a, 3>,
+    /// Per activity type (`ActivityType as usize`): the type's activities by
+    /// occurred_at, and [Σ duration_seconds] over them.
+    pub activities: Vec<(ByTime<'a, Activity>, Sums<'a, 1>)>,
+    /// Inquiries by received_at: [responded, Σ response nanoseconds].
+    pub inquiries: Sums<'a, 2>,
+    /// CSAT responses by responded_at: [Σ score, then the count with a
+    /// score ≥ s for each s of [`CSAT_SCORES`]].
+    pub csat: Sums<'a, 6>,
+    /// Customers by acquired_at: the count alone.
+    pub acquired: Sums<'a, 0>,
+    /// Customers by churned_at: the count alone.
+    pub churned: Sums<'a, 0>,
+    /// Deals open, per owner: [count, Σ amount]. A deal is open over
+    /// (created_at, closed_at] when WON/LOST with a close instant, and over
+    /// (created_at, ∞) otherwise.
+    pub open_deals: Stocks<'a, 2>,
+    /// Σ amount of open deals per stage at an instant, by stage name (the
+    /// stage at T is that of the latest stage change entered before T, else
+    /// the deal's own stage).
+    pub open_by_stage: HashMap<&'a str, Stocks<'a, 1>>,
+    /// Customers active, per owner: [count], over (acquired_at, churned_at].
+    pub active_customers: Stocks<'a, 1>,
+}
+
+/// The windowed lists a [`Rollups`] is built over (the index's own).
+pub struct Lists<'l, 'a> {
+    pub orders: &'l ByTime<'a, Order>,
+    pub deals_by_closed: &'l ByTime<'a, Deal>,
+    pub deals_by_created: &'l ByTime<'a, Deal>,
+    pub leads: &'l ByTime<'a, Lead>,
+    pub inquiries: &'l ByTime<'a, Inquiry>,
+    pub csat: &'l ByTime<'a, CsatResponse>,
+    pub customers_by_acquired: &'l ByTime<'a, Customer>,
+    pub customers_by_churned: &'l ByTime<'a, Customer>,
+    /// Stage changes per deal id, sorted by (entered_at, id).
+    pub stage_changes: &'l HashMap<&'a str, Vec<(Instant, &'a str, &'a str)>>,
+}
+
+impl<'a> Rollups<'a> {
+    /// Builds every rollup of `data` over the index's lists.
+    pub fn new(data: &'a Dataset, lists: &Lists<'_, 'a>) -> Self {
+        let response = |from: Instant, to: Option<Instant>| {
+            to.map_or([0, 0], |to| [1, nanos_between(from, to)])
+        };
+        let activities = ActivityType::ALL
+            .iter()
+            .map(|&kind| {
+                let by_time = ByTime::with_reps(
+                    data.activities
+                        .iter()
+                        .filter(|a| a.activity_type == kind)
+                        .map(|a| (a.occurred_at, a)),
+                    |a| Some(a.rep_id.as_str()),
+                );
+                let sums = Sums::new(&by_time, |a: &Activity| {
+                    [i128::from(a.duration_seconds.unwrap_or(0))]
+                });
+                (by_time, sums)
+            })
+            .collect();
+        Rollups {
+            orders: Sums::new(lists.orders, |o: &Order| [i128::from(o.amount)]),
+            closed: Sums::new(lists.deals_by_closed, |d: &Deal| {
+                let won = d.status == DealStatus::Won;
+                let cycle = d.closed_at.map_or(0, |c| nanos_between(d.created_at, c));
+                [
+                    i128::from(won),
+                    if won { i128::from(d.amount) } else { 0 },
+                    if won { cycle } else { 0 },
+                    i128::from(d.status == DealStatus::Lost),
+                ]
+            }),
+            created: Sums::new(lists.deals_by_created, |_: &Deal| []),
+            leads: Sums::new(lists.leads, |l: &Lead| {
+                let [responded, nanos] = response(l.created_at, l.first_response_at);
+                [i128::from(l.converted_at.is_some()), responded, nanos]
+            }),
+            activities,
+            inquiries: Sums::new(lists.inquiries, |i: &Inquiry| {
+                response(i.received_at, i.first_response_at)
+            }),
+            csat: Sums::new(lists.csat, |c: &CsatResponse| {
+                let mut f = [0; 6];
+                f[0] = i128::from(c.score);
+                for (slot, min) in f[1..].iter_mut().zip(CSAT_SCORES) {
+                    *slot = i128::from(c.score >= min);
+                }
+                f
+            }),
+            acquired: Sums::new(lists.customers_by_acquired, |_: &Customer| []),
+            churned: Sums::new(lists.customers_by_churned, |_: &Customer| []),
+            open_deals: open_deals(data),
+            open_by_stage: open_by_stage(data, lists.stage_changes),
+            active_customers: {
+                let mut b = StocksBuilder::default();
+                for c in &data.customers {
+                    b.span(c.owner_rep_id.as_deref(), c.acquired_at, c.churned_at, [1]);
+                }
+                b.build()
+            },
+        }
+    }
+}
+
+/// The instant after which a deal is no longer open: its close instant when
+/// WON or LOST (`None`: open for ever).
+fn open_until(d: &Deal) -> Option<Instant> {
+    if d.status == DealStatus::Open {
+        None
+    } else {
+        d.closed_at
+    }
+}
+
+fn open_deals(data: &Dataset) -> Stocks<'_, 2> {
+    let mut b = StocksBuilder::default();
+    for d in &data.deals {
+        let figures = [1, i128::from(d.amount)];
+        b.span(
+            d.owner_rep_id.as_deref(),
+            d.created_at,
+            open_until(d),
+            figures,
+        );
+    }
+    b.build()
+}
+
+fn open_by_stage<'a>(
+    data: &'a Dataset,
+    stage_changes: &HashMap<&'a str, Vec<(Instant, &'a str, &'a str)>>,
+) -> HashMap<&'a str, Stocks<'a, 1>> {
+    let mut builders: HashMap<&'a str, StocksBuilder<'a, 1>> = HashMap::default();
+    for d in &data.deals {
+        let owner = d.owner_rep_id.as_deref();
+        let until = open_until(d);
+        let amount = [i128::from(d.amount)];
+        // The deal's own stage holds up to the first change; change i's
+        // stage over (entered_i, entered_i+1]; each span cut to the deal's
+        // open span (created_at, until].
+        let mut from = d.created_at;
+        let mut stage = d.stage.as_deref();
+        let changes = stage_changes
+            .get(d.id.as_str())
+            .map_or(&[][..], Vec::as_slice);
+        for &(entered, _, next) in changes {
+            let to = until.map_or(entered, |u| u.min(entered));
+            if let Some(s) = stage {
+                builders
+                    .entry(s)
+                    .or_default()
+                    .span(owner, from, Some(to), amount);
+            }
+            from = from.max(entered);
+            stage = Some(next);
+        }
+        if let Some(s) = stage {
+            builders
+                .entry(s)
+                .or_default()
+                .span(owner, from, until, amount);
+        }
+    }
+    builders
+        .into_iter()
+        .map(|(stage, b)| (stage, b.build()))
+        .collect()
+}
