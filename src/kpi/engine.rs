@@ -9,18 +9,20 @@
 
 use std::cell::OnceCell;
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
 
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use crate::domain::period::{PeriodError, PeriodRange, overlap_days};
 use crate::domain::{
-    ActivityType, Dataset, DealStatus, Instant, OrderKind, Scope, TargetMetric, TargetScope,
-    TenantSettings,
+    ActivityType, Dataset, DealStatus, Instant, Scope, TargetMetric, TargetScope, TenantSettings,
 };
 
 use super::catalog::{CATALOG, KpiDef, Unit};
 use super::index::{ByTime, Index, MembershipSpan, ResolvedScope};
-use super::rollup::{CSAT_SCORES, Figures, Span, Stocks, Sums, nanos_between};
+use super::rollup::{
+    CSAT_SCORES, Figures, STAGES_OVERFLOW, Span, Stocks, Sums, is_upsell, nanos_between, sum_range,
+};
 use super::value::{ComparisonValue, KpiValue, relative_change};
 
 /// What to compare a period with.
@@ -680,6 +682,38 @@ impl<'e, 'a> Calc<'e, 'a> {
         self.engine.narrow_reps
     }
 
+    /// The positions of the scope's records of `by_time` in P: ranges of
+    /// the whole list (COMPANY) or of reps' lists (REP: its own; TEAM: each
+    /// rep's records while its team was in the subtree).
+    fn ranges<T>(&self, by_time: &ByTime<'a, T>) -> Vec<(Option<&'a str>, Range<usize>)> {
+        let period = Span::period(self.p.start, self.p.end);
+        match &self.scope {
+            ResolvedScope::Company => vec![(None, period.positions(by_time.list(None)))],
+            ResolvedScope::Rep(_) => self
+                .narrow
+                .iter()
+                .flatten()
+                .map(|rep| (Some(*rep), period.positions(by_time.list(Some(rep)))))
+                .collect(),
+            ResolvedScope::Team(_) => self
+                .team_spans
+                .iter()
+                .flat_map(|(rep, spans)| {
+                    let items = by_time.list(Some(rep));
+                    spans.iter().map(move |&(after, until)| {
+                        let span = Span {
+                            after,
+                            until,
+                            ..period
+                        };
+                        (Some(*rep), span.positions(items))
+                    })
+                })
+                .filter(|(_, r)| !r.is_empty())
+                .collect(),
+        }
+    }
+
     /// (count, sums) of the scope's records of `by_time` in P, from the
     /// rollup `sums` built over that list.
     fn total<T, const N: usize>(
@@ -687,29 +721,14 @@ impl<'e, 'a> Calc<'e, 'a> {
         by_time: &ByTime<'a, T>,
         sums: &Sums<'a, N>,
     ) -> (i128, Figures<N>) {
-        let period = Span::period(self.p.start, self.p.end);
-        match &self.scope {
-            ResolvedScope::Company => sums.total(by_time, None, &period),
-            ResolvedScope::Rep(rep) => sums.total(by_time, Some(rep), &period),
-            ResolvedScope::Team(_) => {
-                let (mut count, mut figures) = (0, [0; N]);
-                for (rep, spans) in &self.team_spans {
-                    for &(after, until) in spans {
-                        let span = Span {
-                            after,
-                            until,
-                            ..period
-                        };
-                        let (n, f) = sums.total(by_time, Some(rep), &span);
-                        count += n;
-                        for (x, y) in figures.iter_mut().zip(f) {
-                            *x += y;
-                        }
-                    }
-                }
-                (count, figures)
+        let (mut count, mut figures) = (0, [0; N]);
+        for (rep, r) in self.ranges(by_time) {
+            count += r.len() as i128;
+            for (x, y) in figures.iter_mut().zip(sum_range(sums.list(rep), &r)) {
+                *x += y;
             }
         }
+        (count, figures)
     }
 
     /// The scope's value of a stock at `t` (TEAM: the reps whose team at
@@ -1007,6 +1026,57 @@ impl<'e, 'a> Calc<'e, 'a> {
             .map(|(_, c)| c)
     }
 
+    /// (distinct customers with an UPSELL or CROSS_SELL order in P, distinct
+    /// customers with any order in P), orders without a customer left out.
+    fn upsell_customers(&self) -> (usize, usize) {
+        let mut any: HashSet<&str> = HashSet::default();
+        let mut more: HashSet<&str> = HashSet::default();
+        if !self.rolled() {
+            for o in self.orders() {
+                if let Some(c) = o.customer_id.as_deref() {
+                    any.insert(c);
+                    if is_upsell(o) {
+                        more.insert(c);
+                    }
+                }
+            }
+            return (more.len(), any.len());
+        }
+        // A customer's first order in each range is the one whose link to
+        // its previous order lies before the range: one range (COMPANY,
+        // REP) needs no set at all; a TEAM's ranges are merged by a set.
+        let by_time = &self.index.orders_by_time;
+        let ranges = self.ranges(by_time);
+        let single = ranges.len() <= 1;
+        let (mut more_count, mut any_count) = (0, 0);
+        for (rep, r) in ranges {
+            let start = r.start;
+            let orders = by_time.list(rep).get(r.clone()).unwrap_or_default();
+            let links = self.index.rollups.order_links.list(rep);
+            let links = links.get(r).unwrap_or_default();
+            for (&(_, o), &(prev_any, prev_more)) in orders.iter().zip(links) {
+                let Some(c) = o.customer_id.as_deref() else {
+                    continue;
+                };
+                if prev_any as usize <= start {
+                    if single {
+                        any_count += 1;
+                    } else {
+                        any.insert(c);
+                    }
+                }
+                if is_upsell(o) && prev_more as usize <= start {
+                    if single {
+                        more_count += 1;
+                    } else {
+                        more.insert(c);
+                    }
+                }
+            }
+        }
+        (more_count + more.len(), any_count + any.len())
+    }
+
     // ---- customers ------------------------------------------------------
 
     /// new_customers = count(customers : acquired_at ∈ P), owner at acquired_at.
@@ -1268,6 +1338,23 @@ impl<'e, 'a> Calc<'e, 'a> {
 
     // ---- funnel -----------------------------------------------------------
 
+    /// The highest pipeline index among the stages a deal was ever in (its
+    /// stage changes and its own stage); 0 when none is in the pipeline.
+    fn highest_stage(&self, d: &crate::domain::Deal, position: &HashMap<&str, usize>) -> usize {
+        let history = self
+            .index
+            .stage_changes
+            .get(d.id.as_str())
+            .into_iter()
+            .flatten()
+            .map(|s| s.2);
+        history
+            .chain(d.stage.as_deref())
+            .filter_map(|s| position.get(s).copied())
+            .max()
+            .unwrap_or(0)
+    }
+
     /// The funnel of deals created in P (SPEC §6).
     fn funnel(&self) -> Vec<FunnelRow> {
         let stages = &self.engine.settings.pipeline_stages;
@@ -1277,36 +1364,68 @@ impl<'e, 'a> Calc<'e, 'a> {
             .enumerate()
             .map(|(i, s)| (s.name.as_str(), i))
             .collect();
-        // reached[k] for k in 0..=n; reached[n] = WON deals of the cohort.
-        let mut reached = vec![0i64; n + 1];
-        for d in self.created_deals() {
-            let highest = if d.status == DealStatus::Won {
-                n.saturating_sub(1)
-            } else {
-                let history = self
-                    .index
-                    .stage_changes
-                    .get(d.id.as_str())
-                    .into_iter()
-                    .flatten()
-                    .map(|s| s.2);
-                history
-                    .chain(d.stage.as_deref())
-                    .filter_map(|s| position.get(s).copied())
-                    .max()
-                    .unwrap_or(0)
-            };
-            if n > 0 {
-                for r in reached.iter_mut().take(highest + 1) {
-                    *r += 1;
+        // Deals of the cohort per highest stage index reached (WON: the
+        // last stage), and the WON ones.
+        let mut at_highest = vec![0i64; n];
+        let mut won = 0i64;
+        let mut count = |d: &crate::domain::Deal, highest: usize| {
+            if let Some(slot) = at_highest.get_mut(highest) {
+                *slot += 1;
+            }
+            won += i64::from(d.status == DealStatus::Won);
+        };
+        let last = n.saturating_sub(1);
+        if self.rolled() {
+            let rollups = &self.index.rollups;
+            let mut label_position = [None; 64];
+            for (name, &bit) in &rollups.stage_labels {
+                if let Some(slot) = label_position.get_mut(bit as usize) {
+                    *slot = position.get(name).copied();
                 }
             }
-            if d.status == DealStatus::Won
-                && let Some(won) = reached.get_mut(n)
-            {
-                *won += 1;
+            let by_created = &self.index.deals_by_created;
+            for (rep, r) in self.ranges(by_created) {
+                let deals = by_created.list(rep).get(r.clone()).unwrap_or_default();
+                let masks = rollups.created_stages.list(rep).get(r).unwrap_or_default();
+                for (&(_, d), &mask) in deals.iter().zip(masks) {
+                    let highest = if d.status == DealStatus::Won {
+                        last
+                    } else if mask & STAGES_OVERFLOW != 0 {
+                        self.highest_stage(d, &position)
+                    } else {
+                        let mut highest = 0;
+                        let mut bits = mask;
+                        while bits != 0 {
+                            let bit = bits.trailing_zeros() as usize;
+                            bits &= bits - 1;
+                            if let Some(&Some(p)) = label_position.get(bit) {
+                                highest = highest.max(p);
+                            }
+                        }
+                        highest
+                    };
+                    count(d, highest);
+                }
+            }
+        } else {
+            for d in self.created_deals() {
+                let highest = if d.status == DealStatus::Won {
+                    last
+                } else {
+                    self.highest_stage(d, &position)
+                };
+                count(d, highest);
             }
         }
+        // reached[k] for k in 0..=n: deals whose highest index is ≥ k;
+        // reached[n] = WON deals of the cohort.
+        let mut reached = vec![0i64; n + 1];
+        let mut running = 0;
+        for k in (0..n).rev() {
+            running += at_highest[k];
+            reached[k] = running;
+        }
+        reached[n] = won;
         let mut rows: Vec<FunnelRow> = Vec::with_capacity(n + 1);
         for k in 0..=n {
             let stage = stages.get(k).map_or(WON, |s| s.name.as_str()).to_string();
@@ -1572,19 +1691,10 @@ impl<'e, 'a> Calc<'e, 'a> {
             // upsell_cross_sell_rate = distinct customers with UPSELL/CROSS_SELL
             // order in P ÷ distinct customers with any order in P
             "upsell_cross_sell_rate" => {
-                let mut any: HashSet<&str> = HashSet::default();
-                let mut more: HashSet<&str> = HashSet::default();
-                for o in self.orders() {
-                    if let Some(c) = o.customer_id.as_deref() {
-                        any.insert(c);
-                        if matches!(o.kind, OrderKind::Upsell | OrderKind::CrossSell) {
-                            more.insert(c);
-                        }
-                    }
-                }
+                let (more, any) = self.upsell_customers();
                 ratio(
-                    more.len() as f64,
-                    any.len() as f64,
+                    more as f64,
+                    any as f64,
                     "no orders with a customer in the period",
                 )
             }

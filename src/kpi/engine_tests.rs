@@ -1622,9 +1622,12 @@ mod properties {
     }
 
     prop_compose! {
-        fn arb_order()(n in 0u32..1000, amount in 1i64..1000, at in instant(), rep in 0usize..4) -> Order {
-            order(&format!("o{n}"), amount, "2024-01-01T00:00:00Z", Some(REPS[rep]))
-                .with_instant(at)
+        fn arb_order()(n in 0u32..1000, amount in 1i64..1000, at in instant(), rep in 0usize..4, customer in proptest::option::of(0usize..6), kind in 0usize..4) -> Order {
+            let mut o = order(&format!("o{n}"), amount, "2024-01-01T00:00:00Z", Some(REPS[rep]))
+                .with_instant(at);
+            o.customer_id = customer.map(|c| format!("c{c}"));
+            o.kind = [OrderKind::New, OrderKind::Upsell, OrderKind::CrossSell, OrderKind::Renewal][kind];
+            o
         }
     }
 

@@ -78,6 +78,14 @@ impl<'a, T> ByTime<'a, T> {
         Some(self.by_rep.as_ref()?.get(rep)?.as_slice())
     }
 
+    /// Every record (`rep` `None`) or one rep's records, sorted by instant.
+    pub fn list(&self, rep: Option<&str>) -> &[(Instant, &'a T)] {
+        match rep {
+            None => &self.items,
+            Some(rep) => self.rep_items(rep).unwrap_or_default(),
+        }
+    }
+
     /// Every rep's list (none when the list is not grouped by rep).
     pub fn rep_lists(&self) -> impl Iterator<Item = (&'a str, &[(Instant, &'a T)])> + '_ {
         self.by_rep

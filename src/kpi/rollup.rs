@@ -15,7 +15,7 @@ use rustc_hash::FxHashMap as HashMap;
 
 use crate::domain::{
     Activity, ActivityType, CsatResponse, Customer, Dataset, Deal, DealStatus, Inquiry, Instant,
-    Lead, Order,
+    Lead, Order, OrderKind,
 };
 
 use super::index::ByTime;
@@ -80,7 +80,7 @@ impl Span {
     }
 
     /// The positions of a sorted list whose instants count.
-    fn positions<X>(&self, items: &[(Instant, X)]) -> Range<usize> {
+    pub fn positions<X>(&self, items: &[(Instant, X)]) -> Range<usize> {
         let mut lo = items.partition_point(|(t, _)| *t < self.start);
         if let Some(a) = self.after {
             lo = lo.max(items.partition_point(|(t, _)| *t <= a));
@@ -93,48 +93,53 @@ impl Span {
     }
 }
 
-/// Prefix sums of N figures aligned with one [`ByTime`] list and its per-rep
-/// lists: the count and sums of any span of it in O(log n).
+/// One value per record of a [`ByTime`] list and of each of its per-rep
+/// lists, in the same order: read by the positions of a span.
 #[derive(Debug)]
-pub struct Sums<'a, const N: usize> {
-    all: Vec<Figures<N>>,
-    by_rep: HashMap<&'a str, Vec<Figures<N>>>,
+pub struct Aligned<'a, V> {
+    all: Vec<V>,
+    by_rep: HashMap<&'a str, Vec<V>>,
 }
 
-impl<'a, const N: usize> Sums<'a, N> {
-    /// Sums `figures` of each record of `by_time`.
-    pub fn new<T>(by_time: &ByTime<'a, T>, figures: impl Fn(&T) -> Figures<N>) -> Self {
-        let figures = |record: &&'a T| figures(record);
-        Sums {
-            all: prefix(by_time.items(), figures),
+impl<'a, V> Aligned<'a, V> {
+    /// Computes the values of each list with `values` (given the whole list).
+    pub fn new<T>(by_time: &ByTime<'a, T>, values: impl Fn(&[(Instant, &'a T)]) -> Vec<V>) -> Self {
+        Aligned {
+            all: values(by_time.items()),
             by_rep: by_time
                 .rep_lists()
-                .map(|(rep, items)| (rep, prefix(items, figures)))
+                .map(|(rep, items)| (rep, values(items)))
                 .collect(),
         }
     }
 
-    /// (count, sums) of the records of `by_time` (the list these sums were
-    /// built from) within `span`: of every record when `rep` is `None`, else
-    /// of that rep's records.
-    pub fn total<T>(
-        &self,
-        by_time: &ByTime<'a, T>,
-        rep: Option<&str>,
-        span: &Span,
-    ) -> (i128, Figures<N>) {
-        let (items, prefix) = match rep {
-            None => (by_time.items(), &self.all),
-            Some(rep) => match (by_time.rep_items(rep), self.by_rep.get(rep)) {
-                (Some(items), Some(prefix)) => (items, prefix),
-                _ => return (0, [0; N]),
-            },
-        };
-        let r = span.positions(items);
-        let (Some(hi), Some(lo)) = (prefix.get(r.end), prefix.get(r.start)) else {
-            return (0, [0; N]);
-        };
-        ((r.end - r.start) as i128, sub(hi, lo))
+    /// The values of every record (`rep` `None`) or of one rep's records.
+    pub fn list(&self, rep: Option<&str>) -> &[V] {
+        match rep {
+            None => &self.all,
+            Some(rep) => self.by_rep.get(rep).map_or(&[], Vec::as_slice),
+        }
+    }
+}
+
+/// Prefix sums of N figures aligned with a [`ByTime`] list and its per-rep
+/// lists (one more entry than records: entry i sums the first i records),
+/// so the count and sums of any range of positions cost O(1).
+pub type Sums<'a, const N: usize> = Aligned<'a, Figures<N>>;
+
+/// Sums `figures` of each record of `by_time`.
+pub fn sums<'a, T, const N: usize>(
+    by_time: &ByTime<'a, T>,
+    figures: impl Fn(&T) -> Figures<N>,
+) -> Sums<'a, N> {
+    Aligned::new(by_time, |items| prefix(items, |record| figures(record)))
+}
+
+/// The sums of the records at `positions` of a list, from its prefix sums.
+pub fn sum_range<const N: usize>(prefix: &[Figures<N>], positions: &Range<usize>) -> Figures<N> {
+    match (prefix.get(positions.end), prefix.get(positions.start)) {
+        (Some(hi), Some(lo)) => sub(hi, lo),
+        _ => [0; N],
     }
 }
 
@@ -282,7 +287,22 @@ pub struct Rollups<'a> {
     pub open_by_stage: HashMap<&'a str, Stocks<'a, 1>>,
     /// Customers active, per owner: [count], over (acquired_at, churned_at].
     pub active_customers: Stocks<'a, 1>,
+    /// Per order of the orders-by-time list: (1 + the position in the same
+    /// list of the previous order of the same customer, the same among
+    /// UPSELL/CROSS_SELL orders), 0 for none: the first order of a customer
+    /// in a range of positions is the one whose link is ≤ the range's start.
+    pub order_links: Aligned<'a, (u32, u32)>,
+    /// A bit per stage name seen in the deals and their stage changes (the
+    /// first 63 names; see [`STAGES_OVERFLOW`]).
+    pub stage_labels: HashMap<&'a str, u32>,
+    /// Per deal of the deals-by-created_at list: the bits of every stage it
+    /// was ever in (its own and its changes'), for the funnel.
+    pub created_stages: Aligned<'a, u64>,
 }
+
+/// The bit of [`Rollups::created_stages`] that marks a deal with a stage
+/// beyond the first 63 names: its stages are read from its history instead.
+pub const STAGES_OVERFLOW: u64 = 1 << 63;
 
 /// The windowed lists a [`Rollups`] is built over (the index's own).
 pub struct Lists<'l, 'a> {
@@ -314,15 +334,62 @@ impl<'a> Rollups<'a> {
                         .map(|a| (a.occurred_at, a)),
                     |a| Some(a.rep_id.as_str()),
                 );
-                let sums = Sums::new(&by_time, |a: &Activity| {
+                let seconds = sums(&by_time, |a: &Activity| {
                     [i128::from(a.duration_seconds.unwrap_or(0))]
                 });
-                (by_time, sums)
+                (by_time, seconds)
             })
             .collect();
+        let mut stage_labels: HashMap<&'a str, u32> = HashMap::default();
+        let names = data.deals.iter().filter_map(|d| d.stage.as_deref());
+        let changed = lists.stage_changes.values().flatten().map(|c| c.2);
+        for name in names.chain(changed) {
+            let next = stage_labels.len() as u32;
+            if next < 63 {
+                stage_labels.entry(name).or_insert(next);
+            }
+        }
+        let bit = |name: &str| stage_labels.get(name).map_or(STAGES_OVERFLOW, |b| 1 << b);
+        let created_stages = Aligned::new(lists.deals_by_created, |items| {
+            items
+                .iter()
+                .map(|(_, d)| {
+                    let changes = lists.stage_changes.get(d.id.as_str());
+                    changes
+                        .into_iter()
+                        .flatten()
+                        .map(|c| c.2)
+                        .chain(d.stage.as_deref())
+                        .fold(0, |mask, name| mask | bit(name))
+                })
+                .collect()
+        });
+        let order_links = Aligned::new(lists.orders, |items| {
+            let mut last: HashMap<&str, (u32, u32)> = HashMap::default();
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, (_, o))| {
+                    let Some(customer) = o.customer_id.as_deref() else {
+                        return (0, 0);
+                    };
+                    let here = u32::try_from(i + 1).unwrap_or(u32::MAX);
+                    let entry = last.entry(customer).or_default();
+                    let links = *entry;
+                    entry.0 = here;
+                    if is_upsell(o) {
+                        entry.1 = here;
+                    }
+                    links
+                })
+                .collect()
+        });
         Rollups {
-            orders: Sums::new(lists.orders, |o: &Order| [i128::from(o.amount)]),
-            closed: Sums::new(lists.deals_by_closed, |d: &Deal| {
+            order_links,
+            stage_labels,
+            created_stages,
+            orders: sums(lists.orders, |o: &Order| [i128::from(o.amount)]),
+            closed: sums(lists.deals_by_closed, |d: &Deal| {
                 let won = d.status == DealStatus::Won;
                 let cycle = d.closed_at.map_or(0, |c| nanos_between(d.created_at, c));
                 [
@@ -332,16 +399,16 @@ impl<'a> Rollups<'a> {
                     i128::from(d.status == DealStatus::Lost),
                 ]
             }),
-            created: Sums::new(lists.deals_by_created, |_: &Deal| []),
-            leads: Sums::new(lists.leads, |l: &Lead| {
+            created: sums(lists.deals_by_created, |_: &Deal| []),
+            leads: sums(lists.leads, |l: &Lead| {
                 let [responded, nanos] = response(l.created_at, l.first_response_at);
                 [i128::from(l.converted_at.is_some()), responded, nanos]
             }),
             activities,
-            inquiries: Sums::new(lists.inquiries, |i: &Inquiry| {
+            inquiries: sums(lists.inquiries, |i: &Inquiry| {
                 response(i.received_at, i.first_response_at)
             }),
-            csat: Sums::new(lists.csat, |c: &CsatResponse| {
+            csat: sums(lists.csat, |c: &CsatResponse| {
                 let mut f = [0; 6];
                 f[0] = i128::from(c.score);
                 for (slot, min) in f[1..].iter_mut().zip(CSAT_SCORES) {
@@ -349,8 +416,8 @@ impl<'a> Rollups<'a> {
                 }
                 f
             }),
-            acquired: Sums::new(lists.customers_by_acquired, |_: &Customer| []),
-            churned: Sums::new(lists.customers_by_churned, |_: &Customer| []),
+            acquired: sums(lists.customers_by_acquired, |_: &Customer| []),
+            churned: sums(lists.customers_by_churned, |_: &Customer| []),
             open_deals: open_deals(data),
             open_by_stage: open_by_stage(data, lists.stage_changes),
             active_customers: {
@@ -362,6 +429,11 @@ impl<'a> Rollups<'a> {
             },
         }
     }
+}
+
+/// Whether an order counts towards upsell_cross_sell_rate's numerator.
+pub fn is_upsell(o: &Order) -> bool {
+    matches!(o.kind, OrderKind::Upsell | OrderKind::CrossSell)
 }
 
 /// The instant after which a deal is no longer open: its close instant when
