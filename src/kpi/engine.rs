@@ -506,6 +506,26 @@ struct MrrMovements {
     paying_at_end: i128,
 }
 
+/// Adds a customer's movement from `m0` (at start) to `m1` (at end);
+/// `paid_before` tells whether its MRR was > 0 at some instant before start.
+fn add_movement(m: &mut MrrMovements, m0: i128, m1: i128, paid_before: impl FnOnce() -> bool) {
+    if m0 == 0 && m1 > 0 {
+        // new = m1 if m0 = 0 < m1 and never MRR > 0 before start;
+        // reactivation = m1 if m0 = 0 < m1 otherwise.
+        if paid_before() {
+            m.reactivation += m1;
+        } else {
+            m.new += m1;
+        }
+    } else if 0 < m0 && m0 < m1 {
+        m.expansion += m1 - m0; // expansion = m1 − m0 if 0 < m0 < m1
+    } else if 0 < m1 && m1 < m0 {
+        m.contraction += m0 - m1; // contraction = m0 − m1 if 0 < m1 < m0
+    } else if m1 == 0 && m0 > 0 {
+        m.churned += m0; // churned = m0 if m1 = 0 < m0
+    }
+}
+
 /// Customer counts behind churn, retention and CLV.
 #[derive(Debug, Clone, Copy, Default)]
 struct CustomerCohort {
@@ -1210,14 +1230,8 @@ impl<'e, 'a> Calc<'e, 'a> {
                 // have a movement.
                 (m.start, _) = timeline.totals_at(start);
                 (m.end, m.paying_at_end) = timeline.totals_at(end);
-                let changed: HashSet<&str> = timeline.changed_between(start, end).collect();
-                for c in changed {
-                    self.add_movement(
-                        &mut m,
-                        c,
-                        timeline.mrr_of(c, start),
-                        timeline.mrr_of(c, end),
-                    );
+                for (m0, m1, paid_before) in timeline.movements(start, end) {
+                    add_movement(&mut m, m0, m1, || paid_before);
                 }
                 return m;
             }
@@ -1243,29 +1257,10 @@ impl<'e, 'a> Calc<'e, 'a> {
                 if m1 > 0 {
                     m.paying_at_end += 1;
                 }
-                self.add_movement(&mut m, c, m0, m1);
+                add_movement(&mut m, m0, m1, || self.index.had_mrr_before(c, start));
             }
             m
         })
-    }
-
-    /// Adds customer `c`'s movement from `m0` (at start) to `m1` (at end).
-    fn add_movement(&self, m: &mut MrrMovements, c: &str, m0: i128, m1: i128) {
-        if m0 == 0 && m1 > 0 {
-            // new = m1 if m0 = 0 < m1 and never MRR > 0 before start;
-            // reactivation = m1 if m0 = 0 < m1 otherwise.
-            if self.index.had_mrr_before(c, self.p.start) {
-                m.reactivation += m1;
-            } else {
-                m.new += m1;
-            }
-        } else if 0 < m0 && m0 < m1 {
-            m.expansion += m1 - m0; // expansion = m1 − m0 if 0 < m0 < m1
-        } else if 0 < m1 && m1 < m0 {
-            m.contraction += m0 - m1; // contraction = m0 − m1 if 0 < m1 < m0
-        } else if m1 == 0 && m0 > 0 {
-            m.churned += m0; // churned = m0 if m1 = 0 < m0
-        }
     }
 
     /// active_reps: reps whose team at some instant of P is in scope
@@ -1449,6 +1444,17 @@ impl<'e, 'a> Calc<'e, 'a> {
     /// LEAD_SOURCE row values over the scope's leads created in P (of one
     /// source, or all when `None`).
     fn lead_values(&self, source: Option<&str>) -> Vec<KpiValue> {
+        if self.rolled() {
+            let leads = match source {
+                None => self.lead_figures(),
+                Some(source) => self.source_figures(source),
+            };
+            return vec![
+                leads.created_value(),
+                leads.conversion_rate(),
+                leads.response_time(),
+            ];
+        }
         let leads = self
             .leads()
             .filter(|l| source.is_none_or(|s| l.source == s))
@@ -1462,6 +1468,21 @@ impl<'e, 'a> Calc<'e, 'a> {
             leads.conversion_rate(),
             leads.response_time(),
         ]
+    }
+
+    /// The figures of the scope's leads of one source created in P, from
+    /// the rollups.
+    fn source_figures(&self, source: &str) -> LeadFigures {
+        let Some((by_time, rollup)) = self.index.rollups.leads_by_source.get(source) else {
+            return LeadFigures::default();
+        };
+        let (created, [converted, responded, response_nanos]) = self.total(by_time, rollup);
+        LeadFigures {
+            created,
+            converted,
+            responded,
+            response_nanos,
+        }
     }
 
     /// The figures of the scope's leads created in P.
@@ -1772,7 +1793,17 @@ impl<'e, 'a> Calc<'e, 'a> {
             // referrals = count(leads : created_at ∈ P, source ∈ referral_sources)
             "referrals" => {
                 let sources = &self.engine.settings.referral_sources;
-                whole(self.leads().filter(|l| sources.contains(&l.source)).count() as i128)
+                if self.rolled() {
+                    let distinct: BTreeSet<&str> = sources.iter().map(String::as_str).collect();
+                    whole(
+                        distinct
+                            .into_iter()
+                            .map(|s| self.source_figures(s).created)
+                            .sum(),
+                    )
+                } else {
+                    whole(self.leads().filter(|l| sources.contains(&l.source)).count() as i128)
+                }
             }
             // activities = count(activities : occurred_at ∈ P); per type likewise
             "activities" => whole(self.activity_count(None)),

@@ -1979,6 +1979,15 @@ mod properties {
             for p in [month(2024, m), quarter] {
                 for s in scopes() {
                     prop_assert_eq!(narrowed.values(&s, &p, &all), full.values(&s, &p, &all), "{:?}", s);
+                    prop_assert_eq!(narrowed.funnel(&s, &p), full.funnel(&s, &p), "{:?}", s);
+                    for dimension in [Dimension::LeadSource, Dimension::ActivityType, Dimension::Stage] {
+                        let keys = full.breakdown_keys(&s, &p, dimension);
+                        prop_assert_eq!(
+                            narrowed.breakdown_rows(&s, &p, dimension, &keys, &all),
+                            full.breakdown_rows(&s, &p, dimension, &keys, &all),
+                            "{:?} {:?}", s, dimension
+                        );
+                    }
                 }
             }
         }

@@ -576,6 +576,21 @@ fn known_reps(data: &Dataset) -> HashSet<&str> {
     reps
 }
 
+/// One change of a customer's MRR, in [`MrrTimeline`]'s list of changes.
+#[derive(Debug, Clone, Copy)]
+struct Move {
+    /// MRR just before.
+    was: i128,
+    /// MRR from just after.
+    now: i128,
+    /// 1 + the position of the customer's previous change (0: none).
+    prev: u32,
+    /// The position of the customer's next change (`u32::MAX`: none).
+    next: u32,
+    /// Whether the customer's MRR was ever > 0 before this change.
+    paid_before: bool,
+}
+
 /// Every customer's MRR over time, from the subscription changes: a
 /// subscription counts for the customer named by its change in force, and a
 /// change is in force strictly after its effective_at (ties: greatest id).
@@ -585,6 +600,9 @@ pub struct MrrTimeline<'a> {
     per_customer: HashMap<&'a str, Vec<(Instant, i128)>>,
     /// (instant, customer) whenever a customer's MRR changes, by instant.
     changes: Vec<(Instant, &'a str)>,
+    /// Per entry of `changes`: the customer's MRR before and after, and
+    /// links to its previous and next change.
+    moves: Vec<Move>,
     /// (instant, total MRR, customers with MRR > 0) from just after each
     /// instant at which any MRR changed, by instant.
     totals: Vec<(Instant, i128, i128)>,
@@ -635,6 +653,10 @@ impl<'a> MrrTimeline<'a> {
                 }
                 total += now - was;
                 paying += i128::from(now > 0) - i128::from(was > 0);
+                let paid_before = timeline
+                    .first_positive
+                    .get(customer)
+                    .is_some_and(|&f| f < at);
                 if now > 0 {
                     timeline.first_positive.entry(customer).or_insert(at);
                 }
@@ -644,6 +666,13 @@ impl<'a> MrrTimeline<'a> {
                     .or_default()
                     .push((at, now));
                 timeline.changes.push((at, customer));
+                timeline.moves.push(Move {
+                    was,
+                    now,
+                    prev: 0,
+                    next: u32::MAX,
+                    paid_before,
+                });
             }
             if timeline
                 .totals
@@ -653,7 +682,39 @@ impl<'a> MrrTimeline<'a> {
                 timeline.totals.push((at, total, paying));
             }
         }
+        let mut last: HashMap<&str, usize> = HashMap::default();
+        for (i, &(_, customer)) in timeline.changes.iter().enumerate() {
+            if let Some(p) = last.insert(customer, i) {
+                timeline.moves[i].prev = u32::try_from(p + 1).unwrap_or(u32::MAX);
+                timeline.moves[p].next = u32::try_from(i).unwrap_or(u32::MAX);
+            }
+        }
         timeline
+    }
+
+    /// Each customer whose MRR changes at some instant of [start, end),
+    /// once: (MRR at start, MRR at end, whether its MRR was > 0 at some
+    /// instant before start). Costs the number of changes in the period.
+    pub fn movements(
+        &self,
+        start: Instant,
+        end: Instant,
+    ) -> impl Iterator<Item = (i128, i128, bool)> + '_ {
+        let lo = self.changes.partition_point(|(t, _)| *t < start);
+        let hi = self.changes.partition_point(|(t, _)| *t < end).max(lo);
+        let moves = self.moves.get(lo..hi).unwrap_or_default();
+        moves
+            .iter()
+            .filter(move |m| m.prev as usize <= lo)
+            .map(move |first| {
+                let mut last = first;
+                while let Some(next) = self.moves.get(last.next as usize)
+                    && (last.next as usize) < hi
+                {
+                    last = next;
+                }
+                (first.was, last.now, first.paid_before)
+            })
     }
 
     /// A customer's MRR at `t` (0 for a customer without subscriptions).
@@ -670,17 +731,6 @@ impl<'a> MrrTimeline<'a> {
         let n = self.totals.partition_point(|(at, _, _)| *at < t);
         n.checked_sub(1)
             .map_or((0, 0), |i| (self.totals[i].1, self.totals[i].2))
-    }
-
-    /// The customers whose MRR changes at some instant of [start, end),
-    /// i.e. whose MRR at `end` may differ from their MRR at `start`
-    /// (a customer may be listed more than once).
-    pub fn changed_between(
-        &self,
-        start: Instant,
-        end: Instant,
-    ) -> impl Iterator<Item = &'a str> + '_ {
-        slice(&self.changes, start, end).iter().map(|(_, c)| *c)
     }
 
     /// Every customer that ever had a subscription change.

@@ -265,6 +265,9 @@ pub struct Rollups<'a> {
     pub created: Sums<'a, 0>,
     /// Leads by created_at: [converted, responded, Σ response nanoseconds].
     pub leads: Sums<'a, 3>,
+    /// Per lead source: its leads by created_at, and the same sums as
+    /// `leads` over them.
+    pub leads_by_source: HashMap<&'a str, (ByTime<'a, Lead>, Sums<'a, 3>)>,
     /// Per activity type (`ActivityType as usize`): the type's activities by
     /// occurred_at, and [Σ duration_seconds] over them.
     pub activities: Vec<(ByTime<'a, Activity>, Sums<'a, 1>)>,
@@ -321,9 +324,6 @@ pub struct Lists<'l, 'a> {
 impl<'a> Rollups<'a> {
     /// Builds every rollup of `data` over the index's lists.
     pub fn new(data: &'a Dataset, lists: &Lists<'_, 'a>) -> Self {
-        let response = |from: Instant, to: Option<Instant>| {
-            to.map_or([0, 0], |to| [1, nanos_between(from, to)])
-        };
         let activities = ActivityType::ALL
             .iter()
             .map(|&kind| {
@@ -400,10 +400,24 @@ impl<'a> Rollups<'a> {
                 ]
             }),
             created: sums(lists.deals_by_created, |_: &Deal| []),
-            leads: sums(lists.leads, |l: &Lead| {
-                let [responded, nanos] = response(l.created_at, l.first_response_at);
-                [i128::from(l.converted_at.is_some()), responded, nanos]
-            }),
+            leads: sums(lists.leads, lead_figures),
+            leads_by_source: {
+                let mut by_source: HashMap<&'a str, Vec<&'a Lead>> = HashMap::default();
+                for l in &data.leads {
+                    by_source.entry(l.source.as_str()).or_default().push(l);
+                }
+                by_source
+                    .into_iter()
+                    .map(|(source, leads)| {
+                        let by_time =
+                            ByTime::with_reps(leads.into_iter().map(|l| (l.created_at, l)), |l| {
+                                l.owner_rep_id.as_deref()
+                            });
+                        let figures = sums(&by_time, lead_figures);
+                        (source, (by_time, figures))
+                    })
+                    .collect()
+            },
             activities,
             inquiries: sums(lists.inquiries, |i: &Inquiry| {
                 response(i.received_at, i.first_response_at)
@@ -429,6 +443,18 @@ impl<'a> Rollups<'a> {
             },
         }
     }
+}
+
+/// [responded, Σ response nanoseconds] of a record received at `from` and
+/// first answered at `to`.
+fn response(from: Instant, to: Option<Instant>) -> Figures<2> {
+    to.map_or([0, 0], |to| [1, nanos_between(from, to)])
+}
+
+/// A lead's [converted, responded, Σ response nanoseconds].
+fn lead_figures(l: &Lead) -> Figures<3> {
+    let [responded, nanos] = response(l.created_at, l.first_response_at);
+    [i128::from(l.converted_at.is_some()), responded, nanos]
 }
 
 /// Whether an order counts towards upsell_cross_sell_rate's numerator.
