@@ -1230,8 +1230,48 @@ impl<'e, 'a> Calc<'e, 'a> {
                 // have a movement.
                 (m.start, _) = timeline.totals_at(start);
                 (m.end, m.paying_at_end) = timeline.totals_at(end);
-                for (m0, m1, paid_before) in timeline.movements(start, end) {
+                for (m0, m1, paid_before) in timeline.all().movements(start, end) {
                     add_movement(&mut m, m0, m1, || paid_before);
+                }
+                return m;
+            }
+            if self.rolled() {
+                // Per owner rep: a rep in scope at start and end brings its
+                // customers' totals and the movements of those whose MRR
+                // changed; a rep that leaves the scope during P loses its
+                // MRR at start (churned); one that joins gains each of its
+                // customers' MRR at end (new or reactivation).
+                for &rep in self.narrow.iter().flatten() {
+                    let Some(changes) = timeline.of_owner(rep) else {
+                        continue;
+                    };
+                    let at_start = self.counts(Some(rep), start);
+                    let at_end = self.counts(Some(rep), end);
+                    if at_start {
+                        m.start += changes.totals_at(start).0;
+                    }
+                    if at_end {
+                        let (total, paying) = changes.totals_at(end);
+                        m.end += total;
+                        m.paying_at_end += paying;
+                    }
+                    match (at_start, at_end) {
+                        (true, true) => {
+                            for (m0, m1, paid_before) in changes.movements(start, end) {
+                                add_movement(&mut m, m0, m1, || paid_before);
+                            }
+                        }
+                        (true, false) => m.churned += changes.totals_at(start).0,
+                        (false, true) => {
+                            let customers = self.index.customers_by_owner.get(rep);
+                            for c in customers.into_iter().flatten() {
+                                let c = c.id.as_str();
+                                let m1 = timeline.mrr_of(c, end);
+                                add_movement(&mut m, 0, m1, || self.index.had_mrr_before(c, start));
+                            }
+                        }
+                        (false, false) => {}
+                    }
                 }
                 return m;
             }

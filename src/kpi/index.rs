@@ -598,16 +598,81 @@ struct Move {
 pub struct MrrTimeline<'a> {
     /// Per customer: (instant, MRR from just after that instant), sorted.
     per_customer: HashMap<&'a str, Vec<(Instant, i128)>>,
+    /// First instant after which each customer's MRR was > 0.
+    first_positive: HashMap<&'a str, Instant>,
+    /// Every customer's changes.
+    all: MrrChanges<'a>,
+    /// The changes of the customers of each owner rep (a customer's owner is
+    /// its record's current owner_rep_id).
+    by_owner: HashMap<&'a str, MrrChanges<'a>>,
+}
+
+/// Changes of the MRR of a set of customers, in time order, with running
+/// totals.
+#[derive(Debug, Default)]
+pub struct MrrChanges<'a> {
     /// (instant, customer) whenever a customer's MRR changes, by instant.
     changes: Vec<(Instant, &'a str)>,
     /// Per entry of `changes`: the customer's MRR before and after, and
     /// links to its previous and next change.
     moves: Vec<Move>,
-    /// (instant, total MRR, customers with MRR > 0) from just after each
-    /// instant at which any MRR changed, by instant.
+    /// Per entry of `changes`: (instant, total MRR, customers with MRR > 0)
+    /// from just after it.
     totals: Vec<(Instant, i128, i128)>,
-    /// First instant after which each customer's MRR was > 0.
-    first_positive: HashMap<&'a str, Instant>,
+}
+
+impl<'a> MrrChanges<'a> {
+    fn push(&mut self, at: Instant, customer: &'a str, m: Move) {
+        let (total, paying) = self.totals.last().map_or((0, 0), |&(_, t, p)| (t, p));
+        let total = total + m.now - m.was;
+        let paying = paying + i128::from(m.now > 0) - i128::from(m.was > 0);
+        self.changes.push((at, customer));
+        self.moves.push(m);
+        self.totals.push((at, total, paying));
+    }
+
+    /// Links each change to the customer's previous and next one.
+    fn link(&mut self) {
+        let mut last: HashMap<&str, usize> = HashMap::default();
+        for (i, &(_, customer)) in self.changes.iter().enumerate() {
+            if let Some(p) = last.insert(customer, i) {
+                self.moves[i].prev = u32::try_from(p + 1).unwrap_or(u32::MAX);
+                self.moves[p].next = u32::try_from(i).unwrap_or(u32::MAX);
+            }
+        }
+    }
+
+    /// Each customer whose MRR changes at some instant of [start, end),
+    /// once: (MRR at start, MRR at end, whether its MRR was > 0 at some
+    /// instant before start). Costs the number of changes in the period.
+    pub fn movements(
+        &self,
+        start: Instant,
+        end: Instant,
+    ) -> impl Iterator<Item = (i128, i128, bool)> + '_ {
+        let lo = self.changes.partition_point(|(t, _)| *t < start);
+        let hi = self.changes.partition_point(|(t, _)| *t < end).max(lo);
+        let moves = self.moves.get(lo..hi).unwrap_or_default();
+        moves
+            .iter()
+            .filter(move |m| m.prev as usize <= lo)
+            .map(move |first| {
+                let mut last = first;
+                while let Some(next) = self.moves.get(last.next as usize)
+                    && (last.next as usize) < hi
+                {
+                    last = next;
+                }
+                (first.was, last.now, first.paid_before)
+            })
+    }
+
+    /// (Σ MRR, customers with MRR > 0) at `t`.
+    pub fn totals_at(&self, t: Instant) -> (i128, i128) {
+        let n = self.totals.partition_point(|(at, _, _)| *at < t);
+        n.checked_sub(1)
+            .map_or((0, 0), |i| (self.totals[i].1, self.totals[i].2))
+    }
 }
 
 impl<'a> MrrTimeline<'a> {
@@ -620,7 +685,11 @@ impl<'a> MrrTimeline<'a> {
         let mut current: HashMap<&str, (&str, i64)> = HashMap::default();
         let mut mrr: HashMap<&str, i128> = HashMap::default();
         let mut timeline = MrrTimeline::default();
-        let (mut total, mut paying) = (0i128, 0i128);
+        let owners: HashMap<&str, &str> = data
+            .customers
+            .iter()
+            .filter_map(|c| Some((c.id.as_str(), c.owner_rep_id.as_deref()?)))
+            .collect();
         let mut changes = changes.into_iter().peekable();
         while let Some(head) = changes.next() {
             let at = head.effective_at;
@@ -651,8 +720,6 @@ impl<'a> MrrTimeline<'a> {
                 if was == now {
                     continue;
                 }
-                total += now - was;
-                paying += i128::from(now > 0) - i128::from(was > 0);
                 let paid_before = timeline
                     .first_positive
                     .get(customer)
@@ -665,56 +732,38 @@ impl<'a> MrrTimeline<'a> {
                     .entry(customer)
                     .or_default()
                     .push((at, now));
-                timeline.changes.push((at, customer));
-                timeline.moves.push(Move {
+                let m = Move {
                     was,
                     now,
                     prev: 0,
                     next: u32::MAX,
                     paid_before,
-                });
-            }
-            if timeline
-                .totals
-                .last()
-                .is_none_or(|&(_, t, p)| (t, p) != (total, paying))
-            {
-                timeline.totals.push((at, total, paying));
+                };
+                timeline.all.push(at, customer, m);
+                if let Some(owner) = owners.get(customer) {
+                    timeline
+                        .by_owner
+                        .entry(owner)
+                        .or_default()
+                        .push(at, customer, m);
+                }
             }
         }
-        let mut last: HashMap<&str, usize> = HashMap::default();
-        for (i, &(_, customer)) in timeline.changes.iter().enumerate() {
-            if let Some(p) = last.insert(customer, i) {
-                timeline.moves[i].prev = u32::try_from(p + 1).unwrap_or(u32::MAX);
-                timeline.moves[p].next = u32::try_from(i).unwrap_or(u32::MAX);
-            }
+        timeline.all.link();
+        for changes in timeline.by_owner.values_mut() {
+            changes.link();
         }
         timeline
     }
 
-    /// Each customer whose MRR changes at some instant of [start, end),
-    /// once: (MRR at start, MRR at end, whether its MRR was > 0 at some
-    /// instant before start). Costs the number of changes in the period.
-    pub fn movements(
-        &self,
-        start: Instant,
-        end: Instant,
-    ) -> impl Iterator<Item = (i128, i128, bool)> + '_ {
-        let lo = self.changes.partition_point(|(t, _)| *t < start);
-        let hi = self.changes.partition_point(|(t, _)| *t < end).max(lo);
-        let moves = self.moves.get(lo..hi).unwrap_or_default();
-        moves
-            .iter()
-            .filter(move |m| m.prev as usize <= lo)
-            .map(move |first| {
-                let mut last = first;
-                while let Some(next) = self.moves.get(last.next as usize)
-                    && (last.next as usize) < hi
-                {
-                    last = next;
-                }
-                (first.was, last.now, first.paid_before)
-            })
+    /// Every customer's changes.
+    pub fn all(&self) -> &MrrChanges<'a> {
+        &self.all
+    }
+
+    /// The changes of the customers an owner rep owns (none: `None`).
+    pub fn of_owner(&self, rep: &str) -> Option<&MrrChanges<'a>> {
+        self.by_owner.get(rep)
     }
 
     /// A customer's MRR at `t` (0 for a customer without subscriptions).
@@ -728,9 +777,7 @@ impl<'a> MrrTimeline<'a> {
 
     /// (Σ MRR of every customer, customers with MRR > 0) at `t`.
     pub fn totals_at(&self, t: Instant) -> (i128, i128) {
-        let n = self.totals.partition_point(|(at, _, _)| *at < t);
-        n.checked_sub(1)
-            .map_or((0, 0), |i| (self.totals[i].1, self.totals[i].2))
+        self.all.totals_at(t)
     }
 
     /// Every customer that ever had a subscription change.
