@@ -1172,15 +1172,8 @@ impl<'e, 'a> Calc<'e, 'a> {
         let mut total = 0.0;
         let mut any = false;
         let mut exact: Option<i128> = Some(0);
-        for t in &self.data().targets {
-            let own = match (&t.scope, &self.scope_id) {
-                (TargetScope::Company, Scope::Company) => true,
-                (TargetScope::Team(a), Scope::Team(b)) | (TargetScope::Rep(a), Scope::Rep(b)) => {
-                    a == b
-                }
-                _ => false,
-            };
-            if !own || t.metric != metric {
+        for t in self.index.targets_of(&self.scope_id) {
+            if t.metric != metric {
                 continue;
             }
             let (share, whole) = prorate(t.value, t.start_date, t.end_date, &self.p);
@@ -1341,7 +1334,12 @@ impl<'e, 'a> Calc<'e, 'a> {
     /// revenue(REP, P) ≥ their prorated target. Returns (at quota, with target).
     fn reps_at_quota(&self) -> (i128, i128) {
         let mut quotas: BTreeMap<&str, f64> = BTreeMap::new();
-        for t in &self.data().targets {
+        // A REP scope counts only its own quota.
+        let targets: Vec<&crate::domain::Target> = match &self.scope_id {
+            Scope::Rep(_) => self.index.targets_of(&self.scope_id).to_vec(),
+            _ => self.data().targets.iter().collect(),
+        };
+        for t in targets {
             if let (TargetMetric::Revenue, TargetScope::Rep(rep)) = (t.metric, &t.scope) {
                 let ((share, days), _) = prorate(t.value, t.start_date, t.end_date, &self.p);
                 if days > 0 {

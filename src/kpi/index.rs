@@ -8,7 +8,8 @@ use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use super::rollup::{Lists, Rollups};
 use crate::domain::{
-    Activity, CsatResponse, Customer, Dataset, Deal, Inquiry, Instant, Lead, Order, Scope,
+    Activity, CsatResponse, Customer, Dataset, Deal, Inquiry, Instant, Lead, Order, Scope, Target,
+    TargetScope,
 };
 
 /// Records of one kind sorted by one of their instants, so the records of a
@@ -189,6 +190,18 @@ pub struct Index<'a> {
     pub customers_by_churned: ByTime<'a, Customer>,
     /// Prefix sums and stocks over the lists above.
     pub rollups: Rollups<'a>,
+    /// Targets per scope they belong to, in dataset order.
+    /// (COMPANY's, TEAM's by team id, REP's by rep id.)
+    targets: [HashMap<&'a str, Vec<&'a Target>>; 3],
+}
+
+/// The key of a target's scope in [`Index`]'s targets.
+fn target_key(scope: &Scope) -> (usize, &str) {
+    match scope {
+        Scope::Company => (0, ""),
+        Scope::Team(t) => (1, t.as_str()),
+        Scope::Rep(r) => (2, r.as_str()),
+    }
 }
 
 impl<'a> Index<'a> {
@@ -333,7 +346,28 @@ impl<'a> Index<'a> {
             customers_by_acquired,
             customers_by_churned,
             rollups,
+            targets: {
+                let mut targets: [HashMap<&str, Vec<&Target>>; 3] = Default::default();
+                for t in &data.targets {
+                    let (kind, id) = match &t.scope {
+                        TargetScope::Company => (0, ""),
+                        TargetScope::Team(team) => (1, team.as_str()),
+                        TargetScope::Rep(rep) => (2, rep.as_str()),
+                    };
+                    targets[kind].entry(id).or_default().push(t);
+                }
+                targets
+            },
         }
+    }
+
+    /// The targets set for exactly `scope`, in dataset order.
+    pub fn targets_of(&self, scope: &Scope) -> &[&'a Target] {
+        let (kind, id) = target_key(scope);
+        self.targets
+            .get(kind)
+            .and_then(|targets| targets.get(id))
+            .map_or(&[], Vec::as_slice)
     }
 
     /// The rep's team at `t`: team of its latest membership with
