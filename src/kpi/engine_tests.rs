@@ -1977,6 +1977,10 @@ mod properties {
             .resolve(chrono_tz::UTC, 1)
             .expect("quarter");
             for p in [month(2024, m), quarter] {
+                prop_assert_eq!(
+                    super::super::reps_with_records_in(&narrowed.index, &p),
+                    super::super::reps_with_records_scanned(&data, &p)
+                );
                 for s in scopes() {
                     prop_assert_eq!(narrowed.values(&s, &p, &all), full.values(&s, &p, &all), "{:?}", s);
                     prop_assert_eq!(narrowed.funnel(&s, &p), full.funnel(&s, &p), "{:?}", s);
