@@ -21,7 +21,8 @@ use crate::domain::{
 use super::catalog::{CATALOG, KpiDef, Unit};
 use super::index::{ByTime, Index, MembershipSpan, ResolvedScope};
 use super::rollup::{
-    CSAT_SCORES, Figures, STAGES_OVERFLOW, Span, Stocks, Sums, is_upsell, nanos_between, sum_range,
+    CSAT_SCORES, Figures, STAGE_BITS, STAGES_OVERFLOW, STAGES_WON, Span, Stocks, Sums, is_upsell,
+    nanos_between, sum_range,
 };
 use super::value::{ComparisonValue, KpiValue, relative_change};
 
@@ -1102,23 +1103,23 @@ impl<'e, 'a> Calc<'e, 'a> {
             let orders = by_time.list(rep).get(r.clone()).unwrap_or_default();
             let links = self.index.rollups.order_links.list(rep);
             let links = links.get(r).unwrap_or_default();
+            if single {
+                // The links alone, without reading the orders.
+                for &(prev_any, prev_more) in links {
+                    any_count += usize::from(prev_any as usize <= start);
+                    more_count += usize::from(prev_more as usize <= start);
+                }
+                continue;
+            }
             for (&(_, o), &(prev_any, prev_more)) in orders.iter().zip(links) {
                 let Some(c) = o.customer_id.as_deref() else {
                     continue;
                 };
                 if prev_any as usize <= start {
-                    if single {
-                        any_count += 1;
-                    } else {
-                        any.insert(c);
-                    }
+                    any.insert(c);
                 }
-                if is_upsell(o) && prev_more as usize <= start {
-                    if single {
-                        more_count += 1;
-                    } else {
-                        more.insert(c);
-                    }
+                if prev_more as usize <= start {
+                    more.insert(c);
                 }
             }
         }
@@ -1429,16 +1430,16 @@ impl<'e, 'a> Calc<'e, 'a> {
         // last stage), and the WON ones.
         let mut at_highest = vec![0i64; n];
         let mut won = 0i64;
-        let mut count = |d: &crate::domain::Deal, highest: usize| {
+        let mut count = |is_won: bool, highest: usize| {
             if let Some(slot) = at_highest.get_mut(highest) {
                 *slot += 1;
             }
-            won += i64::from(d.status == DealStatus::Won);
+            won += i64::from(is_won);
         };
         let last = n.saturating_sub(1);
         if self.rolled() {
             let rollups = &self.index.rollups;
-            let mut label_position = [None; 64];
+            let mut label_position = [None; STAGE_BITS];
             for (name, &bit) in &rollups.stage_labels {
                 if let Some(slot) = label_position.get_mut(bit as usize) {
                     *slot = position.get(name).copied();
@@ -1448,11 +1449,17 @@ impl<'e, 'a> Calc<'e, 'a> {
             for (rep, r) in self.ranges(by_created) {
                 let deals = by_created.list(rep).get(r.clone()).unwrap_or_default();
                 let masks = rollups.created_stages.list(rep).get(r).unwrap_or_default();
-                for (&(_, d), &mask) in deals.iter().zip(masks) {
-                    let highest = if d.status == DealStatus::Won {
+                // The masks alone, without reading the deals, except when
+                // a deal has stages beyond the bits.
+                for (i, &mask) in masks.iter().enumerate() {
+                    let is_won = mask & STAGES_WON != 0;
+                    let highest = if is_won {
                         last
                     } else if mask & STAGES_OVERFLOW != 0 {
-                        self.highest_stage(d, &position)
+                        match deals.get(i) {
+                            Some(&(_, d)) => self.highest_stage(d, &position),
+                            None => 0,
+                        }
                     } else {
                         let mut highest = 0;
                         let mut bits = mask;
@@ -1465,17 +1472,18 @@ impl<'e, 'a> Calc<'e, 'a> {
                         }
                         highest
                     };
-                    count(d, highest);
+                    count(is_won, highest);
                 }
             }
         } else {
             for d in self.created_deals() {
-                let highest = if d.status == DealStatus::Won {
+                let is_won = d.status == DealStatus::Won;
+                let highest = if is_won {
                     last
                 } else {
                     self.highest_stage(d, &position)
                 };
-                count(d, highest);
+                count(is_won, highest);
             }
         }
         // reached[k] for k in 0..=n: deals whose highest index is ≥ k;

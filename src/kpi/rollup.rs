@@ -294,18 +294,31 @@ pub struct Rollups<'a> {
     /// list of the previous order of the same customer, the same among
     /// UPSELL/CROSS_SELL orders), 0 for none: the first order of a customer
     /// in a range of positions is the one whose link is ≤ the range's start.
+    /// [`NO_LINK`] for an order without a customer (both) or that is not an
+    /// UPSELL/CROSS_SELL (the second), which is never a first.
     pub order_links: Aligned<'a, (u32, u32)>,
     /// A bit per stage name seen in the deals and their stage changes (the
-    /// first 63 names; see [`STAGES_OVERFLOW`]).
+    /// first [`STAGE_BITS`] names; see [`STAGES_OVERFLOW`]).
     pub stage_labels: HashMap<&'a str, u32>,
     /// Per deal of the deals-by-created_at list: the bits of every stage it
-    /// was ever in (its own and its changes'), for the funnel.
+    /// was ever in (its own and its changes'), and [`STAGES_WON`], for the
+    /// funnel.
     pub created_stages: Aligned<'a, u64>,
 }
 
 /// The bit of [`Rollups::created_stages`] that marks a deal with a stage
-/// beyond the first 63 names: its stages are read from its history instead.
+/// beyond the first [`STAGE_BITS`] names: its stages are read from its
+/// history instead.
 pub const STAGES_OVERFLOW: u64 = 1 << 63;
+
+/// The bit of [`Rollups::created_stages`] that marks a WON deal.
+pub const STAGES_WON: u64 = 1 << 62;
+
+/// Stage names with a bit of their own in [`Rollups::created_stages`].
+pub const STAGE_BITS: usize = 62;
+
+/// An [`Rollups::order_links`] value that no range start reaches.
+pub const NO_LINK: u32 = u32::MAX;
 
 /// The windowed lists a [`Rollups`] is built over (the index's own).
 pub struct Lists<'l, 'a> {
@@ -345,7 +358,7 @@ impl<'a> Rollups<'a> {
         let changed = lists.stage_changes.values().flatten().map(|c| c.2);
         for name in names.chain(changed) {
             let next = stage_labels.len() as u32;
-            if next < 63 {
+            if (next as usize) < STAGE_BITS {
                 stage_labels.entry(name).or_insert(next);
             }
         }
@@ -361,6 +374,11 @@ impl<'a> Rollups<'a> {
                         .map(|c| c.2)
                         .chain(d.stage.as_deref())
                         .fold(0, |mask, name| mask | bit(name))
+                        | if d.status == DealStatus::Won {
+                            STAGES_WON
+                        } else {
+                            0
+                        }
                 })
                 .collect()
         });
@@ -371,16 +389,18 @@ impl<'a> Rollups<'a> {
                 .enumerate()
                 .map(|(i, (_, o))| {
                     let Some(customer) = o.customer_id.as_deref() else {
-                        return (0, 0);
+                        return (NO_LINK, NO_LINK);
                     };
-                    let here = u32::try_from(i + 1).unwrap_or(u32::MAX);
+                    let here = u32::try_from(i + 1).unwrap_or(NO_LINK);
                     let entry = last.entry(customer).or_default();
                     let links = *entry;
                     entry.0 = here;
                     if is_upsell(o) {
                         entry.1 = here;
+                        links
+                    } else {
+                        (links.0, NO_LINK)
                     }
-                    links
                 })
                 .collect()
         });
