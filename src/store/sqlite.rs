@@ -18,7 +18,7 @@ use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{CachedStatement, Connection, OptionalExtension, TransactionBehavior};
 use sqlx::Connection as _;
 use sqlx::Row;
 use sqlx::sqlite::{
@@ -90,9 +90,10 @@ fn statements(record_type: RecordType) -> Statements {
 /// version rule allows it. Per record rather than multi-row (as the
 /// PostgreSQL backend does): SQLite runs in-process, so there is no round trip
 /// to save, and a small cached statement measured about twice as fast as
-/// 500-row statements. `RETURNING 1` yields a row only if the row was
-/// inserted or updated, so "no row" means stale. (Upsert with RETURNING needs
-/// SQLite ≥ 3.35; the bundled libsqlite3-sys 0.30 ships 3.46.)
+/// 500-row statements. The statement changes one row when it inserts or
+/// updates and none when the version rule skips the update, so "no change"
+/// means stale. (That count is what `RETURNING 1` would say, without the
+/// temporary table SQLite builds per statement for RETURNING.)
 fn upsert_sql(table: &str, columns: &[&str]) -> String {
     let placeholders: Vec<String> = (1..=columns.len() + 3).map(|i| format!("?{i}")).collect();
     let updates: Vec<String> = std::iter::once("version")
@@ -103,8 +104,7 @@ fn upsert_sql(table: &str, columns: &[&str]) -> String {
         "INSERT INTO {table} (tenant_id, id, version, {columns}) VALUES ({placeholders}) \
          ON CONFLICT (tenant_id, id) DO UPDATE SET {updates} \
          WHERE excluded.version IS NULL OR {table}.version IS NULL \
-         OR excluded.version > {table}.version \
-         RETURNING 1",
+         OR excluded.version > {table}.version",
         columns = columns.join(", "),
         placeholders = placeholders.join(", "),
         updates = updates.join(", "),
@@ -351,6 +351,10 @@ fn write_records(
     } else {
         TeamTree::new()
     });
+    // The upserts of the batch, prepared (or taken from the cache) once each.
+    let mut upserts: Vec<Option<CachedStatement<'_>>> = std::iter::repeat_with(|| None)
+        .take(RecordType::ALL.len())
+        .collect();
     let mut outcomes = Vec::with_capacity(records.len());
     for record in records {
         if let Some(team) = &record.team {
@@ -359,7 +363,13 @@ fn write_records(
                 continue;
             }
         }
-        if upsert(&tx, tenant, record)? {
+        let upsert = match &mut upserts[record.record_type as usize] {
+            Some(statement) => statement,
+            slot => {
+                slot.insert(tx.prepare_cached(&STATEMENTS[record.record_type as usize].upsert)?)
+            }
+        };
+        if write_one(upsert, tenant, record)? {
             if let Some(team) = &record.team {
                 teams.applied(team);
             }
@@ -368,6 +378,7 @@ fn write_records(
             outcomes.push(WriteOutcome::Stale);
         }
     }
+    drop(upserts);
     let rejected = outcomes
         .iter()
         .any(|o| matches!(o, WriteOutcome::Rejected { .. }));
@@ -391,9 +402,12 @@ fn load_team_tree(conn: &Connection, tenant: &str) -> Result<TeamTree> {
     Ok(tree)
 }
 
-/// Writes one record; `false` when it was stale.
-fn upsert(conn: &Connection, tenant: &str, record: &EncodedRecord) -> Result<bool> {
-    let mut upsert = conn.prepare_cached(&STATEMENTS[record.record_type as usize].upsert)?;
+/// Writes one record with its table's upsert; `false` when it was stale.
+fn write_one(
+    upsert: &mut CachedStatement<'_>,
+    tenant: &str,
+    record: &EncodedRecord,
+) -> Result<bool> {
     upsert.raw_bind_parameter(1, tenant)?;
     upsert.raw_bind_parameter(2, &record.id)?;
     upsert.raw_bind_parameter(3, record.version)?;
@@ -403,9 +417,8 @@ fn upsert(conn: &Connection, tenant: &str, record: &EncodedRecord) -> Result<boo
             Value::Int(n) => upsert.raw_bind_parameter(i + 4, n)?,
         }
     }
-    // `RETURNING 1` yields a row only when the row was written.
-    let written = upsert.raw_query().next()?.is_some();
-    Ok(written)
+    // One row changed when inserted or updated, none when stale.
+    Ok(upsert.raw_execute()? > 0)
 }
 
 /// Reads a row of [`API_KEY_COLUMNS`] on the writer connection.
