@@ -357,11 +357,9 @@ fn write_records(
         .collect();
     let mut outcomes = Vec::with_capacity(records.len());
     for record in records {
-        if let Some(team) = &record.team {
-            if let Some(rejected) = teams.check(team) {
-                outcomes.push(rejected);
-                continue;
-            }
+        if let Some(rejected) = record.team.as_ref().and_then(|team| teams.check(team)) {
+            outcomes.push(rejected);
+            continue;
         }
         let upsert = match &mut upserts[record.record_type as usize] {
             Some(statement) => statement,
