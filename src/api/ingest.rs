@@ -23,12 +23,16 @@
 //!   a stream they end the stream with that status after the acknowledgements
 //!   of the batches before.
 //!
-//! `StreamIngest` handles batches strictly one after the other: the next batch
-//! is read from the client only once the previous one is committed and its
-//! acknowledgement queued; the acknowledgement queue holds at most
-//! `max_in_flight_batches` entries, so a client that stops reading
-//! acknowledgements stops the server from reading its batches (back-pressure,
-//! no unbounded buffering).
+//! `StreamIngest` writes batches strictly one after the other, in stream
+//! order, and acknowledges each only once it is committed. While one batch is
+//! written, the next one is read from the client and validated (at most one
+//! batch ahead, so decoding and validation overlap the database work); the
+//! one after is read only once the written batch's acknowledgement is
+//! queued. The acknowledgement queue holds at most `max_in_flight_batches`
+//! entries, so a client that stops reading acknowledgements stops the server
+//! from reading its batches (back-pressure, no unbounded buffering). When a
+//! batch fails with an infrastructure error, the stream ends with that status
+//! and the batch read ahead is dropped unwritten.
 
 use std::sync::Arc;
 
@@ -101,6 +105,42 @@ enum BatchOutcome {
         error: Error,
         result: pb::BatchResult,
     },
+}
+
+/// A batch that went through validation, waiting for its turn to be written.
+enum Validated {
+    /// Decided without the store: refused (oversize, or all-or-nothing with
+    /// invalid records), or empty.
+    Decided(BatchOutcome),
+    /// Valid records to write.
+    ToWrite(PendingWrite),
+}
+
+/// The validated part of a batch and what is needed to report on it.
+struct PendingWrite {
+    /// Type and id of every record as sent, in batch order.
+    identities: Vec<Identity>,
+    /// The valid records, in batch order.
+    valid: Vec<Record>,
+    /// The batch index of each valid record.
+    valid_index: Vec<usize>,
+    /// The invalid records: batch index and why.
+    violations: Vec<(usize, FieldViolation)>,
+    /// Whether any rejection refuses the whole batch.
+    all_or_nothing: bool,
+}
+
+/// One streamed batch as handed from the reading to the writing stage.
+enum StreamItem {
+    /// A batch and its validation (or the infrastructure error that stopped it).
+    Batch {
+        /// The client's sequence number, echoed in the acknowledgement.
+        sequence: i64,
+        /// The validated batch.
+        validated: Result<Validated>,
+    },
+    /// Reading the stream failed; it ends with this status.
+    Failed(Status),
 }
 
 /// Reads a tenant's settings. The default tenant (used when authentication is
@@ -217,9 +257,17 @@ impl IngestApi {
         records: Vec<pb::Record>,
         all_or_nothing: bool,
     ) -> Result<BatchOutcome> {
-        let outcome = self
-            .validate_and_write(tenant, records, all_or_nothing)
-            .await?;
+        let validated = self.validate(tenant, records, all_or_nothing).await?;
+        self.finish(tenant, validated).await
+    }
+
+    /// Writes a validated batch (unless it is decided already) and counts
+    /// its record outcomes.
+    async fn finish(&self, tenant: &str, validated: Validated) -> Result<BatchOutcome> {
+        let outcome = match validated {
+            Validated::Decided(outcome) => outcome,
+            Validated::ToWrite(pending) => self.write(tenant, pending).await?,
+        };
         match &outcome {
             BatchOutcome::Committed(result) | BatchOutcome::Refused { result, .. } => {
                 self.metrics.count_records(result);
@@ -228,13 +276,14 @@ impl IngestApi {
         Ok(outcome)
     }
 
-    /// [`IngestApi::run_batch`] without the counting.
-    async fn validate_and_write(
+    /// Checks the batch size and converts every record with the tenant's
+    /// currency; nothing is written.
+    async fn validate(
         &self,
         tenant: &str,
         records: Vec<pb::Record>,
         all_or_nothing: bool,
-    ) -> Result<BatchOutcome> {
+    ) -> Result<Validated> {
         let max = self.limits.max_batch_size;
         if records.len() > max {
             let reason = format!("batch has {} records; the limit is {max}", records.len());
@@ -249,13 +298,15 @@ impl IngestApi {
                 })
                 .collect();
             let result = result_of(results);
-            return Ok(BatchOutcome::Refused {
+            return Ok(Validated::Decided(BatchOutcome::Refused {
                 error: Error::ResourceExhausted(reason),
                 result,
-            });
+            }));
         }
         if records.is_empty() {
-            return Ok(BatchOutcome::Committed(result_of(Vec::new())));
+            return Ok(Validated::Decided(BatchOutcome::Committed(result_of(
+                Vec::new(),
+            ))));
         }
         let settings = settings_of(self.store.as_ref(), tenant).await?;
         let currency = settings.currency_code.as_str();
@@ -275,9 +326,27 @@ impl IngestApi {
         }
 
         if all_or_nothing && !violations.is_empty() {
-            return Ok(refuse(&identities, violations));
+            return Ok(Validated::Decided(refuse(&identities, violations)));
         }
+        Ok(Validated::ToWrite(PendingWrite {
+            identities,
+            valid,
+            valid_index,
+            violations,
+            all_or_nothing,
+        }))
+    }
 
+    /// Writes the valid records of a batch in one store transaction and
+    /// builds the batch's result.
+    async fn write(&self, tenant: &str, pending: PendingWrite) -> Result<BatchOutcome> {
+        let PendingWrite {
+            identities,
+            valid,
+            valid_index,
+            violations,
+            all_or_nothing,
+        } = pending;
         let outcomes = if valid.is_empty() {
             Vec::new()
         } else {
@@ -382,31 +451,60 @@ impl IngestService for IngestApi {
         let tenant = tenant_of(&request);
         let mut inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(self.limits.max_in_flight_batches.max(1));
-        let api = self.clone();
-        tokio::spawn(async move {
-            loop {
-                // The next batch is read only after the previous one is
-                // committed and its acknowledgement queued.
-                let batch = match inbound.message().await {
-                    Ok(Some(batch)) => batch,
-                    Ok(None) => break,
-                    Err(status) => {
-                        let _ = tx.send(Err(crate::error::relabel_oversize(status))).await;
+        // Validated batches on their way to the writing stage: one slot,
+        // reserved before a batch is read, so reading runs at most one batch
+        // ahead of writing.
+        let (ready_tx, mut ready_rx) = mpsc::channel::<StreamItem>(1);
+        let reading = {
+            let api = self.clone();
+            let tenant = tenant.clone();
+            tokio::spawn(async move {
+                loop {
+                    let Ok(slot) = ready_tx.reserve().await else {
+                        break;
+                    };
+                    let item = match inbound.message().await {
+                        Ok(Some(batch)) => StreamItem::Batch {
+                            sequence: batch.sequence,
+                            validated: api
+                                .validate(&tenant, batch.records, batch.all_or_nothing)
+                                .await,
+                        },
+                        Ok(None) => break,
+                        Err(status) => StreamItem::Failed(crate::error::relabel_oversize(status)),
+                    };
+                    let failed = matches!(item, StreamItem::Failed(_));
+                    slot.send(item);
+                    if failed {
                         break;
                     }
-                };
-                let sequence = batch.sequence;
-                let ack = match api
-                    .run_batch(&tenant, batch.records, batch.all_or_nothing)
-                    .await
-                {
-                    Ok(BatchOutcome::Committed(result) | BatchOutcome::Refused { result, .. }) => {
-                        Ok(pb::StreamIngestResponse {
-                            sequence,
-                            result: Some(result),
-                        })
+                }
+            })
+        };
+        let api = self.clone();
+        tokio::spawn(async move {
+            while let Some(item) = ready_rx.recv().await {
+                let ack = match item {
+                    StreamItem::Batch {
+                        sequence,
+                        validated,
+                    } => {
+                        let outcome = match validated {
+                            Ok(validated) => api.finish(&tenant, validated).await,
+                            Err(error) => Err(error),
+                        };
+                        match outcome {
+                            Ok(
+                                BatchOutcome::Committed(result)
+                                | BatchOutcome::Refused { result, .. },
+                            ) => Ok(pb::StreamIngestResponse {
+                                sequence,
+                                result: Some(result),
+                            }),
+                            Err(error) => Err(Status::from(error)),
+                        }
                     }
-                    Err(error) => Err(Status::from(error)),
+                    StreamItem::Failed(status) => Err(status),
                 };
                 let failed = ack.is_err();
                 // Waits while `max_in_flight_batches` acks are unread.
@@ -414,6 +512,8 @@ impl IngestService for IngestApi {
                     break;
                 }
             }
+            // A batch read ahead of a failure is dropped unwritten.
+            reading.abort();
         });
         Ok(Response::new(ReceiverStream::new(rx)))
     }

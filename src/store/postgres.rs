@@ -6,8 +6,11 @@
 //! Transactions that lose a deadlock or serialization race are retried.
 //!
 //! Every statement is a network round trip, so runs of records are written
-//! with one multi-row upsert each (about 10× faster for a 10 000-record batch
-//! than one statement per record).
+//! with one upsert each (about 10× faster for a 10 000-record batch than one
+//! statement per record), its rows bound as one array per column: one
+//! prepared statement per table whatever the run's length, and fewer binds
+//! than a multi-row `VALUES` list (measured a little faster on 300k-record
+//! ingests, with less server memory).
 
 use std::collections::HashSet;
 use std::str::FromStr;
@@ -15,8 +18,8 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use sqlx::postgres::{PgArguments, PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
-use sqlx::{Postgres, Row};
+use sqlx::Row;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 
 use super::rows::{self, TeamTree, TeamTreeGuard, Value};
 use super::{
@@ -47,6 +50,8 @@ struct Statements {
     all: String,
     /// One id.
     delete: String,
+    /// Upsert of a run of records (see [`upsert_sql`]).
+    upsert: String,
 }
 
 /// Statements per record type, indexed by `RecordType as usize`.
@@ -62,6 +67,7 @@ fn statements(record_type: RecordType) -> Statements {
         page: format!("{select} WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT $3"),
         all: format!("{select} WHERE tenant_id = $1 ORDER BY id"),
         delete: format!("DELETE FROM {t} WHERE tenant_id = $1 AND id = $2"),
+        upsert: upsert_sql(t, spec.columns),
     }
 }
 
@@ -71,40 +77,47 @@ fn statements(record_type: RecordType) -> Statements {
 /// missing from the result was stale.
 /// A concurrent upsert of the same key waits for the first to commit and then
 /// re-evaluates the rule.
-fn upsert_sql(table: &str, columns: &[&str], rows: usize) -> String {
-    // Parameter 1 is the tenant, shared by every row.
-    let per_row = columns.len() + 2;
-    let values: Vec<String> = (0..rows)
-        .map(|row| {
-            let params: Vec<String> = (0..per_row)
-                .map(|i| format!("${}", 2 + row * per_row + i))
-                .collect();
-            format!("($1, {})", params.join(", "))
+///
+/// The rows come as one array per column (`$2` ids, `$3` versions, then the
+/// data columns) unnested into rows, so the statement text is the same for
+/// every run of a table: PostgreSQL parses and plans it once per connection,
+/// and a run costs a handful of binds instead of ten per record.
+fn upsert_sql(table: &str, columns: &[(&str, rows::Kind)]) -> String {
+    let names: Vec<&str> = columns.iter().map(|(name, _)| *name).collect();
+    let arrays: Vec<String> = columns
+        .iter()
+        .enumerate()
+        .map(|(i, (_, kind))| {
+            let array_type = match kind {
+                rows::Kind::Text => "text[]",
+                rows::Kind::Int => "bigint[]",
+            };
+            format!("${}::{array_type}", i + 4)
         })
         .collect();
     let updates: Vec<String> = std::iter::once("version")
-        .chain(columns.iter().copied())
+        .chain(names.iter().copied())
         .map(|c| format!("{c} = excluded.{c}"))
         .collect();
     format!(
-        "INSERT INTO {table} (tenant_id, id, version, {columns}) VALUES {values} \
+        "INSERT INTO {table} (tenant_id, id, version, {columns}) \
+         SELECT $1, * FROM UNNEST($2::text[], $3::bigint[], {arrays}) \
          ON CONFLICT (tenant_id, id) DO UPDATE SET {updates} \
          WHERE excluded.version IS NULL OR {table}.version IS NULL \
          OR excluded.version > {table}.version \
          RETURNING id",
-        columns = columns.join(", "),
-        values = values.join(", "),
+        columns = names.join(", "),
+        arrays = arrays.join(", "),
         updates = updates.join(", "),
     )
 }
 
-type Query<'q> = sqlx::query::Query<'q, Postgres, PgArguments>;
-
-fn bind(query: Query<'_>, value: Value) -> Query<'_> {
-    match value {
-        Value::Text(t) => query.bind(t),
-        Value::Int(i) => query.bind(i),
-    }
+/// The values of one data column of a run, bound as one array.
+enum ColumnArray {
+    /// A `TEXT` column, bound as `text[]`.
+    Text(Vec<Option<String>>),
+    /// A `BIGINT` column, bound as `bigint[]`.
+    Int(Vec<Option<i64>>),
 }
 
 /// The PostgreSQL implementation of [`Store`].
@@ -319,15 +332,45 @@ async fn upsert(conn: &mut PgConnection, tenant: &str, run: &[Record]) -> Result
     let Some(first) = run.first() else {
         return Ok(HashSet::new());
     };
-    let spec = rows::table(first.record_type());
-    let names: Vec<&str> = spec.columns.iter().map(|(name, _)| *name).collect();
-    let sql = upsert_sql(spec.table, &names, run.len());
-    let mut query = sqlx::query(&sql).bind(tenant);
+    let record_type = first.record_type();
+    let mut ids = Vec::with_capacity(run.len());
+    let mut versions = Vec::with_capacity(run.len());
+    let mut columns: Vec<ColumnArray> = rows::table(record_type)
+        .columns
+        .iter()
+        .map(|(_, kind)| match kind {
+            rows::Kind::Text => ColumnArray::Text(Vec::with_capacity(run.len())),
+            rows::Kind::Int => ColumnArray::Int(Vec::with_capacity(run.len())),
+        })
+        .collect();
     for record in run {
-        query = query.bind(record.id()).bind(record.version());
-        for value in rows::encode(record)? {
-            query = bind(query, value);
+        ids.push(record.id());
+        versions.push(record.version());
+        let values = rows::encode(record)?;
+        if values.len() != columns.len() {
+            return Err(Error::internal(format!(
+                "{} values for {} columns",
+                values.len(),
+                columns.len()
+            )));
         }
+        for (column, value) in columns.iter_mut().zip(values) {
+            match (column, value) {
+                (ColumnArray::Text(column), Value::Text(v)) => column.push(v),
+                (ColumnArray::Int(column), Value::Int(v)) => column.push(v),
+                _ => return Err(Error::internal("value kind does not match its column")),
+            }
+        }
+    }
+    let mut query = sqlx::query(&STATEMENTS[record_type as usize].upsert)
+        .bind(tenant)
+        .bind(ids)
+        .bind(versions);
+    for column in columns {
+        query = match column {
+            ColumnArray::Text(values) => query.bind(values),
+            ColumnArray::Int(values) => query.bind(values),
+        };
     }
     query
         .fetch_all(conn)

@@ -654,12 +654,11 @@ impl TeamTreeGuard {
     }
 }
 
-/// Most records one multi-row upsert writes (PostgreSQL backend): saves a
-/// round trip per record while staying far below PostgreSQL's 65 535 bind
-/// parameters (a run binds at most 1 + 500 × 10).
+/// Most records one upsert writes (PostgreSQL backend): saves a round trip
+/// per record while keeping each statement's arrays and its result small.
 pub(super) const MAX_ROWS_PER_UPSERT: usize = 500;
 
-/// Splits a batch into runs that one multi-row upsert can write without
+/// Splits a batch into runs that one upsert statement can write without
 /// changing the batch's meaning: consecutive records of one type with
 /// distinct ids (one statement cannot touch a row twice, and a later record
 /// with the same id must see the earlier one), at most
