@@ -1078,9 +1078,9 @@ impl<'e, 'a> Calc<'e, 'a> {
     /// (distinct customers with an UPSELL or CROSS_SELL order in P, distinct
     /// customers with any order in P), orders without a customer left out.
     fn upsell_customers(&self) -> (usize, usize) {
-        let mut any: HashSet<&str> = HashSet::default();
-        let mut more: HashSet<&str> = HashSet::default();
         if !self.rolled() {
+            let mut any: HashSet<&str> = HashSet::default();
+            let mut more: HashSet<&str> = HashSet::default();
             for o in self.orders() {
                 if let Some(c) = o.customer_id.as_deref() {
                     any.insert(c);
@@ -1093,37 +1093,46 @@ impl<'e, 'a> Calc<'e, 'a> {
         }
         // A customer's first order in each range is the one whose link to
         // its previous order lies before the range: one range (COMPANY,
-        // REP) needs no set at all; a TEAM's ranges are merged by a set.
+        // REP) is a count of those; a TEAM's ranges are merged by a bit set
+        // over customer numbers. Neither reads the orders themselves.
         let by_time = &self.index.orders_by_time;
         let ranges = self.ranges(by_time);
-        let single = ranges.len() <= 1;
+        let rollups = &self.index.rollups;
         let (mut more_count, mut any_count) = (0, 0);
+        if ranges.len() <= 1 {
+            for (rep, r) in ranges {
+                let start = r.start;
+                for link in rollups.order_links.list(rep).get(r).unwrap_or_default() {
+                    any_count += usize::from(link.prev_any as usize <= start);
+                    more_count += usize::from(link.prev_more as usize <= start);
+                }
+            }
+            return (more_count, any_count);
+        }
+        let words = rollups.order_customers.div_ceil(64);
+        let (mut any_bits, mut more_bits) = (vec![0u64; words], vec![0u64; words]);
+        let mark = |bits: &mut [u64], customer: u32| -> usize {
+            let (word, bit) = (customer as usize / 64, 1u64 << (customer % 64));
+            match bits.get_mut(word) {
+                Some(w) if *w & bit == 0 => {
+                    *w |= bit;
+                    1
+                }
+                _ => 0,
+            }
+        };
         for (rep, r) in ranges {
             let start = r.start;
-            let orders = by_time.list(rep).get(r.clone()).unwrap_or_default();
-            let links = self.index.rollups.order_links.list(rep);
-            let links = links.get(r).unwrap_or_default();
-            if single {
-                // The links alone, without reading the orders.
-                for &(prev_any, prev_more) in links {
-                    any_count += usize::from(prev_any as usize <= start);
-                    more_count += usize::from(prev_more as usize <= start);
+            for link in rollups.order_links.list(rep).get(r).unwrap_or_default() {
+                if link.prev_any as usize <= start {
+                    any_count += mark(&mut any_bits, link.customer);
                 }
-                continue;
-            }
-            for (&(_, o), &(prev_any, prev_more)) in orders.iter().zip(links) {
-                let Some(c) = o.customer_id.as_deref() else {
-                    continue;
-                };
-                if prev_any as usize <= start {
-                    any.insert(c);
-                }
-                if prev_more as usize <= start {
-                    more.insert(c);
+                if link.prev_more as usize <= start {
+                    more_count += mark(&mut more_bits, link.customer);
                 }
             }
         }
-        (more_count + more.len(), any_count + any.len())
+        (more_count, any_count)
     }
 
     // ---- customers ------------------------------------------------------

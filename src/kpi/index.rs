@@ -1,6 +1,7 @@
-//! A per-request index over a tenant's [`Dataset`]: the lookups that SPEC §5's
-//! state and attribution rules need, built once so each KPI is a scan plus
-//! cheap look-ups. Everything here is derived data; the dataset is not copied.
+//! An index over a tenant's [`Dataset`], built once with its snapshot: the
+//! lookups that SPEC §5's state and attribution rules need, the time-sorted
+//! lists, and the rollups over them ([`super::rollup`]). Everything here is
+//! derived data; the dataset is not copied.
 
 // Fx hashing: the keys are short ids from our own store, and the engine does
 // millions of lookups per bundle (SipHash was a sixth of its time).

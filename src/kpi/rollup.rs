@@ -296,7 +296,10 @@ pub struct Rollups<'a> {
     /// in a range of positions is the one whose link is ≤ the range's start.
     /// [`NO_LINK`] for an order without a customer (both) or that is not an
     /// UPSELL/CROSS_SELL (the second), which is never a first.
-    pub order_links: Aligned<'a, (u32, u32)>,
+    pub order_links: Aligned<'a, OrderLink>,
+    /// The number of distinct customers named by orders (the bound of
+    /// [`OrderLink::customer`]).
+    pub order_customers: usize,
     /// A bit per stage name seen in the deals and their stage changes (the
     /// first [`STAGE_BITS`] names; see [`STAGES_OVERFLOW`]).
     pub stage_labels: HashMap<&'a str, u32>,
@@ -316,6 +319,17 @@ pub const STAGES_WON: u64 = 1 << 62;
 
 /// Stage names with a bit of their own in [`Rollups::created_stages`].
 pub const STAGE_BITS: usize = 62;
+
+/// One order's entry in [`Rollups::order_links`].
+#[derive(Debug, Clone, Copy)]
+pub struct OrderLink {
+    /// 1 + the position of the same customer's previous order (0: none).
+    pub prev_any: u32,
+    /// The same among UPSELL/CROSS_SELL orders.
+    pub prev_more: u32,
+    /// The customer, as a number below [`Rollups::order_customers`].
+    pub customer: u32,
+}
 
 /// An [`Rollups::order_links`] value that no range start reaches.
 pub const NO_LINK: u32 = u32::MAX;
@@ -382,30 +396,49 @@ impl<'a> Rollups<'a> {
                 })
                 .collect()
         });
+        let mut customer_numbers: HashMap<&'a str, u32> = HashMap::default();
+        for o in &data.orders {
+            if let Some(c) = o.customer_id.as_deref() {
+                let next = u32::try_from(customer_numbers.len()).unwrap_or(u32::MAX);
+                customer_numbers.entry(c).or_insert(next);
+            }
+        }
         let order_links = Aligned::new(lists.orders, |items| {
             let mut last: HashMap<&str, (u32, u32)> = HashMap::default();
             items
                 .iter()
                 .enumerate()
                 .map(|(i, (_, o))| {
-                    let Some(customer) = o.customer_id.as_deref() else {
-                        return (NO_LINK, NO_LINK);
+                    let number = o
+                        .customer_id
+                        .as_deref()
+                        .and_then(|c| customer_numbers.get(c).map(|&n| (c, n)));
+                    let Some((customer, number)) = number else {
+                        return OrderLink {
+                            prev_any: NO_LINK,
+                            prev_more: NO_LINK,
+                            customer: 0,
+                        };
                     };
                     let here = u32::try_from(i + 1).unwrap_or(NO_LINK);
                     let entry = last.entry(customer).or_default();
-                    let links = *entry;
+                    let (prev_any, prev_more) = *entry;
                     entry.0 = here;
-                    if is_upsell(o) {
+                    let upsell = is_upsell(o);
+                    if upsell {
                         entry.1 = here;
-                        links
-                    } else {
-                        (links.0, NO_LINK)
+                    }
+                    OrderLink {
+                        prev_any,
+                        prev_more: if upsell { prev_more } else { NO_LINK },
+                        customer: number,
                     }
                 })
                 .collect()
         });
         Rollups {
             order_links,
+            order_customers: customer_numbers.len(),
             stage_labels,
             created_stages,
             orders: sums(lists.orders, |o: &Order| [i128::from(o.amount)]),
