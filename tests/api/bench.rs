@@ -1,5 +1,6 @@
 //! Smoke test of the benchmark harness (`salesmetrics bench`): its steps run
-//! in-process at a tiny scale against a real server. It checks that the
+//! in-process at the 100k scale against a real server (the generator's
+//! checks use a tiny scale). It checks that the
 //! generator is deterministic and makes what it plans, that the service
 //! accepts every generated record, and that the report has every row. It
 //! never asserts timings.
@@ -14,8 +15,10 @@ use salesmetrics::proto::v1::{Granularity, ScopeKind};
 
 use super::harness::TestServer;
 
-/// Small enough for a debug build to stay well under a minute.
+/// The generator's checks: small enough to count by hand.
 const RECORDS: u64 = 2_000;
+/// The harness smoke test: the `bench --scale 100k` data set.
+const SMOKE_RECORDS: u64 = 100_000;
 const SEED: u64 = 20_251_231;
 /// June 2025 in UTC (the month the query rows ask about), Unix seconds.
 const JUNE_2025_START: i64 = 1_748_736_000;
@@ -64,7 +67,7 @@ fn the_generator_is_deterministic_and_makes_what_it_plans() {
 async fn the_harness_ingests_everything_and_reports_every_row() {
     let server = TestServer::sqlite().await;
     let scratch = tempfile::tempdir().expect("temporary directory");
-    let generated = generate::generate(RECORDS, SEED);
+    let generated = generate::generate(SMOKE_RECORDS, SEED);
     let total = generated.records.len();
     let june_2025_orders = generated
         .records
@@ -82,7 +85,7 @@ async fn the_harness_ingests_everything_and_reports_every_row() {
         pid: None,
     };
     let options = StepOptions {
-        scale: RECORDS,
+        scale: SMOKE_RECORDS,
         seed: SEED,
         baseline: BaselineTarget::SqliteFile(scratch.path().join("baseline.db")),
         batch_size: 1_000,
