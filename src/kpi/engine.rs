@@ -21,8 +21,8 @@ use crate::domain::{
 use super::catalog::{CATALOG, KpiDef, Unit};
 use super::index::{ByTime, Index, MembershipSpan, ResolvedScope};
 use super::rollup::{
-    CSAT_SCORES, Figures, STAGE_BITS, STAGES_OVERFLOW, STAGES_WON, Span, Stocks, Sums, is_upsell,
-    nanos_between, sum_range,
+    CSAT_SCORES, Figures, STAGE_BITS, STAGES_OVERFLOW, STAGES_WON, Span, Stocks, Sums, add,
+    is_upsell, nanos_between, sum_range,
 };
 use super::value::{ComparisonValue, KpiValue, relative_change};
 
@@ -655,6 +655,8 @@ struct Memo<'a> {
     activities: OnceCell<ActivityTotals>,
     open_deals: OnceCell<Vec<&'a crate::domain::Deal>>,
     pipeline_value: OnceCell<i128>,
+    closed: OnceCell<Figures<4>>,
+    leads: OnceCell<LeadFigures>,
 }
 
 fn nanos_to_seconds(n: i128) -> f64 {
@@ -773,9 +775,7 @@ impl<'e, 'a> Calc<'e, 'a> {
         let (mut count, mut figures) = (0, [0; N]);
         for (rep, r) in self.ranges(by_time) {
             count += r.len() as i128;
-            for (x, y) in figures.iter_mut().zip(sum_range(sums.list(rep), &r)) {
-                *x += y;
-            }
+            add(&mut figures, &sum_range(sums.list(rep), &r));
         }
         (count, figures)
     }
@@ -794,9 +794,7 @@ impl<'e, 'a> Calc<'e, 'a> {
                         .team_at(rep, t)
                         .is_some_and(|team| teams.contains(team))
                     {
-                        for (x, y) in figures.iter_mut().zip(stocks.at(Some(rep), t)) {
-                            *x += y;
-                        }
+                        add(&mut figures, &stocks.at(Some(rep), t));
                     }
                 }
                 figures
@@ -882,9 +880,12 @@ impl<'e, 'a> Calc<'e, 'a> {
 
     /// The rollup of the deals closed in P: [won, Σ won amount, Σ won
     /// cycle nanoseconds, lost].
+    /// Computed once per (scope, period): four KPIs and their memos read it.
     fn closed_figures(&self) -> Figures<4> {
-        let rollup = &self.index.rollups.closed;
-        self.total(&self.index.deals_by_closed, rollup).1
+        *self.memo.closed.get_or_init(|| {
+            let rollup = &self.index.rollups.closed;
+            self.total(&self.index.deals_by_closed, rollup).1
+        })
     }
 
     /// Deals with `status`, closed_at ∈ P, in scope at closed_at.
@@ -1570,6 +1571,10 @@ impl<'e, 'a> Calc<'e, 'a> {
 
     /// The figures of the scope's leads created in P.
     fn lead_figures(&self) -> LeadFigures {
+        *self.memo.leads.get_or_init(|| self.compute_lead_figures())
+    }
+
+    fn compute_lead_figures(&self) -> LeadFigures {
         if self.rolled() {
             let rollup = &self.index.rollups.leads;
             let (created, [converted, responded, response_nanos]) =

@@ -23,7 +23,8 @@ use super::index::ByTime;
 /// Figures of one record, or their sum over several.
 pub type Figures<const N: usize> = [i128; N];
 
-fn add<const N: usize>(a: &mut Figures<N>, b: &Figures<N>) {
+/// Adds `b` to `a`, figure by figure.
+pub fn add<const N: usize>(a: &mut Figures<N>, b: &Figures<N>) {
     for (x, y) in a.iter_mut().zip(b) {
         *x += y;
     }

@@ -214,6 +214,21 @@ impl SqliteStore {
             .map_err(|e| Error::internal(format!("SQLite write task failed: {e}")))?
     }
 
+    /// Creates a tenant with `settings` unless it exists; whether it was created.
+    async fn insert_tenant(&self, tenant: &str, settings: &TenantSettings) -> Result<bool> {
+        let settings = rows::settings_to_json(settings)?;
+        let tenant = tenant.to_string();
+        self.with_writer(move |conn| {
+            let inserted = conn.prepare_cached(INSERT_TENANT_SQL)?.execute((
+                &tenant,
+                &settings,
+                rows::now_nanos(),
+            ))?;
+            Ok(inserted > 0)
+        })
+        .await
+    }
+
     async fn write_batch(
         &self,
         tenant: &str,
@@ -469,17 +484,9 @@ impl Store for SqliteStore {
 
     fn ensure_tenant<'a>(&'a self, tenant: &'a str) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            let settings = rows::settings_to_json(&TenantSettings::default())?;
-            let tenant = tenant.to_string();
-            self.with_writer(move |conn| {
-                conn.prepare_cached(INSERT_TENANT_SQL)?.execute((
-                    &tenant,
-                    &settings,
-                    rows::now_nanos(),
-                ))?;
-                Ok(())
-            })
-            .await
+            self.insert_tenant(tenant, &TenantSettings::default())
+                .await?;
+            Ok(())
         })
     }
 
@@ -563,18 +570,7 @@ impl Store for SqliteStore {
         settings: &'a TenantSettings,
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            let settings = rows::settings_to_json(settings)?;
-            let id = tenant.to_string();
-            let created = self
-                .with_writer(move |conn| {
-                    Ok(conn.prepare_cached(INSERT_TENANT_SQL)?.execute((
-                        &id,
-                        &settings,
-                        rows::now_nanos(),
-                    ))?)
-                })
-                .await?;
-            if created == 0 {
+            if !self.insert_tenant(tenant, settings).await? {
                 return Err(Error::AlreadyExists(format!(
                     "tenant {tenant:?} already exists"
                 )));
