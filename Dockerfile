@@ -20,7 +20,7 @@ COPY . .
 # the binary is copied out of the cached target/ into /out.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked \
+    cargo build --release --locked --package salesmetrics \
     && install -D -m 0755 target/release/salesmetrics /out/salesmetrics
 
 # ---- runtime ------------------------------------------------------------------

@@ -1,6 +1,6 @@
-//! The command line: `salesmetrics serve` runs the service; `salesmetrics
-//! bench` benchmarks it (see [`crate::bench`]); the other subcommands are
-//! clients of a running server (see [`crate::client`]).
+//! The command line: `salesmetrics serve` runs the service; the other
+//! subcommands are clients of a running server (see [`crate::client`]). The
+//! benchmark harness is a binary of its own, `salesmetrics-bench`.
 
 use clap::{Parser, Subcommand};
 
@@ -20,9 +20,6 @@ pub struct Cli {
 pub enum Command {
     /// Run the gRPC service (SQLite file ./salesmetrics.db on 127.0.0.1:50051 by default).
     Serve(ServeConfig),
-    /// Benchmark ingest and queries against a server started for the run
-    /// (fresh SQLite file, or fresh PostgreSQL databases with --database-url).
-    Bench(crate::bench::BenchArgs),
     /// Show the KPIs of one scope and period as a table (or JSON).
     Kpis(crate::client::kpis::KpisArgs),
     /// Show KPIs over consecutive periods with a sparkline per KPI.
@@ -43,7 +40,6 @@ pub enum Command {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(config) => serve(config).await,
-        Command::Bench(args) => crate::bench::run(args).await,
         Command::Kpis(args) => crate::client::kpis::kpis(args).await,
         Command::Series(args) => crate::client::kpis::series(args).await,
         Command::Breakdown(args) => crate::client::kpis::breakdown(args).await,

@@ -5,11 +5,14 @@
 //! * [`proto`] — code generated from `proto/salesmetrics/v1` (the public contract).
 //! * [`api`] — tonic handlers; converts proto messages into validated
 //!   [`domain`] records (`TryFrom`, errors name the field path) and back.
-//! * [`domain`] — records, validation rules, tenant settings, periods (no I/O).
+//! * [`domain`] — records, validation rules, tenant settings, periods (no I/O;
+//!   the `salesmetrics-core` crate, re-exported).
 //! * [`store`] — the [`store::Store`] trait with one implementation per backend
 //!   (SQLite embedded, PostgreSQL for scale), chosen once from the database URL.
 //! * [`kpi`] — the KPI catalog and the engine that computes bundles from
-//!   a tenant's records.
+//!   a tenant's records (`salesmetrics-core`, re-exported).
+//! * [`snapshot`] — per-tenant snapshots of the records and their index,
+//!   shared by queries until the tenant's data changes.
 //! * [`client`] — the client subcommands of the binary (kpis, import, export, demo…).
 //! * [`auth`] — API keys, the admin token, and the layer that authenticates
 //!   and limits every call.
@@ -18,20 +21,21 @@
 //! * [`metrics`], [`telemetry`] — Prometheus metrics (`--metrics-listen`),
 //!   the per-call layer that counts calls and opens their spans, logging and
 //!   OTLP span export (`--otlp-endpoint`).
-//! * [`bench`] — `salesmetrics bench`, the benchmark harness (a client that
-//!   starts the server as a child process).
+//!
+//! The benchmark harness is the `salesmetrics-bench` crate (`crates/bench`),
+//! a client of this library that is not part of the production binary.
 
 pub mod api;
 pub mod auth;
-pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod config;
-pub mod domain;
 pub mod error;
-pub mod kpi;
 pub mod metrics;
 pub mod proto;
 pub mod server;
+pub mod snapshot;
 pub mod store;
 pub mod telemetry;
+
+pub use salesmetrics_core::{domain, kpi};

@@ -14,11 +14,11 @@ use crate::api::tenant_of;
 use crate::domain::period::{Granularity, PeriodError, PeriodRange, PeriodSpec};
 use crate::domain::{Scope, TenantSettings};
 use crate::error::{Error, Result};
-use crate::kpi::cache::{Snapshot, SnapshotCache};
 use crate::kpi::catalog::{self, Category, Direction, FUNNEL_ID, KpiDef, Unit};
 use crate::kpi::{Bundle, ComparisonKind, Dimension, Engine, FunnelRow, KpiValue};
 use crate::proto::v1 as pb;
 use crate::proto::v1::kpi_service_server::KpiService;
+use crate::snapshot::{Snapshot, SnapshotCache};
 use crate::store::Store;
 
 /// Smallest and largest `GetKpiSeries.period_count`.

@@ -2171,7 +2171,7 @@ async fn a_replica_sees_writes_made_through_another_at_once() {
 /// snapshot is reused until the tenant's data version changes.
 #[tokio::test]
 async fn the_snapshot_cache_is_bounded_and_versioned() {
-    use salesmetrics::kpi::cache::SnapshotCache;
+    use salesmetrics::snapshot::SnapshotCache;
     let (_dir, url) = db::fresh_sqlite().await;
     let store = salesmetrics::store::connect(&url).await.expect("store");
     let settings = salesmetrics::domain::TenantSettings::default();

@@ -1,7 +1,6 @@
 //! The integration test suite: one binary, a real server per test, real
 //! SQLite files and (with `TEST_DATABASE_URL`) a real PostgreSQL.
 
-mod bench;
 mod cli;
 mod db;
 mod grpc_web;

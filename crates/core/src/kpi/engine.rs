@@ -93,8 +93,8 @@ pub struct BreakdownRow {
     pub values: Vec<KpiValue>,
 }
 
-/// The engine's index: built by the engine itself, or shared (a cached
-/// [`super::cache::Snapshot`]).
+/// The engine's index: built by the engine itself, or shared (held by the
+/// service's snapshot cache).
 #[derive(Debug)]
 enum IndexRef<'a> {
     Owned(Box<Index<'a>>),

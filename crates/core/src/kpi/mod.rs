@@ -10,10 +10,7 @@
 //! * [`rollup`] — prefix sums and stocks built with the index, so additive
 //!   figures of a period and stocks at an instant cost binary searches.
 //! * [`value`] — the value type the engine returns.
-//! * [`cache`] — per-tenant snapshots (records + index) shared by queries
-//!   until the tenant's data version changes.
 
-pub mod cache;
 pub mod catalog;
 pub mod engine;
 pub mod index;

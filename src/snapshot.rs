@@ -23,10 +23,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use self_cell::self_cell;
 
-use super::engine::Engine;
-use super::index::Index;
 use crate::domain::{Dataset, TenantSettings};
 use crate::error::{Error, Result};
+use crate::kpi::engine::Engine;
+use crate::kpi::index::Index;
 use crate::store::Store;
 
 self_cell!(

@@ -678,7 +678,7 @@ pub fn catalog_markdown() -> String {
     let mut out = String::new();
     out.push_str("# KPI catalog\n\n");
     out.push_str(
-        "<!-- Generated from src/kpi/catalog.rs; do not edit. Regenerate with `UPDATE_DOCS=1 cargo test --lib kpi::catalog`. -->\n\n",
+        "<!-- Generated from crates/core/src/kpi/catalog.rs; do not edit. Regenerate with `UPDATE_DOCS=1 cargo test -p salesmetrics-core kpi::catalog`. -->\n\n",
     );
     out.push_str(
         "P is the period `[start, end)`; attribution to COMPANY, TEAM and REP scopes follows SPEC §5. \
@@ -790,7 +790,7 @@ mod tests {
 
     #[test]
     fn docs_kpis_md_is_up_to_date() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/kpis.md");
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/kpis.md");
         let generated = catalog_markdown();
         if std::env::var_os("UPDATE_DOCS").is_some() {
             std::fs::write(path, &generated).expect("write docs/kpis.md");
@@ -799,8 +799,8 @@ mod tests {
         let on_disk = std::fs::read_to_string(path).unwrap_or_default();
         assert!(
             on_disk == generated,
-            "docs/kpis.md is out of date with src/kpi/catalog.rs; regenerate it with \
-             `UPDATE_DOCS=1 cargo test --lib kpi::catalog`"
+            "docs/kpis.md is out of date with crates/core/src/kpi/catalog.rs; regenerate it with \
+             `UPDATE_DOCS=1 cargo test -p salesmetrics-core kpi::catalog`"
         );
     }
 }

@@ -1,4 +1,5 @@
-//! `salesmetrics bench`: the benchmark harness.
+//! `salesmetrics-bench`: the benchmark harness (its own crate and binary, so
+//! it never ships inside the production `salesmetrics` binary).
 //!
 //! One command runs everything, as a separate client process talking to a
 //! real server over loopback gRPC:
@@ -6,8 +7,8 @@
 //! 1. [`generate`] — deterministic, seeded, realistic records (`--scale`, `--seed`);
 //! 2. a fresh database (a SQLite file in a temporary directory, or a new
 //!    PostgreSQL database on the server named by `--database-url`) and the
-//!    server started as a child process, `salesmetrics serve`, on a free
-//!    loopback port;
+//!    server started as a child process, `salesmetrics serve` (the binary
+//!    beside this one, or `--server-bin`), on a free loopback port;
 //! 3. [`ingest`] — the records streamed over `StreamIngest` in batches of
 //!    1 000 (records/s, the server's peak RSS), then the same rows loaded with
 //!    the database's fastest path as a baseline;
@@ -17,13 +18,16 @@
 //! 5. [`report`] — a Markdown table on stdout, the same as JSON with `--json-out`.
 //!
 //! Every loop is bounded by a count and by time. The steps are public so the
-//! smoke test (`tests/api/bench.rs`) runs them in-process at a tiny scale via
-//! [`run_steps`].
+//! smoke test (`smoke_tests.rs`, run by the `bench` step of `.ci/run`) runs
+//! them in-process at the 100k scale via [`run_steps`].
 
 pub mod generate;
 pub mod ingest;
 pub mod queries;
 pub mod report;
+
+#[cfg(test)]
+mod smoke_tests;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -32,15 +36,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use clap::Args;
+use clap::Parser;
 use sqlx::Connection;
 
 use generate::Generated;
 use queries::QueryLimits;
 use report::{IngestSection, Machine, RawSqlSection, Report};
 
-/// Settings of `salesmetrics bench`.
-#[derive(Debug, Clone, Args)]
+/// salesmetrics-bench: measures ingest and KPI queries of a `salesmetrics`
+/// server started for the run (fresh SQLite file, or fresh PostgreSQL
+/// databases with --database-url), and prints a Markdown report.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "salesmetrics-bench", version, about, long_about = None)]
 pub struct BenchArgs {
     /// Number of records: `100k`, `1m`, `10m` or a plain number (the
     /// organisation, targets and spend come on top).
@@ -89,6 +96,27 @@ pub struct BenchArgs {
     /// Also write the report as JSON to this file.
     #[arg(long)]
     pub json_out: Option<PathBuf>,
+
+    /// The `salesmetrics` binary to benchmark (default: the one beside this
+    /// binary, e.g. `target/release/salesmetrics`).
+    #[arg(long, env = "SALESMETRICS_BIN")]
+    pub server_bin: Option<PathBuf>,
+}
+
+/// The server binary: `--server-bin`, else `salesmetrics` beside this binary.
+fn server_binary(args: &BenchArgs) -> anyhow::Result<PathBuf> {
+    if let Some(path) = &args.server_bin {
+        return Ok(path.clone());
+    }
+    let me = std::env::current_exe().context("cannot find the salesmetrics-bench binary")?;
+    let sibling = me.with_file_name(format!("salesmetrics{}", std::env::consts::EXE_SUFFIX));
+    if !sibling.is_file() {
+        bail!(
+            "cannot find the server binary at {}; build it first (`cargo build --release --workspace`) or name it with --server-bin",
+            sibling.display()
+        );
+    }
+    Ok(sibling)
 }
 
 /// Parses `100k`, `1m`, `10m`, `2500` into a number of records.
@@ -276,8 +304,9 @@ pub async fn run_steps(
     })
 }
 
-/// Runs `salesmetrics bench`: generate, start a server, measure, report.
+/// Runs the bench: generate, start a server, measure, report.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let server_bin = server_binary(&args)?;
     let t = Instant::now();
     eprintln!("generate: scale {} seed {}", args.scale, args.seed);
     let generated = generate::generate(args.scale, args.seed);
@@ -303,7 +332,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         }
         Some(other) => bail!(
             "--database-url must be a postgres:// URL (without it the bench uses a fresh SQLite file), not {}",
-            crate::config::redact_url(other)
+            salesmetrics::config::redact_url(other)
         ),
         None => {
             let url = format!("sqlite://{}", scratch.path.join("service.db").display());
@@ -317,7 +346,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     };
 
     let result = async {
-        let server = ServerProcess::start(&database_url, &scratch.path).await?;
+        let server = ServerProcess::start(&server_bin, &database_url, &scratch.path).await?;
         let under_test = ServerUnderTest {
             endpoint: server.endpoint.clone(),
             database_url: database_url.clone(),
@@ -409,7 +438,7 @@ struct ServerProcess {
 impl ServerProcess {
     /// Starts the server on `database_url`, logging to `dir/server.log`,
     /// and waits (at most a minute) until it answers.
-    async fn start(database_url: &str, dir: &Path) -> anyhow::Result<Self> {
+    async fn start(exe: &Path, database_url: &str, dir: &Path) -> anyhow::Result<Self> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .context("cannot find a free loopback port")?
@@ -417,7 +446,6 @@ impl ServerProcess {
         let listen = format!("127.0.0.1:{port}");
         let log_path = dir.join("server.log");
         let log = std::fs::File::create(&log_path)?;
-        let exe = std::env::current_exe().context("cannot find the salesmetrics binary")?;
         let child = Command::new(exe)
             .args(["serve", "--listen", &listen, "--database-url", database_url])
             // Measure capacity, not the per-tenant rate limit.
@@ -431,7 +459,7 @@ impl ServerProcess {
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
-            .context("cannot start salesmetrics serve")?;
+            .with_context(|| format!("cannot start {} serve", exe.display()))?;
         let mut server = ServerProcess {
             pid: child.id(),
             child,
@@ -445,9 +473,9 @@ impl ServerProcess {
             }
             if let Ok(channel) = ingest::connect(&server.endpoint).await {
                 let mut client =
-                    crate::proto::v1::kpi_service_client::KpiServiceClient::new(channel);
+                    salesmetrics::proto::v1::kpi_service_client::KpiServiceClient::new(channel);
                 if client
-                    .list_kpis(crate::proto::v1::ListKpisRequest {})
+                    .list_kpis(salesmetrics::proto::v1::ListKpisRequest {})
                     .await
                     .is_ok()
                 {
@@ -513,7 +541,10 @@ impl FreshPostgres {
         let mut conn = sqlx::postgres::PgConnection::connect(admin_url)
             .await
             .with_context(|| {
-                format!("cannot connect to {}", crate::config::redact_url(admin_url))
+                format!(
+                    "cannot connect to {}",
+                    salesmetrics::config::redact_url(admin_url)
+                )
             })?;
         for name in &names {
             // Byte-order collation like the migrations' COLLATE "C" columns.

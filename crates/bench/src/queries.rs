@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use tonic::transport::Channel;
 
-use crate::proto::v1;
-use crate::proto::v1::kpi_service_client::KpiServiceClient;
+use salesmetrics::proto::v1;
+use salesmetrics::proto::v1::kpi_service_client::KpiServiceClient;
 
 use super::generate::QueryTargets;
 use super::ingest::{CLIENT_MAX_MESSAGE_BYTES, TENANT, connect};

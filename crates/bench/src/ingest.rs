@@ -23,7 +23,7 @@ use futures::StreamExt;
 use sqlx::Connection;
 use tonic::transport::{Channel, Endpoint};
 
-use crate::proto::v1::{self, record::Record as Kind};
+use salesmetrics::proto::v1::{self, record::Record as Kind};
 
 use super::generate::kind_name;
 
@@ -31,7 +31,7 @@ use super::generate::kind_name;
 pub const CLIENT_MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 
 /// The tenant the benchmark writes as (the server runs without authentication).
-pub const TENANT: &str = crate::api::DEFAULT_TENANT;
+pub const TENANT: &str = salesmetrics::api::DEFAULT_TENANT;
 
 /// What a streamed ingest did.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -178,7 +178,7 @@ pub async fn sqlite_baseline(
     let mut conn = SqliteConnection::connect_with(&options)
         .await
         .context("open the SQLite baseline file")?;
-    sqlx::migrate!("migrations/sqlite")
+    sqlx::migrate!("../../migrations/sqlite")
         .run(&mut conn)
         .await
         .context("migrate the SQLite baseline file")?;
@@ -246,7 +246,7 @@ pub async fn postgres_baseline(
     let mut conn = sqlx::postgres::PgConnection::connect(url)
         .await
         .context("connect to the PostgreSQL baseline database")?;
-    sqlx::migrate!("migrations/postgres")
+    sqlx::migrate!("../../migrations/postgres")
         .run(&mut conn)
         .await
         .context("migrate the PostgreSQL baseline database")?;

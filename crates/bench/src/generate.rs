@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 
 use prost_types::Timestamp;
 
-use crate::proto::v1::{self, record::Record as Kind};
+use salesmetrics::proto::v1::{self, record::Record as Kind};
 
 /// First instant of the generated data: 2023-01-01T00:00:00Z.
 pub const DATA_START_SECONDS: i64 = 1_672_531_200;
