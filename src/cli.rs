@@ -68,7 +68,7 @@ async fn serve_until_signal(config: ServeConfig) -> anyhow::Result<()> {
         .await
         .map_err(|err| anyhow::anyhow!("cannot open the database: {err:#}"))?;
     store
-        .ensure_tenant(crate::api::DEFAULT_TENANT)
+        .ensure_tenant(crate::auth::DEFAULT_TENANT)
         .await
         .map_err(|err| anyhow::anyhow!("cannot create the default tenant: {err:#}"))?;
     let listener = tokio::net::TcpListener::bind(config.listen)

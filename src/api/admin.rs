@@ -16,12 +16,12 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use crate::api::convert;
-use crate::api::ingest::settings_of;
-use crate::api::tenant_of;
+use crate::api::convert::admin::{api_key_to_proto, parse_key_id, parse_key_name};
 use crate::auth::keys;
+use crate::auth::tenant_of;
 use crate::error::Error;
 use crate::proto::v1 as pb;
-use crate::store::{ApiKeyInfo, Store};
+use crate::store::{Store, settings_of};
 use pb::admin_service_server::AdminService;
 
 /// The `AdminService` implementation.
@@ -52,57 +52,8 @@ fn target_tenant<T>(request: &Request<T>, tenant_id: &str) -> Result<String, Err
     convert::parse_id("tenant_id", tenant_id.to_string()).map_err(Error::from)
 }
 
-/// Longest API key name, in characters.
-const MAX_KEY_NAME_CHARS: usize = 200;
-
-fn timestamp(nanos: i64) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: nanos.div_euclid(1_000_000_000),
-        // In [0, 1e9): fits.
-        nanos: nanos.rem_euclid(1_000_000_000) as i32,
-    }
-}
-
-fn api_key_to_proto(info: ApiKeyInfo) -> pb::ApiKey {
-    pb::ApiKey {
-        prefix: keys::display_prefix(&info.id),
-        key_id: info.id,
-        tenant_id: info.tenant_id,
-        name: info.name,
-        created_at: Some(timestamp(info.created_at_nanos)),
-        revoked_at: info.revoked_at_nanos.map(timestamp),
-    }
-}
-
 fn now_nanos() -> i64 {
     chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX)
-}
-
-/// A key name: trimmed, 1-200 characters, no control characters.
-fn parse_key_name(name: &str) -> Result<String, Error> {
-    let name = name.trim();
-    if name.is_empty() {
-        return Err(Error::invalid("name", "is required"));
-    }
-    if name.chars().count() > MAX_KEY_NAME_CHARS {
-        return Err(Error::invalid(
-            "name",
-            format!("is longer than {MAX_KEY_NAME_CHARS} characters"),
-        ));
-    }
-    if name.chars().any(char::is_control) {
-        return Err(Error::invalid("name", "contains control characters"));
-    }
-    Ok(name.to_string())
-}
-
-/// A key id as `sm_<id>_…` embeds it: 16 hex digits.
-fn parse_key_id(key_id: &str) -> Result<&str, Error> {
-    if key_id.len() == 16 && key_id.bytes().all(|b| b.is_ascii_hexdigit()) {
-        Ok(key_id)
-    } else {
-        Err(Error::invalid("key_id", "is not a key id (16 hex digits)"))
-    }
 }
 
 #[tonic::async_trait]

@@ -41,12 +41,13 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::api::convert::{self, FieldViolation};
-use crate::api::{DEFAULT_TENANT, tenant_of};
-use crate::domain::{Record, RecordType, TenantSettings};
+use crate::auth::tenant_of;
+use crate::domain::rules::{MAX_ID_LEN, is_valid_id};
+use crate::domain::{Record, RecordType};
 use crate::error::{Error, Result};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, RecordOutcome};
 use crate::proto::v1 as pb;
-use crate::store::{Store, WriteOutcome};
+use crate::store::{Store, WriteOutcome, settings_of};
 use pb::ingest_service_server::IngestService;
 
 /// Most field violations put into the `BadRequest` details of one refused
@@ -143,18 +144,6 @@ enum StreamItem {
     Failed(Status),
 }
 
-/// Reads a tenant's settings. The default tenant (used when authentication is
-/// off) exists implicitly and is created on first use.
-pub(crate) async fn settings_of(store: &dyn Store, tenant: &str) -> Result<TenantSettings> {
-    match store.tenant_settings(tenant).await {
-        Err(Error::NotFound(_)) if tenant == DEFAULT_TENANT => {
-            store.ensure_tenant(tenant).await?;
-            store.tenant_settings(tenant).await
-        }
-        other => other,
-    }
-}
-
 fn count(n: usize) -> i32 {
     i32::try_from(n).unwrap_or(i32::MAX)
 }
@@ -181,7 +170,7 @@ struct Identity {
 impl Identity {
     fn of(record: &pb::Record) -> Self {
         let (record_type, id) = convert::proto_record_identity(record);
-        let id = if id.len() <= convert::MAX_ID_LEN {
+        let id = if id.len() <= MAX_ID_LEN {
             id.to_string()
         } else {
             String::new()
@@ -270,10 +259,25 @@ impl IngestApi {
         };
         match &outcome {
             BatchOutcome::Committed(result) | BatchOutcome::Refused { result, .. } => {
-                self.metrics.count_records(result);
+                self.count_records(result);
             }
         }
         Ok(outcome)
+    }
+
+    /// Counts the per-record outcomes of a batch (committed or refused) by
+    /// domain record type; outcomes UNSPECIFIED are not counted.
+    fn count_records(&self, result: &pb::BatchResult) {
+        for record in &result.results {
+            let outcome = match pb::RecordOutcome::try_from(record.outcome) {
+                Ok(pb::RecordOutcome::Accepted) => RecordOutcome::Ingested,
+                Ok(pb::RecordOutcome::Stale) => RecordOutcome::Stale,
+                Ok(pb::RecordOutcome::Rejected) => RecordOutcome::Rejected,
+                _ => continue,
+            };
+            let record_type = convert::record_type_from_proto("", record.record_type).ok();
+            self.metrics.count_record(record_type, outcome);
+        }
     }
 
     /// Checks the batch size and converts every record with the tenant's
@@ -538,7 +542,7 @@ impl IngestService for IngestApi {
             .ids
             .iter()
             .enumerate()
-            .filter(|(_, id)| !convert::is_valid_id(id))
+            .filter(|(_, id)| !is_valid_id(id))
             .filter_map(|(i, id)| convert::parse_id(&format!("ids[{i}]"), id.clone()).err())
             .collect();
         if !violations.is_empty() {

@@ -1,32 +1,12 @@
 //! gRPC handlers and the conversions between proto messages and domain types.
 //!
-//! Every handler finds its tenant with [`tenant_of`]; the tenant never comes
-//! from a request body.
-
-use tonic::Request;
+//! Every handler finds its tenant with [`crate::auth::tenant_of`]; the
+//! tenant never comes from a request body.
 
 pub mod admin;
 pub mod convert;
 pub mod ingest;
 pub mod kpi;
-
-/// The tenant a request acts for, put into the request's extensions by the
-/// authentication layer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TenantId(pub String);
-
-/// The tenant used when authentication is off (the embedded quick start).
-pub const DEFAULT_TENANT: &str = "default";
-
-/// The tenant of a request: the one the authentication layer resolved, or
-/// [`DEFAULT_TENANT`] when the server runs without authentication.
-pub fn tenant_of<T>(request: &Request<T>) -> String {
-    request
-        .extensions()
-        .get::<TenantId>()
-        .map(|t| t.0.clone())
-        .unwrap_or_else(|| DEFAULT_TENANT.to_string())
-}
 
 /// Adds the public salesmetrics services to a router, each limited to the
 /// configured message size; ingest counts record outcomes into `metrics`.

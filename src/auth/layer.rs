@@ -36,7 +36,7 @@ use tonic::codegen::{Body, Bytes, Service};
 
 use super::keys::{self, AdminToken};
 use super::rate::RateLimiter;
-use crate::api::{DEFAULT_TENANT, TenantId};
+use crate::auth::{DEFAULT_TENANT, TenantId};
 use crate::store::Store;
 
 /// The one answer to every failed authentication.

@@ -3,9 +3,10 @@
 //!
 //! * [`keys`] — key format, salted hashes, the admin token (no I/O).
 //! * [`rate`] — per-tenant token buckets.
+//! * [`tenant`] — the tenant a call acts for, as handlers read it.
 //! * [`layer`] — the tower layer wrapped around every service: it classifies
 //!   each call by its path, authenticates it, puts the tenant into the
-//!   request extensions ([`crate::api::TenantId`]), and applies the
+//!   request extensions ([`TenantId`]), and applies the
 //!   concurrency limit, the rate limit and the default deadline.
 //!
 //! The rules are described for operators in `docs/security.md`.
@@ -13,6 +14,8 @@
 pub mod keys;
 pub mod layer;
 pub mod rate;
+pub mod tenant;
 
 pub use keys::AdminToken;
 pub use layer::{AuthLayer, AuthSettings};
+pub use tenant::{DEFAULT_TENANT, TenantId, tenant_of};

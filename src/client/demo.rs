@@ -11,8 +11,9 @@ use clap::Args;
 use prost_types::Timestamp;
 
 use super::format::currency_exponent;
-use super::period::{PeriodArg, date_to_proto};
+use super::period::PeriodArg;
 use super::{Clients, ConnectOptions, status_error, tenant_currency};
+use crate::api::convert::time::{date_to_proto, timestamp_to_proto};
 use crate::proto::v1::{
     self, ActivityType, Comparison, DealStatus, Granularity, IngestBatchRequest, OrderKind,
     ScopeKind, SpendCategory, TargetMetric, record::Record as R,
@@ -65,10 +66,7 @@ impl Rng {
 }
 
 fn ts(t: DateTime<Utc>) -> Option<Timestamp> {
-    Some(Timestamp {
-        seconds: t.timestamp(),
-        nanos: 0,
-    })
+    Some(timestamp_to_proto(t))
 }
 
 fn add_months(date: NaiveDate, months: i32) -> NaiveDate {

@@ -449,7 +449,9 @@ pub async fn series(args: SeriesArgs) -> anyhow::Result<()> {
         .get_kpi_series(GetKpiSeriesRequest {
             scope: Some(args.scope),
             granularity: args.granularity.to_proto() as i32,
-            first_period_date: Some(super::period::date_to_proto(args.from.start(fiscal_month))),
+            first_period_date: Some(crate::api::convert::time::date_to_proto(
+                args.from.start(fiscal_month),
+            )),
             period_count: args.count,
             kpi_ids: kpi_ids(&args.kpi),
             comparison: Comparison::None as i32,

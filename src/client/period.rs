@@ -15,8 +15,9 @@
 //! year starting in April, FY2025 is 2025-04-01 .. 2026-04-01); resolving it
 //! needs the tenant's `fiscal_year_start_month`, read from the server.
 
-use chrono::{Datelike, NaiveDate, Weekday};
+use chrono::{NaiveDate, Weekday};
 
+use crate::api::convert::time::date_to_proto;
 use crate::proto::v1::{
     self, CalendarPeriod, DateRange, Granularity, Scope, ScopeKind, period::Period as PeriodKind,
 };
@@ -88,15 +89,6 @@ impl PeriodArg {
         v1::Period {
             period: Some(period),
         }
-    }
-}
-
-/// A local date as a proto `Date`.
-pub fn date_to_proto(date: NaiveDate) -> v1::Date {
-    v1::Date {
-        year: date.year(),
-        month: date.month() as i32,
-        day: date.day() as i32,
     }
 }
 

@@ -12,8 +12,9 @@ use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use clap::ValueEnum;
 use prost_types::Timestamp;
 
+use crate::api::convert::time::{date_to_proto, timestamp_to_proto};
 use crate::client::format::{currency_exponent, minor_to_decimal};
-use crate::client::period::{date_text, date_to_proto};
+use crate::client::period::date_text;
 use crate::proto::v1::{
     self, ActivityType, DealStatus, OrderKind, RecordType, SpendCategory, TargetMetric,
     record::Record as R,
@@ -447,10 +448,7 @@ pub fn parse_instant(text: &str) -> Result<Timestamp, String> {
             "invalid instant {text:?}: expected RFC 3339 (2025-03-10T14:30:00Z) or a date (2025-03-10)"
         ));
     };
-    Ok(Timestamp {
-        seconds: instant.timestamp(),
-        nanos: instant.timestamp_subsec_nanos() as i32,
-    })
+    Ok(timestamp_to_proto(instant))
 }
 
 /// An instant as RFC 3339 in UTC (`2025-03-10T14:30:00Z`).

@@ -24,7 +24,6 @@ use std::time::Duration;
 
 use prost::Message;
 
-use crate::api::convert;
 use crate::domain::RecordType;
 use crate::proto::v1 as pb;
 use crate::store::PoolUsage;
@@ -94,6 +93,17 @@ struct RecordCounters {
     ingested: AtomicU64,
     stale: AtomicU64,
     rejected: AtomicU64,
+}
+
+/// What happened to one ingested record, as the record counters count it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordOutcome {
+    /// Written (inserted or replaced).
+    Ingested,
+    /// Skipped: the stored record has a newer version.
+    Stale,
+    /// Refused: invalid, or part of a refused batch.
+    Rejected,
 }
 
 /// Picks one counter of a [`RecordCounters`].
@@ -169,22 +179,19 @@ impl Metrics {
         stats.count += 1;
     }
 
-    /// Counts the per-record outcomes of an ingest batch (committed or refused).
-    pub fn count_records(&self, result: &pb::BatchResult) {
-        for record in &result.results {
-            let index = convert::record_type_from_proto("", record.record_type)
-                .ok()
-                .and_then(|t| RecordType::ALL.iter().position(|&a| a == t))
-                .unwrap_or(RecordType::ALL.len());
-            let counters = &self.records[index];
-            let counter = match pb::RecordOutcome::try_from(record.outcome) {
-                Ok(pb::RecordOutcome::Accepted) => &counters.ingested,
-                Ok(pb::RecordOutcome::Stale) => &counters.stale,
-                Ok(pb::RecordOutcome::Rejected) => &counters.rejected,
-                _ => continue,
-            };
-            counter.fetch_add(1, Ordering::Relaxed);
-        }
+    /// Counts one ingested record's outcome under its type (`None`: a
+    /// record whose type could not be told, counted as `unspecified`).
+    pub fn count_record(&self, record_type: Option<RecordType>, outcome: RecordOutcome) {
+        let index = record_type
+            .and_then(|t| RecordType::ALL.iter().position(|&a| a == t))
+            .unwrap_or(RecordType::ALL.len());
+        let counters = &self.records[index];
+        let counter = match outcome {
+            RecordOutcome::Ingested => &counters.ingested,
+            RecordOutcome::Stale => &counters.stale,
+            RecordOutcome::Rejected => &counters.rejected,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Every metric in the Prometheus text format 0.0.4, with `pools` (the
@@ -430,26 +437,17 @@ mod tests {
     }
 
     /// Outcomes are counted per record type; records without a type count
-    /// as `unspecified`, outcomes UNSPECIFIED not at all.
+    /// as `unspecified`.
     #[test]
     fn record_outcomes_are_counted_per_type() {
         let metrics = Metrics::new();
-        let result = |t: pb::RecordType, o: pb::RecordOutcome| pb::RecordResult {
-            record_type: t as i32,
-            outcome: o as i32,
-            ..Default::default()
-        };
-        metrics.count_records(&pb::BatchResult {
-            results: vec![
-                result(pb::RecordType::Order, pb::RecordOutcome::Accepted),
-                result(pb::RecordType::Order, pb::RecordOutcome::Accepted),
-                result(pb::RecordType::Order, pb::RecordOutcome::Stale),
-                result(pb::RecordType::Deal, pb::RecordOutcome::Rejected),
-                result(pb::RecordType::Unspecified, pb::RecordOutcome::Rejected),
-                result(pb::RecordType::Deal, pb::RecordOutcome::Unspecified),
-            ],
-            ..Default::default()
-        });
+        let order = Some(RecordType::Order);
+        let deal = Some(RecordType::Deal);
+        metrics.count_record(order, RecordOutcome::Ingested);
+        metrics.count_record(order, RecordOutcome::Ingested);
+        metrics.count_record(order, RecordOutcome::Stale);
+        metrics.count_record(deal, RecordOutcome::Rejected);
+        metrics.count_record(None, RecordOutcome::Rejected);
         let text = metrics.render(&[]);
         for line in [
             "salesmetrics_records_ingested_total{type=\"order\"} 2\n",

@@ -18,7 +18,7 @@ use crate::domain::{Dataset, Record, RecordType, TenantSettings};
 use crate::error::{Error, Result};
 
 pub mod postgres;
-mod rows;
+pub mod rows;
 pub mod sqlite;
 
 pub use postgres::PostgresStore;
@@ -228,6 +228,19 @@ pub trait Store: Send + Sync + 'static {
         key_id: &'a str,
         now_nanos: i64,
     ) -> BoxFuture<'a, Result<Option<ApiKeyInfo>>>;
+}
+
+/// A tenant's settings. The default tenant (used when authentication is off)
+/// exists implicitly: it is created, with default settings, on first use.
+/// Any other unknown tenant is NOT_FOUND.
+pub async fn settings_of(store: &dyn Store, tenant: &str) -> Result<TenantSettings> {
+    match store.tenant_settings(tenant).await {
+        Err(Error::NotFound(_)) if tenant == crate::domain::DEFAULT_TENANT => {
+            store.ensure_tenant(tenant).await?;
+            store.tenant_settings(tenant).await
+        }
+        other => other,
+    }
 }
 
 /// `INSERT` of an API key that writes nothing when the tenant does not exist,

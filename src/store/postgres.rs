@@ -32,6 +32,9 @@ use crate::error::{Error, Result};
 /// How long a request waits for a pooled connection (or a new one) before
 /// the database counts as unavailable: short, so an unreachable database
 /// fails fast with UNAVAILABLE instead of hanging the request.
+/// The PostgreSQL schema (`migrations/postgres`), embedded in the binary.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Connections per replica.
@@ -139,10 +142,7 @@ impl PostgresStore {
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(options)
             .await?;
-        sqlx::migrate!("migrations/postgres")
-            .run(&pool)
-            .await
-            .map_err(super::migrate_error)?;
+        MIGRATOR.run(&pool).await.map_err(super::migrate_error)?;
         Ok(PostgresStore { pool })
     }
 

@@ -6,7 +6,8 @@
 //! kinds (nullable text and nullable 64-bit integer), so encoding and decoding
 //! live here once; the backends only build their own SQL text, bind a
 //! [`Value`] and read one back. That keeps the SQL per backend while the
-//! field-by-field mapping cannot drift between them.
+//! field-by-field mapping cannot drift between them. The benchmark's
+//! baseline loads write through the same mapping.
 
 use std::collections::{HashMap, HashSet};
 use std::ops::Range;
@@ -24,7 +25,7 @@ use crate::store::WriteOutcome;
 
 /// The SQL type of a data column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Kind {
+pub enum Kind {
     /// `TEXT` (ids, categories, enums, local dates).
     Text,
     /// `BIGINT` (amounts, counts, nanosecond instants).
@@ -34,7 +35,7 @@ pub(super) enum Kind {
 /// Where one record type is stored. Every table also has `tenant_id`, `id` and
 /// `version` in front of `columns`.
 #[derive(Debug)]
-pub(super) struct TableSpec {
+pub struct TableSpec {
     /// Table name.
     pub table: &'static str,
     /// Data columns, in the order [`encode`] produces and [`decode`] consumes.
@@ -170,13 +171,13 @@ static TABLES: [TableSpec; 14] = [
 ];
 
 /// The table that stores `record_type`.
-pub(super) fn table(record_type: RecordType) -> &'static TableSpec {
+pub fn table(record_type: RecordType) -> &'static TableSpec {
     &TABLES[record_type as usize]
 }
 
 /// One column value, as bound to or read from a query.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Value {
+pub enum Value {
     /// A nullable `TEXT`.
     Text(Option<String>),
     /// A nullable `BIGINT`.
@@ -248,7 +249,7 @@ fn spend_category_str(c: SpendCategory) -> &'static str {
 
 /// The record's data column values, in [`TableSpec::columns`] order (without
 /// tenant, id and version).
-pub(super) fn encode(record: &Record) -> Result<Vec<Value>> {
+pub fn encode(record: &Record) -> Result<Vec<Value>> {
     Ok(match record {
         Record::Team(r) => vec![text(&r.name), opt_text(&r.parent_team_id)],
         Record::TeamMembership(r) => vec![

@@ -37,6 +37,9 @@ use crate::error::{Error, Result};
 
 /// How long a connection waits for a lock held by another process before
 /// giving up (within this process the single writer makes that moot).
+/// The SQLite schema (`migrations/sqlite`), embedded in the binary.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long a write waits for its turn on the single writer connection. Large
@@ -176,7 +179,7 @@ impl SqliteStore {
         // Migrations run on a connection of their own, closed before the
         // writer opens, so the writer is the only connection that writes.
         let mut migrator = SqliteConnection::connect_with(&options).await?;
-        sqlx::migrate!("migrations/sqlite")
+        MIGRATOR
             .run(&mut migrator)
             .await
             .map_err(super::migrate_error)?;

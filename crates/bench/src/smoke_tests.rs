@@ -40,7 +40,7 @@ impl TestServer {
             .await
             .expect("open the database");
         store
-            .ensure_tenant(salesmetrics::api::DEFAULT_TENANT)
+            .ensure_tenant(salesmetrics::auth::DEFAULT_TENANT)
             .await
             .expect("create the default tenant");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

@@ -3,9 +3,10 @@
 
 pub mod period;
 pub mod records;
+pub mod rules;
 pub mod scope;
 pub mod settings;
 
 pub use records::*;
 pub use scope::Scope;
-pub use settings::{PipelineStage, TenantSettings};
+pub use settings::{DEFAULT_TENANT, PipelineStage, TenantSettings};

@@ -2,6 +2,10 @@
 
 use chrono_tz::Tz;
 
+/// The tenant used when authentication is off (the embedded quick start):
+/// it exists implicitly and gets default settings on first use.
+pub const DEFAULT_TENANT: &str = "default";
+
 /// A pipeline stage and the probability that a deal in it is won.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PipelineStage {
