@@ -34,9 +34,12 @@ pub enum Error {
     /// A limit was exceeded. → RESOURCE_EXHAUSTED
     #[error("{0}")]
     ResourceExhausted(String),
-    /// The database cannot be reached; the call may be retried. → UNAVAILABLE
+    /// The database cannot be reached, or stays busy past its timeout; the
+    /// call may be retried. → UNAVAILABLE, the cause logged only. The cause is
+    /// whatever the backend reported (a driver error, a timeout), so no
+    /// backend's error type leaks into the others.
     #[error("the database is unavailable; retry later")]
-    Unavailable(#[source] sqlx::Error),
+    Unavailable(#[source] anyhow::Error),
     /// A bug or an unexpected database error. → INTERNAL, details logged only.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
@@ -49,6 +52,11 @@ impl Error {
             field: field.into(),
             reason: reason.into(),
         }
+    }
+
+    /// An UNAVAILABLE error with a cause for the log.
+    pub fn unavailable(cause: impl std::fmt::Display) -> Self {
+        Error::Unavailable(anyhow::anyhow!("{cause}"))
     }
 
     /// An internal error with a message for the log.
@@ -109,9 +117,9 @@ impl From<sqlx::Error> for Error {
             | sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed
             | sqlx::Error::WorkerCrashed
-            | sqlx::Error::Tls(_) => Error::Unavailable(err),
+            | sqlx::Error::Tls(_) => Error::Unavailable(err.into()),
             sqlx::Error::Database(db) if is_unavailable_code(db.code().as_deref()) => {
-                Error::Unavailable(err)
+                Error::Unavailable(err.into())
             }
             _ => Error::Internal(err.into()),
         }

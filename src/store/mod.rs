@@ -7,17 +7,21 @@
 //!
 //! Why two backends: SQLite needs no set-up (the default), PostgreSQL lets
 //! several stateless replicas share one database. Each backend keeps its own
-//! SQL and migrations; only the row format (`rows.rs`) is shared, because the
-//! two schemas are column for column identical.
+//! migrations and its own write path (SQLite: one rusqlite connection on a
+//! blocking thread; PostgreSQL: array upserts with retries). What is the same
+//! is written once, because the two schemas are column for column identical:
+//! the row format ([`rows`]), the reads (`reads.rs`), the tenant and API-key
+//! statements (below), and tenant creation (provided methods of [`Store`]).
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
-use futures::future::BoxFuture;
+use async_trait::async_trait;
 
 use crate::domain::{Dataset, Record, RecordType, TenantSettings};
 use crate::error::{Error, Result};
 
 pub mod postgres;
+mod reads;
 pub mod rows;
 pub mod sqlite;
 
@@ -137,97 +141,96 @@ impl PoolUsage {
 }
 
 /// The storage operations the API and the KPI engine need.
+#[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Checks that the database answers.
-    fn ping(&self) -> BoxFuture<'_, Result<()>>;
+    async fn ping(&self) -> Result<()>;
 
     /// The usage of each connection pool (no I/O: read from the pools).
     fn pool_usage(&self) -> Vec<PoolUsage>;
 
+    /// Creates a tenant with `settings` unless the id is taken (then
+    /// changes nothing); whether it was created.
+    async fn insert_tenant(&self, tenant: &str, settings: &TenantSettings) -> Result<bool>;
+
     /// Creates the tenant with default settings if it does not exist.
-    fn ensure_tenant<'a>(&'a self, tenant: &'a str) -> BoxFuture<'a, Result<()>>;
+    async fn ensure_tenant(&self, tenant: &str) -> Result<()> {
+        self.insert_tenant(tenant, &TenantSettings::default())
+            .await?;
+        Ok(())
+    }
 
     /// The tenant's settings; NOT_FOUND if there is no such tenant.
-    fn tenant_settings<'a>(&'a self, tenant: &'a str) -> BoxFuture<'a, Result<TenantSettings>>;
+    async fn tenant_settings(&self, tenant: &str) -> Result<TenantSettings>;
 
     /// Replaces the tenant's settings.
-    fn update_tenant_settings<'a>(
-        &'a self,
-        tenant: &'a str,
-        settings: &'a TenantSettings,
-    ) -> BoxFuture<'a, Result<()>>;
+    async fn update_tenant_settings(&self, tenant: &str, settings: &TenantSettings) -> Result<()>;
 
     /// Writes validated records in one transaction (upsert by id, version rules,
     /// team-cycle check) and returns one outcome per record, in order; later
     /// records of the batch see earlier ones. When `all_or_nothing` is true and
     /// any outcome is `Rejected`, nothing is written (the other outcomes say
     /// what would have happened). NOT_FOUND if the tenant does not exist.
-    fn write<'a>(
-        &'a self,
-        tenant: &'a str,
-        records: &'a [Record],
+    async fn write(
+        &self,
+        tenant: &str,
+        records: &[Record],
         all_or_nothing: bool,
-    ) -> BoxFuture<'a, Result<Vec<WriteOutcome>>>;
+    ) -> Result<Vec<WriteOutcome>>;
 
     /// Deletes records by id (idempotent); returns how many existed. Deleting
     /// forgets the version, so the id can be written again with any version.
-    fn delete<'a>(
-        &'a self,
-        tenant: &'a str,
-        record_type: RecordType,
-        ids: &'a [String],
-    ) -> BoxFuture<'a, Result<u64>>;
+    async fn delete(&self, tenant: &str, record_type: RecordType, ids: &[String]) -> Result<u64>;
 
     /// Up to `limit` records of a type with id > `after_id`, in byte order of
     /// id (identical on both backends). An unknown tenant has no records.
-    fn export<'a>(
-        &'a self,
-        tenant: &'a str,
+    async fn export(
+        &self,
+        tenant: &str,
         record_type: RecordType,
-        after_id: Option<&'a str>,
+        after_id: Option<&str>,
         limit: u32,
-    ) -> BoxFuture<'a, Result<Vec<Record>>>;
+    ) -> Result<Vec<Record>>;
 
     /// Every record of the tenant, for the KPI engine, read from one
     /// consistent snapshot; each list is in byte order of id. An unknown tenant
     /// has no records.
-    fn load_dataset<'a>(&'a self, tenant: &'a str) -> BoxFuture<'a, Result<Dataset>> {
-        Box::pin(async move { Ok(self.load_versioned(tenant).await?.1) })
+    async fn load_dataset(&self, tenant: &str) -> Result<Dataset> {
+        Ok(self.load_versioned(tenant).await?.1)
     }
 
     /// Every record of a tenant with the tenant's data version of the same
     /// snapshot (0 for a tenant that does not exist: no records).
-    fn load_versioned<'a>(&'a self, tenant: &'a str) -> BoxFuture<'a, Result<(i64, Dataset)>>;
+    async fn load_versioned(&self, tenant: &str) -> Result<(i64, Dataset)>;
 
     /// The tenant's data version: a counter that grows with every committed
     /// change to its records (`None` for an unknown tenant).
-    fn data_version<'a>(&'a self, tenant: &'a str) -> BoxFuture<'a, Result<Option<i64>>>;
+    async fn data_version(&self, tenant: &str) -> Result<Option<i64>>;
 
     // Tenants and API keys.
 
     /// Creates a tenant with `settings`; [`Error::AlreadyExists`] if the id is taken.
-    fn create_tenant<'a>(
-        &'a self,
-        tenant: &'a str,
-        settings: &'a TenantSettings,
-    ) -> BoxFuture<'a, Result<()>>;
+    async fn create_tenant(&self, tenant: &str, settings: &TenantSettings) -> Result<()> {
+        if !self.insert_tenant(tenant, settings).await? {
+            return Err(Error::AlreadyExists(format!(
+                "tenant {tenant:?} already exists"
+            )));
+        }
+        Ok(())
+    }
 
     /// Stores a new API key; NOT_FOUND if its tenant does not exist.
-    fn insert_api_key<'a>(&'a self, key: &'a StoredApiKey) -> BoxFuture<'a, Result<()>>;
+    async fn insert_api_key(&self, key: &StoredApiKey) -> Result<()>;
 
     /// The key with this id, revoked or not; `None` if there is none.
-    fn api_key<'a>(&'a self, key_id: &'a str) -> BoxFuture<'a, Result<Option<StoredApiKey>>>;
+    async fn api_key(&self, key_id: &str) -> Result<Option<StoredApiKey>>;
 
     /// A tenant's keys, oldest first; NOT_FOUND if the tenant does not exist.
-    fn api_keys<'a>(&'a self, tenant: &'a str) -> BoxFuture<'a, Result<Vec<ApiKeyInfo>>>;
+    async fn api_keys(&self, tenant: &str) -> Result<Vec<ApiKeyInfo>>;
 
     /// Marks a key revoked at `now_nanos` (a revoked key keeps its first
     /// revocation time) and returns it; `None` if there is no such key.
-    fn revoke_api_key<'a>(
-        &'a self,
-        key_id: &'a str,
-        now_nanos: i64,
-    ) -> BoxFuture<'a, Result<Option<ApiKeyInfo>>>;
+    async fn revoke_api_key(&self, key_id: &str, now_nanos: i64) -> Result<Option<ApiKeyInfo>>;
 }
 
 /// A tenant's settings. The default tenant (used when authentication is off)
@@ -243,15 +246,36 @@ pub async fn settings_of(store: &dyn Store, tenant: &str) -> Result<TenantSettin
     }
 }
 
-/// `INSERT` of an API key that writes nothing when the tenant does not exist,
-/// with placeholders `<p>1`… (`?` for SQLite, `$` for PostgreSQL).
-fn insert_api_key_sql(p: char) -> String {
+// The statements both backends run with the same text. Placeholders are
+// `$N`, numbered in the order they first appear: sqlx (both drivers) reads
+// the number, and SQLite itself numbers `$`-named parameters in order of
+// first appearance, so positional binds line up on the rusqlite writer too.
+
+/// Creates a tenant unless the id is taken (then changes nothing).
+const INSERT_TENANT_SQL: &str = "INSERT INTO tenants (id, settings, created_at) VALUES ($1, $2, $3) \
+     ON CONFLICT (id) DO NOTHING";
+
+/// Replaces a tenant's settings (`$1` settings JSON, `$2` tenant).
+const UPDATE_SETTINGS_SQL: &str = "UPDATE tenants SET settings = $1 WHERE id = $2";
+
+/// Adds one to the tenant's data version (inside a write transaction).
+const BUMP_VERSION_SQL: &str = "UPDATE tenants SET data_version = data_version + 1 WHERE id = $1";
+
+/// `INSERT` of an API key that writes nothing when the tenant does not exist.
+const INSERT_API_KEY_SQL: &str = "INSERT INTO api_keys \
+     (id, tenant_id, name, salt, hash, created_at, revoked_at) \
+     SELECT $1, $2, $3, $4, $5, $6, $7 \
+     WHERE EXISTS (SELECT 1 FROM tenants WHERE id = $2)";
+
+/// Revokes a key (`$1` the revocation time, `$2` the key id); a revoked key
+/// keeps its first revocation time. Returns the key's [`API_KEY_COLUMNS`].
+static REVOKE_API_KEY_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "INSERT INTO api_keys (id, tenant_id, name, salt, hash, created_at, revoked_at) \
-         SELECT {p}1, {p}2, {p}3, {p}4, {p}5, {p}6, {p}7 \
-         WHERE EXISTS (SELECT 1 FROM tenants WHERE id = {p}2)"
+        "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2 \
+         RETURNING {API_KEY_COLUMNS}"
     )
-}
+});
+
 /// Columns of [`ApiKeyInfo`] then salt and hash, in [`api_key_from_row`] order.
 const API_KEY_COLUMNS: &str = "id, tenant_id, name, created_at, revoked_at, salt, hash";
 

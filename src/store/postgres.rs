@@ -17,24 +17,25 @@ use std::str::FromStr;
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use futures::future::BoxFuture;
+use async_trait::async_trait;
 use sqlx::Row;
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, Postgres};
 
+use super::reads::SqlReads;
 use super::rows::{self, TeamTree, TeamTreeGuard, Value};
 use super::{
-    API_KEY_COLUMNS, ApiKeyInfo, PoolUsage, Store, StoredApiKey, WriteOutcome, api_key_from_row,
-    insert_api_key_sql,
+    ApiKeyInfo, BUMP_VERSION_SQL, INSERT_API_KEY_SQL, INSERT_TENANT_SQL, PoolUsage,
+    REVOKE_API_KEY_SQL, Store, StoredApiKey, UPDATE_SETTINGS_SQL, WriteOutcome, api_key_from_row,
 };
 use crate::domain::{Dataset, Record, RecordType, TenantSettings};
 use crate::error::{Error, Result};
 
-/// How long a request waits for a pooled connection (or a new one) before
-/// the database counts as unavailable: short, so an unreachable database
-/// fails fast with UNAVAILABLE instead of hanging the request.
 /// The PostgreSQL schema (`migrations/postgres`), embedded in the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
+/// How long a request waits for a pooled connection (or a new one) before
+/// the database counts as unavailable: short, so an unreachable database
+/// fails fast with UNAVAILABLE instead of hanging the request.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Connections per replica.
@@ -47,10 +48,6 @@ const WRITE_ATTEMPTS: u32 = 3;
 
 /// The SQL of one record table, built once from [`rows::table`].
 struct Statements {
-    /// `id > $2 ORDER BY id LIMIT $3`, for export.
-    page: String,
-    /// Every row of the tenant, ordered by id.
-    all: String,
     /// One id.
     delete: String,
     /// Upsert of a run of records (see [`upsert_sql`]).
@@ -64,11 +61,7 @@ static STATEMENTS: LazyLock<Vec<Statements>> =
 fn statements(record_type: RecordType) -> Statements {
     let spec = rows::table(record_type);
     let t = spec.table;
-    let names: Vec<&str> = spec.columns.iter().map(|(name, _)| *name).collect();
-    let select = format!("SELECT id, version, {} FROM {t}", names.join(", "));
     Statements {
-        page: format!("{select} WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT $3"),
-        all: format!("{select} WHERE tenant_id = $1 ORDER BY id"),
         delete: format!("DELETE FROM {t} WHERE tenant_id = $1 AND id = $2"),
         upsert: upsert_sql(t, spec.columns),
     }
@@ -126,8 +119,9 @@ enum ColumnArray {
 /// The PostgreSQL implementation of [`Store`].
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
-    /// Shared by reads and writes; PostgreSQL handles concurrent writers.
-    pool: PgPool,
+    /// The reads (and their pool, which the writes share: PostgreSQL handles
+    /// concurrent writers).
+    reads: SqlReads<Postgres>,
 }
 
 impl PostgresStore {
@@ -143,7 +137,19 @@ impl PostgresStore {
             .connect_with(options)
             .await?;
         MIGRATOR.run(&pool).await.map_err(super::migrate_error)?;
-        Ok(PostgresStore { pool })
+        Ok(PostgresStore {
+            reads: SqlReads {
+                pool,
+                // One snapshot for every table of a load (READ COMMITTED
+                // would take a new one per statement).
+                begin_snapshot: Some("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"),
+            },
+        })
+    }
+
+    /// The pool reads and writes run on.
+    fn pool(&self) -> &PgPool {
+        &self.reads.pool
     }
 
     async fn write_batch(
@@ -170,7 +176,7 @@ impl PostgresStore {
         records: &[Record],
         all_or_nothing: bool,
     ) -> Result<Vec<WriteOutcome>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool().begin().await?;
         // Every write locks the tenant row first, serializing the writes of a
         // tenant across replicas: the team tree read below stays current
         // until commit, the data version (bumped last) counts commits
@@ -229,7 +235,7 @@ impl PostgresStore {
         ids: &[String],
     ) -> Result<u64> {
         let sql = &STATEMENTS[record_type as usize].delete;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool().begin().await?;
         // The tenant row lock orders deletes with writes (see write_once).
         sqlx::query("SELECT 1 FROM tenants WHERE id = $1 FOR UPDATE")
             .bind(tenant)
@@ -253,52 +259,6 @@ impl PostgresStore {
         tx.commit().await?;
         Ok(existed)
     }
-
-    async fn export_page(
-        &self,
-        tenant: &str,
-        record_type: RecordType,
-        after_id: Option<&str>,
-        limit: u32,
-    ) -> Result<Vec<Record>> {
-        // Every valid id is non-empty, so "after the empty string" is "from the start".
-        sqlx::query(&STATEMENTS[record_type as usize].page)
-            .bind(tenant)
-            .bind(after_id.unwrap_or(""))
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(|row| rows::read_record(record_type, row))
-            .collect()
-    }
-
-    async fn load(&self, tenant: &str) -> Result<(i64, Dataset)> {
-        // One snapshot for every table (READ COMMITTED would take a new one
-        // per statement).
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            .await?;
-        // First statement: the snapshot starts here, so the version matches
-        // the records read after it.
-        let version: Option<i64> = sqlx::query_scalar(DATA_VERSION_SQL)
-            .bind(tenant)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let mut dataset = Dataset::default();
-        for record_type in RecordType::ALL {
-            let rows = sqlx::query(&STATEMENTS[record_type as usize].all)
-                .bind(tenant)
-                .fetch_all(&mut *tx)
-                .await?;
-            for row in &rows {
-                dataset.push(rows::read_record(record_type, row)?);
-            }
-        }
-        tx.commit().await?;
-        Ok((version.unwrap_or(0), dataset))
-    }
 }
 
 /// Whether a failed transaction may simply be run again: a deadlock
@@ -309,12 +269,6 @@ fn is_retryable(err: &anyhow::Error) -> bool {
         .and_then(|db| db.code())
         .is_some_and(|code| code == "40P01" || code == "40001")
 }
-
-/// The data version of a tenant (see migrations/*/0003_data_version.sql).
-const DATA_VERSION_SQL: &str = "SELECT data_version FROM tenants WHERE id = $1";
-
-/// Adds one to the tenant's data version (inside a write transaction).
-const BUMP_VERSION_SQL: &str = "UPDATE tenants SET data_version = data_version + 1 WHERE id = $1";
 
 async fn load_team_tree(conn: &mut PgConnection, tenant: &str) -> Result<TeamTree> {
     let rows = sqlx::query("SELECT id, parent_team_id FROM teams WHERE tenant_id = $1")
@@ -380,204 +334,113 @@ async fn upsert(conn: &mut PgConnection, tenant: &str, run: &[Record]) -> Result
         .collect()
 }
 
+#[async_trait]
 impl Store for PostgresStore {
-    fn ping(&self) -> BoxFuture<'_, Result<()>> {
-        Box::pin(async move {
-            sqlx::query("SELECT 1").execute(&self.pool).await?;
-            Ok(())
-        })
+    async fn ping(&self) -> Result<()> {
+        self.reads.ping().await
     }
 
     fn pool_usage(&self) -> Vec<PoolUsage> {
-        vec![PoolUsage::of("main", &self.pool)]
+        vec![PoolUsage::of("main", self.pool())]
     }
 
-    fn ensure_tenant<'a>(&'a self, tenant: &'a str) -> BoxFuture<'a, Result<()>> {
-        Box::pin(async move {
-            let settings = rows::settings_to_json(&TenantSettings::default())?;
-            sqlx::query(
-                "INSERT INTO tenants (id, settings, created_at) VALUES ($1, $2, $3) \
-                 ON CONFLICT (id) DO NOTHING",
-            )
-            .bind(tenant)
-            .bind(settings)
-            .bind(rows::now_nanos())
-            .execute(&self.pool)
-            .await?;
-            Ok(())
-        })
-    }
-
-    fn tenant_settings<'a>(&'a self, tenant: &'a str) -> BoxFuture<'a, Result<TenantSettings>> {
-        Box::pin(async move {
-            let row = sqlx::query("SELECT settings FROM tenants WHERE id = $1")
-                .bind(tenant)
-                .fetch_optional(&self.pool)
-                .await?
-                .ok_or_else(|| rows::unknown_tenant(tenant))?;
-            rows::settings_from_json(&row.try_get::<String, _>(0)?)
-        })
-    }
-
-    fn update_tenant_settings<'a>(
-        &'a self,
-        tenant: &'a str,
-        settings: &'a TenantSettings,
-    ) -> BoxFuture<'a, Result<()>> {
-        Box::pin(async move {
-            let updated = sqlx::query("UPDATE tenants SET settings = $1 WHERE id = $2")
-                .bind(rows::settings_to_json(settings)?)
-                .bind(tenant)
-                .execute(&self.pool)
-                .await?
-                .rows_affected();
-            if updated == 0 {
-                return Err(rows::unknown_tenant(tenant));
-            }
-            Ok(())
-        })
-    }
-
-    fn write<'a>(
-        &'a self,
-        tenant: &'a str,
-        records: &'a [Record],
-        all_or_nothing: bool,
-    ) -> BoxFuture<'a, Result<Vec<WriteOutcome>>> {
-        Box::pin(self.write_batch(tenant, records, all_or_nothing))
-    }
-
-    fn delete<'a>(
-        &'a self,
-        tenant: &'a str,
-        record_type: RecordType,
-        ids: &'a [String],
-    ) -> BoxFuture<'a, Result<u64>> {
-        Box::pin(self.delete_ids(tenant, record_type, ids))
-    }
-
-    fn export<'a>(
-        &'a self,
-        tenant: &'a str,
-        record_type: RecordType,
-        after_id: Option<&'a str>,
-        limit: u32,
-    ) -> BoxFuture<'a, Result<Vec<Record>>> {
-        Box::pin(self.export_page(tenant, record_type, after_id, limit))
-    }
-
-    fn load_versioned<'a>(&'a self, tenant: &'a str) -> BoxFuture<'a, Result<(i64, Dataset)>> {
-        Box::pin(self.load(tenant))
-    }
-
-    fn data_version<'a>(&'a self, tenant: &'a str) -> BoxFuture<'a, Result<Option<i64>>> {
-        Box::pin(async move {
-            Ok(sqlx::query_scalar(DATA_VERSION_SQL)
-                .bind(tenant)
-                .fetch_optional(&self.pool)
-                .await?)
-        })
-    }
-
-    fn create_tenant<'a>(
-        &'a self,
-        tenant: &'a str,
-        settings: &'a TenantSettings,
-    ) -> BoxFuture<'a, Result<()>> {
-        Box::pin(async move {
-            let created = sqlx::query(
-                "INSERT INTO tenants (id, settings, created_at) VALUES ($1, $2, $3) \
-                 ON CONFLICT (id) DO NOTHING",
-            )
+    async fn insert_tenant(&self, tenant: &str, settings: &TenantSettings) -> Result<bool> {
+        let created = sqlx::query(INSERT_TENANT_SQL)
             .bind(tenant)
             .bind(rows::settings_to_json(settings)?)
             .bind(rows::now_nanos())
-            .execute(&self.pool)
+            .execute(self.pool())
             .await?
             .rows_affected();
-            if created == 0 {
-                return Err(Error::AlreadyExists(format!(
-                    "tenant {tenant:?} already exists"
-                )));
-            }
-            Ok(())
-        })
+        Ok(created > 0)
     }
 
-    fn insert_api_key<'a>(&'a self, key: &'a StoredApiKey) -> BoxFuture<'a, Result<()>> {
-        Box::pin(async move {
-            let sql = insert_api_key_sql('$');
-            let inserted = sqlx::query(&sql)
-                .bind(&key.info.id)
-                .bind(&key.info.tenant_id)
-                .bind(&key.info.name)
-                .bind(&key.salt)
-                .bind(&key.hash)
-                .bind(key.info.created_at_nanos)
-                .bind(key.info.revoked_at_nanos)
-                .execute(&self.pool)
-                .await?
-                .rows_affected();
-            if inserted == 0 {
-                return Err(rows::unknown_tenant(&key.info.tenant_id));
-            }
-            Ok(())
-        })
+    async fn tenant_settings(&self, tenant: &str) -> Result<TenantSettings> {
+        self.reads.tenant_settings(tenant).await
     }
 
-    fn api_key<'a>(&'a self, key_id: &'a str) -> BoxFuture<'a, Result<Option<StoredApiKey>>> {
-        Box::pin(async move {
-            let sql = format!("SELECT {API_KEY_COLUMNS} FROM api_keys WHERE id = $1");
-            let row = sqlx::query(&sql)
-                .bind(key_id)
-                .fetch_optional(&self.pool)
-                .await?;
-            row.as_ref().map(api_key_from_row).transpose()
-        })
+    async fn update_tenant_settings(&self, tenant: &str, settings: &TenantSettings) -> Result<()> {
+        let updated = sqlx::query(UPDATE_SETTINGS_SQL)
+            .bind(rows::settings_to_json(settings)?)
+            .bind(tenant)
+            .execute(self.pool())
+            .await?
+            .rows_affected();
+        if updated == 0 {
+            return Err(rows::unknown_tenant(tenant));
+        }
+        Ok(())
     }
 
-    fn api_keys<'a>(&'a self, tenant: &'a str) -> BoxFuture<'a, Result<Vec<ApiKeyInfo>>> {
-        Box::pin(async move {
-            let exists = sqlx::query("SELECT 1 FROM tenants WHERE id = $1")
-                .bind(tenant)
-                .fetch_optional(&self.pool)
-                .await?;
-            if exists.is_none() {
-                return Err(rows::unknown_tenant(tenant));
-            }
-            let sql = format!(
-                "SELECT {API_KEY_COLUMNS} FROM api_keys WHERE tenant_id = $1 ORDER BY created_at, id"
-            );
-            sqlx::query(&sql)
-                .bind(tenant)
-                .fetch_all(&self.pool)
-                .await?
-                .iter()
-                .map(|row| api_key_from_row(row).map(|k| k.info))
-                .collect()
-        })
+    async fn write(
+        &self,
+        tenant: &str,
+        records: &[Record],
+        all_or_nothing: bool,
+    ) -> Result<Vec<WriteOutcome>> {
+        self.write_batch(tenant, records, all_or_nothing).await
     }
 
-    fn revoke_api_key<'a>(
-        &'a self,
-        key_id: &'a str,
-        now_nanos: i64,
-    ) -> BoxFuture<'a, Result<Option<ApiKeyInfo>>> {
-        Box::pin(async move {
-            let sql = format!(
-                "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1 \
-                 RETURNING {API_KEY_COLUMNS}"
-            );
-            let row = sqlx::query(&sql)
-                .bind(key_id)
-                .bind(now_nanos)
-                .fetch_optional(&self.pool)
-                .await?;
-            Ok(row
-                .as_ref()
-                .map(api_key_from_row)
-                .transpose()?
-                .map(|k| k.info))
-        })
+    async fn delete(&self, tenant: &str, record_type: RecordType, ids: &[String]) -> Result<u64> {
+        self.delete_ids(tenant, record_type, ids).await
+    }
+
+    async fn export(
+        &self,
+        tenant: &str,
+        record_type: RecordType,
+        after_id: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Record>> {
+        self.reads
+            .export(tenant, record_type, after_id, limit)
+            .await
+    }
+
+    async fn load_versioned(&self, tenant: &str) -> Result<(i64, Dataset)> {
+        self.reads.load(tenant).await
+    }
+
+    async fn data_version(&self, tenant: &str) -> Result<Option<i64>> {
+        self.reads.data_version(tenant).await
+    }
+
+    async fn insert_api_key(&self, key: &StoredApiKey) -> Result<()> {
+        let inserted = sqlx::query(INSERT_API_KEY_SQL)
+            .bind(&key.info.id)
+            .bind(&key.info.tenant_id)
+            .bind(&key.info.name)
+            .bind(&key.salt)
+            .bind(&key.hash)
+            .bind(key.info.created_at_nanos)
+            .bind(key.info.revoked_at_nanos)
+            .execute(self.pool())
+            .await?
+            .rows_affected();
+        if inserted == 0 {
+            return Err(rows::unknown_tenant(&key.info.tenant_id));
+        }
+        Ok(())
+    }
+
+    async fn api_key(&self, key_id: &str) -> Result<Option<StoredApiKey>> {
+        self.reads.api_key(key_id).await
+    }
+
+    async fn api_keys(&self, tenant: &str) -> Result<Vec<ApiKeyInfo>> {
+        self.reads.api_keys(tenant).await
+    }
+
+    async fn revoke_api_key(&self, key_id: &str, now_nanos: i64) -> Result<Option<ApiKeyInfo>> {
+        let row = sqlx::query(&REVOKE_API_KEY_SQL)
+            .bind(now_nanos)
+            .bind(key_id)
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(row
+            .as_ref()
+            .map(api_key_from_row)
+            .transpose()?
+            .map(|k| k.info))
     }
 }

@@ -17,29 +17,30 @@ use std::str::FromStr;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use futures::future::BoxFuture;
+use async_trait::async_trait;
 use rusqlite::{CachedStatement, Connection, OptionalExtension, TransactionBehavior};
 use sqlx::Connection as _;
-use sqlx::Row;
+
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    Sqlite, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions,
     SqliteSynchronous,
 };
 use tokio::sync::Mutex;
 
+use super::reads::SqlReads;
 use super::rows::{self, TeamTree, TeamTreeGuard, Value};
 use super::{
-    API_KEY_COLUMNS, ApiKeyInfo, PoolUsage, Store, StoredApiKey, WriteOutcome, api_key_from_row,
-    insert_api_key_sql,
+    ApiKeyInfo, BUMP_VERSION_SQL, INSERT_API_KEY_SQL, INSERT_TENANT_SQL, PoolUsage,
+    REVOKE_API_KEY_SQL, Store, StoredApiKey, UPDATE_SETTINGS_SQL, WriteOutcome,
 };
 use crate::domain::{Dataset, Record, RecordType, TenantSettings};
 use crate::error::{Error, Result};
 
-/// How long a connection waits for a lock held by another process before
-/// giving up (within this process the single writer makes that moot).
 /// The SQLite schema (`migrations/sqlite`), embedded in the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
+/// How long a connection waits for a lock held by another process before
+/// giving up (within this process the single writer makes that moot).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long a write waits for its turn on the single writer connection. Large
@@ -62,12 +63,8 @@ const WRITER_STATEMENT_CACHE: usize = 64;
 
 /// The SQL of one record table, built once from [`rows::table`].
 struct Statements {
-    /// Upsert that returns a row only when it wrote (see [`upsert_sql`]).
+    /// Upsert that changes a row only when it writes (see [`upsert_sql`]).
     upsert: String,
-    /// `id > ?2 ORDER BY id LIMIT ?3`, for export.
-    page: String,
-    /// Every row of the tenant, ordered by id.
-    all: String,
     /// One id.
     delete: String,
 }
@@ -80,11 +77,8 @@ fn statements(record_type: RecordType) -> Statements {
     let spec = rows::table(record_type);
     let t = spec.table;
     let names: Vec<&str> = spec.columns.iter().map(|(name, _)| *name).collect();
-    let select = format!("SELECT id, version, {} FROM {t}", names.join(", "));
     Statements {
         upsert: upsert_sql(t, &names),
-        page: format!("{select} WHERE tenant_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3"),
-        all: format!("{select} WHERE tenant_id = ?1 ORDER BY id"),
         delete: format!("DELETE FROM {t} WHERE tenant_id = ?1 AND id = ?2"),
     }
 }
@@ -120,8 +114,8 @@ pub struct SqliteStore {
     /// The only connection that writes; writers queue for it (the lock is
     /// fair, so in arrival order).
     writer: Arc<Mutex<Connection>>,
-    /// Connections that only read.
-    reader: SqlitePool,
+    /// The reads, on connections that only read.
+    reads: SqlReads<Sqlite>,
 }
 
 /// A record ready for the writer thread: its column values, owned.
@@ -194,7 +188,11 @@ impl SqliteStore {
             .await?;
         Ok(SqliteStore {
             writer: Arc::new(Mutex::new(writer)),
-            reader,
+            // A read transaction sees one snapshot of every table.
+            reads: SqlReads {
+                pool: reader,
+                begin_snapshot: None,
+            },
         })
     }
 
@@ -211,25 +209,15 @@ impl SqliteStore {
         let mut conn =
             tokio::time::timeout(WRITE_QUEUE_TIMEOUT, Arc::clone(&self.writer).lock_owned())
                 .await
-                .map_err(|_| Error::Unavailable(sqlx::Error::PoolTimedOut))?;
+                .map_err(|_| {
+                    Error::unavailable(format!(
+                        "no turn at the SQLite writer within {} s",
+                        WRITE_QUEUE_TIMEOUT.as_secs()
+                    ))
+                })?;
         tokio::task::spawn_blocking(move || write(&mut conn))
             .await
             .map_err(|e| Error::internal(format!("SQLite write task failed: {e}")))?
-    }
-
-    /// Creates a tenant with `settings` unless it exists; whether it was created.
-    async fn insert_tenant(&self, tenant: &str, settings: &TenantSettings) -> Result<bool> {
-        let settings = rows::settings_to_json(settings)?;
-        let tenant = tenant.to_string();
-        self.with_writer(move |conn| {
-            let inserted = conn.prepare_cached(INSERT_TENANT_SQL)?.execute((
-                &tenant,
-                &settings,
-                rows::now_nanos(),
-            ))?;
-            Ok(inserted > 0)
-        })
-        .await
     }
 
     async fn write_batch(
@@ -274,59 +262,7 @@ impl SqliteStore {
         })
         .await
     }
-
-    async fn export_page(
-        &self,
-        tenant: &str,
-        record_type: RecordType,
-        after_id: Option<&str>,
-        limit: u32,
-    ) -> Result<Vec<Record>> {
-        // Every valid id is non-empty, so "after the empty string" is "from the start".
-        sqlx::query(&STATEMENTS[record_type as usize].page)
-            .bind(tenant)
-            .bind(after_id.unwrap_or(""))
-            .bind(i64::from(limit))
-            .fetch_all(&self.reader)
-            .await?
-            .iter()
-            .map(|row| rows::read_record(record_type, row))
-            .collect()
-    }
-
-    async fn load(&self, tenant: &str) -> Result<(i64, Dataset)> {
-        // One read transaction: every table is read from the same snapshot.
-        let mut tx = self.reader.begin().await?;
-        // First statement: the snapshot starts here, so the version matches
-        // the records read after it.
-        let version: Option<i64> = sqlx::query_scalar(DATA_VERSION_SQL)
-            .bind(tenant)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let mut dataset = Dataset::default();
-        for record_type in RecordType::ALL {
-            let rows = sqlx::query(&STATEMENTS[record_type as usize].all)
-                .bind(tenant)
-                .fetch_all(&mut *tx)
-                .await?;
-            for row in &rows {
-                dataset.push(rows::read_record(record_type, row)?);
-            }
-        }
-        tx.commit().await?;
-        Ok((version.unwrap_or(0), dataset))
-    }
 }
-
-/// The data version of a tenant (see migrations/*/0003_data_version.sql).
-const DATA_VERSION_SQL: &str = "SELECT data_version FROM tenants WHERE id = ?1";
-
-/// Creates a tenant unless the id is taken (then changes nothing).
-const INSERT_TENANT_SQL: &str = "INSERT INTO tenants (id, settings, created_at) VALUES (?1, ?2, ?3) \
-     ON CONFLICT (id) DO NOTHING";
-
-/// Adds one to the tenant's data version (inside a write transaction).
-const BUMP_VERSION_SQL: &str = "UPDATE tenants SET data_version = data_version + 1 WHERE id = ?1";
 
 /// Opens the writer connection on the file the migrations just set up, with
 /// the same pragmas as the read pool.
@@ -455,19 +391,17 @@ impl From<rusqlite::Error> for Error {
     fn from(err: rusqlite::Error) -> Self {
         match err.sqlite_error_code() {
             Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
-                Error::Unavailable(sqlx::Error::Io(std::io::Error::other(err)))
+                Error::Unavailable(err.into())
             }
             _ => Error::Internal(err.into()),
         }
     }
 }
 
+#[async_trait]
 impl Store for SqliteStore {
-    fn ping(&self) -> BoxFuture<'_, Result<()>> {
-        Box::pin(async move {
-            sqlx::query("SELECT 1").execute(&self.reader).await?;
-            Ok(())
-        })
+    async fn ping(&self) -> Result<()> {
+        self.reads.ping().await
     }
 
     fn pool_usage(&self) -> Vec<PoolUsage> {
@@ -475,7 +409,7 @@ impl Store for SqliteStore {
         // holds it.
         let writing = u32::from(self.writer.try_lock().is_err());
         vec![
-            PoolUsage::of("read", &self.reader),
+            PoolUsage::of("read", &self.reads.pool),
             PoolUsage {
                 pool: "write",
                 idle: 1 - writing,
@@ -485,179 +419,111 @@ impl Store for SqliteStore {
         ]
     }
 
-    fn ensure_tenant<'a>(&'a self, tenant: &'a str) -> BoxFuture<'a, Result<()>> {
-        Box::pin(async move {
-            self.insert_tenant(tenant, &TenantSettings::default())
-                .await?;
-            Ok(())
+    async fn insert_tenant(&self, tenant: &str, settings: &TenantSettings) -> Result<bool> {
+        let settings = rows::settings_to_json(settings)?;
+        let tenant = tenant.to_string();
+        self.with_writer(move |conn| {
+            let inserted = conn.prepare_cached(INSERT_TENANT_SQL)?.execute((
+                &tenant,
+                &settings,
+                rows::now_nanos(),
+            ))?;
+            Ok(inserted > 0)
         })
+        .await
     }
 
-    fn tenant_settings<'a>(&'a self, tenant: &'a str) -> BoxFuture<'a, Result<TenantSettings>> {
-        Box::pin(async move {
-            let row = sqlx::query("SELECT settings FROM tenants WHERE id = ?1")
-                .bind(tenant)
-                .fetch_optional(&self.reader)
-                .await?
-                .ok_or_else(|| rows::unknown_tenant(tenant))?;
-            rows::settings_from_json(&row.try_get::<String, _>(0)?)
-        })
+    async fn tenant_settings(&self, tenant: &str) -> Result<TenantSettings> {
+        self.reads.tenant_settings(tenant).await
     }
 
-    fn update_tenant_settings<'a>(
-        &'a self,
-        tenant: &'a str,
-        settings: &'a TenantSettings,
-    ) -> BoxFuture<'a, Result<()>> {
-        Box::pin(async move {
-            let settings = rows::settings_to_json(settings)?;
-            let id = tenant.to_string();
-            let updated = self
-                .with_writer(move |conn| {
-                    Ok(conn
-                        .prepare_cached("UPDATE tenants SET settings = ?1 WHERE id = ?2")?
-                        .execute((&settings, &id))?)
-                })
-                .await?;
-            if updated == 0 {
-                return Err(rows::unknown_tenant(tenant));
-            }
-            Ok(())
-        })
-    }
-
-    fn write<'a>(
-        &'a self,
-        tenant: &'a str,
-        records: &'a [Record],
-        all_or_nothing: bool,
-    ) -> BoxFuture<'a, Result<Vec<WriteOutcome>>> {
-        Box::pin(self.write_batch(tenant, records, all_or_nothing))
-    }
-
-    fn delete<'a>(
-        &'a self,
-        tenant: &'a str,
-        record_type: RecordType,
-        ids: &'a [String],
-    ) -> BoxFuture<'a, Result<u64>> {
-        Box::pin(self.delete_ids(tenant, record_type, ids))
-    }
-
-    fn export<'a>(
-        &'a self,
-        tenant: &'a str,
-        record_type: RecordType,
-        after_id: Option<&'a str>,
-        limit: u32,
-    ) -> BoxFuture<'a, Result<Vec<Record>>> {
-        Box::pin(self.export_page(tenant, record_type, after_id, limit))
-    }
-
-    fn load_versioned<'a>(&'a self, tenant: &'a str) -> BoxFuture<'a, Result<(i64, Dataset)>> {
-        Box::pin(self.load(tenant))
-    }
-
-    fn data_version<'a>(&'a self, tenant: &'a str) -> BoxFuture<'a, Result<Option<i64>>> {
-        Box::pin(async move {
-            Ok(sqlx::query_scalar(DATA_VERSION_SQL)
-                .bind(tenant)
-                .fetch_optional(&self.reader)
-                .await?)
-        })
-    }
-
-    fn create_tenant<'a>(
-        &'a self,
-        tenant: &'a str,
-        settings: &'a TenantSettings,
-    ) -> BoxFuture<'a, Result<()>> {
-        Box::pin(async move {
-            if !self.insert_tenant(tenant, settings).await? {
-                return Err(Error::AlreadyExists(format!(
-                    "tenant {tenant:?} already exists"
-                )));
-            }
-            Ok(())
-        })
-    }
-
-    fn insert_api_key<'a>(&'a self, key: &'a StoredApiKey) -> BoxFuture<'a, Result<()>> {
-        Box::pin(async move {
-            let sql = insert_api_key_sql('?');
-            let key_row = key.clone();
-            let inserted = self
-                .with_writer(move |conn| {
-                    let StoredApiKey { info, salt, hash } = &key_row;
-                    Ok(conn.prepare_cached(&sql)?.execute((
-                        &info.id,
-                        &info.tenant_id,
-                        &info.name,
-                        salt,
-                        hash,
-                        info.created_at_nanos,
-                        info.revoked_at_nanos,
-                    ))?)
-                })
-                .await?;
-            if inserted == 0 {
-                return Err(rows::unknown_tenant(&key.info.tenant_id));
-            }
-            Ok(())
-        })
-    }
-
-    fn api_key<'a>(&'a self, key_id: &'a str) -> BoxFuture<'a, Result<Option<StoredApiKey>>> {
-        Box::pin(async move {
-            let sql = format!("SELECT {API_KEY_COLUMNS} FROM api_keys WHERE id = ?1");
-            let row = sqlx::query(&sql)
-                .bind(key_id)
-                .fetch_optional(&self.reader)
-                .await?;
-            row.as_ref().map(api_key_from_row).transpose()
-        })
-    }
-
-    fn api_keys<'a>(&'a self, tenant: &'a str) -> BoxFuture<'a, Result<Vec<ApiKeyInfo>>> {
-        Box::pin(async move {
-            let exists = sqlx::query("SELECT 1 FROM tenants WHERE id = ?1")
-                .bind(tenant)
-                .fetch_optional(&self.reader)
-                .await?;
-            if exists.is_none() {
-                return Err(rows::unknown_tenant(tenant));
-            }
-            let sql = format!(
-                "SELECT {API_KEY_COLUMNS} FROM api_keys WHERE tenant_id = ?1 ORDER BY created_at, id"
-            );
-            sqlx::query(&sql)
-                .bind(tenant)
-                .fetch_all(&self.reader)
-                .await?
-                .iter()
-                .map(|row| api_key_from_row(row).map(|k| k.info))
-                .collect()
-        })
-    }
-
-    fn revoke_api_key<'a>(
-        &'a self,
-        key_id: &'a str,
-        now_nanos: i64,
-    ) -> BoxFuture<'a, Result<Option<ApiKeyInfo>>> {
-        Box::pin(async move {
-            let sql = format!(
-                "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?2) WHERE id = ?1 \
-                 RETURNING {API_KEY_COLUMNS}"
-            );
-            let key_id = key_id.to_string();
-            self.with_writer(move |conn| {
+    async fn update_tenant_settings(&self, tenant: &str, settings: &TenantSettings) -> Result<()> {
+        let settings = rows::settings_to_json(settings)?;
+        let id = tenant.to_string();
+        let updated = self
+            .with_writer(move |conn| {
                 Ok(conn
-                    .prepare_cached(&sql)?
-                    .query_row((&key_id, now_nanos), api_key_info_from_row)
-                    .optional()?)
+                    .prepare_cached(UPDATE_SETTINGS_SQL)?
+                    .execute((&settings, &id))?)
             })
+            .await?;
+        if updated == 0 {
+            return Err(rows::unknown_tenant(tenant));
+        }
+        Ok(())
+    }
+
+    async fn write(
+        &self,
+        tenant: &str,
+        records: &[Record],
+        all_or_nothing: bool,
+    ) -> Result<Vec<WriteOutcome>> {
+        self.write_batch(tenant, records, all_or_nothing).await
+    }
+
+    async fn delete(&self, tenant: &str, record_type: RecordType, ids: &[String]) -> Result<u64> {
+        self.delete_ids(tenant, record_type, ids).await
+    }
+
+    async fn export(
+        &self,
+        tenant: &str,
+        record_type: RecordType,
+        after_id: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Record>> {
+        self.reads
+            .export(tenant, record_type, after_id, limit)
             .await
+    }
+
+    async fn load_versioned(&self, tenant: &str) -> Result<(i64, Dataset)> {
+        self.reads.load(tenant).await
+    }
+
+    async fn data_version(&self, tenant: &str) -> Result<Option<i64>> {
+        self.reads.data_version(tenant).await
+    }
+
+    async fn insert_api_key(&self, key: &StoredApiKey) -> Result<()> {
+        let key_row = key.clone();
+        let inserted = self
+            .with_writer(move |conn| {
+                let StoredApiKey { info, salt, hash } = &key_row;
+                Ok(conn.prepare_cached(INSERT_API_KEY_SQL)?.execute((
+                    &info.id,
+                    &info.tenant_id,
+                    &info.name,
+                    salt,
+                    hash,
+                    info.created_at_nanos,
+                    info.revoked_at_nanos,
+                ))?)
+            })
+            .await?;
+        if inserted == 0 {
+            return Err(rows::unknown_tenant(&key.info.tenant_id));
+        }
+        Ok(())
+    }
+
+    async fn api_key(&self, key_id: &str) -> Result<Option<StoredApiKey>> {
+        self.reads.api_key(key_id).await
+    }
+
+    async fn api_keys(&self, tenant: &str) -> Result<Vec<ApiKeyInfo>> {
+        self.reads.api_keys(tenant).await
+    }
+
+    async fn revoke_api_key(&self, key_id: &str, now_nanos: i64) -> Result<Option<ApiKeyInfo>> {
+        let key_id = key_id.to_string();
+        self.with_writer(move |conn| {
+            Ok(conn
+                .prepare_cached(&REVOKE_API_KEY_SQL)?
+                .query_row((now_nanos, &key_id), api_key_info_from_row)
+                .optional()?)
         })
+        .await
     }
 }
