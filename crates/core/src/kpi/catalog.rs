@@ -403,7 +403,8 @@ mod tests {
         let on_disk = std::fs::read_to_string(path).unwrap_or_default();
         assert!(
             on_disk == generated,
-            "docs/kpis.md is out of date with crates/core/src/kpi/catalog.rs; regenerate it with \
+            "docs/kpis.md is out of date with the KPI definitions (crates/core/src/kpi/catalog.rs \
+             and defs/); regenerate it with \
              `UPDATE_DOCS=1 cargo test -p salesmetrics-core kpi::catalog`"
         );
     }

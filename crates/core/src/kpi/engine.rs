@@ -20,6 +20,8 @@ use crate::domain::{ActivityType, Dataset, Scope, TenantSettings};
 use super::calc::{Calc, Rolled, Source};
 use super::catalog::{CATALOG, KpiDef, Unit};
 use super::index::{ByTime, Index};
+// The reference `reps_with_records_in` is tested against, where the tests
+// look for it.
 #[cfg(test)]
 use super::reference::reps_with_records_scanned;
 use super::rollup::Span;
