@@ -1,7 +1,16 @@
-//! The KPI catalog: every KPI's id, name, category, unit, formula in words and
-//! which direction is good. It is the single source for `ListKpis` and for
-//! `docs/kpis.md` (see [`catalog_markdown`]); the engine computes exactly the
-//! ids listed here (plus the funnel, served as `KpiBundle.funnel`).
+//! The KPI catalog: every KPI's id, name, category, unit, formula in words,
+//! which direction is good and the function computing it. It is the single
+//! source for `ListKpis`, for `docs/kpis.md` (see [`catalog_markdown`]) and
+//! for the engine, which computes exactly the KPIs listed here (plus the
+//! funnel, served as `KpiBundle.funnel`).
+//!
+//! The definitions themselves live with the figures they read, one module
+//! per catalog section under [`super::defs`]; this module holds the types,
+//! the catalog order ([`CATALOG`]), and the generated docs.
+
+use super::calc::Calc;
+use super::defs::{activity, customers, leads, pipeline, productivity, sales};
+use super::value::KpiValue;
 
 /// Unit of a KPI value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -84,8 +93,8 @@ impl Direction {
     }
 }
 
-/// One KPI of the catalog.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// One KPI of the catalog: what `ListKpis` serves, and how it is computed.
+#[derive(Debug, Clone, Copy)]
 pub struct KpiDef {
     /// Id used in requests, e.g. `win_rate`.
     pub id: &'static str,
@@ -99,18 +108,73 @@ pub struct KpiDef {
     pub formula: &'static str,
     /// Which direction is good.
     pub direction: Direction,
+    /// Computes the value for a (scope, period); the definition is passed
+    /// back so the value carries its id and unit.
+    pub(crate) compute: Compute,
+}
+
+/// A KPI's compute function.
+pub(crate) type Compute = fn(&Calc<'_, '_>, &KpiDef) -> KpiValue;
+
+/// Two definitions are the same KPI when their metadata agree (a function
+/// pointer's address says nothing reliable about the function).
+impl PartialEq for KpiDef {
+    fn eq(&self, other: &Self) -> bool {
+        (
+            self.id,
+            self.name,
+            self.category,
+            self.unit,
+            self.formula,
+            self.direction,
+        ) == (
+            other.id,
+            other.name,
+            other.category,
+            other.unit,
+            other.formula,
+            other.direction,
+        )
+    }
+}
+
+impl Eq for KpiDef {}
+
+impl KpiDef {
+    /// An exact count or sum of this KPI.
+    pub(crate) fn whole(&self, n: i128) -> KpiValue {
+        KpiValue::whole(self.id, self.unit, n)
+    }
+
+    /// A real value of this KPI (`exact` when it is also a whole number).
+    pub(crate) fn real(&self, x: f64, exact: Option<i128>) -> KpiValue {
+        KpiValue::real(self.id, self.unit, x, exact)
+    }
+
+    /// `num ÷ den`, undefined with `reason` when `den` is 0.
+    pub(crate) fn ratio(&self, num: f64, den: f64, reason: &str) -> KpiValue {
+        KpiValue::ratio(self.id, self.unit, num, den, reason)
+    }
+
+    /// No value, for `reason`.
+    pub(crate) fn undefined(&self, reason: &str) -> KpiValue {
+        KpiValue::undefined(self.id, self.unit, reason)
+    }
 }
 
 /// Id of the funnel, which is served as `KpiBundle.funnel`, not as a value.
 pub const FUNNEL_ID: &str = "funnel";
 
-const fn kpi(
+/// A catalog entry, in the order the definitions read best: metadata, the
+/// formula in words, then the function computing it.
+pub(crate) const fn kpi(
     id: &'static str,
     name: &'static str,
     category: Category,
     unit: Unit,
     direction: Direction,
     formula: &'static str,
+    compute: Compute,
 ) -> KpiDef {
     KpiDef {
         id,
@@ -119,528 +183,68 @@ const fn kpi(
         unit,
         formula,
         direction,
+        compute,
     }
 }
 
 use Category::{Activity, Customers, Leads, Performance, Productivity};
-use Direction::{HigherIsBetter as Up, LowerIsBetter as Down, Neutral};
-use Unit::{Count, DurationSeconds, Money, Number, Ratio, Score};
+
+/// The catalog's sections, in catalog order. Each KPI is defined once, in
+/// the module of its figures ([`super::defs`]); this list only orders them.
+const PARTS: &[&[KpiDef]] = &[
+    sales::SALES,
+    pipeline::PIPELINE,
+    sales::TARGETS,
+    activity::SERVICE_CSAT,
+    customers::CUSTOMERS,
+    leads::LEADS,
+    activity::ACTIVITY,
+    productivity::PRODUCTIVITY,
+];
+
+/// The number of KPIs in `parts`.
+const fn count(parts: &[&[KpiDef]]) -> usize {
+    let (mut n, mut i) = (0, 0);
+    while i < parts.len() {
+        n += parts[i].len();
+        i += 1;
+    }
+    n
+}
+
+/// `parts` one after the other (a `const` slice concatenation).
+const fn concat<const N: usize>(parts: &[&[KpiDef]]) -> [KpiDef; N] {
+    let mut out = [FUNNEL; N];
+    let (mut n, mut i) = (0, 0);
+    while i < parts.len() {
+        let mut j = 0;
+        while j < parts[i].len() {
+            out[n] = parts[i][j];
+            n += 1;
+            j += 1;
+        }
+        i += 1;
+    }
+    assert!(n == N, "every part is copied");
+    out
+}
+
+const ORDERED: [KpiDef; count(PARTS)] = concat(PARTS);
 
 /// Every KPI, in catalog order (the order of values in a bundle).
-pub const CATALOG: &[KpiDef] = &[
-    // Performance
-    kpi(
-        "revenue",
-        "Revenue",
-        Performance,
-        Money,
-        Up,
-        "sum(order.amount : ordered_at in P)",
-    ),
-    kpi(
-        "revenue_growth",
-        "Revenue growth",
-        Performance,
-        Ratio,
-        Up,
-        "(revenue(P) - revenue(previous P)) / revenue(previous P)",
-    ),
-    kpi(
-        "orders",
-        "Orders",
-        Performance,
-        Count,
-        Up,
-        "count(orders : ordered_at in P)",
-    ),
-    kpi(
-        "average_order_value",
-        "Average order value",
-        Performance,
-        Money,
-        Up,
-        "revenue / orders (average revenue per sale)",
-    ),
-    kpi(
-        "bookings",
-        "Bookings",
-        Performance,
-        Money,
-        Up,
-        "sum(deal.amount : status WON, closed_at in P)",
-    ),
-    kpi(
-        "deals_won",
-        "Deals won",
-        Performance,
-        Count,
-        Up,
-        "count(deals : status WON, closed_at in P)",
-    ),
-    kpi(
-        "deals_lost",
-        "Deals lost",
-        Performance,
-        Count,
-        Down,
-        "count(deals : status LOST, closed_at in P)",
-    ),
-    kpi(
-        "win_rate",
-        "Win rate",
-        Performance,
-        Ratio,
-        Up,
-        "deals_won / (deals_won + deals_lost)",
-    ),
-    kpi(
-        "average_deal_size",
-        "Average deal size",
-        Performance,
-        Money,
-        Up,
-        "bookings / deals_won",
-    ),
-    kpi(
-        "sales_cycle",
-        "Sales cycle",
-        Performance,
-        DurationSeconds,
-        Down,
-        "mean(closed_at - created_at : deals WON, closed_at in P)",
-    ),
-    kpi(
-        "deals_created",
-        "Deals created",
-        Performance,
-        Count,
-        Up,
-        "count(deals : created_at in P) (sales opportunities)",
-    ),
-    kpi(
-        "pipeline_value",
-        "Pipeline value",
-        Performance,
-        Money,
-        Up,
-        "sum(deal.amount : deals open at end of P)",
-    ),
-    kpi(
-        "weighted_pipeline_value",
-        "Weighted pipeline value",
-        Performance,
-        Money,
-        Up,
-        "sum(deal.amount x win probability of its stage at end : deals open at end of P); unknown stage counts 0",
-    ),
-    kpi(
-        "pipeline_coverage",
-        "Pipeline coverage",
-        Performance,
-        Ratio,
-        Up,
-        "pipeline_value / (revenue_target - revenue); undefined when there is no revenue target or the remainder is <= 0",
-    ),
-    kpi(
-        "revenue_target",
-        "Revenue target",
-        Performance,
-        Money,
-        Neutral,
-        "sum over the scope's own REVENUE targets of value x overlap_days(target, P) / days(target)",
-    ),
-    kpi(
-        "bookings_target",
-        "Bookings target",
-        Performance,
-        Money,
-        Neutral,
-        "sum over the scope's own BOOKINGS targets of value x overlap_days(target, P) / days(target)",
-    ),
-    kpi(
-        "revenue_target_attainment",
-        "Revenue target attainment",
-        Performance,
-        Ratio,
-        Up,
-        "revenue / revenue_target",
-    ),
-    kpi(
-        "bookings_target_attainment",
-        "Bookings target attainment",
-        Performance,
-        Ratio,
-        Up,
-        "bookings / bookings_target",
-    ),
-    kpi(
-        "new_customers_target_attainment",
-        "New customers target attainment",
-        Performance,
-        Ratio,
-        Up,
-        "new_customers / prorated NEW_CUSTOMERS target of the scope",
-    ),
-    kpi(
-        "deals_won_target_attainment",
-        "Deals won target attainment",
-        Performance,
-        Ratio,
-        Up,
-        "deals_won / prorated DEALS_WON target of the scope",
-    ),
-    kpi(
-        "reps_at_quota",
-        "Reps at quota",
-        Performance,
-        Ratio,
-        Up,
-        "among reps with a REVENUE target overlapping P (TEAM: whose team at end is in the scope; REP: the rep itself), the fraction whose revenue(REP, P) >= their prorated target",
-    ),
-    kpi(
-        "csat",
-        "CSAT",
-        Performance,
-        Ratio,
-        Up,
-        "count(responses : responded_at in P, score >= csat_satisfied_min_score) / count(responses : responded_at in P)",
-    ),
-    kpi(
-        "csat_average",
-        "CSAT average",
-        Performance,
-        Score,
-        Up,
-        "mean(score : responded_at in P)",
-    ),
-    // Customers and subscriptions
-    kpi(
-        "new_customers",
-        "New customers",
-        Customers,
-        Count,
-        Up,
-        "count(customers : acquired_at in P)",
-    ),
-    kpi(
-        "active_customers",
-        "Active customers",
-        Customers,
-        Count,
-        Up,
-        "count(customers active at end of P)",
-    ),
-    kpi(
-        "churned_customers",
-        "Churned customers",
-        Customers,
-        Count,
-        Down,
-        "count(customers : churned_at in P)",
-    ),
-    kpi(
-        "customer_churn_rate",
-        "Customer churn rate",
-        Customers,
-        Ratio,
-        Down,
-        "count(active at start and churned_at in P) / count(active at start)",
-    ),
-    kpi(
-        "customer_retention_rate",
-        "Customer retention rate",
-        Customers,
-        Ratio,
-        Up,
-        "count(active at start and active at end) / count(active at start)",
-    ),
-    kpi(
-        "upsell_cross_sell_rate",
-        "Upsell / cross-sell rate",
-        Customers,
-        Ratio,
-        Up,
-        "distinct customers with an UPSELL or CROSS_SELL order in P / distinct customers with any order in P (orders without customer left out)",
-    ),
-    kpi(
-        "cac",
-        "Customer acquisition cost",
-        Customers,
-        Money,
-        Down,
-        "spend(P) / new_customers, spend(P) = sum(amount x overlap_days / days) over the scope's spend; undefined for a REP scope",
-    ),
-    kpi(
-        "clv",
-        "Customer lifetime value",
-        Customers,
-        Money,
-        Up,
-        "(revenue / ((active at start + active at end) / 2)) x gross_margin / customer_churn_rate",
-    ),
-    kpi(
-        "clv_to_cac",
-        "CLV to CAC",
-        Customers,
-        Ratio,
-        Up,
-        "clv / cac",
-    ),
-    kpi("mrr", "MRR", Customers, Money, Up, "total MRR at end of P"),
-    kpi(
-        "mrr_start",
-        "MRR at start",
-        Customers,
-        Money,
-        Neutral,
-        "total MRR at start of P",
-    ),
-    kpi("arr", "ARR", Customers, Money, Up, "12 x mrr"),
-    kpi(
-        "new_mrr",
-        "New MRR",
-        Customers,
-        Money,
-        Up,
-        "sum of m1 over customers with m0 = 0 < m1 that never had MRR > 0 before start",
-    ),
-    kpi(
-        "reactivation_mrr",
-        "Reactivation MRR",
-        Customers,
-        Money,
-        Up,
-        "sum of m1 over customers with m0 = 0 < m1 that had MRR > 0 before start",
-    ),
-    kpi(
-        "expansion_mrr",
-        "Expansion MRR",
-        Customers,
-        Money,
-        Up,
-        "sum of m1 - m0 over customers with 0 < m0 < m1",
-    ),
-    kpi(
-        "contraction_mrr",
-        "Contraction MRR",
-        Customers,
-        Money,
-        Down,
-        "sum of m0 - m1 over customers with 0 < m1 < m0",
-    ),
-    kpi(
-        "churned_mrr",
-        "Churned MRR",
-        Customers,
-        Money,
-        Down,
-        "sum of m0 over customers with m1 = 0 < m0",
-    ),
-    kpi(
-        "net_new_mrr",
-        "Net new MRR",
-        Customers,
-        Money,
-        Up,
-        "mrr - mrr_start (= new + reactivation + expansion - contraction - churned)",
-    ),
-    kpi(
-        "mrr_churn_rate",
-        "MRR churn rate",
-        Customers,
-        Ratio,
-        Down,
-        "(churned_mrr + contraction_mrr) / mrr_start",
-    ),
-    kpi(
-        "net_revenue_retention",
-        "Net revenue retention",
-        Customers,
-        Ratio,
-        Up,
-        "(mrr_start + expansion_mrr - contraction_mrr - churned_mrr) / mrr_start",
-    ),
-    kpi(
-        "arpa",
-        "Average revenue per account",
-        Customers,
-        Money,
-        Up,
-        "mrr / count(customers with MRR > 0 at end)",
-    ),
-    kpi(
-        "mrr_quick_ratio",
-        "MRR quick ratio",
-        Customers,
-        Ratio,
-        Up,
-        "(new_mrr + reactivation_mrr + expansion_mrr) / (contraction_mrr + churned_mrr)",
-    ),
-    // Leads and funnel
-    kpi(
-        "leads_created",
-        "Leads created",
-        Leads,
-        Count,
-        Up,
-        "count(leads : created_at in P)",
-    ),
-    kpi(
-        "lead_conversion_rate",
-        "Lead conversion rate",
-        Leads,
-        Ratio,
-        Up,
-        "count(leads : created_at in P, converted_at set) / leads_created (the period's leads, converted at any time)",
-    ),
-    kpi(
-        "lead_response_time",
-        "Lead response time",
-        Leads,
-        DurationSeconds,
-        Down,
-        "mean(first_response_at - created_at : created_at in P, first_response_at set)",
-    ),
-    kpi(
-        "referrals",
-        "Referrals",
-        Leads,
-        Count,
-        Up,
-        "count(leads : created_at in P, source in referral_sources)",
-    ),
-    // Activity
-    kpi(
-        "activities",
-        "Activities",
-        Activity,
-        Count,
-        Up,
-        "count(activities : occurred_at in P)",
-    ),
-    kpi(
-        "calls",
-        "Calls",
-        Activity,
-        Count,
-        Up,
-        "count(activities : type CALL, occurred_at in P)",
-    ),
-    kpi(
-        "emails",
-        "Emails",
-        Activity,
-        Count,
-        Up,
-        "count(activities : type EMAIL, occurred_at in P)",
-    ),
-    kpi(
-        "meetings",
-        "Meetings",
-        Activity,
-        Count,
-        Up,
-        "count(activities : type MEETING, occurred_at in P)",
-    ),
-    kpi(
-        "follow_ups",
-        "Follow-ups",
-        Activity,
-        Count,
-        Up,
-        "count(activities : type FOLLOW_UP, occurred_at in P)",
-    ),
-    kpi(
-        "proposals_sent",
-        "Proposals sent",
-        Activity,
-        Count,
-        Up,
-        "count(activities : type PROPOSAL, occurred_at in P)",
-    ),
-    kpi(
-        "demos",
-        "Demos",
-        Activity,
-        Count,
-        Up,
-        "count(activities : type DEMO, occurred_at in P)",
-    ),
-    kpi(
-        "networking_events",
-        "Networking events",
-        Activity,
-        Count,
-        Up,
-        "count(activities : type NETWORKING_EVENT, occurred_at in P)",
-    ),
-    kpi(
-        "social_interactions",
-        "Social interactions",
-        Activity,
-        Count,
-        Up,
-        "count(activities : type SOCIAL, occurred_at in P)",
-    ),
-    kpi(
-        "time_on_activities",
-        "Time on activities",
-        Activity,
-        DurationSeconds,
-        Neutral,
-        "sum(duration_seconds : occurred_at in P); a missing duration counts 0",
-    ),
-    kpi(
-        "activities_per_deal_won",
-        "Activities per deal won",
-        Activity,
-        Number,
-        Down,
-        "activities / deals_won",
-    ),
-    kpi(
-        "inquiry_response_time",
-        "Inquiry response time",
-        Activity,
-        DurationSeconds,
-        Down,
-        "mean(first_response_at - received_at : received_at in P, first_response_at set)",
-    ),
-    // Productivity
-    kpi(
-        "active_reps",
-        "Active reps",
-        Productivity,
-        Count,
-        Neutral,
-        "reps whose team at some instant of P is in the scope (REP scope: 1; COMPANY: reps with any team at some instant of P)",
-    ),
-    kpi(
-        "revenue_per_rep",
-        "Revenue per rep",
-        Productivity,
-        Money,
-        Up,
-        "revenue / active_reps",
-    ),
-    kpi(
-        "bookings_per_rep",
-        "Bookings per rep",
-        Productivity,
-        Money,
-        Up,
-        "bookings / active_reps",
-    ),
-];
+pub const CATALOG: &[KpiDef] = &ORDERED;
 
 /// The funnel's catalog entry (computed into `KpiBundle.funnel`).
 pub const FUNNEL: KpiDef = kpi(
     FUNNEL_ID,
     "Funnel",
     Leads,
-    Count,
-    Up,
+    Unit::Count,
+    Direction::HigherIsBetter,
     "for deals created in P, stages indexed 0..n-1 in pipeline order: a deal's highest index is the largest among the pipeline stages named by its history and its stage field (unknown names ignored, none known: 0; a WON deal: n-1); reached(k) = count(highest index >= k), reached(n) = deals of the cohort that are WON; leakage(k) = 1 - reached(k+1) / reached(k)",
+    // Not a value: the funnel's rows come from `Engine::funnel`. Asked for
+    // as a value, it is what any id the engine does not compute is.
+    |_, k| k.undefined("unknown KPI"),
 );
 
 /// How the engine reads the places where SPEC §5–§7 leave a choice; printed
@@ -799,7 +403,8 @@ mod tests {
         let on_disk = std::fs::read_to_string(path).unwrap_or_default();
         assert!(
             on_disk == generated,
-            "docs/kpis.md is out of date with crates/core/src/kpi/catalog.rs; regenerate it with \
+            "docs/kpis.md is out of date with the KPI definitions (crates/core/src/kpi/catalog.rs \
+             and defs/); regenerate it with \
              `UPDATE_DOCS=1 cargo test -p salesmetrics-core kpi::catalog`"
         );
     }
