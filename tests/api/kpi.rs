@@ -311,7 +311,7 @@ async fn assert_scoped_table(
     table: &[ScopedExpected],
 ) {
     for (scope, id, want) in table {
-        let bundle = kpis_of(server, scope_of(*scope), period.clone(), ids).await;
+        let bundle = kpis_of(server, scope_of(*scope), period, ids).await;
         let b = format!("{} {scope:?}", server.backend);
         assert_kpi(&b, &bundle, id, *want);
     }
