@@ -11,6 +11,54 @@ use tonic::transport::Channel;
 
 use super::db;
 
+/// Runs each test once per backend, as `<module>::<name>::sqlite` and
+/// `<module>::<name>::postgres`, so a failure on one backend does not hide
+/// the other and the test name says which one failed.
+///
+/// ```ignore
+/// backend_tests! {
+///     /// What the test shows.
+///     #[tokio::test]
+///     async fn name(server: TestServer) {
+///         // … uses `server` …
+///         server.stop().await;
+///     }
+/// }
+/// ```
+///
+/// Each test keeps its own attributes (doc comment, `#[tokio::test]` with
+/// its flavor), copied onto both variants; the body sees the enclosing
+/// module's items. The `postgres` variant starts no server and returns (with
+/// a note) when `TEST_DATABASE_URL` is not set, as [`TestServer::postgres`]
+/// does.
+macro_rules! backend_tests {
+    ($(
+        $(#[$attr:meta])*
+        async fn $name:ident($server:ident: TestServer) $body:block
+    )*) => {$(
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            async fn run($server: $crate::harness::TestServer) $body
+
+            $(#[$attr])*
+            async fn sqlite() {
+                run($crate::harness::TestServer::sqlite().await).await;
+            }
+
+            $(#[$attr])*
+            async fn postgres() {
+                let Some(server) = $crate::harness::TestServer::postgres().await else {
+                    return;
+                };
+                run(server).await;
+            }
+        }
+    )*};
+}
+pub(crate) use backend_tests;
+
 /// A running server and what keeps its database alive.
 pub struct TestServer {
     /// Where it listens.
@@ -37,13 +85,6 @@ impl TestServer {
     pub async fn postgres() -> Option<TestServer> {
         let url = db::fresh_postgres().await?;
         Some(Self::start("postgres", url, ServeConfig::for_database(""), None).await)
-    }
-
-    /// One server per available backend: SQLite always, PostgreSQL when configured.
-    pub async fn all() -> Vec<TestServer> {
-        let mut servers = vec![Self::sqlite().await];
-        servers.extend(Self::postgres().await);
-        servers
     }
 
     /// Starts a server with the given settings on the given database.

@@ -11,7 +11,7 @@ use tonic::Code;
 use tonic_types::StatusExt;
 
 use super::db;
-use super::harness::TestServer;
+use super::harness::{TestServer, backend_tests};
 
 /// 2024-03-01T00:00:00Z.
 const T0: i64 = 1_709_251_200;
@@ -252,11 +252,11 @@ fn outcomes(result: &pb::BatchResult) -> Vec<pb::RecordOutcome> {
         .collect()
 }
 
-/// Every record type goes in and comes back out field for field; ingesting
-/// the same batch again changes nothing.
-#[tokio::test]
-async fn every_record_type_round_trips_and_reingest_is_a_no_op() {
-    for server in TestServer::all().await {
+backend_tests! {
+    /// Every record type goes in and comes back out field for field; ingesting
+    /// the same batch again changes nothing.
+    #[tokio::test]
+    async fn every_record_type_round_trips_and_reingest_is_a_no_op(server: TestServer) {
         let records = one_of_each();
         let result = ingest(&server, records.clone(), true)
             .await
@@ -292,10 +292,10 @@ async fn every_record_type_round_trips_and_reingest_is_a_no_op() {
     }
 }
 
-/// A version not greater than the stored one is skipped as stale; a greater one wins.
-#[tokio::test]
-async fn versions_skip_stale_writes() {
-    for server in TestServer::all().await {
+backend_tests! {
+    /// A version not greater than the stored one is skipped as stale; a greater one wins.
+    #[tokio::test]
+    async fn versions_skip_stale_writes(server: TestServer) {
         ingest(&server, vec![rep("r1", Some(5), "Five")], false)
             .await
             .expect("v5");
@@ -329,10 +329,10 @@ async fn versions_skip_stale_writes() {
     }
 }
 
-/// Deleting is idempotent and forgets the version, so the id can be recreated.
-#[tokio::test]
-async fn delete_is_idempotent_and_the_id_can_be_recreated() {
-    for server in TestServer::all().await {
+backend_tests! {
+    /// Deleting is idempotent and forgets the version, so the id can be recreated.
+    #[tokio::test]
+    async fn delete_is_idempotent_and_the_id_can_be_recreated(server: TestServer) {
         let mut client = server.ingest().await;
         ingest(
             &server,
@@ -689,11 +689,11 @@ fn rule_cases() -> Vec<(pb::Record, &'static str, &'static str)> {
     ]
 }
 
-/// Every rule reports its own field path, both as a per-record rejection and
-/// as `BadRequest` details of an all-or-nothing batch.
-#[tokio::test]
-async fn each_validation_rule_reports_its_field_path() {
-    for server in TestServer::all().await {
+backend_tests! {
+    /// Every rule reports its own field path, both as a per-record rejection and
+    /// as `BadRequest` details of an all-or-nothing batch.
+    #[tokio::test]
+    async fn each_validation_rule_reports_its_field_path(server: TestServer) {
         for (record, path, reason) in rule_cases() {
             let batch = vec![order("ok", 1), record];
             let result = ingest(&server, batch.clone(), false)
@@ -737,10 +737,10 @@ async fn categories_are_normalised() {
     server.stop().await;
 }
 
-/// A mixed batch commits its valid records and reports the invalid ones.
-#[tokio::test]
-async fn a_mixed_batch_commits_the_valid_records() {
-    for server in TestServer::all().await {
+backend_tests! {
+    /// A mixed batch commits its valid records and reports the invalid ones.
+    #[tokio::test]
+    async fn a_mixed_batch_commits_the_valid_records(server: TestServer) {
         let batch = vec![
             order("o1", 100),
             order("o2", 0),
@@ -773,11 +773,11 @@ async fn a_mixed_batch_commits_the_valid_records() {
     }
 }
 
-/// With all_or_nothing, one invalid record fails the batch with a
-/// `BadRequest` violation per invalid record, and nothing is stored.
-#[tokio::test]
-async fn all_or_nothing_rejects_the_whole_batch() {
-    for server in TestServer::all().await {
+backend_tests! {
+    /// With all_or_nothing, one invalid record fails the batch with a
+    /// `BadRequest` violation per invalid record, and nothing is stored.
+    #[tokio::test]
+    async fn all_or_nothing_rejects_the_whole_batch(server: TestServer) {
         let batch = vec![
             order("o1", 100),
             order("o2", -1),
@@ -821,11 +821,11 @@ async fn many_invalid_records_are_summarised_in_the_details() {
     server.stop().await;
 }
 
-/// A team write that would close a cycle is rejected by the store, with the
-/// path of the parent field; under all_or_nothing the batch fails.
-#[tokio::test]
-async fn a_team_cycle_is_rejected() {
-    for server in TestServer::all().await {
+backend_tests! {
+    /// A team write that would close a cycle is rejected by the store, with the
+    /// path of the parent field; under all_or_nothing the batch fails.
+    #[tokio::test]
+    async fn a_team_cycle_is_rejected(server: TestServer) {
         ingest(&server, vec![team("a", None, "A", "b")], true)
             .await
             .expect("a under b");
@@ -861,12 +861,12 @@ async fn a_team_cycle_is_rejected() {
     }
 }
 
-/// Twenty batches on one stream are acknowledged one each, in order; a batch
-/// refused under all_or_nothing is acknowledged with its rejections and the
-/// stream goes on.
-#[tokio::test]
-async fn the_stream_acknowledges_every_batch_in_order() {
-    for server in TestServer::all().await {
+backend_tests! {
+    /// Twenty batches on one stream are acknowledged one each, in order; a batch
+    /// refused under all_or_nothing is acknowledged with its rejections and the
+    /// stream goes on.
+    #[tokio::test]
+    async fn the_stream_acknowledges_every_batch_in_order(server: TestServer) {
         let requests: Vec<pb::StreamIngestRequest> = (0..20)
             .map(|b| {
                 let mut records: Vec<pb::Record> = (0..5)
@@ -1037,11 +1037,11 @@ async fn an_oversize_message_is_resource_exhausted() {
     server.stop().await;
 }
 
-/// Settings: defaults, a validated update (normalised), every invalid field
-/// reported, unknown tenants NOT_FOUND, and the currency used by ingest.
-#[tokio::test]
-async fn admin_settings_get_update_and_validate() {
-    for server in TestServer::all().await {
+backend_tests! {
+    /// Settings: defaults, a validated update (normalised), every invalid field
+    /// reported, unknown tenants NOT_FOUND, and the currency used by ingest.
+    #[tokio::test]
+    async fn admin_settings_get_update_and_validate(server: TestServer) {
         let mut admin = server.admin().await;
         let got = admin
             .get_tenant_settings(pb::GetTenantSettingsRequest::default())

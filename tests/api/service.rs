@@ -4,13 +4,13 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
-use super::harness::TestServer;
+use super::harness::{TestServer, backend_tests};
 
-/// Health reports SERVING for the whole server and for each public service,
-/// and NOT_FOUND for a service that does not exist.
-#[tokio::test]
-async fn health_reports_serving_once_the_database_answers() {
-    for server in TestServer::all().await {
+backend_tests! {
+    /// Health reports SERVING for the whole server and for each public service,
+    /// and NOT_FOUND for a service that does not exist.
+    #[tokio::test]
+    async fn health_reports_serving_once_the_database_answers(server: TestServer) {
         let mut health = HealthClient::new(server.channel().await);
         for service in [
             "",

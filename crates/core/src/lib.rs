@@ -3,6 +3,8 @@
 //! * [`domain`] — validated records, tenant settings, scopes and periods.
 //! * [`kpi`] — the KPI catalog and the engine that computes bundles from a
 //!   tenant's records.
+//! * `testkit` — shared test fixtures with hand-computed KPI values (this
+//!   crate's tests, and other crates' with the `testkit` feature).
 //!
 //! Nothing here reads a file, a socket or a clock of its own: the service
 //! (the `salesmetrics` crate) converts proto messages into these types,
@@ -11,3 +13,5 @@
 
 pub mod domain;
 pub mod kpi;
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;

@@ -1,24 +1,18 @@
-//! Engine tests: SPEC Appendix examples verbatim, one hand-computed value for
-//! every KPI id, the edge cases SPEC §5–§6 name, and property tests.
+//! Engine tests: the worked examples and the rich fixture of the testkit
+//! (`crate::testkit`, shared with the gRPC tests) against their
+//! hand-computed tables, the edge cases docs/kpis.md settles, and property
+//! tests.
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::NaiveDate;
 use chrono_tz::Tz;
 
 use super::*;
 use crate::domain::period::{Granularity, PeriodSpec};
 use crate::domain::*;
+use crate::testkit::build::{date as d, instant as t, *};
+use crate::testkit::{Expected, ScopedExpected, appendix, periods, rich};
 
-// ---- builders ----------------------------------------------------------------
-
-fn t(s: &str) -> Instant {
-    DateTime::parse_from_rfc3339(s)
-        .expect("test instant")
-        .with_timezone(&Utc)
-}
-
-fn d(y: i32, m: u32, day: u32) -> NaiveDate {
-    NaiveDate::from_ymd_opt(y, m, day).expect("test date")
-}
+// ---- helpers -----------------------------------------------------------------
 
 fn month_in(y: i32, m: u32, tz: Tz) -> PeriodRange {
     PeriodSpec::Calendar {
@@ -31,199 +25,6 @@ fn month_in(y: i32, m: u32, tz: Tz) -> PeriodRange {
 
 fn month(y: i32, m: u32) -> PeriodRange {
     month_in(y, m, Tz::UTC)
-}
-
-fn team(id: &str, parent: Option<&str>) -> Record {
-    Record::Team(Team {
-        id: id.into(),
-        version: None,
-        name: format!("Team {id}"),
-        parent_team_id: parent.map(str::to_string),
-    })
-}
-
-fn member(id: &str, rep: &str, team: Option<&str>, at: &str) -> Record {
-    Record::TeamMembership(TeamMembership {
-        id: id.into(),
-        version: None,
-        rep_id: rep.into(),
-        team_id: team.map(str::to_string),
-        effective_at: t(at),
-    })
-}
-
-fn rep(id: &str) -> Record {
-    Record::Rep(Rep {
-        id: id.into(),
-        version: None,
-        name: format!("Rep {id}"),
-        email: None,
-    })
-}
-
-fn order(id: &str, amount: i64, at: &str, rep: Option<&str>) -> Order {
-    Order {
-        id: id.into(),
-        version: None,
-        amount,
-        ordered_at: t(at),
-        kind: OrderKind::New,
-        customer_id: None,
-        rep_id: rep.map(str::to_string),
-        deal_id: None,
-    }
-}
-
-fn customer(id: &str, acquired: &str, churned: Option<&str>, owner: Option<&str>) -> Record {
-    Record::Customer(Customer {
-        id: id.into(),
-        version: None,
-        acquired_at: t(acquired),
-        churned_at: churned.map(t),
-        owner_rep_id: owner.map(str::to_string),
-        source: None,
-        name: None,
-    })
-}
-
-fn sub(id: &str, subscription: &str, customer: &str, mrr: i64, at: &str) -> Record {
-    Record::SubscriptionChange(SubscriptionChange {
-        id: id.into(),
-        version: None,
-        subscription_id: subscription.into(),
-        customer_id: customer.into(),
-        mrr,
-        effective_at: t(at),
-    })
-}
-
-fn deal(
-    id: &str,
-    status: DealStatus,
-    amount: i64,
-    created: &str,
-    closed: Option<&str>,
-    stage: Option<&str>,
-    owner: Option<&str>,
-) -> Record {
-    Record::Deal(Deal {
-        id: id.into(),
-        version: None,
-        amount,
-        created_at: t(created),
-        status,
-        closed_at: closed.map(t),
-        stage: stage.map(str::to_string),
-        owner_rep_id: owner.map(str::to_string),
-        customer_id: None,
-        lead_id: None,
-    })
-}
-
-fn stage(id: &str, deal: &str, stage: &str, at: &str) -> Record {
-    Record::DealStageChange(DealStageChange {
-        id: id.into(),
-        version: None,
-        deal_id: deal.into(),
-        stage: stage.into(),
-        entered_at: t(at),
-    })
-}
-
-fn lead(
-    id: &str,
-    source: &str,
-    created: &str,
-    responded: Option<&str>,
-    converted: Option<&str>,
-    owner: Option<&str>,
-) -> Record {
-    Record::Lead(Lead {
-        id: id.into(),
-        version: None,
-        source: source.into(),
-        created_at: t(created),
-        owner_rep_id: owner.map(str::to_string),
-        first_response_at: responded.map(t),
-        converted_at: converted.map(t),
-        customer_id: None,
-    })
-}
-
-fn activity(id: &str, rep: &str, kind: ActivityType, at: &str, seconds: Option<i64>) -> Record {
-    Record::Activity(Activity {
-        id: id.into(),
-        version: None,
-        rep_id: rep.into(),
-        activity_type: kind,
-        occurred_at: t(at),
-        duration_seconds: seconds,
-        lead_id: None,
-        deal_id: None,
-        customer_id: None,
-    })
-}
-
-fn inquiry(id: &str, at: &str, responded: Option<&str>, rep: Option<&str>) -> Record {
-    Record::Inquiry(Inquiry {
-        id: id.into(),
-        version: None,
-        channel: "email".into(),
-        received_at: t(at),
-        first_response_at: responded.map(t),
-        customer_id: None,
-        rep_id: rep.map(str::to_string),
-    })
-}
-
-fn csat(id: &str, score: i32, at: &str, rep: Option<&str>) -> Record {
-    Record::CsatResponse(CsatResponse {
-        id: id.into(),
-        version: None,
-        score,
-        responded_at: t(at),
-        customer_id: None,
-        rep_id: rep.map(str::to_string),
-    })
-}
-
-fn target(
-    id: &str,
-    metric: TargetMetric,
-    value: i64,
-    from: NaiveDate,
-    to: NaiveDate,
-    scope: TargetScope,
-) -> Record {
-    Record::Target(Target {
-        id: id.into(),
-        version: None,
-        metric,
-        value,
-        start_date: from,
-        end_date: to,
-        scope,
-    })
-}
-
-fn spend(id: &str, amount: i64, from: NaiveDate, to: NaiveDate, team: Option<&str>) -> Record {
-    Record::Spend(Spend {
-        id: id.into(),
-        version: None,
-        category: SpendCategory::Marketing,
-        amount,
-        start_date: from,
-        end_date: to,
-        team_id: team.map(str::to_string),
-    })
-}
-
-fn dataset(records: Vec<Record>) -> Dataset {
-    let mut data = Dataset::default();
-    for r in records {
-        data.push(r);
-    }
-    data
 }
 
 fn team_scope(id: &str) -> Scope {
@@ -269,102 +70,50 @@ fn assert_undefined(e: &Engine, scope: &Scope, p: &PeriodRange, id: &str) {
     );
 }
 
-// ---- SPEC Appendix, verbatim ---------------------------------------------------
+/// `expected` (within 1e-9 relative), or undefined with a reason when `None`.
+#[track_caller]
+fn assert_expected(e: &Engine, scope: &Scope, p: &PeriodRange, id: &str, expected: Option<f64>) {
+    match expected {
+        Some(w) => assert_val(e, scope, p, id, w),
+        None => assert_undefined(e, scope, p, id),
+    }
+}
 
-/// Appendix "A rep moves team".
+/// Every value of a table for one scope and period.
+#[track_caller]
+fn assert_table(e: &Engine, scope: &Scope, p: &PeriodRange, table: &[Expected]) {
+    for (id, want) in table {
+        assert_expected(e, scope, p, id, *want);
+    }
+}
+
+/// Every value of a table of scoped values for one period.
+#[track_caller]
+fn assert_scoped_table(e: &Engine, p: &PeriodRange, table: &[ScopedExpected]) {
+    for (scope, id, want) in table {
+        assert_expected(e, &scope.to_scope(), p, id, *want);
+    }
+}
+
+// ---- the worked examples (testkit::appendix), every number they list -----------
+
+/// "A rep moves team".
 #[test]
 fn appendix_rep_moves_team() {
-    let mut data = dataset(vec![
-        team("A", None),
-        team("B", None),
-        rep("r1"),
-        member("m1", "r1", Some("A"), "2024-01-01T00:00:00Z"),
-        member("m2", "r1", Some("B"), "2024-03-15T12:00:00Z"),
-    ]);
-    data.orders
-        .push(order("o1", 100, "2024-03-10T00:00:00Z", Some("r1")));
-    // At its own instant the membership is not yet in force: still team A.
-    data.orders
-        .push(order("o2", 50, "2024-03-15T12:00:00Z", Some("r1")));
-    data.orders
-        .push(order("o3", 200, "2024-03-20T00:00:00Z", Some("r1")));
+    let data = dataset(appendix::rep_moves_team());
     let e = Engine::new(&data, TenantSettings::default());
-    let march = month(2024, 3);
-    assert_val(&e, &team_scope("A"), &march, "revenue", 150.0);
-    assert_val(&e, &team_scope("B"), &march, "revenue", 200.0);
-    assert_val(&e, &rep_scope("r1"), &march, "revenue", 350.0);
-    assert_val(&e, &Scope::Company, &march, "revenue", 350.0);
-    assert_val(&e, &team_scope("A"), &march, "active_reps", 1.0);
-    assert_val(&e, &team_scope("B"), &march, "active_reps", 1.0);
-    assert_val(&e, &Scope::Company, &march, "active_reps", 1.0);
-    // February: r1 is in A all month, so B has no active rep.
-    let feb = month(2024, 2);
-    assert_val(&e, &team_scope("B"), &feb, "active_reps", 0.0);
-    assert_undefined(&e, &team_scope("B"), &feb, "revenue_per_rep");
+    assert_scoped_table(&e, &month(2024, 3), appendix::REP_MOVES_TEAM_MARCH);
+    assert_scoped_table(&e, &month(2024, 2), appendix::REP_MOVES_TEAM_FEBRUARY);
 }
 
-fn appendix_mrr_data() -> Dataset {
-    let o = Some("r1");
-    dataset(vec![
-        rep("r1"),
-        customer("c1", "2024-01-01T00:00:00Z", None, o),
-        customer("c2", "2024-01-01T00:00:00Z", None, o),
-        customer("c3", "2024-01-01T00:00:00Z", None, o),
-        customer("c4", "2024-01-01T00:00:00Z", None, o),
-        customer("c5", "2024-01-01T00:00:00Z", None, o),
-        customer("c6", "2024-01-01T00:00:00Z", None, o),
-        customer("c7", "2024-01-01T00:00:00Z", None, o),
-        customer("c8", "2024-01-01T00:00:00Z", None, o),
-        // c1 100 from Jan 10, 0 from Feb 10, 150 from Mar 5 → reactivation 150
-        sub("c1-1", "s1", "c1", 100, "2024-01-10T00:00:00Z"),
-        sub("c1-2", "s1", "c1", 0, "2024-02-10T00:00:00Z"),
-        sub("c1-3", "s1", "c1", 150, "2024-03-05T00:00:00Z"),
-        // c2 50 from Mar 3 → new 50
-        sub("c2-1", "s2", "c2", 50, "2024-03-03T00:00:00Z"),
-        // c3 200 from Jan 1, 250 from Mar 10 → expansion 50
-        sub("c3-1", "s3", "c3", 200, "2024-01-01T00:00:00Z"),
-        sub("c3-2", "s3", "c3", 250, "2024-03-10T00:00:00Z"),
-        // c4 300 from Feb 1, 100 from Mar 12 → contraction 200
-        sub("c4-1", "s4", "c4", 300, "2024-02-01T00:00:00Z"),
-        sub("c4-2", "s4", "c4", 100, "2024-03-12T00:00:00Z"),
-        // c5 80 from Feb 1, 0 from Mar 31 23:00 → churned 80
-        sub("c5-1", "s5", "c5", 80, "2024-02-01T00:00:00Z"),
-        sub("c5-2", "s5", "c5", 0, "2024-03-31T23:00:00Z"),
-        // c6 subscription a 100 from Feb 1; on Mar 2 a → 0 and b → 100 → no movement
-        sub("c6-a1", "s6a", "c6", 100, "2024-02-01T00:00:00Z"),
-        sub("c6-a2", "s6a", "c6", 0, "2024-03-02T00:00:00Z"),
-        sub("c6-b1", "s6b", "c6", 100, "2024-03-02T00:00:00Z"),
-        // c7 0 from Feb 1 (trial), 60 from Mar 15 → new 60
-        sub("c7-1", "s7", "c7", 0, "2024-02-01T00:00:00Z"),
-        sub("c7-2", "s7", "c7", 60, "2024-03-15T00:00:00Z"),
-        // c8 two changes at Feb 1 00:00: x-1 (500), x-2 (40) → 40; Apr 1 change not in force at end
-        sub("x-1", "s8", "c8", 500, "2024-02-01T00:00:00Z"),
-        sub("x-2", "s8", "c8", 40, "2024-02-01T00:00:00Z"),
-        sub("x-3", "s8", "c8", 900, "2024-04-01T00:00:00Z"),
-    ])
-}
-
-/// Appendix "MRR movements": every number listed there.
+/// "MRR movements": every number listed there.
 #[test]
 fn appendix_mrr_movements() {
-    let data = appendix_mrr_data();
+    let data = dataset(appendix::mrr());
     let e = Engine::new(&data, TenantSettings::default());
     let march = month(2024, 3);
     for scope in [Scope::Company, rep_scope("r1")] {
-        let s = &scope;
-        assert_val(&e, s, &march, "mrr_start", 720.0);
-        assert_val(&e, s, &march, "mrr", 750.0);
-        assert_val(&e, s, &march, "new_mrr", 110.0);
-        assert_val(&e, s, &march, "reactivation_mrr", 150.0);
-        assert_val(&e, s, &march, "expansion_mrr", 50.0);
-        assert_val(&e, s, &march, "contraction_mrr", 200.0);
-        assert_val(&e, s, &march, "churned_mrr", 80.0);
-        assert_val(&e, s, &march, "net_new_mrr", 30.0);
-        assert_val(&e, s, &march, "arr", 9000.0);
-        assert_val(&e, s, &march, "mrr_churn_rate", 280.0 / 720.0);
-        assert_val(&e, s, &march, "net_revenue_retention", 490.0 / 720.0);
-        assert_val(&e, s, &march, "arpa", 750.0 / 7.0);
-        assert_val(&e, s, &march, "mrr_quick_ratio", 310.0 / 280.0);
+        assert_table(&e, &scope, &march, appendix::MRR_MARCH);
     }
     let v = kv(&e, &Scope::Company, &march, "mrr_churn_rate");
     assert_eq!((v.numerator, v.denominator), (Some(280.0), Some(720.0)));
@@ -374,582 +123,52 @@ fn appendix_mrr_movements() {
     );
 }
 
-fn appendix_funnel_data() -> Dataset {
-    use DealStatus::*;
-    dataset(vec![
-        // d1 OPEN 1000, history prospecting → proposal (top index 2)
-        deal(
-            "d1",
-            Open,
-            1000,
-            "2024-03-02T00:00:00Z",
-            None,
-            Some("proposal"),
-            None,
-        ),
-        stage("d1-1", "d1", "prospecting", "2024-03-02T00:00:00Z"),
-        stage("d1-2", "d1", "proposal", "2024-03-05T00:00:00Z"),
-        // d2 WON 7000, created Mar 1, closed Mar 20, history prospecting (WON → top 3)
-        deal(
-            "d2",
-            Won,
-            7000,
-            "2024-03-01T00:00:00Z",
-            Some("2024-03-20T00:00:00Z"),
-            None,
-            None,
-        ),
-        stage("d2-1", "d2", "prospecting", "2024-03-01T00:00:00Z"),
-        // d3 LOST 600, stage qualification, no history (top 1)
-        deal(
-            "d3",
-            Lost,
-            600,
-            "2024-03-03T00:00:00Z",
-            Some("2024-03-25T00:00:00Z"),
-            Some("qualification"),
-            None,
-        ),
-        // d4 OPEN 2000, stage "discovery" (not in the pipeline → index 0)
-        deal(
-            "d4",
-            Open,
-            2000,
-            "2024-03-04T00:00:00Z",
-            None,
-            Some("discovery"),
-            None,
-        ),
-        // d5 OPEN 3000, stage negotiation (top 3): skips stages
-        deal(
-            "d5",
-            Open,
-            3000,
-            "2024-03-05T00:00:00Z",
-            None,
-            Some("negotiation"),
-            None,
-        ),
-        // d7 OPEN 5000, history negotiation (Mar 3) then qualification (Mar 4) (top 3)
-        deal(
-            "d7",
-            Open,
-            5000,
-            "2024-03-02T00:00:00Z",
-            None,
-            Some("qualification"),
-            None,
-        ),
-        stage("d7-1", "d7", "negotiation", "2024-03-03T00:00:00Z"),
-        stage("d7-2", "d7", "qualification", "2024-03-04T00:00:00Z"),
-        // d8 WON 10000, created Mar 10, closed Apr 1 00:00 (still open at end; stage negotiation)
-        deal(
-            "d8",
-            Won,
-            10000,
-            "2024-03-10T00:00:00Z",
-            Some("2024-04-01T00:00:00Z"),
-            Some("negotiation"),
-            None,
-        ),
-        // d6 OPEN 4000 created Feb 28 (prospecting): not in the cohort
-        deal(
-            "d6",
-            Open,
-            4000,
-            "2024-02-28T00:00:00Z",
-            None,
-            Some("prospecting"),
-            None,
-        ),
-    ])
-}
-
-/// Appendix "Funnel and pipeline": every number listed there.
+/// "Funnel and pipeline": every number listed there.
 #[test]
 fn appendix_funnel_and_pipeline() {
-    let data = appendix_funnel_data();
+    let data = dataset(appendix::funnel());
     let e = Engine::new(&data, TenantSettings::default());
     let march = month(2024, 3);
     let c = &Scope::Company;
     let funnel = e.funnel(c, &march);
     let reached: Vec<i64> = funnel.iter().map(|f| f.reached).collect();
-    // reached = [7, 6, 5, 4], won in the cohort 2
-    assert_eq!(reached, vec![7, 6, 5, 4, 2]);
+    assert_eq!(reached, appendix::FUNNEL_REACHED);
     assert_eq!(funnel[4].stage, "won");
     let leakage: Vec<Option<f64>> = funnel.iter().map(|f| f.leakage).collect();
-    // leakage = [1/7, 1/6, 0.2, 0.5]
-    for (got, want) in leakage.iter().zip([1.0 / 7.0, 1.0 / 6.0, 0.2, 0.5]) {
+    for (got, want) in leakage.iter().zip(appendix::FUNNEL_LEAKAGE) {
         assert!(close(*got, want), "{leakage:?}");
     }
     assert_eq!(leakage[4], None);
-    // Open at end: d1, d4, d5, d6, d7, d8 → 25000
-    assert_val(&e, c, &march, "pipeline_value", 25000.0);
-    // 1000×0.5 + 0 + 3000×0.8 + 4000×0.1 + 5000×0.2 + 10000×0.8 = 12300
-    assert_val(&e, c, &march, "weighted_pipeline_value", 12300.0);
-    assert_val(&e, c, &march, "bookings", 7000.0);
-    assert_val(&e, c, &march, "deals_won", 1.0);
-    assert_val(&e, c, &march, "deals_lost", 1.0);
-    assert_val(&e, c, &march, "win_rate", 0.5);
-    assert_val(&e, c, &march, "deals_created", 7.0);
-    // 19 days = 1 641 600 s
-    assert_val(&e, c, &march, "sales_cycle", 1_641_600.0);
+    assert_table(&e, c, &march, appendix::FUNNEL_MARCH);
 }
 
-// ---- one hand-computed value for every KPI -------------------------------------
+// ---- one hand-computed value for every KPI (testkit::rich) ---------------------
 
-/// March 2024 (UTC) with three reps: r1 in `east`, r2 in `east-a` (a sub-team
-/// of `east`), r3 in `west` until it joins `east` at Mar 16 00:00.
-fn rich() -> Dataset {
-    use ActivityType::*;
-    use DealStatus::*;
-    use TargetMetric::*;
-    let (r1, r2, r3) = (Some("r1"), Some("r2"), Some("r3"));
-    let mut data = dataset(vec![
-        team("east", None),
-        team("east-a", Some("east")),
-        team("west", None),
-        rep("r1"),
-        rep("r2"),
-        rep("r3"),
-        member("m1", "r1", Some("east"), "2024-01-01T00:00:00Z"),
-        member("m2", "r2", Some("east-a"), "2024-01-01T00:00:00Z"),
-        member("m3", "r3", Some("west"), "2024-01-01T00:00:00Z"),
-        member("m4", "r3", Some("east"), "2024-03-16T00:00:00Z"),
-        // Customers.
-        customer("c1", "2023-06-01T00:00:00Z", None, r1),
-        customer("c2", "2024-03-08T00:00:00Z", None, r3),
-        customer("c3", "2024-03-18T00:00:00Z", None, r3),
-        customer(
-            "c4",
-            "2023-01-01T00:00:00Z",
-            Some("2024-03-25T00:00:00Z"),
-            r2,
-        ),
-        customer(
-            "c5",
-            "2023-05-01T00:00:00Z",
-            Some("2024-02-10T00:00:00Z"),
-            None,
-        ),
-        // Churned exactly at start: active at start (churned_at ≥ start) and churned in P.
-        customer(
-            "c6",
-            "2024-02-01T00:00:00Z",
-            Some("2024-03-01T00:00:00Z"),
-            r1,
-        ),
-        // Subscriptions.
-        sub("sc1", "sub-1", "c1", 100, "2024-01-01T00:00:00Z"),
-        sub("sc2", "sub-1", "c1", 150, "2024-03-10T00:00:00Z"),
-        sub("sc3", "sub-2", "c2", 80, "2024-03-09T00:00:00Z"),
-        sub("sc4", "sub-3", "c4", 60, "2023-06-01T00:00:00Z"),
-        sub("sc5", "sub-3", "c4", 0, "2024-03-25T00:00:00Z"),
-        // Deals.
-        deal(
-            "dA",
-            Won,
-            4000,
-            "2024-02-01T00:00:00Z",
-            Some("2024-03-11T00:00:00Z"),
-            Some("negotiation"),
-            r1,
-        ),
-        deal(
-            "dB",
-            Won,
-            2000,
-            "2024-03-01T00:00:00Z",
-            Some("2024-03-03T00:00:00Z"),
-            Some("proposal"),
-            r2,
-        ),
-        deal(
-            "dC",
-            Lost,
-            1500,
-            "2024-03-02T00:00:00Z",
-            Some("2024-03-09T00:00:00Z"),
-            Some("prospecting"),
-            r3,
-        ),
-        deal(
-            "dD",
-            Open,
-            10000,
-            "2024-03-05T00:00:00Z",
-            None,
-            Some("proposal"),
-            r1,
-        ),
-        deal(
-            "dE",
-            Open,
-            3000,
-            "2024-01-10T00:00:00Z",
-            None,
-            Some("qualification"),
-            r2,
-        ),
-        stage("dE-1", "dE", "negotiation", "2024-04-02T00:00:00Z"),
-        // Leads.
-        lead(
-            "l1",
-            "referral",
-            "2024-03-02T00:00:00Z",
-            Some("2024-03-02T01:00:00Z"),
-            Some("2024-03-20T00:00:00Z"),
-            r1,
-        ),
-        lead(
-            "l2",
-            "web",
-            "2024-03-03T00:00:00Z",
-            Some("2024-03-03T02:00:00Z"),
-            None,
-            r2,
-        ),
-        lead(
-            "l3",
-            "web",
-            "2024-03-04T00:00:00Z",
-            None,
-            Some("2024-04-05T00:00:00Z"),
-            r3,
-        ),
-        lead("l4", "web", "2024-02-27T00:00:00Z", None, None, r1),
-        // Activities.
-        activity("a1", "r1", Call, "2024-03-02T00:00:00Z", Some(600)),
-        activity("a2", "r1", Email, "2024-03-03T00:00:00Z", None),
-        activity("a3", "r2", Meeting, "2024-03-04T00:00:00Z", Some(1800)),
-        activity("a4", "r2", FollowUp, "2024-03-05T00:00:00Z", Some(300)),
-        activity("a5", "r3", Proposal, "2024-03-06T00:00:00Z", Some(0)),
-        activity("a6", "r3", Demo, "2024-03-07T00:00:00Z", Some(2400)),
-        activity(
-            "a7",
-            "r1",
-            NetworkingEvent,
-            "2024-03-08T00:00:00Z",
-            Some(7200),
-        ),
-        activity("a8", "r2", Social, "2024-03-09T00:00:00Z", Some(60)),
-        activity("a9", "r1", Call, "2024-03-10T00:00:00Z", Some(120)),
-        activity("a10", "r1", Call, "2024-04-01T00:00:00Z", Some(100)),
-        // Inquiries and CSAT.
-        inquiry(
-            "i1",
-            "2024-03-05T00:00:00Z",
-            Some("2024-03-05T00:20:00Z"),
-            r1,
-        ),
-        inquiry(
-            "i2",
-            "2024-03-06T00:00:00Z",
-            Some("2024-03-06T00:10:00Z"),
-            None,
-        ),
-        inquiry("i3", "2024-03-07T00:00:00Z", None, r2),
-        csat("cs1", 5, "2024-03-03T00:00:00Z", r1),
-        csat("cs2", 4, "2024-03-04T00:00:00Z", r2),
-        csat("cs3", 2, "2024-03-05T00:00:00Z", r3),
-        csat("cs4", 3, "2024-03-06T00:00:00Z", None),
-        // Targets.
-        target(
-            "T1",
-            Revenue,
-            6200,
-            d(2024, 3, 1),
-            d(2024, 4, 1),
-            TargetScope::Company,
-        ),
-        target(
-            "T2",
-            Bookings,
-            9000,
-            d(2024, 2, 1),
-            d(2024, 5, 1),
-            TargetScope::Company,
-        ),
-        target(
-            "T3",
-            NewCustomers,
-            4,
-            d(2024, 3, 1),
-            d(2024, 4, 1),
-            TargetScope::Company,
-        ),
-        target(
-            "T4",
-            DealsWon,
-            4,
-            d(2024, 3, 1),
-            d(2024, 4, 1),
-            TargetScope::Company,
-        ),
-        target(
-            "T5",
-            Revenue,
-            1000,
-            d(2024, 3, 1),
-            d(2024, 4, 1),
-            TargetScope::Rep("r1".into()),
-        ),
-        target(
-            "T6",
-            Revenue,
-            620,
-            d(2024, 3, 16),
-            d(2024, 4, 16),
-            TargetScope::Rep("r2".into()),
-        ),
-        target(
-            "T7",
-            Revenue,
-            3100,
-            d(2024, 3, 1),
-            d(2024, 4, 1),
-            TargetScope::Rep("r3".into()),
-        ),
-        target(
-            "T8",
-            Revenue,
-            1000,
-            d(2024, 3, 1),
-            d(2024, 4, 1),
-            TargetScope::Team("east".into()),
-        ),
-        // Spend.
-        spend("s1", 3100, d(2024, 3, 1), d(2024, 4, 1), None),
-        spend("s2", 580, d(2024, 2, 16), d(2024, 3, 16), Some("east")),
-    ]);
-    let mut o = |id: &str, amount, at: &str, rep: Option<&str>, kind, customer: Option<&str>| {
-        let mut x = order(id, amount, at, rep);
-        x.kind = kind;
-        x.customer_id = customer.map(str::to_string);
-        data.orders.push(x);
-    };
-    o(
-        "o1",
-        1000,
-        "2024-03-05T00:00:00Z",
-        r1,
-        OrderKind::New,
-        Some("c1"),
-    );
-    o(
-        "o2",
-        500,
-        "2024-03-06T00:00:00Z",
-        r2,
-        OrderKind::Upsell,
-        Some("c1"),
-    );
-    o(
-        "o3",
-        300,
-        "2024-03-10T00:00:00Z",
-        r3,
-        OrderKind::New,
-        Some("c2"),
-    );
-    o(
-        "o4",
-        200,
-        "2024-03-20T00:00:00Z",
-        r3,
-        OrderKind::CrossSell,
-        Some("c3"),
-    );
-    o(
-        "o5",
-        100,
-        "2024-03-21T00:00:00Z",
-        None,
-        OrderKind::New,
-        None,
-    );
-    o(
-        "o6",
-        999,
-        "2024-02-20T00:00:00Z",
-        r1,
-        OrderKind::New,
-        Some("c1"),
-    );
-    data
-}
-
-/// Every catalog KPI on [`rich`], COMPANY scope, March 2024, computed by hand.
+/// Every catalog KPI on the rich fixture, COMPANY scope, March 2024, and
+/// some of February's, computed by hand.
 #[test]
 fn every_kpi_has_a_hand_computed_value() {
-    let data = rich();
-    let e = Engine::new(&data, TenantSettings::default());
-    let march = month(2024, 3);
-    let day = 86_400.0;
-    #[rustfmt::skip]
-    let expected: &[(&str, Option<f64>)] = &[
-        // o1..o5 in March: 1000 + 500 + 300 + 200 + 100 (o6 is in February)
-        ("revenue", Some(2100.0)),
-        // February revenue is o6 = 999: (2100 − 999) ÷ 999
-        ("revenue_growth", Some(1101.0 / 999.0)),
-        ("orders", Some(5.0)),
-        // 2100 ÷ 5
-        ("average_order_value", Some(420.0)),
-        // dA 4000 (closed Mar 11) + dB 2000 (closed Mar 3)
-        ("bookings", Some(6000.0)),
-        ("deals_won", Some(2.0)),
-        // dC
-        ("deals_lost", Some(1.0)),
-        // 2 ÷ (2 + 1)
-        ("win_rate", Some(2.0 / 3.0)),
-        // 6000 ÷ 2
-        ("average_deal_size", Some(3000.0)),
-        // dA: Feb 1 → Mar 11 = 39 days (leap year); dB: 2 days; mean 20.5 days
-        ("sales_cycle", Some(20.5 * day)),
-        // dB, dC, dD (dA created Feb 1, dE Jan 10)
-        ("deals_created", Some(3.0)),
-        // open at end: dD 10000 + dE 3000
-        ("pipeline_value", Some(13000.0)),
-        // dD proposal 0.5 → 5000; dE qualification at end (its negotiation change is Apr 2) 0.2 → 600
-        ("weighted_pipeline_value", Some(5600.0)),
-        // 13000 ÷ (6200 − 2100)
-        ("pipeline_coverage", Some(13000.0 / 4100.0)),
-        // T1 only (T5..T8 are other scopes' targets): 6200 × 31/31
-        ("revenue_target", Some(6200.0)),
-        // T2: 9000 × 31 ÷ 90 (Feb 1..May 1 = 29 + 31 + 30 days)
-        ("bookings_target", Some(3100.0)),
-        // 2100 ÷ 6200
-        ("revenue_target_attainment", Some(2100.0 / 6200.0)),
-        // 6000 ÷ 3100
-        ("bookings_target_attainment", Some(6000.0 / 3100.0)),
-        // new customers c2, c3 = 2; T3 = 4
-        ("new_customers_target_attainment", Some(0.5)),
-        // 2 ÷ T4 4
-        ("deals_won_target_attainment", Some(0.5)),
-        // r1 1000 ≥ 1000 ✓; r2 500 ≥ 620 × 16/31 = 320 ✓; r3 300 + 200 = 500 < 3100 ✗ → 2/3
-        ("reps_at_quota", Some(2.0 / 3.0)),
-        // scores 5, 4, 2, 3: two ≥ 4 of four
-        ("csat", Some(0.5)),
-        // 14 ÷ 4
-        ("csat_average", Some(3.5)),
-        // c2 (Mar 8), c3 (Mar 18)
-        ("new_customers", Some(2.0)),
-        // at end: c1, c2, c3 (c4 churned Mar 25, c6 at Mar 1, c5 in Feb)
-        ("active_customers", Some(3.0)),
-        // c4, c6
-        ("churned_customers", Some(2.0)),
-        // active at start: c1, c4, c6 (c6 churned_at = start is still active at start); churned in P: c4, c6
-        ("customer_churn_rate", Some(2.0 / 3.0)),
-        // of c1, c4, c6 only c1 is active at end
-        ("customer_retention_rate", Some(1.0 / 3.0)),
-        // customers with orders: c1, c2, c3 (o5 has none); with UPSELL/CROSS_SELL: c1 (o2), c3 (o4)
-        ("upsell_cross_sell_rate", Some(2.0 / 3.0)),
-        // spend: s1 3100 + s2 580 × 15/29 = 300 (Feb 16..Mar 16 is 29 days, 15 in March) → 3400 ÷ 2
-        ("cac", Some(1700.0)),
-        // (2100 ÷ ((3 + 3) ÷ 2)) × 1.0 ÷ (2/3) = 700 × 1.5
-        ("clv", Some(1050.0)),
-        // 1050 ÷ 1700
-        ("clv_to_cac", Some(1050.0 / 1700.0)),
-        // end: c1 150 + c2 80 (c4 cancelled Mar 25)
-        ("mrr", Some(230.0)),
-        // start: c1 100 + c4 60
-        ("mrr_start", Some(160.0)),
-        // 12 × 230
-        ("arr", Some(2760.0)),
-        // c2: 0 → 80, never paid before
-        ("new_mrr", Some(80.0)),
-        ("reactivation_mrr", Some(0.0)),
-        // c1: 100 → 150
-        ("expansion_mrr", Some(50.0)),
-        ("contraction_mrr", Some(0.0)),
-        // c4: 60 → 0
-        ("churned_mrr", Some(60.0)),
-        // 230 − 160 = 80 + 0 + 50 − 0 − 60
-        ("net_new_mrr", Some(70.0)),
-        // (60 + 0) ÷ 160
-        ("mrr_churn_rate", Some(60.0 / 160.0)),
-        // (160 + 50 − 0 − 60) ÷ 160
-        ("net_revenue_retention", Some(150.0 / 160.0)),
-        // 230 ÷ 2 paying customers
-        ("arpa", Some(115.0)),
-        // (80 + 0 + 50) ÷ (0 + 60)
-        ("mrr_quick_ratio", Some(130.0 / 60.0)),
-        // l1, l2, l3 (l4 is February)
-        ("leads_created", Some(3.0)),
-        // l1 and l3 (converted in April still counts: a cohort)
-        ("lead_conversion_rate", Some(2.0 / 3.0)),
-        // l1 3600 s, l2 7200 s; l3 has no response
-        ("lead_response_time", Some(5400.0)),
-        // l1 (source "referral")
-        ("referrals", Some(1.0)),
-        // a1..a9 (a10 is Apr 1 00:00 = end, excluded)
-        ("activities", Some(9.0)),
-        ("calls", Some(2.0)),
-        ("emails", Some(1.0)),
-        ("meetings", Some(1.0)),
-        ("follow_ups", Some(1.0)),
-        ("proposals_sent", Some(1.0)),
-        ("demos", Some(1.0)),
-        ("networking_events", Some(1.0)),
-        ("social_interactions", Some(1.0)),
-        // 600 + 0 (missing) + 1800 + 300 + 0 + 2400 + 7200 + 60 + 120
-        ("time_on_activities", Some(12480.0)),
-        // 9 ÷ 2
-        ("activities_per_deal_won", Some(4.5)),
-        // i1 1200 s, i2 600 s; i3 unanswered
-        ("inquiry_response_time", Some(900.0)),
-        // r1, r2, r3 all have a team during March
-        ("active_reps", Some(3.0)),
-        // 2100 ÷ 3
-        ("revenue_per_rep", Some(700.0)),
-        // 6000 ÷ 3
-        ("bookings_per_rep", Some(2000.0)),
-    ];
-    let ids: Vec<&str> = expected.iter().map(|(id, _)| *id).collect();
+    let data = rich::dataset();
+    let e = Engine::new(&data, rich::settings());
+    let ids: Vec<&str> = rich::MARCH.iter().map(|(id, _)| *id).collect();
     let catalog: Vec<&str> = CATALOG.iter().map(|k| k.id).collect();
     assert_eq!(
         ids, catalog,
         "every catalog KPI needs a hand-computed value here"
     );
-    for (id, want) in expected {
-        let got = kv(&e, &Scope::Company, &march, id);
-        match want {
-            Some(w) => assert!(close(got.value, *w), "{id}: expected {w}, got {got:?}"),
-            None => assert!(got.value.is_none(), "{id}: expected undefined, got {got:?}"),
-        }
-    }
+    assert_table(&e, &Scope::Company, &month(2024, 3), rich::MARCH);
+    assert_table(&e, &Scope::Company, &month(2024, 2), rich::FEBRUARY);
 }
 
 /// The same fixture for TEAM and REP scopes: sub-teams, a rep moving
 /// mid-period, customer-level attribution, targets of the named scope only.
 #[test]
 fn team_and_rep_scopes_on_the_rich_fixture() {
-    let data = rich();
-    let e = Engine::new(&data, TenantSettings::default());
+    let data = rich::dataset();
+    let e = Engine::new(&data, rich::settings());
     let march = month(2024, 3);
-    let east = team_scope("east");
-    let west = team_scope("west");
-    let east_a = team_scope("east-a");
-    // east = east + east-a: r1 1000, r2 500 (sub-team), r3's o4 200 (after joining Mar 16)
-    assert_val(&e, &east, &march, "revenue", 1700.0);
-    // west: r3's o3 300 (Mar 10, before the move)
-    assert_val(&e, &west, &march, "revenue", 300.0);
-    assert_val(&e, &east_a, &march, "revenue", 500.0);
-    assert_val(&e, &rep_scope("r3"), &march, "revenue", 500.0);
-    // active reps: east r1, r2, r3 (joined mid-March); west r3 (team at start); east-a r2
-    assert_val(&e, &east, &march, "active_reps", 3.0);
-    assert_val(&e, &west, &march, "active_reps", 1.0);
-    assert_val(&e, &east_a, &march, "active_reps", 1.0);
-    assert_val(&e, &rep_scope("r1"), &march, "active_reps", 1.0);
-    // Targets count only for the scope they name: east has T8 (1000), east-a none.
-    assert_val(&e, &east, &march, "revenue_target", 1000.0);
-    assert_val(&e, &east_a, &march, "revenue_target", 0.0);
-    assert_undefined(&e, &east_a, &march, "revenue_target_attainment");
-    assert_undefined(&e, &east_a, &march, "pipeline_coverage");
-    // east: remainder 1000 − 1700 < 0 → pipeline_coverage undefined
-    assert_undefined(&e, &east, &march, "pipeline_coverage");
-    // r2's own target: 620 × 16/31 = 320
-    assert_val(&e, &rep_scope("r2"), &march, "revenue_target", 320.0);
+    assert_scoped_table(&e, &march, rich::MARCH_BY_SCOPE);
+    // A prorated target has no exact value; a whole one has.
     assert_eq!(
         kv(&e, &rep_scope("r2"), &march, "revenue_target").exact_value,
         None
@@ -958,32 +177,6 @@ fn team_and_rep_scopes_on_the_rich_fixture() {
         kv(&e, &Scope::Company, &march, "revenue_target").exact_value,
         Some(6200)
     );
-    // reps_at_quota, TEAM: reps with a target whose team at end is in scope.
-    // east at end: r1 ✓, r2 ✓ (east-a), r3 ✗ → 2/3; west: nobody → undefined
-    assert_val(&e, &east, &march, "reps_at_quota", 2.0 / 3.0);
-    assert_undefined(&e, &west, &march, "reps_at_quota");
-    assert_val(&e, &rep_scope("r3"), &march, "reps_at_quota", 0.0);
-    // Spend: east has s2 (300 in March); CAC = 300 ÷ new customers of east.
-    // c2 acquired Mar 8 by r3 (west then), c3 Mar 18 by r3 (east then) → 1 → 300
-    assert_val(&e, &east, &march, "new_customers", 1.0);
-    assert_val(&e, &east, &march, "cac", 300.0);
-    assert_val(&e, &west, &march, "new_customers", 1.0);
-    // west has no spend: 0 ÷ 1 = 0
-    assert_val(&e, &west, &march, "cac", 0.0);
-    assert_undefined(&e, &rep_scope("r1"), &march, "cac");
-    // MRR follows the customer's owner: c2 (owner r3) is in east at end
-    // (r3's team at Apr 1) → new 80 in east; not in west at end.
-    assert_val(&e, &east, &march, "new_mrr", 80.0);
-    assert_val(&e, &west, &march, "mrr", 0.0);
-    // east: c1 (r1) 100 → 150, c4 (r2, east-a) 60 → 0
-    assert_val(&e, &east, &march, "mrr_start", 160.0);
-    assert_val(&e, &east, &march, "mrr", 230.0);
-    // Churn cohort at start: east has c1, c4, c6 (r1, r2, r1) → 2/3
-    assert_val(&e, &east, &march, "customer_churn_rate", 2.0 / 3.0);
-    assert_undefined(&e, &west, &march, "customer_churn_rate");
-    // upsell rate follows the order's rep: east orders o1 (c1), o2 (c1 upsell), o4 (c3 cross-sell)
-    assert_val(&e, &east, &march, "upsell_cross_sell_rate", 1.0);
-    assert_val(&e, &west, &march, "upsell_cross_sell_rate", 0.0);
     // Records without a rep count for COMPANY only: o5 (100) is nowhere else.
     let by_rep: f64 = ["r1", "r2", "r3"]
         .iter()
@@ -1248,62 +441,47 @@ fn targets_and_spend_prorate_across_period_boundaries() {
 /// 04:00Z (EDT); DST begins on Mar 10, a 23-hour day.
 #[test]
 fn dst_month_in_new_york() {
-    let mut data = Dataset::default();
-    data.orders
-        .push(order("before", 1, "2024-03-01T04:59:59Z", None)); // Feb 29 23:59:59 EST
-    data.orders
-        .push(order("first", 10, "2024-03-01T05:00:00Z", None)); // Mar 1 00:00 EST
-    data.orders
-        .push(order("last", 100, "2024-04-01T03:59:59Z", None)); // Mar 31 23:59:59 EDT
-    data.orders
-        .push(order("after", 1000, "2024-04-01T04:00:00Z", None)); // Apr 1 00:00 EDT
-    let settings = TenantSettings {
-        time_zone: chrono_tz::America::New_York,
-        ..TenantSettings::default()
-    };
-    let e = Engine::new(&data, settings);
-    let march = month_in(2024, 3, chrono_tz::America::New_York);
-    assert_val(&e, &Scope::Company, &march, "revenue", 110.0);
+    let data = dataset(periods::new_york_orders());
+    let e = Engine::new(&data, periods::new_york_settings());
+    let march = month_in(2024, 3, periods::NEW_YORK);
+    assert_val(
+        &e,
+        &Scope::Company,
+        &march,
+        "revenue",
+        periods::NEW_YORK_MARCH_REVENUE,
+    );
+    assert_val(
+        &e,
+        &Scope::Company,
+        &month_in(2024, 2, periods::NEW_YORK),
+        "revenue",
+        periods::NEW_YORK_FEBRUARY_REVENUE,
+    );
     // The DST day itself: Mar 10 00:00 EST (05:00Z) .. Mar 11 00:00 EDT (04:00Z).
     let dst_day = PeriodSpec::Calendar {
         granularity: Granularity::Day,
         date: d(2024, 3, 10),
     }
-    .resolve(chrono_tz::America::New_York, 1)
+    .resolve(periods::NEW_YORK, 1)
     .expect("day");
     assert_eq!(dst_day.end - dst_day.start, chrono::TimeDelta::hours(23));
     // A UTC tenant reads the same orders differently.
     let utc = Engine::new(&data, TenantSettings::default());
-    assert_val(&utc, &Scope::Company, &month(2024, 3), "revenue", 11.0);
+    assert_val(
+        &utc,
+        &Scope::Company,
+        &month(2024, 3),
+        "revenue",
+        periods::UTC_MARCH_REVENUE,
+    );
 }
 
 /// Fiscal year starting in April: FY containing 2024-03-15 is 2023-04-01..2024-04-01.
 #[test]
 fn fiscal_year_periods() {
-    let mut data = dataset(vec![
-        // An annual target for the fiscal year, wholly inside it.
-        target(
-            "fy",
-            TargetMetric::Revenue,
-            1200,
-            d(2023, 4, 1),
-            d(2024, 4, 1),
-            TargetScope::Company,
-        ),
-    ]);
-    data.orders
-        .push(order("a", 100, "2023-03-31T23:59:59Z", None));
-    data.orders
-        .push(order("b", 200, "2023-04-01T00:00:00Z", None));
-    data.orders
-        .push(order("c", 300, "2024-03-31T12:00:00Z", None));
-    data.orders
-        .push(order("d", 400, "2024-04-01T00:00:00Z", None));
-    let settings = TenantSettings {
-        fiscal_year_start_month: 4,
-        ..TenantSettings::default()
-    };
-    let e = Engine::new(&data, settings);
+    let data = dataset(periods::fiscal_year());
+    let e = Engine::new(&data, periods::fiscal_year_settings());
     let fy = PeriodSpec::Calendar {
         granularity: Granularity::FiscalYear,
         date: d(2024, 3, 15),
@@ -1312,8 +490,9 @@ fn fiscal_year_periods() {
     .expect("fy");
     assert_eq!((fy.start_date, fy.end_date), (d(2023, 4, 1), d(2024, 4, 1)));
     let c = &Scope::Company;
-    assert_val(&e, c, &fy, "revenue", 500.0);
-    assert_val(&e, c, &fy, "revenue_target", 1200.0);
+    // revenue, the annual target, and revenue_growth against the previous
+    // fiscal year
+    assert_table(&e, c, &fy, periods::FISCAL_YEAR);
     // Fiscal Q4 (Jan..Mar 2024): 91 of 366 days of the target → 1200 × 91/366
     let q4 = PeriodSpec::Calendar {
         granularity: Granularity::FiscalQuarter,
@@ -1322,15 +501,13 @@ fn fiscal_year_periods() {
     .resolve(Tz::UTC, 4)
     .expect("fq");
     assert_eq!((q4.start_date, q4.end_date), (d(2024, 1, 1), d(2024, 4, 1)));
-    assert_val(&e, c, &q4, "revenue_target", 1200.0 * 91.0 / 366.0);
-    // revenue_growth against the previous fiscal year (order a only): (500 − 100) ÷ 100
-    assert_val(&e, c, &fy, "revenue_growth", 4.0);
+    assert_table(&e, c, &q4, periods::FISCAL_Q4);
 }
 
 #[test]
 fn comparisons_and_relative_change() {
-    let data = rich();
-    let e = Engine::new(&data, TenantSettings::default());
+    let data = rich::dataset();
+    let e = Engine::new(&data, rich::settings());
     let march = month(2024, 3);
     let kpis: Vec<&KpiDef> = ["revenue", "win_rate"]
         .iter()
@@ -1376,8 +553,8 @@ fn comparisons_and_relative_change() {
 /// zero counts and undefined ratios.
 #[test]
 fn series_has_every_period() {
-    let data = rich();
-    let e = Engine::new(&data, TenantSettings::default());
+    let data = rich::dataset();
+    let e = Engine::new(&data, rich::settings());
     let kpis: Vec<&KpiDef> = CATALOG
         .iter()
         .filter(|k| ["revenue", "win_rate"].contains(&k.id))
@@ -1408,8 +585,8 @@ fn series_has_every_period() {
 
 #[test]
 fn breakdowns() {
-    let data = rich();
-    let e = Engine::new(&data, TenantSettings::default());
+    let data = rich::dataset();
+    let e = Engine::new(&data, rich::settings());
     let march = month(2024, 3);
     let c = &Scope::Company;
     let revenue: Vec<&KpiDef> = CATALOG.iter().filter(|k| k.id == "revenue").collect();
@@ -1474,10 +651,7 @@ fn breakdowns() {
     );
     // cohort dB (won → 3), dC (prospecting → 0), dD (proposal → 2): reached 3, 2, 2, 1; won 1
     let reached: Vec<Option<f64>> = rows.iter().map(|r| r.values[0].value).collect();
-    assert_eq!(
-        reached,
-        vec![Some(3.0), Some(2.0), Some(2.0), Some(1.0), Some(1.0)]
-    );
+    assert_eq!(reached, rich::MARCH_FUNNEL_REACHED.map(|n| Some(n as f64)));
     assert!(close(rows[0].values[1].value, 1.0 / 3.0));
     assert_eq!(rows[4].values.len(), 1);
 }
