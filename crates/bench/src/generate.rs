@@ -346,9 +346,9 @@ impl Generator {
             };
             self.push(Kind::Team(v1::Team {
                 id: team_id(index),
-                version: None,
                 name,
                 parent_team_id: parent,
+                ..Default::default()
             }));
         }
         let squads = TEAMS - REGIONS - AREAS;
@@ -356,9 +356,9 @@ impl Generator {
         for index in 0..reps {
             self.push(Kind::Rep(v1::Rep {
                 id: rep_id(index),
-                version: None,
                 name: format!("Rep {}", index + 1),
                 email: format!("rep{}@example.com", index + 1),
+                ..Default::default()
             }));
             // Selling weight: a long tail, rep 0 the strongest.
             total += 1.0 / (1.0 + index as f64 * 0.05) * (0.5 + self.rng.unit());
@@ -371,10 +371,10 @@ impl Generator {
             let first_team = self.rep_leaf[index];
             self.push(Kind::TeamMembership(v1::TeamMembership {
                 id: format!("mem-{membership:05}"),
-                version: None,
                 rep_id: rep_id(index),
                 team_id: team_id(first_team),
                 effective_at: timestamp(before_data + index as i64 * 60),
+                ..Default::default()
             }));
             membership += 1;
             if self.rng.chance(0.3) {
@@ -382,10 +382,10 @@ impl Generator {
                 let at = self.instant();
                 self.push(Kind::TeamMembership(v1::TeamMembership {
                     id: format!("mem-{membership:05}"),
-                    version: None,
                     rep_id: rep_id(index),
                     team_id: team_id(moved_to),
                     effective_at: timestamp(at),
+                    ..Default::default()
                 }));
                 membership += 1;
             }
@@ -406,12 +406,12 @@ impl Generator {
             let source = SOURCES[self.rng.below(SOURCES.len() as u64) as usize];
             self.push(Kind::Customer(v1::Customer {
                 id: customer_id(index),
-                version: None,
                 acquired_at: timestamp(acquired_at),
                 churned_at: churned_at.and_then(timestamp),
                 owner_rep_id: owner,
                 source: source.to_string(),
                 name: format!("Customer {}", index + 1),
+                ..Default::default()
             }));
             facts.push(CustomerFacts {
                 acquired_at,
@@ -450,11 +450,11 @@ impl Generator {
             mrr[c] = new_mrr;
             self.push(Kind::SubscriptionChange(v1::SubscriptionChange {
                 id: format!("sub-{index:07}"),
-                version: None,
                 subscription_id: format!("subscription-{c:07}"),
                 customer_id: customer_id(c),
                 mrr: money(new_mrr),
                 effective_at: timestamp(effective_at),
+                ..Default::default()
             }));
         }
     }
@@ -490,13 +490,13 @@ impl Generator {
             let owner = self.maybe_rep(0.9);
             self.push(Kind::Lead(v1::Lead {
                 id: lead_id(index),
-                version: None,
                 source: source.to_string(),
                 created_at: timestamp(created_at),
                 owner_rep_id: owner,
                 first_response_at: first_response_at.and_then(timestamp),
                 converted_at: converted_at.and_then(timestamp),
                 customer_id: customer,
+                ..Default::default()
             }));
         }
     }
@@ -523,7 +523,6 @@ impl Generator {
             // that the deal's history enters.
             self.push(Kind::Deal(v1::Deal {
                 id: deal_id(index),
-                version: None,
                 amount: money(amount),
                 created_at: timestamp(created_at),
                 status: status as i32,
@@ -532,6 +531,7 @@ impl Generator {
                 owner_rep_id: owner,
                 customer_id: customer,
                 lead_id: lead,
+                ..Default::default()
             }));
             facts.push(DealFacts {
                 created_at,
@@ -577,10 +577,10 @@ impl Generator {
                 .min(DATA_END_SECONDS - 1);
             self.push(Kind::DealStageChange(v1::DealStageChange {
                 id: format!("dsc-{index:07}"),
-                version: None,
                 deal_id: deal_id(d),
                 stage: stage.to_string(),
                 entered_at: timestamp(entered_at),
+                ..Default::default()
             }));
         }
     }
@@ -614,13 +614,13 @@ impl Generator {
             }
             self.push(Kind::Order(v1::Order {
                 id: format!("ord-{index:07}"),
-                version: None,
                 amount: money(amount),
                 ordered_at: timestamp(ordered_at),
                 kind: kind as i32,
                 customer_id: customer,
                 rep_id: rep.map(rep_id).unwrap_or_default(),
                 deal_id: deal,
+                ..Default::default()
             }));
         }
         revenue
@@ -651,7 +651,6 @@ impl Generator {
             let customer = self.maybe(0.3, customers, customer_id);
             self.push(Kind::Activity(v1::Activity {
                 id: format!("act-{index:08}"),
-                version: None,
                 rep_id: rep_id(rep),
                 r#type: activity_type as i32,
                 occurred_at: timestamp(occurred_at),
@@ -659,6 +658,7 @@ impl Generator {
                 lead_id: lead,
                 deal_id: deal,
                 customer_id: customer,
+                ..Default::default()
             }));
         }
     }
@@ -677,12 +677,12 @@ impl Generator {
             let rep = self.maybe_rep(0.9);
             self.push(Kind::Inquiry(v1::Inquiry {
                 id: format!("inq-{index:07}"),
-                version: None,
                 channel: channel.to_string(),
                 received_at: timestamp(received_at),
                 first_response_at: first_response_at.and_then(timestamp),
                 customer_id: customer,
                 rep_id: rep,
+                ..Default::default()
             }));
         }
     }
@@ -696,11 +696,11 @@ impl Generator {
             let rep = self.maybe_rep(0.85);
             self.push(Kind::CsatResponse(v1::CsatResponse {
                 id: format!("csat-{index:07}"),
-                version: None,
                 score,
                 responded_at: timestamp(responded_at),
                 customer_id: customer,
                 rep_id: rep,
+                ..Default::default()
             }));
         }
     }
@@ -718,7 +718,6 @@ impl Generator {
                           scope: (bool, String, String)| {
             g.push(Kind::Target(v1::Target {
                 id: format!("tgt-{index:05}"),
-                version: None,
                 metric: metric as i32,
                 value: value.max(0),
                 start_date: month_start(months.0),
@@ -726,6 +725,7 @@ impl Generator {
                 company: scope.0,
                 team_id: scope.1,
                 rep_id: scope.2,
+                ..Default::default()
             }));
             index += 1;
         };
@@ -797,12 +797,12 @@ impl Generator {
                 };
                 self.push(Kind::Spend(v1::Spend {
                     id: format!("spend-{index:05}"),
-                    version: None,
                     category: category as i32,
                     amount: money(amount * 100),
                     start_date: month_start(month),
                     end_date: month_start(month + 1),
                     team_id: team.map(team_id).unwrap_or_default(),
+                    ..Default::default()
                 }));
                 index += 1;
             }
