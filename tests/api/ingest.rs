@@ -56,13 +56,13 @@ fn rep(id: &str, version: Option<i64>, name: &str) -> pb::Record {
 fn order(id: &str, amount: i64) -> pb::Record {
     rec(R::Order(pb::Order {
         id: id.into(),
-        version: None,
         amount: usd(amount),
         ordered_at: ts(T0),
         kind: pb::OrderKind::New as i32,
         customer_id: "c1".into(),
         rep_id: "r1".into(),
         deal_id: String::new(),
+        ..Default::default()
     }))
 }
 
@@ -84,26 +84,25 @@ fn one_of_each() -> Vec<pb::Record> {
         rep("r1", None, "Ann Example"),
         rec(R::Customer(pb::Customer {
             id: "c1".into(),
-            version: None,
             acquired_at: ts(T0),
             churned_at: ts(T0 + 86_400),
             owner_rep_id: "r1".into(),
             source: "referral".into(),
             name: "ACME Corp".into(),
+            ..Default::default()
         })),
         rec(R::Lead(pb::Lead {
             id: "l1".into(),
-            version: None,
             source: "web".into(),
             created_at: ts(T0),
             owner_rep_id: "r1".into(),
             first_response_at: ts(T0 + 60),
             converted_at: ts(T0 + 3600),
             customer_id: "c1".into(),
+            ..Default::default()
         })),
         rec(R::Deal(pb::Deal {
             id: "d1".into(),
-            version: None,
             amount: usd(700_000),
             created_at: ts(T0),
             status: pb::DealStatus::Won as i32,
@@ -112,35 +111,35 @@ fn one_of_each() -> Vec<pb::Record> {
             owner_rep_id: "r1".into(),
             customer_id: "c1".into(),
             lead_id: "l1".into(),
+            ..Default::default()
         })),
         rec(R::DealStageChange(pb::DealStageChange {
             id: "s1".into(),
-            version: None,
             deal_id: "d1".into(),
             stage: "prospecting".into(),
             entered_at: ts(T0 + 1),
+            ..Default::default()
         })),
         rec(R::Order(pb::Order {
             id: "o1".into(),
-            version: None,
             amount: usd(12_345),
             ordered_at: ts(T0 + 2),
             kind: pb::OrderKind::CrossSell as i32,
             customer_id: "c1".into(),
             rep_id: "r1".into(),
             deal_id: "d1".into(),
+            ..Default::default()
         })),
         rec(R::SubscriptionChange(pb::SubscriptionChange {
             id: "sc1".into(),
-            version: None,
             subscription_id: "sub1".into(),
             customer_id: "c1".into(),
             mrr: usd(9_900),
             effective_at: ts(T0 + 3),
+            ..Default::default()
         })),
         rec(R::Activity(pb::Activity {
             id: "a1".into(),
-            version: None,
             rep_id: "r1".into(),
             r#type: pb::ActivityType::NetworkingEvent as i32,
             occurred_at: ts(T0 + 4),
@@ -148,27 +147,27 @@ fn one_of_each() -> Vec<pb::Record> {
             lead_id: "l1".into(),
             deal_id: "d1".into(),
             customer_id: "c1".into(),
+            ..Default::default()
         })),
         rec(R::Inquiry(pb::Inquiry {
             id: "i1".into(),
-            version: None,
             channel: "email".into(),
             received_at: ts(T0 + 5),
             first_response_at: ts(T0 + 65),
             customer_id: "c1".into(),
             rep_id: "r1".into(),
+            ..Default::default()
         })),
         rec(R::CsatResponse(pb::CsatResponse {
             id: "q1".into(),
-            version: None,
             score: 4,
             responded_at: ts(T0 + 6),
             customer_id: "c1".into(),
             rep_id: "r1".into(),
+            ..Default::default()
         })),
         rec(R::Target(pb::Target {
             id: "g1".into(),
-            version: None,
             metric: pb::TargetMetric::Revenue as i32,
             value: 5_000_000,
             start_date: date(2024, 1, 1),
@@ -176,15 +175,16 @@ fn one_of_each() -> Vec<pb::Record> {
             company: false,
             team_id: "t1".into(),
             rep_id: String::new(),
+            ..Default::default()
         })),
         rec(R::Spend(pb::Spend {
             id: "p1".into(),
-            version: None,
             category: pb::SpendCategory::Sales as i32,
             amount: usd(250_000),
             start_date: date(2024, 3, 1),
             end_date: date(2024, 4, 1),
             team_id: "t1".into(),
+            ..Default::default()
         })),
     ]
 }

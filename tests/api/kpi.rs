@@ -55,28 +55,28 @@ fn s(x: Option<&str>) -> String {
 fn team(id: &str, parent: Option<&str>) -> pb::Record {
     rec(R::Team(pb::Team {
         id: id.into(),
-        version: None,
         name: format!("Team {id}"),
         parent_team_id: s(parent),
+        ..Default::default()
     }))
 }
 
 fn member(id: &str, rep: &str, team: Option<&str>, at: &str) -> pb::Record {
     rec(R::TeamMembership(pb::TeamMembership {
         id: id.into(),
-        version: None,
         rep_id: rep.into(),
         team_id: s(team),
         effective_at: ts(at),
+        ..Default::default()
     }))
 }
 
 fn rep(id: &str) -> pb::Record {
     rec(R::Rep(pb::Rep {
         id: id.into(),
-        version: None,
         name: format!("Rep {id}"),
         email: String::new(),
+        ..Default::default()
     }))
 }
 
@@ -90,13 +90,13 @@ fn order(
 ) -> pb::Record {
     rec(R::Order(pb::Order {
         id: id.into(),
-        version: None,
         amount: usd(amount),
         ordered_at: ts(at),
         kind: kind as i32,
         customer_id: s(customer),
         rep_id: s(rep),
         deal_id: String::new(),
+        ..Default::default()
     }))
 }
 

@@ -54,9 +54,9 @@ fn order(id: &str, version: i64) -> pb::Record {
 fn rep(id: &str) -> pb::Record {
     rec(R::Rep(pb::Rep {
         id: id.into(),
-        version: None,
         name: format!("Rep {id}"),
         email: format!("{id}@example.com"),
+        ..Default::default()
     }))
 }
 

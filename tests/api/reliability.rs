@@ -79,7 +79,6 @@ fn batch(run: usize, sequence: i64) -> pb::StreamIngestRequest {
         .map(|j| pb::Record {
             record: Some(R::Order(pb::Order {
                 id: format!("r{run}_b{sequence}_o{j}"),
-                version: None,
                 amount: Some(pb::Money {
                     currency_code: "USD".into(),
                     minor_units: 100,
@@ -92,6 +91,7 @@ fn batch(run: usize, sequence: i64) -> pb::StreamIngestRequest {
                 customer_id: "c1".into(),
                 rep_id: "r1".into(),
                 deal_id: String::new(),
+                ..Default::default()
             })),
         })
         .collect();

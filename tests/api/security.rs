@@ -96,7 +96,6 @@ fn order(id: &str, amount: i64) -> pb::Record {
     pb::Record {
         record: Some(R::Order(pb::Order {
             id: id.into(),
-            version: None,
             amount: Some(pb::Money {
                 currency_code: "USD".into(),
                 minor_units: amount,
@@ -109,6 +108,7 @@ fn order(id: &str, amount: i64) -> pb::Record {
             customer_id: "c1".into(),
             rep_id: "r1".into(),
             deal_id: String::new(),
+            ..Default::default()
         })),
     }
 }

@@ -132,9 +132,9 @@ fn arb_team() -> impl Strategy<Value = pb::Record> {
         };
         rec(R::Team(pb::Team {
             id: TEAMS[i].into(),
-            version: None,
             name: format!("Team {i}"),
             parent_team_id: parent,
+            ..Default::default()
         }))
     })
 }
@@ -143,9 +143,9 @@ fn arb_rep() -> impl Strategy<Value = pb::Record> {
     (rep_id(), "[A-Z][a-z]{1,6}").prop_map(|(id, name)| {
         rec(R::Rep(pb::Rep {
             id,
-            version: None,
             name,
             email: String::new(),
+            ..Default::default()
         }))
     })
 }
@@ -164,10 +164,10 @@ fn arb_membership() -> impl Strategy<Value = pb::Record> {
         .prop_map(|(id, rep_id, team_id, t)| {
             rec(R::TeamMembership(pb::TeamMembership {
                 id,
-                version: None,
                 rep_id,
                 team_id,
                 effective_at: at(t),
+                ..Default::default()
             }))
         })
 }
@@ -182,12 +182,12 @@ fn arb_customer() -> impl Strategy<Value = pb::Record> {
         .prop_map(|(i, acquired, churned, owner)| {
             rec(R::Customer(pb::Customer {
                 id: format!("c{i}"),
-                version: None,
                 acquired_at: at(acquired),
                 churned_at: churned,
                 owner_rep_id: owner,
                 source: String::new(),
                 name: String::new(),
+                ..Default::default()
             }))
         })
 }
@@ -203,11 +203,11 @@ fn arb_subscription_change() -> impl Strategy<Value = pb::Record> {
         .prop_map(|(id, s, c, mrr, t)| {
             rec(R::SubscriptionChange(pb::SubscriptionChange {
                 id,
-                version: None,
                 subscription_id: format!("s{s}"),
                 customer_id: format!("c{c}"),
                 mrr: usd(mrr),
                 effective_at: at(t),
+                ..Default::default()
             }))
         })
 }
@@ -224,13 +224,13 @@ fn arb_order() -> impl Strategy<Value = pb::Record> {
         .prop_map(|(n, amount, t, rep_id, kind, customer_id)| {
             rec(R::Order(pb::Order {
                 id: format!("o{n}"),
-                version: None,
                 amount: usd(amount),
                 ordered_at: at(t),
                 kind,
                 customer_id,
                 rep_id,
                 deal_id: String::new(),
+                ..Default::default()
             }))
         })
 }
@@ -249,7 +249,6 @@ fn arb_deal() -> impl Strategy<Value = pb::Record> {
             let closed = (status != pb::DealStatus::Open as i32).then(|| created + hours * 3600);
             rec(R::Deal(pb::Deal {
                 id: format!("d{i}"),
-                version: None,
                 amount: usd(amount),
                 created_at: at(created),
                 status,
@@ -258,6 +257,7 @@ fn arb_deal() -> impl Strategy<Value = pb::Record> {
                 owner_rep_id: owner,
                 customer_id: String::new(),
                 lead_id: String::new(),
+                ..Default::default()
             }))
         })
 }
@@ -272,10 +272,10 @@ fn arb_stage_change() -> impl Strategy<Value = pb::Record> {
         .prop_map(|(id, d, stage, t)| {
             rec(R::DealStageChange(pb::DealStageChange {
                 id,
-                version: None,
                 deal_id: format!("d{d}"),
                 stage: stage.into(),
                 entered_at: at(t),
+                ..Default::default()
             }))
         })
 }
@@ -300,13 +300,13 @@ fn arb_lead() -> impl Strategy<Value = pb::Record> {
         .prop_map(|(i, source, created, responded, converted, owner)| {
             rec(R::Lead(pb::Lead {
                 id: format!("l{i}"),
-                version: None,
                 source: source.into(),
                 created_at: at(created),
                 owner_rep_id: owner,
                 first_response_at: responded,
                 converted_at: converted,
                 customer_id: String::new(),
+                ..Default::default()
             }))
         })
 }
@@ -322,7 +322,6 @@ fn arb_activity() -> impl Strategy<Value = pb::Record> {
         .prop_map(|(n, rep_id, kind, t, seconds)| {
             rec(R::Activity(pb::Activity {
                 id: format!("a{n}"),
-                version: None,
                 rep_id,
                 r#type: kind,
                 occurred_at: at(t),
@@ -330,6 +329,7 @@ fn arb_activity() -> impl Strategy<Value = pb::Record> {
                 lead_id: String::new(),
                 deal_id: String::new(),
                 customer_id: String::new(),
+                ..Default::default()
             }))
         })
 }
@@ -340,12 +340,12 @@ fn arb_inquiry() -> impl Strategy<Value = pb::Record> {
         .prop_map(|(n, t, responded, rep_id)| {
             rec(R::Inquiry(pb::Inquiry {
                 id: format!("i{n}"),
-                version: None,
                 channel: "email".into(),
                 received_at: at(t),
                 first_response_at: responded,
                 customer_id: String::new(),
                 rep_id,
+                ..Default::default()
             }))
         })
 }
@@ -354,11 +354,11 @@ fn arb_csat() -> impl Strategy<Value = pb::Record> {
     (0u32..20, 1i32..6, instant(), opt_rep()).prop_map(|(n, score, t, rep_id)| {
         rec(R::CsatResponse(pb::CsatResponse {
             id: format!("q{n}"),
-            version: None,
             score,
             responded_at: at(t),
             customer_id: String::new(),
             rep_id,
+            ..Default::default()
         }))
     })
 }
@@ -374,7 +374,6 @@ fn arb_target() -> impl Strategy<Value = pb::Record> {
             };
             rec(R::Target(pb::Target {
                 id: format!("g{n}"),
-                version: None,
                 metric,
                 value,
                 start_date,
@@ -382,6 +381,7 @@ fn arb_target() -> impl Strategy<Value = pb::Record> {
                 company,
                 team_id,
                 rep_id,
+                ..Default::default()
             }))
         },
     )
@@ -401,12 +401,12 @@ fn arb_spend() -> impl Strategy<Value = pb::Record> {
         .prop_map(|(n, category, amount, (start_date, end_date), team_id)| {
             rec(R::Spend(pb::Spend {
                 id: format!("p{n}"),
-                version: None,
                 category,
                 amount: usd(amount),
                 start_date,
                 end_date,
                 team_id,
+                ..Default::default()
             }))
         })
 }
