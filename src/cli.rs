@@ -64,7 +64,7 @@ async fn serve_until_signal(config: ServeConfig) -> anyhow::Result<()> {
     // against the bound address in `serve`).
     config.check_security(config.listen)?;
     let database_url = config.database_url();
-    let store = crate::store::connect(&database_url)
+    let store = crate::store::connect_with(&database_url, config.store_options())
         .await
         .map_err(|err| anyhow::anyhow!("cannot open the database: {err:#}"))?;
     store

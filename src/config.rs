@@ -18,6 +18,7 @@ use clap::{Args, ValueEnum};
 pub use crate::store::DEFAULT_DATABASE_URL;
 
 use crate::auth::{AdminToken, AuthSettings};
+use crate::store::DEFAULT_TOMBSTONE_RETENTION;
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
@@ -75,6 +76,17 @@ pub struct ServeConfig {
     /// queries (least recently used dropped first). 0: load per query.
     #[arg(long, env = "SALESMETRICS_KPI_CACHE_TENANTS", default_value_t = 16)]
     pub kpi_cache_tenants: usize,
+
+    /// Hours a deleted record stays in the change feed. A KPI snapshot
+    /// older than the oldest kept deletion reloads its tenant in full
+    /// instead of catching up; deletions are pruned when the tenant next
+    /// deletes something.
+    #[arg(
+        long,
+        env = "SALESMETRICS_TOMBSTONE_RETENTION_HOURS",
+        default_value_t = DEFAULT_TOMBSTONE_RETENTION.as_secs() / 3600
+    )]
+    pub tombstone_retention_hours: u64,
 
     /// Batches of one ingest stream that may be in flight (processed or
     /// awaiting acknowledgement) at once.
@@ -183,6 +195,15 @@ pub struct ServeConfig {
 }
 
 impl ServeConfig {
+    /// The store settings these options ask for.
+    pub fn store_options(&self) -> crate::store::StoreOptions {
+        crate::store::StoreOptions {
+            tombstone_retention: Duration::from_secs(
+                self.tombstone_retention_hours.saturating_mul(3600),
+            ),
+        }
+    }
+
     /// The database URL: flag or `SALESMETRICS_DATABASE_URL`, else
     /// `DATABASE_URL`, else [`DEFAULT_DATABASE_URL`].
     pub fn database_url(&self) -> String {
@@ -208,6 +229,7 @@ impl ServeConfig {
             max_message_bytes: 16 * 1024 * 1024,
             max_page_size: 1000,
             kpi_cache_tenants: 16,
+            tombstone_retention_hours: DEFAULT_TOMBSTONE_RETENTION.as_secs() / 3600,
             max_in_flight_batches: 4,
             shutdown_grace_seconds: 10,
             auth: AuthMode::Off,
@@ -320,6 +342,7 @@ impl fmt::Debug for ServeConfig {
             .field("max_message_bytes", &self.max_message_bytes)
             .field("max_page_size", &self.max_page_size)
             .field("kpi_cache_tenants", &self.kpi_cache_tenants)
+            .field("tombstone_retention_hours", &self.tombstone_retention_hours)
             .field("max_in_flight_batches", &self.max_in_flight_batches)
             .field("shutdown_grace_seconds", &self.shutdown_grace_seconds)
             .field("auth", &self.auth)

@@ -3,22 +3,29 @@
 //!
 //! Every write or delete that changes a record adds one to the tenant's data
 //! version in the same transaction (`tenants.data_version`). A query reads
-//! that version (one primary-key read) and uses the cached snapshot when its
-//! version is the same; otherwise it loads the records and the version from
-//! one database snapshot, builds the index (on a blocking thread) and
+//! that version (one primary-key read) and uses the cached snapshot when it
+//! is at least that version; otherwise it brings the snapshot up to date and
 //! replaces the cached one. So an acknowledged write is visible to the very
 //! next query, on every replica, and a query never sees a half-applied batch.
 //!
-//! * One load per tenant at a time: queries that find the snapshot stale
-//!   wait for the load in progress instead of starting their own. The load
-//!   runs as its own task, so it completes and is kept even when the query
-//!   that started it gives up (a large tenant can take longer to load than
-//!   a client's deadline).
+//! * Catching up: a stale snapshot reads only what changed since its
+//!   version from the store's change feed (rows stamped with the version
+//!   that wrote them, tombstones for deletes), applies it to a copy of its
+//!   records and rebuilds the index in memory, on a blocking thread. Only
+//!   the first query of a tenant, or one whose snapshot is older than the
+//!   retained tombstones, loads the tenant in full.
+//! * One refresh per tenant at a time: queries that find the snapshot stale
+//!   wait for the refresh in progress instead of starting their own, and use
+//!   its result when it is at least as new as the version they read. The
+//!   refresh runs as its own task, so it completes and is kept even when the
+//!   query that started it gives up (a large tenant can take longer to load
+//!   than a client's deadline).
 //! * At most `capacity` tenants are kept; the least recently used is
 //!   dropped first (its memory is freed when its last query ends). A
 //!   capacity of 0 turns caching off: every query loads its own snapshot.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use self_cell::self_cell;
@@ -111,6 +118,20 @@ struct Inner {
     store: Arc<dyn Store>,
     capacity: usize,
     state: Mutex<State>,
+    /// Snapshots loaded in full.
+    full_loads: AtomicU64,
+    /// Snapshots brought up to date from the change feed.
+    catch_ups: AtomicU64,
+}
+
+/// How a cache has refreshed its snapshots so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refreshes {
+    /// Snapshots loaded in full (a tenant's first query, or a snapshot older
+    /// than the retained tombstones).
+    pub full_loads: u64,
+    /// Snapshots brought up to date from the change feed.
+    pub catch_ups: u64,
 }
 
 impl std::fmt::Debug for SnapshotCache {
@@ -129,6 +150,8 @@ impl SnapshotCache {
                 store,
                 capacity,
                 state: Mutex::new(State::default()),
+                full_loads: AtomicU64::new(0),
+                catch_ups: AtomicU64::new(0),
             }),
         }
     }
@@ -149,16 +172,17 @@ impl SnapshotCache {
             let mut state = inner.state();
             let (tick, slot) = state.slot(tenant, Arc::default);
             slot.last_used = tick;
-            if let Some(current) = slot.current.as_ref().filter(|c| c.version == version) {
+            if let Some(current) = slot.current.as_ref().filter(|c| c.version >= version) {
                 return Ok(current.clone());
             }
             slot.loading.clone()
         };
         let guard = loading.clone().lock_owned().await;
-        // A query that waited for the lock may find the load it waited for
-        // has brought the snapshot up to date.
-        if let Some(current) = inner.cached(tenant).filter(|c| c.version == version) {
-            return Ok(current);
+        // A query that waited for the lock may find the refresh it waited
+        // for has brought the snapshot up to (or past) its version.
+        let previous = inner.cached(tenant);
+        if let Some(current) = previous.as_ref().filter(|c| c.version >= version) {
+            return Ok(current.clone());
         }
         let task_inner = inner.clone();
         let tenant = tenant.to_string();
@@ -166,7 +190,7 @@ impl SnapshotCache {
             // Held until the snapshot is stored: queries arriving meanwhile
             // wait for this load.
             let _guard = guard;
-            let fresh = load(task_inner.store.as_ref(), &tenant).await?;
+            let fresh = task_inner.refresh(&tenant, previous).await?;
             let mut state = task_inner.state();
             let (_, slot) = state.slot(&tenant, || loading);
             slot.current = Some(fresh.clone());
@@ -175,6 +199,15 @@ impl SnapshotCache {
         })
         .await
         .map_err(|e| Error::internal(format!("snapshot load failed: {e}")))?
+    }
+
+    /// How many full loads and catch-ups the cache has done (for tests and
+    /// metrics).
+    pub fn refreshes(&self) -> Refreshes {
+        Refreshes {
+            full_loads: self.inner.full_loads.load(Ordering::Relaxed),
+            catch_ups: self.inner.catch_ups.load(Ordering::Relaxed),
+        }
     }
 
     /// How many tenants are cached (for tests and metrics).
@@ -194,6 +227,36 @@ impl SnapshotCache {
 }
 
 impl Inner {
+    /// Brings `previous` (the cached snapshot, if any) up to the tenant's
+    /// current version: from the change feed when it can, else by a full load.
+    async fn refresh(
+        &self,
+        tenant: &str,
+        previous: Option<Arc<Versioned>>,
+    ) -> Result<Arc<Versioned>> {
+        if let Some(previous) = previous
+            && let Some(changes) = self.store.changes_since(tenant, previous.version).await?
+        {
+            self.catch_ups.fetch_add(1, Ordering::Relaxed);
+            if changes.version <= previous.version {
+                return Ok(previous);
+            }
+            let snapshot = tokio::task::spawn_blocking(move || {
+                let mut data = previous.snapshot.borrow_owner().clone();
+                data.apply_changes(&changes.deleted, changes.upserts);
+                Snapshot::build(data)
+            })
+            .await
+            .map_err(|e| Error::internal(format!("indexing failed: {e}")))?;
+            return Ok(Arc::new(Versioned {
+                version: changes.version,
+                snapshot,
+            }));
+        }
+        self.full_loads.fetch_add(1, Ordering::Relaxed);
+        load(self.store.as_ref(), tenant).await
+    }
+
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         // The state stays consistent at every await-free step, so a panic
         // elsewhere cannot leave it half-updated.

@@ -14,6 +14,7 @@
 //! statements (below), and tenant creation (provided methods of [`Store`]).
 
 use std::sync::{Arc, LazyLock};
+use std::time::Duration;
 
 use async_trait::async_trait;
 
@@ -31,6 +32,43 @@ pub use sqlite::SqliteStore;
 /// Where the data lives when nothing else is configured: `./salesmetrics.db`.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://salesmetrics.db";
 
+/// How long deletions stay in the change feed by default (`--tombstone-retention-hours`).
+pub const DEFAULT_TOMBSTONE_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Settings of a store beyond its URL.
+#[derive(Debug, Clone, Copy)]
+pub struct StoreOptions {
+    /// How long a deletion stays in the change feed. A KPI snapshot older
+    /// than the oldest deletion still kept is reloaded in full instead of
+    /// catching up.
+    pub tombstone_retention: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            tombstone_retention: DEFAULT_TOMBSTONE_RETENTION,
+        }
+    }
+}
+
+/// A retention as nanoseconds (saturating: a huge retention keeps everything).
+fn retention_nanos(retention: Duration) -> i64 {
+    i64::try_from(retention.as_nanos()).unwrap_or(i64::MAX)
+}
+
+/// Changes to a tenant's records after some data version, read from the
+/// change feed in one consistent snapshot.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Changes {
+    /// The tenant's data version the changes bring a snapshot to.
+    pub version: i64,
+    /// Records deleted since (type and id); applied before `upserts`.
+    pub deleted: Vec<(RecordType, String)>,
+    /// Records written since, as they are now.
+    pub upserts: Vec<Record>,
+}
+
 /// Opens the store named by `url` and brings its schema up to date.
 ///
 /// * `sqlite:` URLs (`sqlite://path/to/file.db`, `sqlite:file.db`) open a SQLite
@@ -41,10 +79,15 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://salesmetrics.db";
 ///
 /// An unreachable database is [`Error::Unavailable`].
 pub async fn connect(url: &str) -> Result<Arc<dyn Store>> {
+    connect_with(url, StoreOptions::default()).await
+}
+
+/// [`connect`] with settings beyond the URL.
+pub async fn connect_with(url: &str, options: StoreOptions) -> Result<Arc<dyn Store>> {
     if url.starts_with("sqlite:") {
-        Ok(Arc::new(SqliteStore::connect(url).await?))
+        Ok(Arc::new(SqliteStore::connect_with(url, options).await?))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(PostgresStore::connect(url).await?))
+        Ok(Arc::new(PostgresStore::connect_with(url, options).await?))
     } else {
         Err(Error::invalid(
             "database_url",
@@ -207,6 +250,11 @@ pub trait Store: Send + Sync + 'static {
     /// change to its records (`None` for an unknown tenant).
     async fn data_version(&self, tenant: &str) -> Result<Option<i64>>;
 
+    /// What changed in the tenant's records after data version `since`, from
+    /// the change feed; `None` when deletions after `since` may have been
+    /// pruned already (then only a full load is exact).
+    async fn changes_since(&self, tenant: &str, since: i64) -> Result<Option<Changes>>;
+
     // Tenants and API keys.
 
     /// Creates a tenant with `settings`; [`Error::AlreadyExists`] if the id is taken.
@@ -250,6 +298,28 @@ pub async fn settings_of(store: &dyn Store, tenant: &str) -> Result<TenantSettin
 // `$N`, numbered in the order they first appear: sqlx (both drivers) reads
 // the number, and SQLite itself numbers `$`-named parameters in order of
 // first appearance, so positional binds line up on the rusqlite writer too.
+
+/// The data version of a tenant (see migrations/*/0003_data_version.sql).
+const DATA_VERSION_SQL: &str = "SELECT data_version FROM tenants WHERE id = $1";
+
+/// Records a deletion in the change feed (`$1` tenant, `$2` table, `$3` id,
+/// `$4` the deleting transaction's data version, `$5` when, in nanoseconds).
+const UPSERT_TOMBSTONE_SQL: &str = "INSERT INTO tombstones \
+     (tenant_id, record_table, id, changed_version, deleted_at) VALUES ($1, $2, $3, $4, $5) \
+     ON CONFLICT (tenant_id, record_table, id) DO UPDATE SET \
+     changed_version = excluded.changed_version, deleted_at = excluded.deleted_at";
+
+/// The highest version among a tenant's tombstones older than `$2`.
+const PRUNABLE_TOMBSTONES_SQL: &str =
+    "SELECT MAX(changed_version) FROM tombstones WHERE tenant_id = $1 AND deleted_at < $2";
+
+/// Drops a tenant's tombstones older than `$2`.
+const PRUNE_TOMBSTONES_SQL: &str =
+    "DELETE FROM tombstones WHERE tenant_id = $1 AND deleted_at < $2";
+
+/// Raises a tenant's `tombstones_pruned_version` to `$1` (never lowers it).
+const RAISE_PRUNED_VERSION_SQL: &str = "UPDATE tenants SET tombstones_pruned_version = $1 \
+     WHERE id = $2 AND tombstones_pruned_version < $1";
 
 /// Creates a tenant unless the id is taken (then changes nothing).
 const INSERT_TENANT_SQL: &str = "INSERT INTO tenants (id, settings, created_at) VALUES ($1, $2, $3) \

@@ -24,8 +24,10 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, Post
 use super::reads::SqlReads;
 use super::rows::{self, TeamTree, TeamTreeGuard, Value};
 use super::{
-    ApiKeyInfo, BUMP_VERSION_SQL, INSERT_API_KEY_SQL, INSERT_TENANT_SQL, PoolUsage,
-    REVOKE_API_KEY_SQL, Store, StoredApiKey, UPDATE_SETTINGS_SQL, WriteOutcome, api_key_from_row,
+    ApiKeyInfo, BUMP_VERSION_SQL, Changes, INSERT_API_KEY_SQL, INSERT_TENANT_SQL,
+    PRUNABLE_TOMBSTONES_SQL, PRUNE_TOMBSTONES_SQL, PoolUsage, RAISE_PRUNED_VERSION_SQL,
+    REVOKE_API_KEY_SQL, Store, StoreOptions, StoredApiKey, UPDATE_SETTINGS_SQL,
+    UPSERT_TOMBSTONE_SQL, WriteOutcome, api_key_from_row, retention_nanos,
 };
 use crate::domain::{Dataset, Record, RecordType, TenantSettings};
 use crate::error::{Error, Result};
@@ -93,11 +95,15 @@ fn upsert_sql(table: &str, columns: &[(&str, rows::Kind)]) -> String {
         .collect();
     let updates: Vec<String> = std::iter::once("version")
         .chain(names.iter().copied())
+        .chain(std::iter::once("changed_version"))
         .map(|c| format!("{c} = excluded.{c}"))
         .collect();
+    // The last parameter is the transaction's new data version, recorded as
+    // every written row's `changed_version` (the change feed).
+    let changed_version = columns.len() + 4;
     format!(
-        "INSERT INTO {table} (tenant_id, id, version, {columns}) \
-         SELECT $1, * FROM UNNEST($2::text[], $3::bigint[], {arrays}) \
+        "INSERT INTO {table} (tenant_id, id, version, {columns}, changed_version) \
+         SELECT $1, *, ${changed_version}::bigint FROM UNNEST($2::text[], $3::bigint[], {arrays}) \
          ON CONFLICT (tenant_id, id) DO UPDATE SET {updates} \
          WHERE excluded.version IS NULL OR {table}.version IS NULL \
          OR excluded.version > {table}.version \
@@ -122,6 +128,8 @@ pub struct PostgresStore {
     /// The reads (and their pool, which the writes share: PostgreSQL handles
     /// concurrent writers).
     reads: SqlReads<Postgres>,
+    /// How long deletions stay in the change feed.
+    tombstone_retention: Duration,
 }
 
 impl PostgresStore {
@@ -129,6 +137,11 @@ impl PostgresStore {
     /// (sqlx holds an advisory lock meanwhile, so replicas starting together
     /// migrate once).
     pub async fn connect(url: &str) -> Result<Self> {
+        Self::connect_with(url, StoreOptions::default()).await
+    }
+
+    /// [`PostgresStore::connect`] with settings beyond the URL.
+    pub async fn connect_with(url: &str, store_options: StoreOptions) -> Result<Self> {
         let options = PgConnectOptions::from_str(url)
             .map_err(|_| Error::invalid("database_url", "not a valid PostgreSQL URL"))?;
         let pool = PgPoolOptions::new()
@@ -144,6 +157,7 @@ impl PostgresStore {
                 // would take a new one per statement).
                 begin_snapshot: Some("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"),
             },
+            tombstone_retention: store_options.tombstone_retention,
         })
     }
 
@@ -181,13 +195,9 @@ impl PostgresStore {
         // tenant across replicas: the team tree read below stays current
         // until commit, the data version (bumped last) counts commits
         // exactly, and two batches can never deadlock on each other's rows.
-        let exists = sqlx::query("SELECT 1 FROM tenants WHERE id = $1 FOR UPDATE")
-            .bind(tenant)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if exists.is_none() {
-            return Err(rows::unknown_tenant(tenant));
-        }
+        let changed_version = lock_next_version(&mut tx, tenant)
+            .await?
+            .ok_or_else(|| rows::unknown_tenant(tenant))?;
         let mut teams = TeamTreeGuard::new(if rows::has_teams(records) {
             load_team_tree(&mut tx, tenant).await?
         } else {
@@ -201,7 +211,7 @@ impl PostgresStore {
                 outcomes.push(rejected);
                 continue;
             }
-            let written = upsert(&mut tx, tenant, run).await?;
+            let written = upsert(&mut tx, tenant, run, changed_version).await?;
             for record in run {
                 if written.contains(record.id()) {
                     teams.applied(record);
@@ -237,24 +247,55 @@ impl PostgresStore {
         let sql = &STATEMENTS[record_type as usize].delete;
         let mut tx = self.pool().begin().await?;
         // The tenant row lock orders deletes with writes (see write_once).
-        sqlx::query("SELECT 1 FROM tenants WHERE id = $1 FOR UPDATE")
-            .bind(tenant)
-            .execute(&mut *tx)
-            .await?;
+        let Some(changed_version) = lock_next_version(&mut tx, tenant).await? else {
+            // No tenant, no records: nothing existed.
+            return Ok(0);
+        };
+        let table = rows::table(record_type).table;
+        let now = rows::now_nanos();
         let mut existed = 0;
         for id in ids {
-            existed += sqlx::query(sql)
+            let deleted = sqlx::query(sql)
                 .bind(tenant)
                 .bind(id)
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
+            if deleted > 0 {
+                existed += deleted;
+                sqlx::query(UPSERT_TOMBSTONE_SQL)
+                    .bind(tenant)
+                    .bind(table)
+                    .bind(id)
+                    .bind(changed_version)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+            }
         }
         if existed > 0 {
             sqlx::query(BUMP_VERSION_SQL)
                 .bind(tenant)
                 .execute(&mut *tx)
                 .await?;
+            let cutoff = now.saturating_sub(retention_nanos(self.tombstone_retention));
+            let pruned: Option<i64> = sqlx::query_scalar(PRUNABLE_TOMBSTONES_SQL)
+                .bind(tenant)
+                .bind(cutoff)
+                .fetch_one(&mut *tx)
+                .await?;
+            if let Some(pruned) = pruned {
+                sqlx::query(PRUNE_TOMBSTONES_SQL)
+                    .bind(tenant)
+                    .bind(cutoff)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(RAISE_PRUNED_VERSION_SQL)
+                    .bind(pruned)
+                    .bind(tenant)
+                    .execute(&mut *tx)
+                    .await?;
+            }
         }
         tx.commit().await?;
         Ok(existed)
@@ -270,6 +311,19 @@ fn is_retryable(err: &anyhow::Error) -> bool {
         .is_some_and(|code| code == "40P01" || code == "40001")
 }
 
+/// Locks the tenant row and returns the data version the transaction
+/// commits if it changes anything (`None`: no such tenant). Every write
+/// takes this lock first, so the writes of a tenant are serialized across
+/// replicas and the version is this transaction's alone.
+async fn lock_next_version(conn: &mut PgConnection, tenant: &str) -> Result<Option<i64>> {
+    let version: Option<i64> =
+        sqlx::query_scalar("SELECT data_version FROM tenants WHERE id = $1 FOR UPDATE")
+            .bind(tenant)
+            .fetch_optional(conn)
+            .await?;
+    Ok(version.map(|v| v + 1))
+}
+
 async fn load_team_tree(conn: &mut PgConnection, tenant: &str) -> Result<TeamTree> {
     let rows = sqlx::query("SELECT id, parent_team_id FROM teams WHERE tenant_id = $1")
         .bind(tenant)
@@ -282,7 +336,12 @@ async fn load_team_tree(conn: &mut PgConnection, tenant: &str) -> Result<TeamTre
 
 /// Writes a run of records of one type with distinct ids; returns the ids
 /// that were written (the others were stale).
-async fn upsert(conn: &mut PgConnection, tenant: &str, run: &[Record]) -> Result<HashSet<String>> {
+async fn upsert(
+    conn: &mut PgConnection,
+    tenant: &str,
+    run: &[Record],
+    changed_version: i64,
+) -> Result<HashSet<String>> {
     let Some(first) = run.first() else {
         return Ok(HashSet::new());
     };
@@ -327,6 +386,7 @@ async fn upsert(conn: &mut PgConnection, tenant: &str, run: &[Record]) -> Result
         };
     }
     query
+        .bind(changed_version)
         .fetch_all(conn)
         .await?
         .iter()
@@ -403,6 +463,10 @@ impl Store for PostgresStore {
 
     async fn data_version(&self, tenant: &str) -> Result<Option<i64>> {
         self.reads.data_version(tenant).await
+    }
+
+    async fn changes_since(&self, tenant: &str, since: i64) -> Result<Option<Changes>> {
+        self.reads.changes_since(tenant, since).await
     }
 
     async fn insert_api_key(&self, key: &StoredApiKey) -> Result<()> {

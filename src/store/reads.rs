@@ -11,12 +11,11 @@ use std::sync::LazyLock;
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Type};
 
 use super::rows::{self, read_record};
-use super::{API_KEY_COLUMNS, ApiKeyInfo, StoredApiKey, api_key_from_row};
+use super::{
+    API_KEY_COLUMNS, ApiKeyInfo, Changes, DATA_VERSION_SQL, StoredApiKey, api_key_from_row,
+};
 use crate::domain::{Dataset, Record, RecordType, TenantSettings};
-use crate::error::Result;
-
-/// The data version of a tenant (see migrations/*/0003_data_version.sql).
-pub(super) const DATA_VERSION_SQL: &str = "SELECT data_version FROM tenants WHERE id = $1";
+use crate::error::{Error, Result};
 
 /// The read SQL of one record table, built once from [`rows::table`].
 struct ReadStatements {
@@ -24,6 +23,8 @@ struct ReadStatements {
     page: String,
     /// Every row of the tenant, ordered by id.
     all: String,
+    /// The rows written after data version `$2` (the change feed).
+    changed: String,
 }
 
 /// Read statements per record type, indexed by `RecordType as usize`.
@@ -41,6 +42,9 @@ static STATEMENTS: LazyLock<Vec<ReadStatements>> = LazyLock::new(|| {
             ReadStatements {
                 page: format!("{select} WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT $3"),
                 all: format!("{select} WHERE tenant_id = $1 ORDER BY id"),
+                changed: format!(
+                    "{select} WHERE tenant_id = $1 AND changed_version > $2 ORDER BY id"
+                ),
             }
         })
         .collect()
@@ -122,10 +126,7 @@ where
 
     /// Every record of the tenant and its data version, from one snapshot.
     pub async fn load(&self, tenant: &str) -> Result<(i64, Dataset)> {
-        let mut tx = match self.begin_snapshot {
-            Some(statement) => self.pool.begin_with(statement).await?,
-            None => self.pool.begin().await?,
-        };
+        let mut tx = self.begin().await?;
         // First statement: the snapshot starts here, so the version matches
         // the records read after it.
         let version: Option<i64> = sqlx::query_scalar(DATA_VERSION_SQL)
@@ -144,6 +145,71 @@ where
         }
         tx.commit().await?;
         Ok((version.unwrap_or(0), dataset))
+    }
+
+    /// What changed after data version `since`, in one snapshot; `None`
+    /// when tombstones after `since` may have been pruned.
+    pub async fn changes_since(&self, tenant: &str, since: i64) -> Result<Option<Changes>> {
+        let mut tx = self.begin().await?;
+        // First statement: the snapshot starts here, so the version matches
+        // the changes read after it.
+        let Some(row) = sqlx::query(
+            "SELECT data_version, tombstones_pruned_version FROM tenants WHERE id = $1",
+        )
+        .bind(tenant)
+        .fetch_optional(&mut *tx)
+        .await?
+        else {
+            // No tenant: no records, and nothing changed.
+            return Ok(Some(Changes::default()));
+        };
+        let version: i64 = row.try_get(0)?;
+        let pruned: i64 = row.try_get(1)?;
+        if since < pruned {
+            return Ok(None);
+        }
+        let mut changes = Changes {
+            version,
+            ..Changes::default()
+        };
+        if since >= version {
+            return Ok(Some(changes));
+        }
+        let deleted = sqlx::query(
+            "SELECT record_table, id FROM tombstones WHERE tenant_id = $1 AND changed_version > $2",
+        )
+        .bind(tenant)
+        .bind(since)
+        .fetch_all(&mut *tx)
+        .await?;
+        for row in &deleted {
+            let table: String = row.try_get(0)?;
+            let record_type = RecordType::ALL
+                .into_iter()
+                .find(|t| rows::table(*t).table == table)
+                .ok_or_else(|| Error::internal(format!("tombstone of unknown table {table}")))?;
+            changes.deleted.push((record_type, row.try_get(1)?));
+        }
+        for record_type in RecordType::ALL {
+            let rows = sqlx::query(&STATEMENTS[record_type as usize].changed)
+                .bind(tenant)
+                .bind(since)
+                .fetch_all(&mut *tx)
+                .await?;
+            for row in &rows {
+                changes.upserts.push(read_record(record_type, row)?);
+            }
+        }
+        tx.commit().await?;
+        Ok(Some(changes))
+    }
+
+    /// Opens a read transaction that sees one snapshot of every table.
+    async fn begin(&self) -> Result<sqlx::Transaction<'static, DB>> {
+        Ok(match self.begin_snapshot {
+            Some(statement) => self.pool.begin_with(statement).await?,
+            None => self.pool.begin().await?,
+        })
     }
 
     /// The key with this id, revoked or not.

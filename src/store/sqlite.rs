@@ -30,8 +30,10 @@ use tokio::sync::Mutex;
 use super::reads::SqlReads;
 use super::rows::{self, TeamTree, TeamTreeGuard, Value};
 use super::{
-    ApiKeyInfo, BUMP_VERSION_SQL, INSERT_API_KEY_SQL, INSERT_TENANT_SQL, PoolUsage,
-    REVOKE_API_KEY_SQL, Store, StoredApiKey, UPDATE_SETTINGS_SQL, WriteOutcome,
+    ApiKeyInfo, BUMP_VERSION_SQL, Changes, DATA_VERSION_SQL, INSERT_API_KEY_SQL, INSERT_TENANT_SQL,
+    PRUNABLE_TOMBSTONES_SQL, PRUNE_TOMBSTONES_SQL, PoolUsage, RAISE_PRUNED_VERSION_SQL,
+    REVOKE_API_KEY_SQL, Store, StoreOptions, StoredApiKey, UPDATE_SETTINGS_SQL,
+    UPSERT_TOMBSTONE_SQL, WriteOutcome, retention_nanos,
 };
 use crate::domain::{Dataset, Record, RecordType, TenantSettings};
 use crate::error::{Error, Result};
@@ -91,14 +93,18 @@ fn statements(record_type: RecordType) -> Statements {
 /// updates and none when the version rule skips the update, so "no change"
 /// means stale. (That count is what `RETURNING 1` would say, without the
 /// temporary table SQLite builds per statement for RETURNING.)
+///
+/// The last placeholder is the transaction's new data version, recorded as
+/// the row's `changed_version` (the change feed).
 fn upsert_sql(table: &str, columns: &[&str]) -> String {
-    let placeholders: Vec<String> = (1..=columns.len() + 3).map(|i| format!("?{i}")).collect();
+    let placeholders: Vec<String> = (1..=columns.len() + 4).map(|i| format!("?{i}")).collect();
     let updates: Vec<String> = std::iter::once("version")
         .chain(columns.iter().copied())
+        .chain(std::iter::once("changed_version"))
         .map(|c| format!("{c} = excluded.{c}"))
         .collect();
     format!(
-        "INSERT INTO {table} (tenant_id, id, version, {columns}) VALUES ({placeholders}) \
+        "INSERT INTO {table} (tenant_id, id, version, {columns}, changed_version) VALUES ({placeholders}) \
          ON CONFLICT (tenant_id, id) DO UPDATE SET {updates} \
          WHERE excluded.version IS NULL OR {table}.version IS NULL \
          OR excluded.version > {table}.version",
@@ -116,6 +122,8 @@ pub struct SqliteStore {
     writer: Arc<Mutex<Connection>>,
     /// The reads, on connections that only read.
     reads: SqlReads<Sqlite>,
+    /// How long deletions stay in the change feed.
+    tombstone_retention: Duration,
 }
 
 /// A record ready for the writer thread: its column values, owned.
@@ -152,6 +160,11 @@ impl SqliteStore {
     /// separate read and write connections would need a shared cache, whose
     /// table locks fail instead of waiting. Tests use a temporary file.
     pub async fn connect(url: &str) -> Result<Self> {
+        Self::connect_with(url, StoreOptions::default()).await
+    }
+
+    /// [`SqliteStore::connect`] with settings beyond the URL.
+    pub async fn connect_with(url: &str, store_options: StoreOptions) -> Result<Self> {
         if url.contains(":memory:") || url.contains("mode=memory") {
             return Err(Error::invalid(
                 "database_url",
@@ -193,6 +206,7 @@ impl SqliteStore {
                 pool: reader,
                 begin_snapshot: None,
             },
+            tombstone_retention: store_options.tombstone_retention,
         })
     }
 
@@ -245,17 +259,38 @@ impl SqliteStore {
     ) -> Result<u64> {
         let tenant = tenant.to_string();
         let ids = ids.to_vec();
+        let retention = self.tombstone_retention;
         self.with_writer(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let Some(changed_version) = next_version(&tx, &tenant)? else {
+                // No tenant, no records: nothing existed.
+                return Ok(0);
+            };
+            let table = rows::table(record_type).table;
+            let now = rows::now_nanos();
             let mut existed = 0;
             {
                 let mut delete = tx.prepare_cached(&STATEMENTS[record_type as usize].delete)?;
+                let mut tombstone = tx.prepare_cached(UPSERT_TOMBSTONE_SQL)?;
                 for id in &ids {
-                    existed += delete.execute((&tenant, id))? as u64;
+                    if delete.execute((&tenant, id))? > 0 {
+                        existed += 1;
+                        tombstone.execute((&tenant, table, id, changed_version, now))?;
+                    }
                 }
             }
             if existed > 0 {
                 tx.prepare_cached(BUMP_VERSION_SQL)?.execute([&tenant])?;
+                let cutoff = now.saturating_sub(retention_nanos(retention));
+                let pruned: Option<i64> = tx
+                    .prepare_cached(PRUNABLE_TOMBSTONES_SQL)?
+                    .query_row((&tenant, cutoff), |row| row.get(0))?;
+                if let Some(pruned) = pruned {
+                    tx.prepare_cached(PRUNE_TOMBSTONES_SQL)?
+                        .execute((&tenant, cutoff))?;
+                    tx.prepare_cached(RAISE_PRUNED_VERSION_SQL)?
+                        .execute((pruned, &tenant))?;
+                }
             }
             tx.commit()?;
             Ok(existed)
@@ -294,12 +329,9 @@ fn write_records(
     // team tree) cannot go stale before the writes. Dropping the transaction
     // on an early return rolls it back.
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    if !tx
-        .prepare_cached("SELECT 1 FROM tenants WHERE id = ?1")?
-        .exists([tenant])?
-    {
-        return Err(rows::unknown_tenant(tenant));
-    }
+    // The version this transaction will commit, should it change anything;
+    // the write lock keeps it ours.
+    let changed_version = next_version(&tx, tenant)?.ok_or_else(|| rows::unknown_tenant(tenant))?;
     let mut teams = TeamTreeGuard::new(if records.iter().any(|r| r.team.is_some()) {
         load_team_tree(&tx, tenant)?
     } else {
@@ -321,7 +353,7 @@ fn write_records(
                 slot.insert(tx.prepare_cached(&STATEMENTS[record.record_type as usize].upsert)?)
             }
         };
-        if write_one(upsert, tenant, record)? {
+        if write_one(upsert, tenant, record, changed_version)? {
             if let Some(team) = &record.team {
                 teams.applied(team);
             }
@@ -345,6 +377,16 @@ fn write_records(
     Ok(outcomes)
 }
 
+/// The data version the current write transaction commits if it changes
+/// anything (`None`: no such tenant).
+fn next_version(conn: &Connection, tenant: &str) -> Result<Option<i64>> {
+    let version: Option<i64> = conn
+        .prepare_cached(DATA_VERSION_SQL)?
+        .query_row([tenant], |row| row.get(0))
+        .optional()?;
+    Ok(version.map(|v| v + 1))
+}
+
 fn load_team_tree(conn: &Connection, tenant: &str) -> Result<TeamTree> {
     let mut select =
         conn.prepare_cached("SELECT id, parent_team_id FROM teams WHERE tenant_id = ?1")?;
@@ -359,6 +401,7 @@ fn write_one(
     upsert: &mut CachedStatement<'_>,
     tenant: &str,
     record: &EncodedRecord,
+    changed_version: i64,
 ) -> Result<bool> {
     upsert.raw_bind_parameter(1, tenant)?;
     upsert.raw_bind_parameter(2, &record.id)?;
@@ -369,6 +412,7 @@ fn write_one(
             Value::Int(n) => upsert.raw_bind_parameter(i + 4, n)?,
         }
     }
+    upsert.raw_bind_parameter(record.values.len() + 4, changed_version)?;
     // One row changed when inserted or updated, none when stale.
     Ok(upsert.raw_execute()? > 0)
 }
@@ -484,6 +528,10 @@ impl Store for SqliteStore {
 
     async fn data_version(&self, tenant: &str) -> Result<Option<i64>> {
         self.reads.data_version(tenant).await
+    }
+
+    async fn changes_since(&self, tenant: &str, since: i64) -> Result<Option<Changes>> {
+        self.reads.changes_since(tenant, since).await
     }
 
     async fn insert_api_key(&self, key: &StoredApiKey) -> Result<()> {

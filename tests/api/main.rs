@@ -7,6 +7,7 @@ mod grpc_web;
 mod harness;
 mod ingest;
 mod kpi;
+mod live;
 mod observability;
 mod process;
 mod reliability;

@@ -147,6 +147,7 @@ async fn stream_until_stopped(
 
 /// Records stored per batch of `run`, read back through the store.
 async fn stored_per_batch(url: &str, run: usize) -> HashMap<i64, usize> {
+    settle_killed_sessions(url).await;
     let store = salesmetrics::store::connect(url).await.expect("reopen");
     let mut counts = HashMap::new();
     let mut after: Option<String> = None;
@@ -169,6 +170,32 @@ async fn stored_per_batch(url: &str, run: usize) -> HashMap<i64, usize> {
         }
     }
     counts
+}
+
+/// On PostgreSQL, waits (at most 30 s) until the killed server's sessions
+/// have ended: a COMMIT it sent just before the kill may still be running in
+/// its session, and counting before it finishes would miss that batch.
+async fn settle_killed_sessions(url: &str) {
+    use sqlx::Connection;
+    if !url.starts_with("postgres") {
+        return;
+    }
+    let mut conn = sqlx::PgConnection::connect(url).await.expect("connect");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let others: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        .fetch_one(&mut conn)
+        .await
+        .expect("pg_stat_activity");
+        if others == 0 || Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = conn.close().await;
 }
 
 /// Every acknowledged batch is complete; no batch is partial.

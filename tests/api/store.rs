@@ -7,7 +7,7 @@ use std::sync::Arc;
 use chrono::{DateTime, NaiveDate};
 use salesmetrics::domain::*;
 use salesmetrics::error::Error;
-use salesmetrics::store::{Store, WriteOutcome, connect};
+use salesmetrics::store::{Changes, Store, WriteOutcome, connect};
 
 /// Runs each scenario (an `async fn(Arc<dyn Store>)` of this module) once per
 /// backend, as `store::sqlite::<name>` and `store::postgres::<name>`.
@@ -50,6 +50,7 @@ store_suite!(
     export_pages_in_byte_order,
     tenants_are_isolated,
     large_batches_keep_order_and_versions,
+    the_change_feed_lists_what_changed_after_a_version,
 );
 
 /// An instant with nanosecond precision, to catch any rounding on the way.
@@ -1008,4 +1009,94 @@ async fn large_batches_keep_order_and_versions(store: Arc<dyn Store>) {
         .collect();
     assert_eq!(accepted, [802, 900]);
     assert_eq!(store.load_dataset("t1").await.unwrap().reps, reps);
+}
+
+/// The change feed: after version V it lists exactly the records written
+/// after V (as they are now) and the deletions after V; applying it to the
+/// dataset loaded at V gives the dataset loaded now.
+async fn the_change_feed_lists_what_changed_after_a_version(store: Arc<dyn Store>) {
+    store.ensure_tenant("t1").await.unwrap();
+    let unknown = store.changes_since("nobody", 0).await.unwrap();
+    assert_eq!(unknown, Some(Changes::default()));
+
+    store
+        .write(
+            "t1",
+            &[order("o1", 1), order("o2", 2), rep("r1", Some(5), "one")],
+            false,
+        )
+        .await
+        .unwrap();
+    let (v1, at_v1) = store.load_versioned("t1").await.unwrap();
+    assert_eq!(v1, 1);
+    // Written, stale (changes nothing, bumps nothing), deleted.
+    store.write("t1", &[order("o3", 3)], false).await.unwrap();
+    assert_eq!(
+        store
+            .write("t1", &[rep("r1", Some(4), "older")], false)
+            .await
+            .unwrap(),
+        [WriteOutcome::Stale]
+    );
+    store.write("t1", &[order("o2", 22)], false).await.unwrap();
+    assert_eq!(
+        store
+            .delete("t1", RecordType::Order, &[s("o1"), s("nope")])
+            .await
+            .unwrap(),
+        1
+    );
+
+    let changes = store
+        .changes_since("t1", v1)
+        .await
+        .unwrap()
+        .expect("not pruned");
+    assert_eq!(changes.version, 4);
+    assert_eq!(changes.deleted, [(RecordType::Order, s("o1"))]);
+    assert_eq!(changes.upserts, [order("o2", 22), order("o3", 3)]);
+    let mut caught_up = at_v1;
+    caught_up.apply_changes(&changes.deleted, changes.upserts);
+    assert_eq!(caught_up, store.load_dataset("t1").await.unwrap());
+
+    // Everything since the beginning: every record as it is now.
+    let all = store
+        .changes_since("t1", 0)
+        .await
+        .unwrap()
+        .expect("not pruned");
+    // (Record types in declaration order, reps before orders; ids in order.)
+    assert_eq!(
+        all.upserts,
+        [rep("r1", Some(5), "one"), order("o2", 22), order("o3", 3)]
+    );
+    assert_eq!(all.deleted, [(RecordType::Order, s("o1"))]);
+    // Nothing after the current version.
+    let none = store
+        .changes_since("t1", 4)
+        .await
+        .unwrap()
+        .expect("not pruned");
+    assert_eq!(
+        (none.version, none.deleted.len(), none.upserts.len()),
+        (4, 0, 0)
+    );
+
+    // Re-created after its deletion: listed as written, not as deleted.
+    store.write("t1", &[order("o1", 11)], false).await.unwrap();
+    let again = store
+        .changes_since("t1", 4)
+        .await
+        .unwrap()
+        .expect("not pruned");
+    assert_eq!((again.version, again.deleted.len()), (5, 0));
+    assert_eq!(again.upserts, [order("o1", 11)]);
+    // Other tenants see none of it.
+    store.ensure_tenant("t2").await.unwrap();
+    let other = store
+        .changes_since("t2", 0)
+        .await
+        .unwrap()
+        .expect("not pruned");
+    assert_eq!(other, Changes::default());
 }

@@ -1,0 +1,204 @@
+//! Live KPI snapshots: a cached snapshot catches up through the store's
+//! change feed instead of reloading its tenant, on SQLite and (with
+//! `TEST_DATABASE_URL`) PostgreSQL. Each scenario writes through one store
+//! and reads through a cache over a second store on the same database, as a
+//! second server would; every caught-up snapshot must equal a fresh load.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use salesmetrics::domain::{Dataset, Record, RecordType};
+use salesmetrics::snapshot::{Refreshes, SnapshotCache};
+use salesmetrics::store::{Store, StoreOptions, connect_with};
+use salesmetrics_core::testkit::{build, rich};
+
+/// Runs each scenario (an `async fn(writer, reader_url, options)`) per
+/// backend, as `live::sqlite::<name>` and `live::postgres::<name>`.
+macro_rules! live_suite {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let (_dir, url) = crate::db::fresh_sqlite().await;
+                    super::$name(url).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(url) = crate::db::fresh_postgres().await else { return };
+                    super::$name(url.clone()).await;
+                    crate::db::drop_postgres(&url).await;
+                }
+            )*
+        }
+    };
+}
+
+live_suite!(
+    a_second_server_catches_up_through_the_feed,
+    pruned_deletions_fall_back_to_a_full_load,
+);
+
+const TENANT: &str = "live";
+
+/// One step of a history: records written, then (type, id) deleted.
+type Step = (Vec<Record>, Vec<(RecordType, String)>);
+
+async fn store(url: &str, retention: Duration) -> Arc<dyn Store> {
+    connect_with(
+        url,
+        StoreOptions {
+            tombstone_retention: retention,
+        },
+    )
+    .await
+    .expect("connect")
+}
+
+/// The cache's snapshot of the tenant equals what a fresh load reads.
+async fn assert_current(cache: &SnapshotCache, store: &dyn Store) {
+    let snapshot = cache.get(TENANT).await.expect("snapshot");
+    let (version, fresh): (i64, Dataset) = store.load_versioned(TENANT).await.expect("load");
+    assert_eq!(snapshot.version, version);
+    assert!(
+        snapshot.snapshot.borrow_owner() == &fresh,
+        "the caught-up snapshot equals a fresh load at version {version}"
+    );
+}
+
+async fn a_second_server_catches_up_through_the_feed(url: String) {
+    let week = Duration::from_secs(7 * 24 * 3600);
+    let writer = store(&url, week).await;
+    writer.ensure_tenant(TENANT).await.expect("tenant");
+    writer
+        .write(TENANT, &rich::records(), false)
+        .await
+        .expect("the rich fixture");
+    let reader = store(&url, week).await;
+    let cache = SnapshotCache::new(reader.clone(), 4);
+    assert_current(&cache, reader.as_ref()).await;
+    assert_eq!(
+        cache.refreshes(),
+        Refreshes {
+            full_loads: 1,
+            catch_ups: 0
+        }
+    );
+
+    // A write, a replacement, a delete and a re-creation, each followed by
+    // a query: every query catches up, none reloads.
+    let order = RecordType::Order;
+    let steps: [Step; 4] = [
+        (
+            vec![build::sale(
+                "live-o1",
+                700,
+                "2024-03-05T10:00:00Z",
+                Some("r1"),
+            )],
+            vec![],
+        ),
+        (
+            vec![build::sale(
+                "live-o1",
+                900,
+                "2024-03-06T10:00:00Z",
+                Some("r2"),
+            )],
+            vec![],
+        ),
+        (vec![], vec![(order, "live-o1".to_string())]),
+        (
+            vec![
+                build::sale("live-o1", 50, "2024-03-07T10:00:00Z", None),
+                build::rep("live-r9"),
+            ],
+            vec![],
+        ),
+    ];
+    for (i, (upserts, deletes)) in steps.into_iter().enumerate() {
+        if !upserts.is_empty() {
+            writer.write(TENANT, &upserts, false).await.expect("write");
+        }
+        for (record_type, id) in deletes {
+            assert_eq!(
+                writer
+                    .delete(TENANT, record_type, &[id])
+                    .await
+                    .expect("delete"),
+                1
+            );
+        }
+        assert_current(&cache, reader.as_ref()).await;
+        assert_eq!(
+            cache.refreshes(),
+            Refreshes {
+                full_loads: 1,
+                catch_ups: i as u64 + 1
+            },
+            "step {i}"
+        );
+    }
+    // Nothing new: the cached snapshot is used as it is.
+    assert_current(&cache, reader.as_ref()).await;
+    assert_eq!(cache.refreshes().catch_ups, 4);
+}
+
+async fn pruned_deletions_fall_back_to_a_full_load(url: String) {
+    // No retention: a deletion is pruned by the tenant's next deletion.
+    let writer = store(&url, Duration::ZERO).await;
+    writer.ensure_tenant(TENANT).await.expect("tenant");
+    writer
+        .write(TENANT, &rich::records(), false)
+        .await
+        .expect("the rich fixture");
+    let extra = [
+        build::sale("gone-1", 10, "2024-03-05T10:00:00Z", None),
+        build::sale("gone-2", 20, "2024-03-05T11:00:00Z", None),
+    ];
+    writer.write(TENANT, &extra, false).await.expect("extra");
+    let cache = SnapshotCache::new(writer.clone(), 4);
+    assert_current(&cache, writer.as_ref()).await;
+
+    // The first deletion's tombstone is pruned by the second deletion, so
+    // the snapshot from before both cannot catch up: it reloads, exactly.
+    let delete = |id: &str| vec![id.to_string()];
+    assert_eq!(
+        writer
+            .delete(TENANT, RecordType::Order, &delete("gone-1"))
+            .await
+            .unwrap(),
+        1
+    );
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    assert_eq!(
+        writer
+            .delete(TENANT, RecordType::Order, &delete("gone-2"))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_current(&cache, writer.as_ref()).await;
+    assert_eq!(
+        cache.refreshes(),
+        Refreshes {
+            full_loads: 2,
+            catch_ups: 0
+        }
+    );
+    // From that fresh snapshot on, catching up works again.
+    writer
+        .write(
+            TENANT,
+            &[build::sale("new-1", 5, "2024-03-05T12:00:00Z", None)],
+            false,
+        )
+        .await
+        .expect("write");
+    assert_current(&cache, writer.as_ref()).await;
+    assert_eq!(cache.refreshes().catch_ups, 1);
+}
