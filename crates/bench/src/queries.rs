@@ -303,7 +303,78 @@ pub async fn latency_suite(
     .0;
     progress(&row);
     rows.push(row);
+    let row = write_then_read(endpoint, &client, limits).await?;
+    progress(&row);
+    rows.push(row);
     Ok(rows)
+}
+
+/// Name of the write-then-read row.
+pub const WRITE_THEN_READ: &str = "write-then-read GetKpis COMPANY MONTH";
+
+/// The first `GetKpis` COMPANY MONTH after a one-record write: each round
+/// writes one order (acknowledged first, untimed) and times the query that
+/// must reflect it, so every timed query refreshes the tenant's snapshot.
+/// The orders fall on 2025-01-15, outside the month the query rows ask
+/// about, so no other row's figures change.
+async fn write_then_read(
+    endpoint: &str,
+    client: &KpiServiceClient<Channel>,
+    limits: &QueryLimits,
+) -> anyhow::Result<LatencyRow> {
+    let mut ingest = v1::ingest_service_client::IngestServiceClient::new(connect(endpoint).await?)
+        .max_decoding_message_size(CLIENT_MAX_MESSAGE_BYTES);
+    let request = get_kpis_request(v1::ScopeKind::Company, "", v1::Granularity::Month);
+    let budget = Duration::from_secs_f64(limits.seconds_per_row.max(0.001));
+    let started = Instant::now();
+    let (mut samples, mut errors, mut first_error) = (Vec::new(), 0, None);
+    let mut stopped_by_time = false;
+    for round in 0..limits.requests {
+        if !samples.is_empty() && started.elapsed() >= budget {
+            stopped_by_time = true;
+            break;
+        }
+        let order = v1::Order {
+            id: format!("bench-write-then-read-{round:06}"),
+            amount: Some(v1::Money {
+                currency_code: super::generate::CURRENCY.to_string(),
+                minor_units: 100,
+            }),
+            ordered_at: Some(prost_types::Timestamp {
+                seconds: 1_736_899_200, // 2025-01-15T00:00:00Z
+                nanos: 0,
+            }),
+            ..Default::default()
+        };
+        let write = ingest
+            .ingest_batch(v1::IngestBatchRequest {
+                records: vec![v1::Record {
+                    record: Some(v1::record::Record::Order(order)),
+                }],
+                all_or_nothing: true,
+            })
+            .await;
+        if let Err(err) = write {
+            errors += 1;
+            first_error.get_or_insert_with(|| err.to_string());
+            continue;
+        }
+        let t = Instant::now();
+        match client.clone().get_kpis(request.clone()).await {
+            Ok(_) => samples.push(t.elapsed().as_secs_f64() * 1e3),
+            Err(err) => {
+                errors += 1;
+                first_error.get_or_insert_with(|| err.to_string());
+            }
+        }
+    }
+    Ok(latency_row(
+        WRITE_THEN_READ,
+        samples,
+        errors,
+        first_error,
+        stopped_by_time,
+    ))
 }
 
 fn progress(row: &LatencyRow) {

@@ -198,6 +198,7 @@ async fn the_harness_ingests_everything_and_reports_every_row() {
     }
     expected.push("GetKpiSeries COMPANY 12 MONTHS".into());
     expected.push("GetBreakdown COMPANY by REP MONTH".into());
+    expected.push(crate::queries::WRITE_THEN_READ.into());
     expected.push("throughput GetKpis COMPANY MONTH, all KPIs".into());
     expected.push("raw SQL COMPANY MONTH (5 figures)".into());
     assert_eq!(names, expected);
@@ -237,6 +238,6 @@ async fn the_harness_ingests_everything_and_reports_every_row() {
     }
     let json = serde_json::to_value(&report).expect("the report serialises");
     assert_eq!(json["backend"], "sqlite");
-    assert_eq!(json["latency"].as_array().map(Vec::len), Some(12));
+    assert_eq!(json["latency"].as_array().map(Vec::len), Some(13));
     server.stop().await;
 }
