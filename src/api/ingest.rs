@@ -475,7 +475,9 @@ impl IngestService for IngestApi {
                                 .await,
                         },
                         Ok(None) => break,
-                        Err(status) => StreamItem::Failed(crate::error::relabel_oversize(status)),
+                        Err(status) => {
+                            StreamItem::Failed(crate::error::relabel_request_error(status))
+                        }
                     };
                     let failed = matches!(item, StreamItem::Failed(_));
                     slot.send(item);

@@ -222,10 +222,9 @@ where
         let guard = guard_of(request.uri().path());
         Box::pin(async move {
             if guard == Guard::Open {
-                return inner
-                    .call(request)
-                    .await
-                    .map(|r| r.map(|b| PermitBody::new(b, None)));
+                let mut response = inner.call(request).await?;
+                crate::error::relabel_request_error_response(&mut response);
+                return Ok(response.map(|b| PermitBody::new(b, None)));
             }
             let permit = match &state.concurrency {
                 None => None,
@@ -261,7 +260,7 @@ where
                 }
             };
             let mut response = response;
-            crate::error::relabel_oversize_response(&mut response);
+            crate::error::relabel_request_error_response(&mut response);
             Ok(response.map(|b| PermitBody::new(b, permit)))
         })
     }

@@ -213,7 +213,8 @@ pub trait Store: Send + Sync + 'static {
     async fn create_tenant(&self, tenant: &str, settings: &TenantSettings) -> Result<()> {
         if !self.insert_tenant(tenant, settings).await? {
             return Err(Error::AlreadyExists(format!(
-                "tenant {tenant:?} already exists"
+                "tenant {} already exists",
+                crate::error::quote(tenant)
             )));
         }
         Ok(())
