@@ -587,3 +587,143 @@ async fn undecodable_requests_are_invalid_argument() {
     assert_eq!(err.message(), FIXED);
     server.stop().await;
 }
+
+/// `salesmetrics serve` started as a child process with JSON logs on a
+/// fresh SQLite file, and its log lines as they come.
+struct Child {
+    process: std::process::Child,
+    address: String,
+    log: std::sync::mpsc::Receiver<serde_json::Value>,
+    _dir: tempfile::TempDir,
+}
+
+impl Child {
+    fn start(extra_args: &[&str]) -> Child {
+        use std::io::{BufRead, BufReader};
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let mut process = std::process::Command::new(env!("CARGO_BIN_EXE_salesmetrics"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+            .arg("--database-url")
+            .arg(format!("sqlite://{}", dir.path().join("s.db").display()))
+            .args(extra_args)
+            .env_remove("SALESMETRICS_DATABASE_URL")
+            .env_remove("DATABASE_URL")
+            .env_remove("SALESMETRICS_METRICS_LISTEN")
+            .env_remove("SALESMETRICS_OTLP_ENDPOINT")
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start the salesmetrics binary");
+        let stderr = process.stderr.take().expect("stderr");
+        let (tx, log) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let entry = serde_json::from_str(&line)
+                    .unwrap_or_else(|_| serde_json::json!({ "fields": { "message": line } }));
+                if tx.send(entry).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut child = Child {
+            process,
+            address: String::new(),
+            log,
+            _dir: dir,
+        };
+        let listening = child.wait_for("listening");
+        child.address = listening["fields"]["address"]
+            .as_str()
+            .expect("address field")
+            .to_string();
+        child
+    }
+
+    /// The next log entry with `message` (at most 20 s away).
+    fn wait_for(&mut self, message: &str) -> serde_json::Value {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let entry = self
+                .log
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no log line {message:?} within 20 s"));
+            if entry["fields"]["message"] == message {
+                return entry;
+            }
+        }
+    }
+
+    fn signal(&self, name: &str) {
+        let status = std::process::Command::new("kill")
+            .args([&format!("-{name}"), &self.process.id().to_string()])
+            .status()
+            .expect("send the signal");
+        assert!(status.success());
+    }
+
+    /// Waits (at most 20 s) for the process to exit.
+    async fn exit(&mut self) -> std::process::ExitStatus {
+        for _ in 0..400 {
+            if let Some(exit) = self.process.try_wait().expect("wait for the child") {
+                return exit;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = self.process.kill();
+        panic!("the server did not exit within 20 s");
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+/// SIGHUP drains like SIGTERM: a stream open when it arrives is still
+/// served to its end, then the process logs "stopped" and exits 0.
+#[tokio::test]
+async fn sighup_drains_and_stops_cleanly() {
+    let mut child = Child::start(&[]);
+    let mut ingest = salesmetrics::proto::v1::ingest_service_client::IngestServiceClient::connect(
+        format!("http://{}", child.address),
+    )
+    .await
+    .expect("connect");
+    let (batches, rx) = tokio::sync::mpsc::channel(4);
+    let mut acks = ingest
+        .stream_ingest(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .expect("stream opens")
+        .into_inner();
+    let batch = |sequence: i64| pb::StreamIngestRequest {
+        sequence,
+        records: vec![order(&format!("o{sequence}"), 5)],
+        all_or_nothing: false,
+    };
+    batches.send(batch(1)).await.expect("send");
+    assert_eq!(acks.message().await.expect("ack").expect("ack").sequence, 1);
+
+    child.signal("HUP");
+    let received = child.wait_for("signal received");
+    assert_eq!(received["fields"]["signal"], "SIGHUP");
+    child.wait_for("shutdown requested; draining in-flight requests");
+    batches.send(batch(2)).await.expect("send after SIGHUP");
+    let ack = acks
+        .message()
+        .await
+        .expect("ack after SIGHUP")
+        .expect("ack");
+    assert_eq!(ack.sequence, 2);
+    assert_eq!(ack.result.expect("result").accepted_count, 1);
+    drop(batches);
+    assert!(acks.message().await.expect("end").is_none());
+
+    child.wait_for("stopped");
+    let exit = child.exit().await;
+    assert!(exit.success(), "exit after SIGHUP: {exit:?}");
+}
