@@ -66,7 +66,7 @@ async fn serve_until_signal(config: ServeConfig) -> anyhow::Result<()> {
     let database_url = config.database_url();
     let store = crate::store::connect(&database_url)
         .await
-        .map_err(|err| anyhow::anyhow!("cannot open the database: {err:#}"))?;
+        .map_err(|err| anyhow::anyhow!(crate::store::explain_open_error(&database_url, &err)))?;
     store
         .ensure_tenant(crate::auth::DEFAULT_TENANT)
         .await

@@ -20,11 +20,13 @@ use async_trait::async_trait;
 use crate::domain::{Dataset, Record, RecordType, TenantSettings};
 use crate::error::{Error, Result};
 
+mod open_error;
 pub mod postgres;
 mod reads;
 pub mod rows;
 pub mod sqlite;
 
+pub use open_error::explain_open_error;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
@@ -39,7 +41,8 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://salesmetrics.db";
 ///   ([`PostgresStore::connect`]).
 /// * Anything else is INVALID_ARGUMENT on `database_url`.
 ///
-/// An unreachable database is [`Error::Unavailable`].
+/// An unreachable database is [`Error::Unavailable`]; at start-up,
+/// [`explain_open_error`] says what failed and what to do.
 pub async fn connect(url: &str) -> Result<Arc<dyn Store>> {
     if url.starts_with("sqlite:") {
         Ok(Arc::new(SqliteStore::connect(url).await?))

@@ -727,3 +727,99 @@ async fn sighup_drains_and_stops_cleanly() {
     let exit = child.exit().await;
     assert!(exit.success(), "exit after SIGHUP: {exit:?}");
 }
+
+/// Runs `salesmetrics serve` on `database_url` and returns its exit status
+/// and stderr (it is expected to stop at start-up).
+fn serve_output(database_url: &str) -> (std::process::ExitStatus, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_salesmetrics"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--database-url",
+            database_url,
+        ])
+        .env_remove("SALESMETRICS_DATABASE_URL")
+        .env_remove("DATABASE_URL")
+        .env_remove("SALESMETRICS_OTLP_ENDPOINT")
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .stdout(std::process::Stdio::null())
+        .output()
+        .expect("run the binary");
+    (
+        output.status,
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// A SQLite file in a directory that does not exist, or in one that cannot
+/// be written, is a start-up error that names the directory or file and the
+/// cause, not "internal error".
+#[test]
+fn a_sqlite_path_that_cannot_be_created_says_why() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let missing = dir.path().join("no").join("such");
+    let (status, stderr) = serve_output(&format!("sqlite://{}/x.db", missing.display()));
+    assert!(!status.success());
+    assert!(!stderr.contains("internal error"), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "cannot create the SQLite file {}/x.db: the directory {} does not exist",
+            missing.display(),
+            missing.display()
+        )),
+        "{stderr}"
+    );
+
+    // A directory without write permission (meaningless as root, who may
+    // write anywhere).
+    use std::os::unix::fs::PermissionsExt;
+    let locked = dir.path().join("locked");
+    std::fs::create_dir(&locked).expect("mkdir");
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o500)).expect("chmod");
+    if std::fs::File::create(locked.join("probe")).is_err() {
+        let (status, stderr) = serve_output(&format!("sqlite://{}/x.db", locked.display()));
+        assert!(!status.success());
+        assert!(
+            stderr.contains(&format!(
+                "cannot create the SQLite file {}/x.db",
+                locked.display()
+            )) && stderr.contains("ermission denied"),
+            "{stderr}"
+        );
+    }
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+}
+
+/// A PostgreSQL database that does not exist is a start-up error that names
+/// it, its server and how to create it, with the URL's password redacted
+/// (with `TEST_DATABASE_URL` only).
+#[test]
+fn a_missing_postgres_database_says_how_to_create_it() {
+    let Ok(base) = std::env::var("TEST_DATABASE_URL") else {
+        eprintln!("TEST_DATABASE_URL not set; skipping");
+        return;
+    };
+    let name = format!("does_not_exist_{}_{}", std::process::id(), rand_suffix());
+    let url = super::db::with_database(&base, &name);
+    let (status, stderr) = serve_output(&url);
+    assert!(!status.success());
+    assert!(!stderr.contains("internal error"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("database \"{name}\" does not exist on "))
+            && stderr.contains(&format!("create it (createdb "))
+            && stderr.contains("or fix --database-url"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&salesmetrics::config::redact_url(&url)),
+        "{stderr}"
+    );
+}
+
+/// A few random digits, so parallel runs do not collide.
+fn rand_suffix() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos())
+}
