@@ -159,6 +159,24 @@ pub struct ServeConfig {
     #[arg(long, env = "SALESMETRICS_RATE_LIMIT_BURST", default_value_t = 2000)]
     pub rate_limit_burst: u32,
 
+    /// Seconds during which an API key id found unknown or revoked is
+    /// refused without reading the database again (bounds what a flood of
+    /// bad keys costs). 0: read the database on every call.
+    #[arg(
+        long,
+        env = "SALESMETRICS_REFUSED_KEY_CACHE_SECONDS",
+        default_value_t = 10
+    )]
+    pub refused_key_cache_seconds: u64,
+
+    /// Most API key ids remembered as unknown or revoked.
+    #[arg(
+        long,
+        env = "SALESMETRICS_REFUSED_KEY_CACHE_SIZE",
+        default_value_t = 10_000
+    )]
+    pub refused_key_cache_size: usize,
+
     /// Serve Prometheus metrics at `http://ADDR/metrics` (plain HTTP, no
     /// credentials: bind it where only monitoring reaches). Off by default.
     #[arg(long, env = "SALESMETRICS_METRICS_LISTEN", value_name = "ADDR")]
@@ -222,6 +240,8 @@ impl ServeConfig {
             max_concurrent_requests: 256,
             rate_limit_per_second: 1000,
             rate_limit_burst: 2000,
+            refused_key_cache_seconds: 10,
+            refused_key_cache_size: 10_000,
             metrics_listen: None,
             otlp_endpoint: None,
             cors_allow_origin: Vec::new(),
@@ -301,6 +321,8 @@ impl ServeConfig {
             rate_limit_per_second: self.rate_limit_per_second,
             rate_limit_burst: self.rate_limit_burst,
             default_timeout: Duration::from_secs(self.default_timeout_seconds),
+            refused_key_ttl: Duration::from_secs(self.refused_key_cache_seconds),
+            refused_key_capacity: self.refused_key_cache_size,
         })
     }
 
@@ -337,6 +359,8 @@ impl fmt::Debug for ServeConfig {
             .field("max_concurrent_requests", &self.max_concurrent_requests)
             .field("rate_limit_per_second", &self.rate_limit_per_second)
             .field("rate_limit_burst", &self.rate_limit_burst)
+            .field("refused_key_cache_seconds", &self.refused_key_cache_seconds)
+            .field("refused_key_cache_size", &self.refused_key_cache_size)
             .field("metrics_listen", &self.metrics_listen)
             .field(
                 "otlp_endpoint",

@@ -12,6 +12,7 @@ use salesmetrics::proto::v1::record::Record as R;
 use tonic::{Code, Status};
 use tonic_types::StatusExt;
 
+use super::db;
 use super::harness::{TestServer, backend_tests};
 
 /// 2024-03-01T00:00:00Z.
@@ -801,7 +802,7 @@ fn a_missing_postgres_database_says_how_to_create_it() {
         return;
     };
     let name = format!("does_not_exist_{}_{}", std::process::id(), rand_suffix());
-    let url = super::db::with_database(&base, &name);
+    let url = db::with_database(&base, &name);
     let (status, stderr) = serve_output(&url);
     assert!(!status.success());
     assert!(!stderr.contains("internal error"), "{stderr}");
@@ -822,4 +823,202 @@ fn rand_suffix() -> u32 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos())
+}
+
+/// The admin token of the servers with authentication started here.
+const ADMIN: &str = "abuse-admin-token-0123456789";
+
+/// Settings with authentication on and [`ADMIN`] as the admin token.
+fn secure_config() -> salesmetrics::config::ServeConfig {
+    let mut config = salesmetrics::config::ServeConfig::for_database("");
+    config.auth = salesmetrics::config::AuthMode::On;
+    config.admin_token = Some(ADMIN.into());
+    config
+}
+
+/// `message` with `authorization: Bearer <credential>`.
+fn bearer<T>(message: T, credential: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {credential}").parse().expect("ascii"),
+    );
+    request
+}
+
+/// A new key of `tenant` (created first when `create_tenant`).
+async fn new_key(server: &TestServer, tenant: &str, create_tenant: bool) -> pb::ApiKey {
+    let mut admin = server.admin().await;
+    if create_tenant {
+        admin
+            .create_tenant(bearer(
+                pb::CreateTenantRequest {
+                    tenant_id: tenant.into(),
+                    settings: None,
+                },
+                ADMIN,
+            ))
+            .await
+            .expect("create tenant");
+    }
+    let created = admin
+        .create_api_key(bearer(
+            pb::CreateApiKeyRequest {
+                tenant_id: tenant.into(),
+                name: "key".into(),
+            },
+            ADMIN,
+        ))
+        .await
+        .expect("create key")
+        .into_inner();
+    // The key itself travels in the name field of this helper's answer.
+    pb::ApiKey {
+        name: created.key,
+        ..created.api_key.expect("key listing")
+    }
+}
+
+/// The ids of the orders `key`'s tenant can export.
+async fn order_ids(server: &TestServer, key: &str) -> Vec<String> {
+    let mut stream = server
+        .ingest()
+        .await
+        .export_records(bearer(
+            pb::ExportRecordsRequest {
+                record_type: pb::RecordType::Order as i32,
+            },
+            key,
+        ))
+        .await
+        .expect("export")
+        .into_inner();
+    let mut ids = Vec::new();
+    while let Some(page) = stream.message().await.expect("page") {
+        for record in page.records {
+            if let Some(R::Order(o)) = record.record {
+                ids.push(o.id);
+            }
+        }
+    }
+    ids
+}
+
+backend_tests! {
+    /// A key revoked while its stream is open: the next batch on that stream
+    /// is refused with UNAUTHENTICATED and not written; the batch
+    /// acknowledged before stays.
+    #[tokio::test]
+    async fn a_key_revoked_during_a_stream_ends_it(server: TestServer) {
+        // The same backend, with authentication on.
+        let b = server.backend;
+        server.stop().await;
+        let (dir, url) = match b {
+            "sqlite" => {
+                let (dir, url) = db::fresh_sqlite().await;
+                (Some(dir), url)
+            }
+            _ => (None, db::fresh_postgres().await.expect("postgres")),
+        };
+        let server = TestServer::start(b, url, secure_config(), dir).await;
+        let streaming = new_key(&server, "acme", true).await;
+        let reader = new_key(&server, "acme", false).await;
+
+        let (batches, rx) = tokio::sync::mpsc::channel(4);
+        let mut acks = server
+            .ingest()
+            .await
+            .stream_ingest(bearer(tokio_stream::wrappers::ReceiverStream::new(rx), &streaming.name))
+            .await
+            .expect("stream opens")
+            .into_inner();
+        let batch = |sequence: i64| pb::StreamIngestRequest {
+            sequence,
+            records: vec![order(&format!("o{sequence}"), 5)],
+            all_or_nothing: false,
+        };
+        batches.send(batch(1)).await.expect("send");
+        let ack = acks.message().await.expect("ack").expect("ack");
+        assert_eq!(ack.result.expect("result").accepted_count, 1, "{b}");
+
+        server
+            .admin()
+            .await
+            .revoke_api_key(bearer(
+                pb::RevokeApiKeyRequest { key_id: streaming.key_id.clone() },
+                ADMIN,
+            ))
+            .await
+            .expect("revoke");
+        batches.send(batch(2)).await.expect("send after revocation");
+        let err = tokio::time::timeout(Duration::from_secs(20), acks.message())
+            .await
+            .expect("answer within 20 s")
+            .expect_err("the stream of a revoked key ends");
+        assert_eq!(err.code(), Code::Unauthenticated, "{b}: {err:?}");
+        assert_eq!(err.message(), "missing or invalid credentials", "{b}");
+        assert_eq!(order_ids(&server, &reader.name).await, ["o1"], "{b}: o2 not written");
+        server.stop().await;
+    }
+}
+
+/// 500 calls with the same well-formed unknown key are all UNAUTHENTICATED,
+/// but read the database once (the id is then remembered as unknown), as
+/// `salesmetrics_api_key_lookups_total` shows; a real key still works.
+#[tokio::test]
+async fn a_flood_of_unknown_keys_reads_the_database_once() {
+    let server = TestServer::sqlite_with_metrics(secure_config()).await;
+    let metrics = server.metrics_addr.expect("metrics address");
+    let lookups = || async move {
+        let response = super::harness::http1(metrics, "GET /metrics HTTP/1.1", b"").await;
+        let text = String::from_utf8(response.body).expect("UTF-8");
+        text.lines()
+            .find_map(|l| l.strip_prefix("salesmetrics_api_key_lookups_total "))
+            .expect("the lookup counter")
+            .trim()
+            .parse::<u64>()
+            .expect("a number")
+    };
+    let unknown = format!("sm_{}_{}", "0123456789abcdef", "ab".repeat(32));
+    let before = lookups().await;
+    let mut kpi = server.kpi().await;
+    for _ in 0..500 {
+        let err = kpi
+            .list_kpis(bearer(pb::ListKpisRequest {}, &unknown))
+            .await
+            .expect_err("an unknown key is refused");
+        assert_eq!(err.code(), Code::Unauthenticated);
+        assert_eq!(err.message(), "missing or invalid credentials");
+    }
+    let reads = lookups().await - before;
+    assert!(reads <= 5, "{reads} database reads for 500 calls");
+
+    let key = new_key(&server, "acme", true).await;
+    kpi.list_kpis(bearer(pb::ListKpisRequest {}, &key.name))
+        .await
+        .expect("a real key is served");
+    // Revoked keys are remembered too, and refused at once.
+    server
+        .admin()
+        .await
+        .revoke_api_key(bearer(
+            pb::RevokeApiKeyRequest { key_id: key.key_id },
+            ADMIN,
+        ))
+        .await
+        .expect("revoke");
+    let before = lookups().await;
+    for _ in 0..100 {
+        let err = kpi
+            .list_kpis(bearer(pb::ListKpisRequest {}, &key.name))
+            .await
+            .expect_err("revoked");
+        assert_eq!(err.code(), Code::Unauthenticated);
+    }
+    let reads = lookups().await - before;
+    assert!(
+        reads <= 5,
+        "{reads} database reads for 100 calls with a revoked key"
+    );
+    server.stop().await;
 }
