@@ -19,7 +19,8 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the gRPC service (SQLite file ./salesmetrics.db on 127.0.0.1:50051 by default).
-    Serve(ServeConfig),
+    // Boxed: the settings are far larger than any other command's arguments.
+    Serve(Box<ServeConfig>),
     /// Show the KPIs of one scope and period as a table (or JSON).
     Kpis(crate::client::kpis::KpisArgs),
     /// Show KPIs over consecutive periods with a sparkline per KPI.
@@ -39,7 +40,7 @@ pub enum Command {
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve(config) => serve(config).await,
+        Command::Serve(config) => serve(*config).await,
         Command::Kpis(args) => crate::client::kpis::kpis(args).await,
         Command::Series(args) => crate::client::kpis::series(args).await,
         Command::Breakdown(args) => crate::client::kpis::breakdown(args).await,

@@ -463,7 +463,7 @@ mod tests {
         let cli = crate::cli::Cli::try_parse_from(["salesmetrics", "serve"].iter().chain(args))
             .expect("valid command line");
         match cli.command {
-            crate::cli::Command::Serve(config) => config,
+            crate::cli::Command::Serve(config) => *config,
             other => panic!("not serve: {other:?}"),
         }
     }

@@ -253,7 +253,7 @@ backend_tests! {
 
         // KpiService: kpi ids and time zones are INVALID_ARGUMENT, unknown
         // scope ids NOT_FOUND.
-        let kpis = pb::GetKpisRequest { period: period.clone(), ..Default::default() };
+        let kpis = pb::GetKpisRequest { period, ..Default::default() };
         for (what, request, code) in [
             ("GetKpis kpi_ids", pb::GetKpisRequest { kpi_ids: vec![huge.clone()], ..kpis.clone() }, Code::InvalidArgument),
             ("GetKpis time_zone", pb::GetKpisRequest { time_zone: huge.clone(), ..kpis.clone() }, Code::InvalidArgument),
@@ -277,7 +277,7 @@ backend_tests! {
             assert_short(&format!("{b}: {what}"), &err, code);
         }
         let breakdown = pb::GetBreakdownRequest {
-            period: period.clone(),
+            period,
             dimension: pb::Dimension::Rep as i32,
             ..Default::default()
         };
@@ -808,7 +808,7 @@ fn a_missing_postgres_database_says_how_to_create_it() {
     assert!(!stderr.contains("internal error"), "{stderr}");
     assert!(
         stderr.contains(&format!("database \"{name}\" does not exist on "))
-            && stderr.contains(&format!("create it (createdb "))
+            && stderr.contains("create it (createdb ")
             && stderr.contains("or fix --database-url"),
         "{stderr}"
     );
@@ -846,8 +846,16 @@ fn bearer<T>(message: T, credential: &str) -> tonic::Request<T> {
     request
 }
 
+/// A new API key of `tenant` (created first when `create_tenant`).
+struct Key {
+    /// The key's id, for `RevokeApiKey`.
+    id: String,
+    /// The key itself, for `authorization`.
+    secret: String,
+}
+
 /// A new key of `tenant` (created first when `create_tenant`).
-async fn new_key(server: &TestServer, tenant: &str, create_tenant: bool) -> pb::ApiKey {
+async fn new_key(server: &TestServer, tenant: &str, create_tenant: bool) -> Key {
     let mut admin = server.admin().await;
     if create_tenant {
         admin
@@ -872,10 +880,9 @@ async fn new_key(server: &TestServer, tenant: &str, create_tenant: bool) -> pb::
         .await
         .expect("create key")
         .into_inner();
-    // The key itself travels in the name field of this helper's answer.
-    pb::ApiKey {
-        name: created.key,
-        ..created.api_key.expect("key listing")
+    Key {
+        id: created.api_key.expect("key listing").key_id,
+        secret: created.key,
     }
 }
 
@@ -928,7 +935,7 @@ backend_tests! {
         let mut acks = server
             .ingest()
             .await
-            .stream_ingest(bearer(tokio_stream::wrappers::ReceiverStream::new(rx), &streaming.name))
+            .stream_ingest(bearer(tokio_stream::wrappers::ReceiverStream::new(rx), &streaming.secret))
             .await
             .expect("stream opens")
             .into_inner();
@@ -945,7 +952,7 @@ backend_tests! {
             .admin()
             .await
             .revoke_api_key(bearer(
-                pb::RevokeApiKeyRequest { key_id: streaming.key_id.clone() },
+                pb::RevokeApiKeyRequest { key_id: streaming.id.clone() },
                 ADMIN,
             ))
             .await
@@ -957,7 +964,7 @@ backend_tests! {
             .expect_err("the stream of a revoked key ends");
         assert_eq!(err.code(), Code::Unauthenticated, "{b}: {err:?}");
         assert_eq!(err.message(), "missing or invalid credentials", "{b}");
-        assert_eq!(order_ids(&server, &reader.name).await, ["o1"], "{b}: o2 not written");
+        assert_eq!(order_ids(&server, &reader.secret).await, ["o1"], "{b}: o2 not written");
         server.stop().await;
     }
 }
@@ -994,23 +1001,20 @@ async fn a_flood_of_unknown_keys_reads_the_database_once() {
     assert!(reads <= 5, "{reads} database reads for 500 calls");
 
     let key = new_key(&server, "acme", true).await;
-    kpi.list_kpis(bearer(pb::ListKpisRequest {}, &key.name))
+    kpi.list_kpis(bearer(pb::ListKpisRequest {}, &key.secret))
         .await
         .expect("a real key is served");
     // Revoked keys are remembered too, and refused at once.
     server
         .admin()
         .await
-        .revoke_api_key(bearer(
-            pb::RevokeApiKeyRequest { key_id: key.key_id },
-            ADMIN,
-        ))
+        .revoke_api_key(bearer(pb::RevokeApiKeyRequest { key_id: key.id }, ADMIN))
         .await
         .expect("revoke");
     let before = lookups().await;
     for _ in 0..100 {
         let err = kpi
-            .list_kpis(bearer(pb::ListKpisRequest {}, &key.name))
+            .list_kpis(bearer(pb::ListKpisRequest {}, &key.secret))
             .await
             .expect_err("revoked");
         assert_eq!(err.code(), Code::Unauthenticated);
