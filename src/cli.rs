@@ -19,7 +19,8 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the gRPC service (SQLite file ./salesmetrics.db on 127.0.0.1:50051 by default).
-    Serve(ServeConfig),
+    // Boxed: the settings are far larger than any other command's arguments.
+    Serve(Box<ServeConfig>),
     /// Show the KPIs of one scope and period as a table (or JSON).
     Kpis(crate::client::kpis::KpisArgs),
     /// Show KPIs over consecutive periods with a sparkline per KPI.
@@ -39,7 +40,7 @@ pub enum Command {
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve(config) => serve(config).await,
+        Command::Serve(config) => serve(*config).await,
         Command::Kpis(args) => crate::client::kpis::kpis(args).await,
         Command::Series(args) => crate::client::kpis::series(args).await,
         Command::Breakdown(args) => crate::client::kpis::breakdown(args).await,
@@ -66,11 +67,13 @@ async fn serve_until_signal(config: ServeConfig) -> anyhow::Result<()> {
     let database_url = config.database_url();
     let store = crate::store::connect_with(&database_url, config.store_options())
         .await
-        .map_err(|err| anyhow::anyhow!("cannot open the database: {err:#}"))?;
+        .map_err(|err| anyhow::anyhow!(crate::store::explain_open_error(&database_url, &err)))?;
     store
         .ensure_tenant(crate::auth::DEFAULT_TENANT)
         .await
         .map_err(|err| anyhow::anyhow!("cannot create the default tenant: {err:#}"))?;
+    // Before "listening" is logged: see `shutdown_signal`.
+    let shutdown = shutdown_signal();
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|err| anyhow::anyhow!("cannot listen on {}: {err}", config.listen))?;
@@ -83,36 +86,57 @@ async fn serve_until_signal(config: ServeConfig) -> anyhow::Result<()> {
         None => None,
     };
     tracing::info!(address = %listener.local_addr()?, "listening");
-    crate::server::serve_with_metrics(listener, metrics_listener, config, store, shutdown_signal())
-        .await?;
+    crate::server::serve_with_metrics(listener, metrics_listener, config, store, shutdown).await?;
     tracing::info!("stopped");
     Ok(())
 }
 
-/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
+/// A future that resolves on SIGINT (Ctrl-C), SIGTERM or SIGHUP, each
+/// starting the same graceful drain. SIGHUP would otherwise end the process
+/// at once (its default action), cutting in-flight calls; a closed terminal
+/// or a supervisor's "reload" must not do that. Nothing is reloaded: restart
+/// to pick up new settings or certificates.
+///
+/// The handlers are installed when this is called, not when the future is
+/// first polled, so a signal sent as soon as "listening" is logged already
+/// drains instead of killing the process.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let installed: Vec<_> = [
+            (SignalKind::interrupt(), "SIGINT"),
+            (SignalKind::terminate(), "SIGTERM"),
+            (SignalKind::hangup(), "SIGHUP"),
+        ]
+        .into_iter()
+        .filter_map(|(kind, name)| match signal(kind) {
+            Ok(handler) => Some((handler, name)),
+            Err(err) => {
+                tracing::error!(error = %err, signal = name, "cannot listen for the signal");
+                None
+            }
+        })
+        .collect();
+        async move {
+            if installed.is_empty() {
+                return std::future::pending().await;
+            }
+            let received = installed.into_iter().map(|(mut handler, name)| {
+                Box::pin(async move {
+                    handler.recv().await;
+                    name
+                })
+            });
+            let (name, _, _) = futures::future::select_all(received).await;
+            tracing::info!(signal = name, "signal received");
+        }
+    }
+    #[cfg(not(unix))]
+    async {
         if let Err(err) = tokio::signal::ctrl_c().await {
             tracing::error!(error = %err, "cannot listen for Ctrl-C");
             std::future::pending::<()>().await;
         }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(err) => {
-                tracing::error!(error = %err, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
     }
 }

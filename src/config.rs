@@ -171,6 +171,24 @@ pub struct ServeConfig {
     #[arg(long, env = "SALESMETRICS_RATE_LIMIT_BURST", default_value_t = 2000)]
     pub rate_limit_burst: u32,
 
+    /// Seconds during which an API key id found unknown or revoked is
+    /// refused without reading the database again (bounds what a flood of
+    /// bad keys costs). 0: read the database on every call.
+    #[arg(
+        long,
+        env = "SALESMETRICS_REFUSED_KEY_CACHE_SECONDS",
+        default_value_t = 10
+    )]
+    pub refused_key_cache_seconds: u64,
+
+    /// Most API key ids remembered as unknown or revoked.
+    #[arg(
+        long,
+        env = "SALESMETRICS_REFUSED_KEY_CACHE_SIZE",
+        default_value_t = 10_000
+    )]
+    pub refused_key_cache_size: usize,
+
     /// Serve Prometheus metrics at `http://ADDR/metrics` (plain HTTP, no
     /// credentials: bind it where only monitoring reaches). Off by default.
     #[arg(long, env = "SALESMETRICS_METRICS_LISTEN", value_name = "ADDR")]
@@ -244,6 +262,8 @@ impl ServeConfig {
             max_concurrent_requests: 256,
             rate_limit_per_second: 1000,
             rate_limit_burst: 2000,
+            refused_key_cache_seconds: 10,
+            refused_key_cache_size: 10_000,
             metrics_listen: None,
             otlp_endpoint: None,
             cors_allow_origin: Vec::new(),
@@ -323,6 +343,8 @@ impl ServeConfig {
             rate_limit_per_second: self.rate_limit_per_second,
             rate_limit_burst: self.rate_limit_burst,
             default_timeout: Duration::from_secs(self.default_timeout_seconds),
+            refused_key_ttl: Duration::from_secs(self.refused_key_cache_seconds),
+            refused_key_capacity: self.refused_key_cache_size,
         })
     }
 
@@ -360,6 +382,8 @@ impl fmt::Debug for ServeConfig {
             .field("max_concurrent_requests", &self.max_concurrent_requests)
             .field("rate_limit_per_second", &self.rate_limit_per_second)
             .field("rate_limit_burst", &self.rate_limit_burst)
+            .field("refused_key_cache_seconds", &self.refused_key_cache_seconds)
+            .field("refused_key_cache_size", &self.refused_key_cache_size)
             .field("metrics_listen", &self.metrics_listen)
             .field(
                 "otlp_endpoint",
@@ -370,18 +394,80 @@ impl fmt::Debug for ServeConfig {
     }
 }
 
-/// A database URL with its password replaced by `***`, safe to log.
+/// A database URL with every credential replaced by `***`, safe to log:
+///
+/// * the password of the userinfo (`user:***@host`). A password with an
+///   unencoded `@` (or `/`) is common, so the userinfo ends at the *last*
+///   `@` before the query; with no `@` there but one after a `?` in what is
+///   still the authority (no `/` yet), the password holds a `?` and the last
+///   `@` of all ends it;
+/// * the value of every query parameter whose name says it holds or names a
+///   secret ([`is_secret_parameter`]: `password=`, `sslpassword=`, `sslkey=`,
+///   `passfile=`, tokens…), including what an unencoded `&` in such a value
+///   would split off.
+///
+/// It errs on the side of hiding too much: a URL it cannot read is shown
+/// with more of it replaced, never with a secret left in.
 pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
+        return redact_query(url);
     };
-    let Some((userinfo, host)) = rest.split_once('@') else {
-        return url.to_string();
+    let query_start = rest.find('?').unwrap_or(rest.len());
+    let before_query = &rest[..query_start];
+    let at = before_query.rfind('@').or_else(|| {
+        if before_query.contains('/') {
+            None
+        } else {
+            rest.rfind('@')
+        }
+    });
+    let (userinfo, after) = match at {
+        Some(at) => {
+            let userinfo = &rest[..at];
+            let user = match userinfo.split_once(':') {
+                Some((user, _password)) => format!("{user}:***"),
+                None => userinfo.to_string(),
+            };
+            (format!("{user}@"), &rest[at + 1..])
+        }
+        None => (String::new(), rest),
     };
-    match userinfo.split_once(':') {
-        Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
-        None => url.to_string(),
+    format!("{scheme}://{userinfo}{}", redact_query(after))
+}
+
+/// `text` with the values of its secret query parameters replaced by `***`.
+fn redact_query(text: &str) -> String {
+    let Some((base, query)) = text.split_once('?') else {
+        return text.to_string();
+    };
+    let mut parameters = Vec::new();
+    let mut in_secret = false;
+    for parameter in query.split('&') {
+        match parameter.split_once('=') {
+            Some((name, _value)) if is_secret_parameter(name) => {
+                parameters.push(format!("{name}=***"));
+                in_secret = true;
+            }
+            Some(_) => {
+                parameters.push(parameter.to_string());
+                in_secret = false;
+            }
+            // No `=`: the tail of a secret value that held an unencoded `&`.
+            None if in_secret => {}
+            None => parameters.push(parameter.to_string()),
+        }
     }
+    format!("{base}?{}", parameters.join("&"))
+}
+
+/// Whether a query parameter holds a secret or names a file of one:
+/// `password`, `sslpassword`, `sslkey`, `passfile`, and, to be safe, any
+/// name with `pass`, `secret`, `token` or `key` in it.
+fn is_secret_parameter(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    ["pass", "pwd", "secret", "token", "key"]
+        .iter()
+        .any(|word| name.contains(word))
 }
 
 #[cfg(test)]
@@ -400,7 +486,7 @@ mod tests {
         let cli = crate::cli::Cli::try_parse_from(["salesmetrics", "serve"].iter().chain(args))
             .expect("valid command line");
         match cli.command {
-            crate::cli::Command::Serve(config) => config,
+            crate::cli::Command::Serve(config) => *config,
             other => panic!("not serve: {other:?}"),
         }
     }
@@ -440,6 +526,69 @@ mod tests {
                 "https://c.example"
             ]
         );
+    }
+
+    /// Every credential form of a database URL is redacted: userinfo
+    /// passwords (with `@`, `/`, `?` or `:` in them), query parameters that
+    /// carry passwords or key files (with an unencoded `&` in the value), and
+    /// the `Debug` of the settings shows none of them.
+    #[test]
+    fn every_credential_form_is_redacted() {
+        let cases = [
+            (
+                "postgres://app:p@ss@word@db:5432/sales",
+                "postgres://app:***@db:5432/sales",
+            ),
+            (
+                "postgres://app:a/b@c@db/sales?sslmode=require",
+                "postgres://app:***@db/sales?sslmode=require",
+            ),
+            (
+                "postgres://app:pa?ss@db/sales",
+                "postgres://app:***@db/sales",
+            ),
+            ("postgres://app:x:y@db/sales", "postgres://app:***@db/sales"),
+            (
+                "postgres://db/sales?user=app&password=s3cret&sslmode=require",
+                "postgres://db/sales?user=app&password=***&sslmode=require",
+            ),
+            (
+                "postgres://app@db/sales?sslpassword=k3y&sslkey=/etc/k.pem&sslcert=/etc/c.pem",
+                "postgres://app@db/sales?sslpassword=***&sslkey=***&sslcert=/etc/c.pem",
+            ),
+            (
+                "postgres://db/sales?PASSWORD=s3c&ret&application_name=x",
+                "postgres://db/sales?PASSWORD=***&application_name=x",
+            ),
+            (
+                "postgres://db/sales?password=a@b",
+                "postgres://db/sales?password=***",
+            ),
+            (
+                "postgresql://app:s3cret@db/sales?password=s3cret",
+                "postgresql://app:***@db/sales?password=***",
+            ),
+        ];
+        for (url, redacted) in cases {
+            assert_eq!(redact_url(url), redacted, "{url}");
+            let config = ServeConfig::for_database(url);
+            let debug = format!("{config:?}");
+            for secret in [
+                "s3c",
+                "p@ss@word",
+                "ss@word",
+                "a/b",
+                "pa?ss",
+                "x:y",
+                "k3y",
+                "/etc/k.pem",
+                "a@b",
+            ] {
+                if url.contains(secret) {
+                    assert!(!debug.contains(secret), "{url}: {debug}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -65,16 +65,62 @@ impl Error {
     }
 }
 
+/// Client text as echoed in an error message: quoted, and cut after 16
+/// characters (then `…`). Every echo of a request value goes through here,
+/// so an error stays small whatever the client sent: an error message
+/// travels in a response header, which clients limit in size (a huge echo
+/// would turn the real error into "metadata size exceeds hard limit").
+pub fn quote(s: &str) -> String {
+    const MAX: usize = 16;
+    if s.chars().count() <= MAX {
+        format!("{s:?}")
+    } else {
+        let head: String = s.chars().take(MAX).collect();
+        format!("{head:?}…")
+    }
+}
+
 /// The start of tonic's message for a request message above
 /// `max_decoding_message_size` (answered with OUT_OF_RANGE by tonic).
 const TONIC_OVERSIZE: &str = "Error, decoded message length too large";
 
-/// Turns tonic's OUT_OF_RANGE for an oversized request message into
-/// RESOURCE_EXHAUSTED, the code of every limit (SPEC §8), with a plain
-/// message; any other status is returned unchanged.
-pub fn relabel_oversize(status: Status) -> Status {
-    if status.code() != Code::OutOfRange || !status.message().starts_with(TONIC_OVERSIZE) {
-        return status;
+/// The starts of tonic's messages for request bytes it cannot decode, all
+/// answered with INTERNAL by tonic: not protobuf (prost's decode error, whose
+/// text varies with the bytes), a bad gRPC frame, a body that ends inside a
+/// frame, a unary call without a message.
+const TONIC_UNDECODABLE: [&str; 4] = [
+    "failed to decode Protobuf message",
+    "protocol error: received message with",
+    "Unexpected EOF decoding stream",
+    "Missing request message",
+];
+
+/// The one answer to request bytes that cannot be decoded. Fixed, so that
+/// nothing of the client's bytes (nor of the decoder's state) is echoed.
+pub const UNDECODABLE_REQUEST: &str = "the request message cannot be decoded";
+
+/// Relabels the statuses tonic itself answers when it cannot read a request
+/// message, before any handler code runs; both are the client's fault, not
+/// the server's:
+///
+/// * OUT_OF_RANGE for a message above the size limit becomes
+///   RESOURCE_EXHAUSTED, the code of every limit, with a plain message;
+/// * INTERNAL for undecodable bytes becomes INVALID_ARGUMENT with the fixed
+///   message [`UNDECODABLE_REQUEST`].
+///
+/// Any other status is returned unchanged (the service's own INTERNAL
+/// answers say "internal error", which matches none of tonic's texts).
+pub fn relabel_request_error(status: Status) -> Status {
+    match status.code() {
+        Code::OutOfRange if status.message().starts_with(TONIC_OVERSIZE) => {}
+        Code::Internal
+            if TONIC_UNDECODABLE
+                .iter()
+                .any(|start| status.message().starts_with(start)) =>
+        {
+            return Status::invalid_argument(UNDECODABLE_REQUEST);
+        }
+        _ => return status,
     }
     // "…: found 123 bytes, the limit is: 100 bytes"
     let numbers: Vec<&str> = status
@@ -90,19 +136,24 @@ pub fn relabel_oversize(status: Status) -> Status {
     }
 }
 
-/// [`relabel_oversize`] for a gRPC response whose status is in its headers
-/// (a trailers-only error response, as tonic sends when it cannot decode a
-/// unary request).
-pub fn relabel_oversize_response<B>(response: &mut tonic::codegen::http::Response<B>) {
+/// [`relabel_request_error`] for a gRPC response whose status is in its
+/// headers (a trailers-only error response, as tonic sends when it cannot
+/// decode a unary request).
+pub fn relabel_request_error_response<B>(response: &mut tonic::codegen::http::Response<B>) {
     let headers = response.headers_mut();
-    if headers.get("grpc-status").map(|v| v.as_bytes()) != Some(b"11") {
+    // OUT_OF_RANGE or INTERNAL: the only codes relabelled.
+    if !matches!(
+        headers.get("grpc-status").map(|v| v.as_bytes()),
+        Some(b"11" | b"13")
+    ) {
         return;
     }
     let Some(status) = Status::from_header_map(headers) else {
         return;
     };
-    let relabelled = relabel_oversize(status);
-    if relabelled.code() == Code::ResourceExhausted {
+    let before = status.code();
+    let relabelled = relabel_request_error(status);
+    if relabelled.code() != before {
         headers.remove("grpc-message");
         headers.remove("grpc-status-details-bin");
         // Cannot fail: the message is ASCII text.

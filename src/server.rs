@@ -116,7 +116,11 @@ pub async fn serve_with_metrics(
             metrics.clone(),
             config.max_timeout(),
         ))
-        .layer(crate::auth::AuthLayer::new(store.clone(), auth))
+        .layer(crate::auth::AuthLayer::new(
+            store.clone(),
+            auth,
+            metrics.clone(),
+        ))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha);

@@ -19,7 +19,7 @@ use crate::api::convert;
 use crate::api::convert::admin::{api_key_to_proto, parse_key_id, parse_key_name};
 use crate::auth::keys;
 use crate::auth::tenant_of;
-use crate::error::Error;
+use crate::error::{Error, quote};
 use crate::proto::v1 as pb;
 use crate::store::{Store, settings_of};
 use pb::admin_service_server::AdminService;
@@ -113,7 +113,9 @@ impl AdminService for AdminApi {
         let request = request.into_inner();
         let key_id = parse_key_id(&request.key_id)?;
         let Some(info) = self.store.revoke_api_key(key_id, now_nanos()).await? else {
-            return Err(Error::NotFound(format!("API key {key_id:?} does not exist")).into());
+            return Err(
+                Error::NotFound(format!("API key {} does not exist", quote(key_id))).into(),
+            );
         };
         tracing::info!(tenant = info.tenant_id, key_id, "API key revoked");
         Ok(Response::new(pb::RevokeApiKeyResponse {

@@ -33,6 +33,12 @@
 //! from reading its batches (back-pressure, no unbounded buffering). When a
 //! batch fails with an infrastructure error, the stream ends with that status
 //! and the batch read ahead is dropped unwritten.
+//!
+//! A stream outlives the authentication of its first message, so before
+//! each batch is written the stream's API key is read again: once the key
+//! is revoked (or deleted), the stream ends with UNAUTHENTICATED (the same
+//! answer as any refused credential) and that batch and the ones after it
+//! are not written. The acknowledged batches before stay committed.
 
 use std::sync::Arc;
 
@@ -41,7 +47,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::api::convert::{self, FieldViolation};
-use crate::auth::tenant_of;
+use crate::auth::{ApiKeyId, check_key_still_valid, tenant_of};
 use crate::domain::rules::{MAX_ID_LEN, is_valid_id};
 use crate::domain::{Record, RecordType};
 use crate::error::{Error, Result};
@@ -453,6 +459,9 @@ impl IngestService for IngestApi {
         request: Request<Streaming<pb::StreamIngestRequest>>,
     ) -> std::result::Result<Response<Self::StreamIngestStream>, Status> {
         let tenant = tenant_of(&request);
+        // The key the stream was opened with, checked again before each
+        // batch is written: revoking it ends the stream (see the module docs).
+        let key = request.extensions().get::<ApiKeyId>().cloned();
         let mut inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(self.limits.max_in_flight_batches.max(1));
         // Validated batches on their way to the writing stage: one slot,
@@ -475,7 +484,9 @@ impl IngestService for IngestApi {
                                 .await,
                         },
                         Ok(None) => break,
-                        Err(status) => StreamItem::Failed(crate::error::relabel_oversize(status)),
+                        Err(status) => {
+                            StreamItem::Failed(crate::error::relabel_request_error(status))
+                        }
                     };
                     let failed = matches!(item, StreamItem::Failed(_));
                     slot.send(item);
@@ -493,6 +504,14 @@ impl IngestService for IngestApi {
                         sequence,
                         validated,
                     } => {
+                        if let Some(key) = &key
+                            && let Err(status) =
+                                check_key_still_valid(api.store.as_ref(), key).await
+                        {
+                            // Ends the stream; this batch is not written.
+                            let _ = tx.send(Err(status)).await;
+                            break;
+                        }
                         let outcome = match validated {
                             Ok(validated) => api.finish(&tenant, validated).await,
                             Err(error) => Err(error),

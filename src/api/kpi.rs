@@ -16,7 +16,7 @@ use crate::api::convert::kpi::{
 use crate::auth::tenant_of;
 use crate::domain::period::{PeriodRange, PeriodSpec};
 use crate::domain::{Scope, TenantSettings};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, quote};
 use crate::kpi::{ComparisonKind, Dimension, Engine};
 use crate::proto::v1 as pb;
 use crate::proto::v1::kpi_service_server::KpiService;
@@ -74,10 +74,10 @@ impl KpiApi {
 fn check_scope(scope: &Scope, engine: &Engine) -> Result<()> {
     match scope {
         Scope::Team(id) if !engine.team_exists(id) => {
-            Err(Error::NotFound(format!("team {id:?} not found")))
+            Err(Error::NotFound(format!("team {} not found", quote(id))))
         }
         Scope::Rep(id) if !engine.rep_exists(id) => {
-            Err(Error::NotFound(format!("rep {id:?} not found")))
+            Err(Error::NotFound(format!("rep {} not found", quote(id))))
         }
         _ => Ok(()),
     }

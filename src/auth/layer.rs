@@ -21,12 +21,20 @@
 //! was wrong (missing header, malformed key, unknown id, wrong secret,
 //! revoked key), so an answer never helps guessing. Keys are looked up on
 //! every call (one primary-key read), so a revoked key is refused at once,
-//! on every replica.
+//! on every replica; a key id found unknown or revoked is remembered for a
+//! short while ([`RefusedKeys`]), so a flood of such keys does not read the
+//! database per call. Refusals are logged at most once per second per
+//! reason, with the number of refusals not logged since ([`LogSampler`]).
+//!
+//! The layer puts the id of the key a call authenticated with into the
+//! request extensions ([`ApiKeyId`]), so a long stream can check, batch by
+//! batch, that its key was not revoked meanwhile ([`check_key_still_valid`]).
 
+use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -37,6 +45,7 @@ use tonic::codegen::{Body, Bytes, Service};
 use super::keys::{self, AdminToken};
 use super::rate::RateLimiter;
 use crate::auth::{DEFAULT_TENANT, TenantId};
+use crate::metrics::Metrics;
 use crate::store::Store;
 
 /// The one answer to every failed authentication.
@@ -58,6 +67,137 @@ pub struct AuthSettings {
     pub rate_limit_burst: u32,
     /// Deadline of calls that carry no `grpc-timeout`.
     pub default_timeout: Duration,
+    /// How long a key id found unknown or revoked is refused without a
+    /// database read (zero: always read).
+    pub refused_key_ttl: Duration,
+    /// Most key ids remembered as refused.
+    pub refused_key_capacity: usize,
+}
+
+/// The id of the API key a call authenticated with, put into the request's
+/// extensions by the layer (absent without authentication).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyId(pub String);
+
+/// Whether the key a call authenticated with is still valid (exists, not
+/// revoked): checked by long calls between units of work, so that revoking
+/// a key also stops the streams it opened. UNAUTHENTICATED, with the same
+/// message as every refused credential, when it is not.
+pub async fn check_key_still_valid(store: &dyn Store, key: &ApiKeyId) -> Result<(), Status> {
+    match store.api_key(&key.0).await {
+        Ok(Some(stored)) if stored.info.revoked_at_nanos.is_none() => Ok(()),
+        Ok(_) => {
+            tracing::info!(key_id = key.0, "API key revoked during a call; ending it");
+            Err(Status::unauthenticated(UNAUTHENTICATED))
+        }
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// Key ids recently found unknown or revoked, refused without a database
+/// read until their entry is `ttl` old. Both answers are stable (ids are
+/// random, so an unknown id does not come into use by chance, and a revoked
+/// key stays revoked), so the only cost of the cache is memory, bounded by
+/// `capacity`: when it is full of live entries, an arbitrary one makes room.
+#[derive(Debug)]
+struct RefusedKeys {
+    /// How long an entry is trusted.
+    ttl: Duration,
+    /// Most entries.
+    capacity: usize,
+    /// Key id → when it was found unknown or revoked.
+    entries: Mutex<HashMap<String, Instant>>,
+}
+
+impl RefusedKeys {
+    fn new(ttl: Duration, capacity: usize) -> Self {
+        RefusedKeys {
+            ttl,
+            capacity,
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether `key_id` was refused less than `ttl` ago.
+    fn contains(&self, key_id: &str) -> bool {
+        if self.ttl.is_zero() {
+            return false;
+        }
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        match entries.get(key_id) {
+            Some(since) if since.elapsed() < self.ttl => true,
+            Some(_) => {
+                entries.remove(key_id);
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// Remembers `key_id` as refused.
+    fn insert(&self, key_id: &str) {
+        if self.ttl.is_zero() || self.capacity == 0 {
+            return;
+        }
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if entries.len() >= self.capacity {
+            let ttl = self.ttl;
+            entries.retain(|_, since| since.elapsed() < ttl);
+        }
+        if entries.len() >= self.capacity
+            && let Some(evicted) = entries.keys().next().cloned()
+        {
+            entries.remove(&evicted);
+        }
+        entries.insert(key_id.to_string(), Instant::now());
+    }
+}
+
+/// Logs refused credentials at most once per [`LogSampler::INTERVAL`] per
+/// reason, so that a flood of bad keys cannot flood the log; each line says
+/// how many refusals of its reason were not logged since the last one.
+#[derive(Debug, Default)]
+struct LogSampler {
+    /// Reason → (when it was last logged, refusals not logged since).
+    reasons: Mutex<HashMap<&'static str, (Instant, u64)>>,
+}
+
+impl LogSampler {
+    const INTERVAL: Duration = Duration::from_secs(1);
+
+    /// `Some(suppressed)` when a refusal for `reason` is to be logged now
+    /// (with the number suppressed since the last line), `None` when it is
+    /// only counted.
+    fn sample(&self, reason: &'static str) -> Option<u64> {
+        let now = Instant::now();
+        let mut reasons = self.reasons.lock().unwrap_or_else(|e| e.into_inner());
+        match reasons.get_mut(reason) {
+            Some((last, suppressed)) if now.duration_since(*last) < Self::INTERVAL => {
+                *suppressed += 1;
+                None
+            }
+            Some((last, suppressed)) => {
+                *last = now;
+                Some(std::mem::take(suppressed))
+            }
+            None => {
+                reasons.insert(reason, (now, 0));
+                Some(0)
+            }
+        }
+    }
+
+    /// Logs a refused well-formed key, sampled.
+    fn refused_key(&self, key_id: &str, reason: &'static str) {
+        if let Some(suppressed) = self.sample(reason) {
+            tracing::info!(
+                key_id,
+                reason,
+                suppressed,
+                "refused API key ({suppressed} more refusals for this reason not logged since the last line)"
+            );
+        }
+    }
 }
 
 /// Shared state of every clone of the layer's service.
@@ -66,6 +206,12 @@ struct State {
     settings: AuthSettings,
     concurrency: Option<Arc<Semaphore>>,
     rate: RateLimiter,
+    /// Key ids refused without a database read.
+    refused_keys: RefusedKeys,
+    /// Sampling of the refusal log lines.
+    refusal_log: LogSampler,
+    /// Where database reads of keys are counted.
+    metrics: Arc<Metrics>,
 }
 
 /// The layer; see the module docs.
@@ -83,17 +229,22 @@ impl std::fmt::Debug for AuthLayer {
 }
 
 impl AuthLayer {
-    /// A layer checking keys against `store`.
-    pub fn new(store: Arc<dyn Store>, settings: AuthSettings) -> Self {
+    /// A layer checking keys against `store`, counting key reads into `metrics`.
+    pub fn new(store: Arc<dyn Store>, settings: AuthSettings, metrics: Arc<Metrics>) -> Self {
         let concurrency = (settings.max_concurrent_requests > 0)
             .then(|| Arc::new(Semaphore::new(settings.max_concurrent_requests)));
         let rate = RateLimiter::new(settings.rate_limit_per_second, settings.rate_limit_burst);
+        let refused_keys =
+            RefusedKeys::new(settings.refused_key_ttl, settings.refused_key_capacity);
         AuthLayer {
             state: Arc::new(State {
                 store,
                 settings,
                 concurrency,
                 rate,
+                refused_keys,
+                refusal_log: LogSampler::default(),
+                metrics,
             }),
         }
     }
@@ -148,32 +299,44 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 }
 
 impl State {
-    /// The tenant of an API key, or the status to answer with.
-    async fn tenant_of_key(&self, presented: Option<&str>) -> Result<String, Status> {
+    /// The tenant and key id of an API key, or the status to answer with.
+    async fn tenant_of_key(&self, presented: Option<&str>) -> Result<(String, String), Status> {
         let Some((key_id, secret)) = presented.and_then(keys::parse) else {
             return Err(Status::unauthenticated(UNAUTHENTICATED));
         };
+        if self.refused_keys.contains(key_id) {
+            self.refusal_log
+                .refused_key(key_id, "unknown or revoked (remembered)");
+            return Err(Status::unauthenticated(UNAUTHENTICATED));
+        }
+        self.metrics.count_api_key_lookup();
         let stored = match self.store.api_key(key_id).await {
             Ok(stored) => stored,
             // UNAVAILABLE / INTERNAL as usual: the caller may retry, and
             // nothing about the key is revealed.
             Err(err) => return Err(err.into()),
         };
-        match stored {
-            Some(stored)
-                if stored.info.revoked_at_nanos.is_none() && keys::verify(&stored, secret) =>
-            {
-                Ok(stored.info.tenant_id)
-            }
-            _ => {
-                tracing::info!(key_id, "refused API key (unknown, wrong or revoked)");
-                Err(Status::unauthenticated(UNAUTHENTICATED))
-            }
+        let reason = match stored {
+            None => "unknown",
+            Some(stored) if stored.info.revoked_at_nanos.is_some() => "revoked",
+            Some(stored) if !keys::verify(&stored, secret) => "wrong secret",
+            Some(stored) => return Ok((stored.info.tenant_id, key_id.to_string())),
+        };
+        // A wrong secret is not remembered: the key's owner must still get in.
+        if reason != "wrong secret" {
+            self.refused_keys.insert(key_id);
         }
+        self.refusal_log.refused_key(key_id, reason);
+        Err(Status::unauthenticated(UNAUTHENTICATED))
     }
 
-    /// Checks a call's credentials and rate; the tenant to act for, if any.
-    async fn admit(&self, guard: Guard, headers: &HeaderMap) -> Result<Option<String>, Status> {
+    /// Checks a call's credentials and rate; the tenant to act for (and the
+    /// key it authenticated with), if any.
+    async fn admit(
+        &self,
+        guard: Guard,
+        headers: &HeaderMap,
+    ) -> Result<Option<(String, Option<String>)>, Status> {
         match guard {
             Guard::Open => Ok(None),
             Guard::Admin => match &self.settings.admin_token {
@@ -182,17 +345,18 @@ impl State {
                 None => Ok(None),
             },
             Guard::Tenant => {
-                let tenant = if self.settings.require_api_key {
-                    self.tenant_of_key(bearer(headers)).await?
+                let (tenant, key_id) = if self.settings.require_api_key {
+                    let (tenant, key_id) = self.tenant_of_key(bearer(headers)).await?;
+                    (tenant, Some(key_id))
                 } else {
-                    DEFAULT_TENANT.to_string()
+                    (DEFAULT_TENANT.to_string(), None)
                 };
                 if !self.rate.try_acquire(&tenant) {
                     return Err(Status::resource_exhausted(
                         "request rate limit of this tenant exceeded; retry later",
                     ));
                 }
-                Ok(Some(tenant))
+                Ok(Some((tenant, key_id)))
             }
         }
     }
@@ -222,10 +386,9 @@ where
         let guard = guard_of(request.uri().path());
         Box::pin(async move {
             if guard == Guard::Open {
-                return inner
-                    .call(request)
-                    .await
-                    .map(|r| r.map(|b| PermitBody::new(b, None)));
+                let mut response = inner.call(request).await?;
+                crate::error::relabel_request_error_response(&mut response);
+                return Ok(response.map(|b| PermitBody::new(b, None)));
             }
             let permit = match &state.concurrency {
                 None => None,
@@ -239,8 +402,11 @@ where
                 },
             };
             match state.admit(guard, request.headers()).await {
-                Ok(Some(tenant)) => {
+                Ok(Some((tenant, key_id))) => {
                     request.extensions_mut().insert(TenantId(tenant));
+                    if let Some(key_id) = key_id {
+                        request.extensions_mut().insert(ApiKeyId(key_id));
+                    }
                 }
                 Ok(None) => {}
                 Err(status) => return Ok(refuse(status)),
@@ -261,7 +427,7 @@ where
                 }
             };
             let mut response = response;
-            crate::error::relabel_oversize_response(&mut response);
+            crate::error::relabel_request_error_response(&mut response);
             Ok(response.map(|b| PermitBody::new(b, permit)))
         })
     }
@@ -379,8 +545,11 @@ mod tests {
             rate_limit_per_second: 0,
             rate_limit_burst: 0,
             default_timeout: Duration::from_millis(50),
+            refused_key_ttl: Duration::from_secs(10),
+            refused_key_capacity: 10,
         };
-        let mut service = AuthLayer::new(store, settings).layer(Slow(Duration::from_millis(500)));
+        let mut service = AuthLayer::new(store, settings, Arc::new(Metrics::new()))
+            .layer(Slow(Duration::from_millis(500)));
         let request = || {
             http::Request::builder()
                 .uri("/salesmetrics.v1.KpiService/GetKpis")
@@ -406,5 +575,39 @@ mod tests {
         assert_eq!(bearer(&headers), Some("abc"));
         headers.insert("authorization", "Basic abc".parse().unwrap());
         assert_eq!(bearer(&headers), None);
+    }
+
+    #[test]
+    fn refused_keys_expire_and_stay_bounded() {
+        let cache = RefusedKeys::new(Duration::from_millis(50), 3);
+        for id in ["a", "b", "c", "d", "e"] {
+            cache.insert(id);
+        }
+        assert!(cache.contains("e"), "the newest entry is kept");
+        let live = ["a", "b", "c", "d", "e"]
+            .iter()
+            .filter(|id| cache.contains(id))
+            .count();
+        assert_eq!(live, 3, "at most the capacity");
+        std::thread::sleep(Duration::from_millis(80));
+        assert!(!cache.contains("e"), "expired");
+        let off = RefusedKeys::new(Duration::ZERO, 3);
+        off.insert("a");
+        assert!(!off.contains("a"));
+    }
+
+    #[test]
+    fn refusals_are_logged_once_per_interval_per_reason() {
+        let sampler = LogSampler::default();
+        assert_eq!(sampler.sample("unknown"), Some(0));
+        assert_eq!(sampler.sample("unknown"), None);
+        assert_eq!(sampler.sample("unknown"), None);
+        assert_eq!(sampler.sample("revoked"), Some(0), "reasons are separate");
+        {
+            let mut reasons = sampler.reasons.lock().unwrap();
+            let last = &mut reasons.get_mut("unknown").unwrap().0;
+            *last = last.checked_sub(LogSampler::INTERVAL).unwrap_or(*last);
+        }
+        assert_eq!(sampler.sample("unknown"), Some(2), "the suppressed count");
     }
 }

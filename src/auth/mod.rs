@@ -17,5 +17,5 @@ pub mod rate;
 pub mod tenant;
 
 pub use keys::AdminToken;
-pub use layer::{AuthLayer, AuthSettings};
+pub use layer::{ApiKeyId, AuthLayer, AuthSettings, check_key_still_valid};
 pub use tenant::{DEFAULT_TENANT, TenantId, tenant_of};

@@ -121,6 +121,8 @@ pub struct Metrics {
     /// Record outcomes per [`RecordType::ALL`] index, then one for records
     /// without a type.
     records: [RecordCounters; RecordType::ALL.len() + 1],
+    /// API keys read from the database to authenticate a call.
+    api_key_lookups: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -149,6 +151,7 @@ impl Metrics {
             unknown_method: Arc::from(UNKNOWN_METHOD),
             rpc: Mutex::new(BTreeMap::new()),
             records: Default::default(),
+            api_key_lookups: AtomicU64::new(0),
         }
     }
 
@@ -192,6 +195,17 @@ impl Metrics {
             RecordOutcome::Rejected => &counters.rejected,
         };
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one read of an API key from the database by the
+    /// authentication layer.
+    pub fn count_api_key_lookup(&self) {
+        self.api_key_lookups.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// API keys read from the database to authenticate calls, so far.
+    pub fn api_key_lookups(&self) -> u64 {
+        self.api_key_lookups.load(Ordering::Relaxed)
     }
 
     /// Every metric in the Prometheus text format 0.0.4, with `pools` (the
@@ -294,6 +308,18 @@ impl Metrics {
                 writeln!(out, "{name}{{type=\"{record_type}\"}} {n}")?;
             }
         }
+
+        header(
+            out,
+            "salesmetrics_api_key_lookups_total",
+            "counter",
+            "API keys read from the database to authenticate calls (key ids recently found unknown or revoked are refused without a read).",
+        )?;
+        writeln!(
+            out,
+            "salesmetrics_api_key_lookups_total {}",
+            self.api_key_lookups()
+        )?;
 
         header(
             out,

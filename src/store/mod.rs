@@ -21,11 +21,13 @@ use async_trait::async_trait;
 use crate::domain::{Dataset, Record, RecordType, TenantSettings};
 use crate::error::{Error, Result};
 
+mod open_error;
 pub mod postgres;
 mod reads;
 pub mod rows;
 pub mod sqlite;
 
+pub use open_error::explain_open_error;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
@@ -77,7 +79,8 @@ pub struct Changes {
 ///   ([`PostgresStore::connect`]).
 /// * Anything else is INVALID_ARGUMENT on `database_url`.
 ///
-/// An unreachable database is [`Error::Unavailable`].
+/// An unreachable database is [`Error::Unavailable`]; at start-up,
+/// [`explain_open_error`] says what failed and what to do.
 pub async fn connect(url: &str) -> Result<Arc<dyn Store>> {
     connect_with(url, StoreOptions::default()).await
 }
@@ -261,7 +264,8 @@ pub trait Store: Send + Sync + 'static {
     async fn create_tenant(&self, tenant: &str, settings: &TenantSettings) -> Result<()> {
         if !self.insert_tenant(tenant, settings).await? {
             return Err(Error::AlreadyExists(format!(
-                "tenant {tenant:?} already exists"
+                "tenant {} already exists",
+                crate::error::quote(tenant)
             )));
         }
         Ok(())

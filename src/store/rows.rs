@@ -20,7 +20,7 @@ use crate::domain::{
     Instant, Lead, Order, OrderKind, PipelineStage, Record, RecordType, Rep, Spend, SpendCategory,
     SubscriptionChange, Target, TargetMetric, TargetScope, Team, TeamMembership, TenantSettings,
 };
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, quote};
 use crate::store::WriteOutcome;
 
 /// The SQL type of a data column.
@@ -599,7 +599,7 @@ pub(super) type TeamTree = HashMap<String, Option<String>>;
 pub(super) fn team_cycle(tree: &TeamTree, id: &str, parent: Option<&str>) -> Option<String> {
     let parent = parent?;
     if parent == id {
-        return Some(format!("team {id:?} cannot be its own parent"));
+        return Some(format!("team {} cannot be its own parent", quote(id)));
     }
     let mut current = parent;
     // The stored tree is acyclic, so the walk ends within tree.len() steps;
@@ -608,7 +608,9 @@ pub(super) fn team_cycle(tree: &TeamTree, id: &str, parent: Option<&str>) -> Opt
         match tree.get(current) {
             Some(Some(next)) if next == id => {
                 return Some(format!(
-                    "team {id:?} would become its own ancestor: its new parent {parent:?} descends from it"
+                    "team {} would become its own ancestor: its new parent {} descends from it",
+                    quote(id),
+                    quote(parent)
                 ));
             }
             Some(Some(next)) => current = next,
@@ -721,7 +723,7 @@ where
 
 /// The error for a write or settings call on a tenant that does not exist.
 pub(super) fn unknown_tenant(tenant: &str) -> Error {
-    Error::NotFound(format!("tenant {tenant:?} does not exist"))
+    Error::NotFound(format!("tenant {} does not exist", quote(tenant)))
 }
 
 /// Now, in nanoseconds since the Unix epoch (for `tenants.created_at`).

@@ -105,7 +105,7 @@ async fn drop_stale_databases(conn: &mut PgConnection) {
 }
 
 /// `base` with its database name replaced by `database`.
-fn with_database(base: &str, database: &str) -> String {
+pub fn with_database(base: &str, database: &str) -> String {
     let (url, query) = match base.split_once('?') {
         Some((url, query)) => (url, format!("?{query}")),
         None => (base, String::new()),

@@ -1,6 +1,7 @@
 //! The integration test suite: one binary, a real server per test, real
 //! SQLite files and (with `TEST_DATABASE_URL`) a real PostgreSQL.
 
+mod abuse;
 mod cli;
 mod db;
 mod grpc_web;

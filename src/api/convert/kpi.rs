@@ -11,7 +11,7 @@ use chrono_tz::Tz;
 use super::time::{date_to_proto, timestamp_to_proto};
 use crate::domain::period::{Granularity, PeriodError, PeriodRange, PeriodSpec};
 use crate::domain::{Scope, TenantSettings};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, quote};
 use crate::kpi::catalog::{self, Category, Direction, FUNNEL_ID, KpiDef, Unit};
 use crate::kpi::{Bundle, ComparisonKind, Dimension, FunnelRow, KpiValue};
 use crate::proto::v1 as pb;
@@ -55,7 +55,12 @@ pub fn parse_kpi_ids(ids: &[String], field: &str, allow_funnel: bool) -> Result<
             Some(def) => {
                 wanted.insert(def.id);
             }
-            None => return Err(Error::invalid(path, format!("unknown KPI id {id:?}"))),
+            None => {
+                return Err(Error::invalid(
+                    path,
+                    format!("unknown KPI id {}", quote(id)),
+                ));
+            }
         }
     }
     Ok(Selection {
@@ -75,7 +80,7 @@ pub fn parse_time_zone(tz: &str, field: &str) -> Result<Option<Tz>> {
     }
     tz.parse::<Tz>()
         .map(Some)
-        .map_err(|_| Error::invalid(field, format!("unknown IANA time zone {tz:?}")))
+        .map_err(|_| Error::invalid(field, format!("unknown IANA time zone {}", quote(tz))))
 }
 
 pub fn parse_date(date: Option<&pb::Date>, field: &str) -> Result<NaiveDate> {

@@ -49,6 +49,7 @@ pub use settings::{settings_from_proto, settings_to_proto};
 
 use crate::domain::rules::id_problem;
 use crate::error::Error;
+pub use crate::error::quote;
 
 /// One invalid field: its full path and why it is invalid.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,17 +103,6 @@ pub fn parse_id(path: &str, value: String) -> Result<String, FieldViolation> {
     match id_problem(&value) {
         None => Ok(value),
         Some(reason) => Err(FieldViolation::new(path, reason)),
-    }
-}
-
-/// Shortens client text echoed in a reason so that errors stay small.
-pub fn quote(s: &str) -> String {
-    const MAX: usize = 16;
-    if s.chars().count() <= MAX {
-        format!("{s:?}")
-    } else {
-        let head: String = s.chars().take(MAX).collect();
-        format!("{head:?}…")
     }
 }
 

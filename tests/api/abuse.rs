@@ -1,0 +1,1028 @@
+//! What hostile or careless clients send, and what they get back: huge
+//! strings in every field, bytes that are not protobuf, floods of unknown
+//! keys, keys revoked under an open stream; and the operator's side: start-up
+//! errors that say what to fix, and SIGHUP handled like SIGTERM.
+
+use std::time::Duration;
+
+use prost::Message as _;
+use prost_types::Timestamp;
+use salesmetrics::proto::v1 as pb;
+use salesmetrics::proto::v1::record::Record as R;
+use tonic::{Code, Status};
+use tonic_types::StatusExt;
+
+use super::db;
+use super::harness::{TestServer, backend_tests};
+
+/// 2024-03-01T00:00:00Z.
+const T0: i64 = 1_709_251_200;
+
+/// Longest error message (or echoed reason) accepted from the server.
+const SHORT: usize = 1_000;
+
+/// 100 000 characters of client text, with characters that need escaping.
+fn huge() -> String {
+    "ab\"é\\".repeat(20_000)
+}
+
+/// Asserts `status` has `code` and short texts: its message and every
+/// `BadRequest` violation in its details.
+fn assert_short(what: &str, status: &Status, code: Code) {
+    assert_eq!(status.code(), code, "{what}: {status:?}");
+    assert!(
+        status.message().len() < SHORT,
+        "{what}: a message of {} bytes",
+        status.message().len()
+    );
+    if let Some(bad) = status.get_details_bad_request() {
+        for v in bad.field_violations {
+            assert!(
+                v.field.len() < SHORT && v.description.len() < SHORT,
+                "{what}: a violation of {} + {} bytes",
+                v.field.len(),
+                v.description.len()
+            );
+        }
+    }
+}
+
+fn ts(seconds: i64) -> Option<Timestamp> {
+    Some(Timestamp { seconds, nanos: 0 })
+}
+
+fn usd(minor_units: i64) -> Option<pb::Money> {
+    Some(pb::Money {
+        currency_code: "USD".into(),
+        minor_units,
+    })
+}
+
+fn order(id: &str, amount: i64) -> pb::Record {
+    pb::Record {
+        record: Some(R::Order(pb::Order {
+            id: id.into(),
+            amount: usd(amount),
+            ordered_at: ts(T0),
+            kind: pb::OrderKind::New as i32,
+            customer_id: "c1".into(),
+            rep_id: "r1".into(),
+            ..Default::default()
+        })),
+    }
+}
+
+/// One valid record of each type with string fields.
+fn records_with_strings() -> Vec<pb::Record> {
+    let rec = |r| pb::Record { record: Some(r) };
+    vec![
+        rec(R::Team(pb::Team {
+            id: "t1".into(),
+            name: "Team".into(),
+            parent_team_id: "t0".into(),
+            ..Default::default()
+        })),
+        rec(R::TeamMembership(pb::TeamMembership {
+            id: "m1".into(),
+            rep_id: "r1".into(),
+            team_id: "t1".into(),
+            effective_at: ts(T0),
+            ..Default::default()
+        })),
+        rec(R::Rep(pb::Rep {
+            id: "r1".into(),
+            name: "Ann".into(),
+            email: "ann@example.com".into(),
+            ..Default::default()
+        })),
+        rec(R::Customer(pb::Customer {
+            id: "c1".into(),
+            acquired_at: ts(T0),
+            owner_rep_id: "r1".into(),
+            source: "web".into(),
+            name: "ACME".into(),
+            ..Default::default()
+        })),
+        rec(R::Lead(pb::Lead {
+            id: "l1".into(),
+            source: "web".into(),
+            created_at: ts(T0),
+            owner_rep_id: "r1".into(),
+            customer_id: "c1".into(),
+            ..Default::default()
+        })),
+        rec(R::Deal(pb::Deal {
+            id: "d1".into(),
+            amount: usd(700),
+            created_at: ts(T0),
+            status: pb::DealStatus::Open as i32,
+            stage: "proposal".into(),
+            owner_rep_id: "r1".into(),
+            customer_id: "c1".into(),
+            lead_id: "l1".into(),
+            ..Default::default()
+        })),
+        rec(R::DealStageChange(pb::DealStageChange {
+            id: "s1".into(),
+            deal_id: "d1".into(),
+            stage: "prospecting".into(),
+            entered_at: ts(T0),
+            ..Default::default()
+        })),
+        order("o1", 100),
+        rec(R::SubscriptionChange(pb::SubscriptionChange {
+            id: "sc1".into(),
+            subscription_id: "sub1".into(),
+            customer_id: "c1".into(),
+            mrr: usd(9_900),
+            effective_at: ts(T0),
+            ..Default::default()
+        })),
+        rec(R::Activity(pb::Activity {
+            id: "a1".into(),
+            rep_id: "r1".into(),
+            r#type: pb::ActivityType::Call as i32,
+            occurred_at: ts(T0),
+            ..Default::default()
+        })),
+        rec(R::Inquiry(pb::Inquiry {
+            id: "i1".into(),
+            channel: "email".into(),
+            received_at: ts(T0),
+            customer_id: "c1".into(),
+            rep_id: "r1".into(),
+            ..Default::default()
+        })),
+        rec(R::CsatResponse(pb::CsatResponse {
+            id: "q1".into(),
+            score: 4,
+            responded_at: ts(T0),
+            customer_id: "c1".into(),
+            rep_id: "r1".into(),
+            ..Default::default()
+        })),
+        rec(R::Spend(pb::Spend {
+            id: "p1".into(),
+            category: pb::SpendCategory::Sales as i32,
+            amount: usd(250),
+            start_date: Some(pb::Date {
+                year: 2024,
+                month: 3,
+                day: 1,
+            }),
+            end_date: Some(pb::Date {
+                year: 2024,
+                month: 4,
+                day: 1,
+            }),
+            team_id: "t1".into(),
+            ..Default::default()
+        })),
+    ]
+}
+
+/// Every copy of `record` with one of its string fields (nested ones, such
+/// as a money's currency, included) replaced by `value`, read from the proto
+/// descriptors so that no field is forgotten.
+fn with_each_string_field(record: &pb::Record, value: &str) -> Vec<pb::Record> {
+    use prost_reflect::{DescriptorPool, DynamicMessage, Kind, ReflectMessage, Value};
+
+    fn variants(message: &DynamicMessage, value: &str) -> Vec<DynamicMessage> {
+        let mut out = Vec::new();
+        for field in message.descriptor().fields() {
+            if !message.has_field(&field) && field.kind().as_message().is_some() {
+                continue;
+            }
+            match field.kind() {
+                Kind::String if !field.is_list() => {
+                    let mut copy = message.clone();
+                    copy.set_field(&field, Value::String(value.to_string()));
+                    out.push(copy);
+                }
+                Kind::Message(_) if !field.is_list() => {
+                    let Value::Message(inner) = message.get_field(&field).into_owned() else {
+                        continue;
+                    };
+                    for changed in variants(&inner, value) {
+                        let mut copy = message.clone();
+                        copy.set_field(&field, Value::Message(changed));
+                        out.push(copy);
+                    }
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
+    let pool = DescriptorPool::decode(pb::FILE_DESCRIPTOR_SET).expect("descriptors");
+    let descriptor = pool
+        .get_message_by_name("salesmetrics.v1.Record")
+        .expect("Record");
+    let message =
+        DynamicMessage::decode(descriptor, record.encode_to_vec().as_slice()).expect("decode");
+    variants(&message, value)
+        .into_iter()
+        .map(|m| m.transcode_to::<pb::Record>().expect("transcode"))
+        .collect()
+}
+
+backend_tests! {
+    /// Every string field of every RPC, sent with 100 000 characters, comes
+    /// back as an error of the usual code whose message (and every detail)
+    /// stays short: client text is echoed 16 characters at most.
+    #[tokio::test]
+    async fn huge_strings_in_every_field_get_short_errors(server: TestServer) {
+        let b = server.backend;
+        let huge = huge();
+        let mut kpi = server.kpi().await;
+        let mut ingest = server.ingest().await;
+        let mut admin = server.admin().await;
+        let period = Some(pb::Period {
+            period: Some(pb::period::Period::Calendar(pb::CalendarPeriod {
+                granularity: pb::Granularity::Month as i32,
+                date: Some(pb::Date { year: 2024, month: 3, day: 1 }),
+            })),
+        });
+        let team_scope = |id: &str| {
+            Some(pb::Scope {
+                kind: pb::ScopeKind::Team as i32,
+                id: id.into(),
+            })
+        };
+
+        // KpiService: kpi ids and time zones are INVALID_ARGUMENT, unknown
+        // scope ids NOT_FOUND.
+        let kpis = pb::GetKpisRequest { period, ..Default::default() };
+        for (what, request, code) in [
+            ("GetKpis kpi_ids", pb::GetKpisRequest { kpi_ids: vec![huge.clone()], ..kpis.clone() }, Code::InvalidArgument),
+            ("GetKpis time_zone", pb::GetKpisRequest { time_zone: huge.clone(), ..kpis.clone() }, Code::InvalidArgument),
+            ("GetKpis scope.id", pb::GetKpisRequest { scope: team_scope(&huge), ..kpis.clone() }, Code::NotFound),
+        ] {
+            let err = kpi.get_kpis(request).await.expect_err(what);
+            assert_short(&format!("{b}: {what}"), &err, code);
+        }
+        let series = pb::GetKpiSeriesRequest {
+            granularity: pb::Granularity::Month as i32,
+            first_period_date: Some(pb::Date { year: 2024, month: 1, day: 1 }),
+            period_count: 3,
+            ..Default::default()
+        };
+        for (what, request, code) in [
+            ("GetKpiSeries kpi_ids", pb::GetKpiSeriesRequest { kpi_ids: vec![huge.clone()], ..series.clone() }, Code::InvalidArgument),
+            ("GetKpiSeries time_zone", pb::GetKpiSeriesRequest { time_zone: huge.clone(), ..series.clone() }, Code::InvalidArgument),
+            ("GetKpiSeries scope.id", pb::GetKpiSeriesRequest { scope: team_scope(&huge), ..series.clone() }, Code::NotFound),
+        ] {
+            let err = kpi.get_kpi_series(request).await.expect_err(what);
+            assert_short(&format!("{b}: {what}"), &err, code);
+        }
+        let breakdown = pb::GetBreakdownRequest {
+            period,
+            dimension: pb::Dimension::Rep as i32,
+            ..Default::default()
+        };
+        for (what, request, code) in [
+            ("GetBreakdown kpi_ids", pb::GetBreakdownRequest { kpi_ids: vec![huge.clone()], ..breakdown.clone() }, Code::InvalidArgument),
+            ("GetBreakdown time_zone", pb::GetBreakdownRequest { time_zone: huge.clone(), ..breakdown.clone() }, Code::InvalidArgument),
+            ("GetBreakdown page_token", pb::GetBreakdownRequest { page_token: huge.clone(), ..breakdown.clone() }, Code::InvalidArgument),
+            ("GetBreakdown scope.id", pb::GetBreakdownRequest { scope: team_scope(&huge), ..breakdown.clone() }, Code::NotFound),
+        ] {
+            let err = kpi.get_breakdown(request).await.expect_err(what);
+            assert_short(&format!("{b}: {what}"), &err, code);
+        }
+
+        // IngestService: every string field of every record type, in an
+        // all-or-nothing batch (INVALID_ARGUMENT) and on a stream (every
+        // reason of the acknowledgement short).
+        let records: Vec<pb::Record> = records_with_strings()
+            .iter()
+            .flat_map(|r| with_each_string_field(r, &huge))
+            .collect();
+        assert!(records.len() > 40, "{} variants", records.len());
+        for record in &records {
+            let err = ingest
+                .ingest_batch(pb::IngestBatchRequest {
+                    records: vec![record.clone()],
+                    all_or_nothing: true,
+                })
+                .await
+                .expect_err("a huge field is refused");
+            assert_short(&format!("{b}: IngestBatch {record:.100?}"), &err, Code::InvalidArgument);
+        }
+        let err = ingest
+            .ingest_batch(pb::IngestBatchRequest { records: records.clone(), all_or_nothing: true })
+            .await
+            .expect_err("every huge field at once");
+        assert_short(&format!("{b}: IngestBatch, all at once"), &err, Code::InvalidArgument);
+        let mut acks = ingest
+            .stream_ingest(tokio_stream::iter(vec![pb::StreamIngestRequest {
+                sequence: 1,
+                records: records.clone(),
+                all_or_nothing: false,
+            }]))
+            .await
+            .expect("stream opens")
+            .into_inner();
+        let ack = acks.message().await.expect("ack").expect("one ack");
+        let result = ack.result.expect("result");
+        assert_eq!(result.rejected_count as usize, records.len(), "{b}");
+        for r in &result.results {
+            assert!(
+                r.id.len() < SHORT && r.field_path.len() < SHORT && r.reason.len() < SHORT,
+                "{b}: record {} echoed {} + {} + {} bytes",
+                r.index,
+                r.id.len(),
+                r.field_path.len(),
+                r.reason.len()
+            );
+        }
+        let err = ingest
+            .delete_records(pb::DeleteRecordsRequest {
+                record_type: pb::RecordType::Order as i32,
+                ids: vec![huge.clone()],
+            })
+            .await
+            .expect_err("DeleteRecords ids");
+        assert_short(&format!("{b}: DeleteRecords ids"), &err, Code::InvalidArgument);
+
+        // AdminService: ids, names and settings.
+        let settings = |f: &dyn Fn(&mut pb::TenantSettings)| {
+            let mut s = pb::TenantSettings {
+                time_zone: "UTC".into(),
+                currency_code: "USD".into(),
+                fiscal_year_start_month: 1,
+                ..Default::default()
+            };
+            f(&mut s);
+            Some(s)
+        };
+        let bad_settings = [
+            ("time_zone", settings(&|s| s.time_zone = huge.clone())),
+            ("currency_code", settings(&|s| s.currency_code = huge.clone())),
+            ("pipeline_stages.name", settings(&|s| {
+                s.pipeline_stages = vec![pb::PipelineStage { name: huge.clone(), win_probability: 0.5 }];
+            })),
+            ("referral_sources", settings(&|s| s.referral_sources = vec![huge.clone()])),
+        ];
+        let err = admin
+            .create_tenant(pb::CreateTenantRequest { tenant_id: huge.clone(), settings: None })
+            .await
+            .expect_err("CreateTenant tenant_id");
+        assert_short(&format!("{b}: CreateTenant tenant_id"), &err, Code::InvalidArgument);
+        for (what, s) in &bad_settings {
+            let err = admin
+                .create_tenant(pb::CreateTenantRequest { tenant_id: "t".into(), settings: s.clone() })
+                .await
+                .expect_err(what);
+            assert_short(&format!("{b}: CreateTenant {what}"), &err, Code::InvalidArgument);
+            let err = admin
+                .update_tenant_settings(pb::UpdateTenantSettingsRequest {
+                    tenant_id: String::new(),
+                    settings: s.clone(),
+                })
+                .await
+                .expect_err(what);
+            assert_short(&format!("{b}: UpdateTenantSettings {what}"), &err, Code::InvalidArgument);
+        }
+        let err = admin
+            .get_tenant_settings(pb::GetTenantSettingsRequest { tenant_id: huge.clone() })
+            .await
+            .expect_err("GetTenantSettings tenant_id");
+        assert_short(&format!("{b}: GetTenantSettings"), &err, Code::InvalidArgument);
+        let err = admin
+            .update_tenant_settings(pb::UpdateTenantSettingsRequest {
+                tenant_id: huge.clone(),
+                settings: settings(&|_| {}),
+            })
+            .await
+            .expect_err("UpdateTenantSettings tenant_id");
+        assert_short(&format!("{b}: UpdateTenantSettings tenant_id"), &err, Code::InvalidArgument);
+        for (what, request) in [
+            ("CreateApiKey tenant_id", pb::CreateApiKeyRequest { tenant_id: huge.clone(), name: "k".into() }),
+            ("CreateApiKey name", pb::CreateApiKeyRequest { tenant_id: "default".into(), name: huge.clone() }),
+        ] {
+            let err = admin.create_api_key(request).await.expect_err(what);
+            assert_short(&format!("{b}: {what}"), &err, Code::InvalidArgument);
+        }
+        let err = admin
+            .list_api_keys(pb::ListApiKeysRequest { tenant_id: huge.clone() })
+            .await
+            .expect_err("ListApiKeys tenant_id");
+        assert_short(&format!("{b}: ListApiKeys"), &err, Code::InvalidArgument);
+        let err = admin
+            .revoke_api_key(pb::RevokeApiKeyRequest { key_id: huge.clone() })
+            .await
+            .expect_err("RevokeApiKey key_id");
+        assert_short(&format!("{b}: RevokeApiKey"), &err, Code::InvalidArgument);
+
+        // Valid ids of the longest allowed length that name nothing are
+        // NOT_FOUND / ALREADY_EXISTS, echoed 16 characters at most.
+        let long_id = "x".repeat(128);
+        let err = admin
+            .get_tenant_settings(pb::GetTenantSettingsRequest { tenant_id: long_id.clone() })
+            .await
+            .expect_err("unknown tenant");
+        assert_short(&format!("{b}: unknown tenant"), &err, Code::NotFound);
+        assert!(err.message().len() < 64, "{b}: {}", err.message());
+        admin
+            .create_tenant(pb::CreateTenantRequest { tenant_id: long_id.clone(), settings: None })
+            .await
+            .expect("a 128-character tenant id is valid");
+        let err = admin
+            .create_tenant(pb::CreateTenantRequest { tenant_id: long_id.clone(), settings: None })
+            .await
+            .expect_err("taken tenant id");
+        assert_short(&format!("{b}: taken tenant"), &err, Code::AlreadyExists);
+        assert!(err.message().len() < 64, "{b}: {}", err.message());
+        let err = kpi
+            .get_kpis(pb::GetKpisRequest { scope: team_scope(&long_id), ..kpis.clone() })
+            .await
+            .expect_err("unknown team");
+        assert_eq!(err.message(), "team \"xxxxxxxxxxxxxxxx\"… not found", "{b}");
+        server.stop().await;
+    }
+}
+
+/// A codec that sends and receives raw bytes, to put what a generated client
+/// never would on the wire.
+#[derive(Debug, Clone, Default)]
+struct RawCodec;
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        RawCodec
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        RawCodec
+    }
+}
+
+impl tonic::codec::Encoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = Status;
+
+    fn encode(
+        &mut self,
+        item: Vec<u8>,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), Status> {
+        use prost::bytes::BufMut;
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = Status;
+
+    fn decode(&mut self, src: &mut tonic::codec::DecodeBuf<'_>) -> Result<Option<Vec<u8>>, Status> {
+        use prost::bytes::Buf;
+        let mut out = vec![0; src.remaining()];
+        src.copy_to_slice(&mut out);
+        Ok(Some(out))
+    }
+}
+
+/// `bytes` as the request message of the unary or server-streaming method at `path`.
+async fn raw_call(
+    server: &TestServer,
+    path: &'static str,
+    bytes: Vec<u8>,
+    server_streaming: bool,
+) -> Status {
+    let mut grpc = tonic::client::Grpc::new(server.channel().await);
+    grpc.ready().await.expect("ready");
+    let name = path;
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static(path);
+    let request = tonic::Request::new(bytes);
+    if server_streaming {
+        match grpc.server_streaming(request, path, RawCodec).await {
+            Err(status) => status,
+            Ok(response) => {
+                let mut stream = response.into_inner();
+                loop {
+                    match stream.message().await {
+                        Ok(Some(_)) => {}
+                        Ok(None) => panic!("{name}: the stream ended without an error"),
+                        Err(status) => break status,
+                    }
+                }
+            }
+        }
+    } else {
+        grpc.unary(request, path, RawCodec)
+            .await
+            .expect_err("undecodable bytes are refused")
+    }
+}
+
+/// Bytes that are not a protobuf message of the method's request type get
+/// INVALID_ARGUMENT with one fixed message, on unary calls, server-streaming
+/// calls, a client stream, and health checks alike.
+#[tokio::test]
+async fn undecodable_requests_are_invalid_argument() {
+    const FIXED: &str = "the request message cannot be decoded";
+    let server = TestServer::sqlite().await;
+    // A varint that never ends; a field with wire type 7; a length beyond
+    // the message.
+    let garbage: [&[u8]; 3] = [
+        &[
+            0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        ],
+        &[0x0f, 0x01],
+        &[0x0a, 0x7f, 0x01],
+    ];
+    for bytes in garbage {
+        for (path, streaming) in [
+            ("/salesmetrics.v1.KpiService/GetKpis", false),
+            ("/salesmetrics.v1.IngestService/IngestBatch", false),
+            ("/salesmetrics.v1.AdminService/CreateTenant", false),
+            ("/salesmetrics.v1.IngestService/ExportRecords", true),
+            ("/grpc.health.v1.Health/Check", false),
+        ] {
+            let status = raw_call(&server, path, bytes.to_vec(), streaming).await;
+            assert_eq!(
+                status.code(),
+                Code::InvalidArgument,
+                "{path} {bytes:?}: {status:?}"
+            );
+            assert_eq!(status.message(), FIXED, "{path} {bytes:?}");
+        }
+    }
+
+    // On a stream: the first batch decodes, the second does not.
+    let mut grpc = tonic::client::Grpc::new(server.channel().await);
+    grpc.ready().await.expect("ready");
+    let good = pb::StreamIngestRequest {
+        sequence: 1,
+        records: vec![order("o1", 5)],
+        all_or_nothing: false,
+    }
+    .encode_to_vec();
+    let response = grpc
+        .streaming(
+            tonic::Request::new(tokio_stream::iter(vec![good, vec![0x0f, 0x01]])),
+            tonic::codegen::http::uri::PathAndQuery::from_static(
+                "/salesmetrics.v1.IngestService/StreamIngest",
+            ),
+            RawCodec,
+        )
+        .await
+        .expect("stream opens");
+    let mut acks = response.into_inner();
+    let first = acks.message().await.expect("first ack").expect("an ack");
+    let first = pb::StreamIngestResponse::decode(first.as_slice()).expect("ack decodes");
+    assert_eq!(first.sequence, 1);
+    let err = tokio::time::timeout(Duration::from_secs(20), acks.message())
+        .await
+        .expect("answer within 20 s")
+        .expect_err("the undecodable batch ends the stream");
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert_eq!(err.message(), FIXED);
+    server.stop().await;
+}
+
+/// `salesmetrics serve` started as a child process with JSON logs on a
+/// fresh SQLite file, and its log lines as they come.
+struct Child {
+    process: std::process::Child,
+    address: String,
+    log: std::sync::mpsc::Receiver<serde_json::Value>,
+    _dir: tempfile::TempDir,
+}
+
+impl Child {
+    fn start(extra_args: &[&str]) -> Child {
+        use std::io::{BufRead, BufReader};
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let mut process = std::process::Command::new(env!("CARGO_BIN_EXE_salesmetrics"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+            .arg("--database-url")
+            .arg(format!("sqlite://{}", dir.path().join("s.db").display()))
+            .args(extra_args)
+            .env_remove("SALESMETRICS_DATABASE_URL")
+            .env_remove("DATABASE_URL")
+            .env_remove("SALESMETRICS_METRICS_LISTEN")
+            .env_remove("SALESMETRICS_OTLP_ENDPOINT")
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start the salesmetrics binary");
+        let stderr = process.stderr.take().expect("stderr");
+        let (tx, log) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let entry = serde_json::from_str(&line)
+                    .unwrap_or_else(|_| serde_json::json!({ "fields": { "message": line } }));
+                if tx.send(entry).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut child = Child {
+            process,
+            address: String::new(),
+            log,
+            _dir: dir,
+        };
+        let listening = child.wait_for("listening");
+        child.address = listening["fields"]["address"]
+            .as_str()
+            .expect("address field")
+            .to_string();
+        child
+    }
+
+    /// The next log entry with `message` (at most 20 s away).
+    fn wait_for(&mut self, message: &str) -> serde_json::Value {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let entry = self
+                .log
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no log line {message:?} within 20 s"));
+            if entry["fields"]["message"] == message {
+                return entry;
+            }
+        }
+    }
+
+    fn signal(&self, name: &str) {
+        let status = std::process::Command::new("kill")
+            .args([&format!("-{name}"), &self.process.id().to_string()])
+            .status()
+            .expect("send the signal");
+        assert!(status.success());
+    }
+
+    /// Waits (at most 20 s) for the process to exit.
+    async fn exit(&mut self) -> std::process::ExitStatus {
+        for _ in 0..400 {
+            if let Some(exit) = self.process.try_wait().expect("wait for the child") {
+                return exit;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = self.process.kill();
+        panic!("the server did not exit within 20 s");
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+/// SIGHUP drains like SIGTERM: a stream open when it arrives is still
+/// served to its end, then the process logs "stopped" and exits 0.
+#[tokio::test]
+async fn sighup_drains_and_stops_cleanly() {
+    let mut child = Child::start(&[]);
+    let mut ingest = salesmetrics::proto::v1::ingest_service_client::IngestServiceClient::connect(
+        format!("http://{}", child.address),
+    )
+    .await
+    .expect("connect");
+    let (batches, rx) = tokio::sync::mpsc::channel(4);
+    let mut acks = ingest
+        .stream_ingest(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .expect("stream opens")
+        .into_inner();
+    let batch = |sequence: i64| pb::StreamIngestRequest {
+        sequence,
+        records: vec![order(&format!("o{sequence}"), 5)],
+        all_or_nothing: false,
+    };
+    batches.send(batch(1)).await.expect("send");
+    assert_eq!(acks.message().await.expect("ack").expect("ack").sequence, 1);
+
+    child.signal("HUP");
+    let received = child.wait_for("signal received");
+    assert_eq!(received["fields"]["signal"], "SIGHUP");
+    child.wait_for("shutdown requested; draining in-flight requests");
+    batches.send(batch(2)).await.expect("send after SIGHUP");
+    let ack = acks
+        .message()
+        .await
+        .expect("ack after SIGHUP")
+        .expect("ack");
+    assert_eq!(ack.sequence, 2);
+    assert_eq!(ack.result.expect("result").accepted_count, 1);
+    drop(batches);
+    assert!(acks.message().await.expect("end").is_none());
+
+    child.wait_for("stopped");
+    let exit = child.exit().await;
+    assert!(exit.success(), "exit after SIGHUP: {exit:?}");
+}
+
+/// Runs `salesmetrics serve` on `database_url` and returns its exit status
+/// and stderr (it is expected to stop at start-up).
+fn serve_output(database_url: &str) -> (std::process::ExitStatus, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_salesmetrics"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--database-url",
+            database_url,
+        ])
+        .env_remove("SALESMETRICS_DATABASE_URL")
+        .env_remove("DATABASE_URL")
+        .env_remove("SALESMETRICS_OTLP_ENDPOINT")
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .stdout(std::process::Stdio::null())
+        .output()
+        .expect("run the binary");
+    (
+        output.status,
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// A SQLite file in a directory that does not exist, or in one that cannot
+/// be written, is a start-up error that names the directory or file and the
+/// cause, not "internal error".
+#[test]
+fn a_sqlite_path_that_cannot_be_created_says_why() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let missing = dir.path().join("no").join("such");
+    let (status, stderr) = serve_output(&format!("sqlite://{}/x.db", missing.display()));
+    assert!(!status.success());
+    assert!(!stderr.contains("internal error"), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "cannot create the SQLite file {}/x.db: the directory {} does not exist",
+            missing.display(),
+            missing.display()
+        )),
+        "{stderr}"
+    );
+
+    // A directory without write permission (meaningless as root, who may
+    // write anywhere).
+    use std::os::unix::fs::PermissionsExt;
+    let locked = dir.path().join("locked");
+    std::fs::create_dir(&locked).expect("mkdir");
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o500)).expect("chmod");
+    if std::fs::File::create(locked.join("probe")).is_err() {
+        let (status, stderr) = serve_output(&format!("sqlite://{}/x.db", locked.display()));
+        assert!(!status.success());
+        assert!(
+            stderr.contains(&format!(
+                "cannot create the SQLite file {}/x.db",
+                locked.display()
+            )) && stderr.contains("ermission denied"),
+            "{stderr}"
+        );
+    }
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+}
+
+/// A PostgreSQL database that does not exist is a start-up error that names
+/// it, its server and how to create it, with the URL's password redacted
+/// (with `TEST_DATABASE_URL` only).
+#[test]
+fn a_missing_postgres_database_says_how_to_create_it() {
+    let Ok(base) = std::env::var("TEST_DATABASE_URL") else {
+        eprintln!("TEST_DATABASE_URL not set; skipping");
+        return;
+    };
+    let name = format!("does_not_exist_{}_{}", std::process::id(), rand_suffix());
+    let url = db::with_database(&base, &name);
+    let (status, stderr) = serve_output(&url);
+    assert!(!status.success());
+    assert!(!stderr.contains("internal error"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("database \"{name}\" does not exist on "))
+            && stderr.contains("create it (createdb ")
+            && stderr.contains("or fix --database-url"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&salesmetrics::config::redact_url(&url)),
+        "{stderr}"
+    );
+}
+
+/// A few random digits, so parallel runs do not collide.
+fn rand_suffix() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos())
+}
+
+/// The admin token of the servers with authentication started here.
+const ADMIN: &str = "abuse-admin-token-0123456789";
+
+/// Settings with authentication on and [`ADMIN`] as the admin token.
+fn secure_config() -> salesmetrics::config::ServeConfig {
+    let mut config = salesmetrics::config::ServeConfig::for_database("");
+    config.auth = salesmetrics::config::AuthMode::On;
+    config.admin_token = Some(ADMIN.into());
+    config
+}
+
+/// `message` with `authorization: Bearer <credential>`.
+fn bearer<T>(message: T, credential: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {credential}").parse().expect("ascii"),
+    );
+    request
+}
+
+/// A new API key of `tenant` (created first when `create_tenant`).
+struct Key {
+    /// The key's id, for `RevokeApiKey`.
+    id: String,
+    /// The key itself, for `authorization`.
+    secret: String,
+}
+
+/// A new key of `tenant` (created first when `create_tenant`).
+async fn new_key(server: &TestServer, tenant: &str, create_tenant: bool) -> Key {
+    let mut admin = server.admin().await;
+    if create_tenant {
+        admin
+            .create_tenant(bearer(
+                pb::CreateTenantRequest {
+                    tenant_id: tenant.into(),
+                    settings: None,
+                },
+                ADMIN,
+            ))
+            .await
+            .expect("create tenant");
+    }
+    let created = admin
+        .create_api_key(bearer(
+            pb::CreateApiKeyRequest {
+                tenant_id: tenant.into(),
+                name: "key".into(),
+            },
+            ADMIN,
+        ))
+        .await
+        .expect("create key")
+        .into_inner();
+    Key {
+        id: created.api_key.expect("key listing").key_id,
+        secret: created.key,
+    }
+}
+
+/// The ids of the orders `key`'s tenant can export.
+async fn order_ids(server: &TestServer, key: &str) -> Vec<String> {
+    let mut stream = server
+        .ingest()
+        .await
+        .export_records(bearer(
+            pb::ExportRecordsRequest {
+                record_type: pb::RecordType::Order as i32,
+            },
+            key,
+        ))
+        .await
+        .expect("export")
+        .into_inner();
+    let mut ids = Vec::new();
+    while let Some(page) = stream.message().await.expect("page") {
+        for record in page.records {
+            if let Some(R::Order(o)) = record.record {
+                ids.push(o.id);
+            }
+        }
+    }
+    ids
+}
+
+backend_tests! {
+    /// A key revoked while its stream is open: the next batch on that stream
+    /// is refused with UNAUTHENTICATED and not written; the batch
+    /// acknowledged before stays.
+    #[tokio::test]
+    async fn a_key_revoked_during_a_stream_ends_it(server: TestServer) {
+        // The same backend, with authentication on.
+        let b = server.backend;
+        server.stop().await;
+        let (dir, url) = match b {
+            "sqlite" => {
+                let (dir, url) = db::fresh_sqlite().await;
+                (Some(dir), url)
+            }
+            _ => (None, db::fresh_postgres().await.expect("postgres")),
+        };
+        let server = TestServer::start(b, url, secure_config(), dir).await;
+        let streaming = new_key(&server, "acme", true).await;
+        let reader = new_key(&server, "acme", false).await;
+
+        let (batches, rx) = tokio::sync::mpsc::channel(4);
+        let mut acks = server
+            .ingest()
+            .await
+            .stream_ingest(bearer(tokio_stream::wrappers::ReceiverStream::new(rx), &streaming.secret))
+            .await
+            .expect("stream opens")
+            .into_inner();
+        let batch = |sequence: i64| pb::StreamIngestRequest {
+            sequence,
+            records: vec![order(&format!("o{sequence}"), 5)],
+            all_or_nothing: false,
+        };
+        batches.send(batch(1)).await.expect("send");
+        let ack = acks.message().await.expect("ack").expect("ack");
+        assert_eq!(ack.result.expect("result").accepted_count, 1, "{b}");
+
+        server
+            .admin()
+            .await
+            .revoke_api_key(bearer(
+                pb::RevokeApiKeyRequest { key_id: streaming.id.clone() },
+                ADMIN,
+            ))
+            .await
+            .expect("revoke");
+        batches.send(batch(2)).await.expect("send after revocation");
+        let err = tokio::time::timeout(Duration::from_secs(20), acks.message())
+            .await
+            .expect("answer within 20 s")
+            .expect_err("the stream of a revoked key ends");
+        assert_eq!(err.code(), Code::Unauthenticated, "{b}: {err:?}");
+        assert_eq!(err.message(), "missing or invalid credentials", "{b}");
+        assert_eq!(order_ids(&server, &reader.secret).await, ["o1"], "{b}: o2 not written");
+        server.stop().await;
+    }
+}
+
+/// 500 calls with the same well-formed unknown key are all UNAUTHENTICATED,
+/// but read the database once (the id is then remembered as unknown), as
+/// `salesmetrics_api_key_lookups_total` shows; a real key still works.
+#[tokio::test]
+async fn a_flood_of_unknown_keys_reads_the_database_once() {
+    let server = TestServer::sqlite_with_metrics(secure_config()).await;
+    let metrics = server.metrics_addr.expect("metrics address");
+    let lookups = || async move {
+        let response = super::harness::http1(metrics, "GET /metrics HTTP/1.1", b"").await;
+        let text = String::from_utf8(response.body).expect("UTF-8");
+        text.lines()
+            .find_map(|l| l.strip_prefix("salesmetrics_api_key_lookups_total "))
+            .expect("the lookup counter")
+            .trim()
+            .parse::<u64>()
+            .expect("a number")
+    };
+    let unknown = format!("sm_{}_{}", "0123456789abcdef", "ab".repeat(32));
+    let before = lookups().await;
+    let mut kpi = server.kpi().await;
+    for _ in 0..500 {
+        let err = kpi
+            .list_kpis(bearer(pb::ListKpisRequest {}, &unknown))
+            .await
+            .expect_err("an unknown key is refused");
+        assert_eq!(err.code(), Code::Unauthenticated);
+        assert_eq!(err.message(), "missing or invalid credentials");
+    }
+    let reads = lookups().await - before;
+    assert!(reads <= 5, "{reads} database reads for 500 calls");
+
+    let key = new_key(&server, "acme", true).await;
+    kpi.list_kpis(bearer(pb::ListKpisRequest {}, &key.secret))
+        .await
+        .expect("a real key is served");
+    // Revoked keys are remembered too, and refused at once.
+    server
+        .admin()
+        .await
+        .revoke_api_key(bearer(pb::RevokeApiKeyRequest { key_id: key.id }, ADMIN))
+        .await
+        .expect("revoke");
+    let before = lookups().await;
+    for _ in 0..100 {
+        let err = kpi
+            .list_kpis(bearer(pb::ListKpisRequest {}, &key.secret))
+            .await
+            .expect_err("revoked");
+        assert_eq!(err.code(), Code::Unauthenticated);
+    }
+    let reads = lookups().await - before;
+    assert!(
+        reads <= 5,
+        "{reads} database reads for 100 calls with a revoked key"
+    );
+    server.stop().await;
+}
