@@ -202,3 +202,131 @@ async fn pruned_deletions_fall_back_to_a_full_load(url: String) {
     assert_current(&cache, writer.as_ref()).await;
     assert_eq!(cache.refreshes().catch_ups, 1);
 }
+
+// ---- over gRPC: concurrent writers and queriers ------------------------------
+
+mod concurrent {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicI64, Ordering};
+
+    use salesmetrics::proto::v1 as pb;
+    use salesmetrics::proto::v1::record::Record as R;
+
+    use crate::harness::{TestServer, backend_tests};
+
+    const WRITERS: usize = 3;
+    const BATCHES: usize = 12;
+    const QUERIERS: usize = 3;
+    const QUERIES: usize = 15;
+
+    /// An order of 100 on 2024-03-10 (every order of the test is in March).
+    fn order(id: String) -> pb::Record {
+        pb::Record {
+            record: Some(R::Order(pb::Order {
+                id,
+                amount: Some(pb::Money {
+                    currency_code: "USD".into(),
+                    minor_units: 100,
+                }),
+                ordered_at: Some(prost_types::Timestamp {
+                    seconds: 1_710_028_800,
+                    nanos: 0,
+                }),
+                ..Default::default()
+            })),
+        }
+    }
+
+    /// Orders in March 2024, COMPANY, as the server answers now.
+    async fn march_orders(server: &TestServer) -> i64 {
+        let bundle = server
+            .kpi()
+            .await
+            .get_kpis(pb::GetKpisRequest {
+                scope: None,
+                period: Some(pb::Period {
+                    period: Some(pb::period::Period::Calendar(pb::CalendarPeriod {
+                        granularity: pb::Granularity::Month as i32,
+                        date: Some(pb::Date {
+                            year: 2024,
+                            month: 3,
+                            day: 1,
+                        }),
+                    })),
+                }),
+                kpi_ids: vec!["orders".into()],
+                comparison: 0,
+                time_zone: String::new(),
+            })
+            .await
+            .expect("GetKpis")
+            .into_inner()
+            .bundle
+            .expect("a bundle");
+        bundle.values[0].exact_value.expect("a count")
+    }
+
+    backend_tests! {
+        /// Writers stream batches while queriers ask for the order count:
+        /// every answer counts at least every batch acknowledged before the
+        /// query was sent and at most those sent before its answer came (a
+        /// query never sees part of a batch, never misses an acknowledged
+        /// one), while each refresh catches up through the change feed.
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn answers_reflect_every_acknowledged_batch(server: TestServer) {
+            let server = Arc::new(server);
+            let acked = Arc::new(AtomicI64::new(0));
+            let sent = Arc::new(AtomicI64::new(0));
+            let mut writers = Vec::new();
+            for w in 0..WRITERS {
+                let (server, acked, sent) = (server.clone(), acked.clone(), sent.clone());
+                writers.push(tokio::spawn(async move {
+                    let mut ingest = server.ingest().await;
+                    for b in 0..BATCHES {
+                        // 1 to 5 orders a batch, differing per writer and batch.
+                        let size = 1 + (w * 7 + b * 3) % 5;
+                        let records: Vec<pb::Record> =
+                            (0..size).map(|i| order(format!("w{w}-b{b}-{i}"))).collect();
+                        sent.fetch_add(size as i64, Ordering::SeqCst);
+                        let result = ingest
+                            .ingest_batch(pb::IngestBatchRequest {
+                                records,
+                                all_or_nothing: true,
+                            })
+                            .await
+                            .expect("IngestBatch")
+                            .into_inner()
+                            .result
+                            .expect("a batch result");
+                        assert_eq!(result.accepted_count as usize, size);
+                        acked.fetch_add(size as i64, Ordering::SeqCst);
+                    }
+                }));
+            }
+            let mut queriers = Vec::new();
+            for _ in 0..QUERIERS {
+                let (server, acked, sent) = (server.clone(), acked.clone(), sent.clone());
+                queriers.push(tokio::spawn(async move {
+                    for _ in 0..QUERIES {
+                        let at_least = acked.load(Ordering::SeqCst);
+                        let answer = march_orders(&server).await;
+                        let at_most = sent.load(Ordering::SeqCst);
+                        assert!(
+                            (at_least..=at_most).contains(&answer),
+                            "{}: {answer} orders, acknowledged {at_least}, sent {at_most}",
+                            server.backend
+                        );
+                    }
+                }));
+            }
+            for task in writers.into_iter().chain(queriers) {
+                task.await.expect("task");
+            }
+            let total = acked.load(Ordering::SeqCst);
+            assert_eq!(march_orders(&server).await, total);
+            if let Ok(server) = Arc::try_unwrap(server) {
+                server.stop().await;
+            }
+        }
+    }
+}
