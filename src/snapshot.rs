@@ -25,7 +25,6 @@
 //!   capacity of 0 turns caching off: every query loads its own snapshot.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use self_cell::self_cell;
@@ -34,6 +33,7 @@ use crate::domain::{Dataset, TenantSettings};
 use crate::error::{Error, Result};
 use crate::kpi::engine::Engine;
 use crate::kpi::index::Index;
+use crate::metrics::Metrics;
 use crate::store::Store;
 
 self_cell!(
@@ -118,10 +118,8 @@ struct Inner {
     store: Arc<dyn Store>,
     capacity: usize,
     state: Mutex<State>,
-    /// Snapshots loaded in full.
-    full_loads: AtomicU64,
-    /// Snapshots brought up to date from the change feed.
-    catch_ups: AtomicU64,
+    /// Where full loads and catch-ups are counted.
+    metrics: Arc<Metrics>,
 }
 
 /// How a cache has refreshed its snapshots so far.
@@ -145,13 +143,17 @@ impl std::fmt::Debug for SnapshotCache {
 impl SnapshotCache {
     /// A cache over `store` keeping at most `capacity` tenants (0: none).
     pub fn new(store: Arc<dyn Store>, capacity: usize) -> Self {
+        Self::with_metrics(store, capacity, Arc::new(Metrics::new()))
+    }
+
+    /// [`SnapshotCache::new`], counting its refreshes into `metrics`.
+    pub fn with_metrics(store: Arc<dyn Store>, capacity: usize, metrics: Arc<Metrics>) -> Self {
         SnapshotCache {
             inner: Arc::new(Inner {
                 store,
                 capacity,
                 state: Mutex::new(State::default()),
-                full_loads: AtomicU64::new(0),
-                catch_ups: AtomicU64::new(0),
+                metrics,
             }),
         }
     }
@@ -204,9 +206,10 @@ impl SnapshotCache {
     /// How many full loads and catch-ups the cache has done (for tests and
     /// metrics).
     pub fn refreshes(&self) -> Refreshes {
+        let (full_loads, catch_ups) = self.inner.metrics.snapshot_refreshes();
         Refreshes {
-            full_loads: self.inner.full_loads.load(Ordering::Relaxed),
-            catch_ups: self.inner.catch_ups.load(Ordering::Relaxed),
+            full_loads,
+            catch_ups,
         }
     }
 
@@ -237,7 +240,7 @@ impl Inner {
         if let Some(previous) = previous
             && let Some(changes) = self.store.changes_since(tenant, previous.version).await?
         {
-            self.catch_ups.fetch_add(1, Ordering::Relaxed);
+            self.metrics.count_snapshot_refresh(false);
             if changes.version <= previous.version {
                 return Ok(previous);
             }
@@ -253,7 +256,7 @@ impl Inner {
                 snapshot,
             }));
         }
-        self.full_loads.fetch_add(1, Ordering::Relaxed);
+        self.metrics.count_snapshot_refresh(true);
         load(self.store.as_ref(), tenant).await
     }
 

@@ -18,6 +18,7 @@ use crate::domain::period::{PeriodRange, PeriodSpec};
 use crate::domain::{Scope, TenantSettings};
 use crate::error::{Error, Result, quote};
 use crate::kpi::{ComparisonKind, Dimension, Engine};
+use crate::metrics::Metrics;
 use crate::proto::v1 as pb;
 use crate::proto::v1::kpi_service_server::KpiService;
 use crate::snapshot::{Snapshot, SnapshotCache};
@@ -58,9 +59,13 @@ pub struct KpiApi {
 }
 
 impl KpiApi {
-    /// Handlers reading from `store` within `limits`.
-    pub fn new(store: Arc<dyn Store>, limits: KpiLimits) -> Self {
-        let snapshots = Arc::new(SnapshotCache::new(store.clone(), limits.cached_tenants));
+    /// Handlers reading from `store` within `limits`, counting snapshot refreshes into `metrics`.
+    pub fn new(store: Arc<dyn Store>, limits: KpiLimits, metrics: Arc<Metrics>) -> Self {
+        let snapshots = Arc::new(SnapshotCache::with_metrics(
+            store.clone(),
+            limits.cached_tenants,
+            metrics,
+        ));
         KpiApi {
             store,
             snapshots,

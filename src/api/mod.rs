@@ -25,15 +25,20 @@ pub fn add_services<L>(
         max_batch_size: config.max_batch_size,
         max_in_flight_batches: config.max_in_flight_batches,
     };
-    let ingest = IngestServiceServer::new(ingest::IngestApi::new(store.clone(), limits, metrics))
-        .max_decoding_message_size(limit)
-        .max_encoding_message_size(limit);
+    let ingest = IngestServiceServer::new(ingest::IngestApi::new(
+        store.clone(),
+        limits,
+        metrics.clone(),
+    ))
+    .max_decoding_message_size(limit)
+    .max_encoding_message_size(limit);
     let kpi = KpiServiceServer::new(kpi::KpiApi::new(
         store.clone(),
         kpi::KpiLimits {
             max_page_size: config.max_page_size,
             cached_tenants: config.kpi_cache_tenants,
         },
+        metrics,
     ))
     .max_decoding_message_size(limit)
     .max_encoding_message_size(limit);

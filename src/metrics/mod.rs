@@ -123,6 +123,10 @@ pub struct Metrics {
     records: [RecordCounters; RecordType::ALL.len() + 1],
     /// API keys read from the database to authenticate a call.
     api_key_lookups: AtomicU64,
+    /// KPI snapshots loaded in full.
+    snapshot_full_loads: AtomicU64,
+    /// KPI snapshots brought up to date from the change feed.
+    snapshot_catch_ups: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -152,6 +156,8 @@ impl Metrics {
             rpc: Mutex::new(BTreeMap::new()),
             records: Default::default(),
             api_key_lookups: AtomicU64::new(0),
+            snapshot_full_loads: AtomicU64::new(0),
+            snapshot_catch_ups: AtomicU64::new(0),
         }
     }
 
@@ -206,6 +212,25 @@ impl Metrics {
     /// API keys read from the database to authenticate calls, so far.
     pub fn api_key_lookups(&self) -> u64 {
         self.api_key_lookups.load(Ordering::Relaxed)
+    }
+
+    /// Counts one refresh of a KPI snapshot: a full load, or a catch-up
+    /// from the change feed.
+    pub fn count_snapshot_refresh(&self, full_load: bool) {
+        let counter = if full_load {
+            &self.snapshot_full_loads
+        } else {
+            &self.snapshot_catch_ups
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// KPI snapshots loaded in full and caught up, so far.
+    pub fn snapshot_refreshes(&self) -> (u64, u64) {
+        (
+            self.snapshot_full_loads.load(Ordering::Relaxed),
+            self.snapshot_catch_ups.load(Ordering::Relaxed),
+        )
     }
 
     /// Every metric in the Prometheus text format 0.0.4, with `pools` (the
@@ -320,6 +345,22 @@ impl Metrics {
             "salesmetrics_api_key_lookups_total {}",
             self.api_key_lookups()
         )?;
+
+        let (full_loads, catch_ups) = self.snapshot_refreshes();
+        header(
+            out,
+            "salesmetrics_snapshot_full_loads_total",
+            "counter",
+            "KPI snapshots loaded in full (a tenant's first query, or a snapshot older than the retained deletions).",
+        )?;
+        writeln!(out, "salesmetrics_snapshot_full_loads_total {full_loads}")?;
+        header(
+            out,
+            "salesmetrics_snapshot_catch_ups_total",
+            "counter",
+            "KPI snapshots brought up to date from the change feed instead of a full load.",
+        )?;
+        writeln!(out, "salesmetrics_snapshot_catch_ups_total {catch_ups}")?;
 
         header(
             out,

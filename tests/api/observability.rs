@@ -464,3 +464,55 @@ async fn refused_calls_are_counted_with_their_code() {
     }
     server.stop().await;
 }
+
+/// The snapshot counters: a tenant's first query loads it in full; a query
+/// after a write catches up through the change feed; a query with nothing
+/// new uses the snapshot as it is (neither counter moves).
+#[tokio::test]
+async fn the_metrics_count_full_loads_and_catch_ups() {
+    let server = TestServer::sqlite_with_metrics(ServeConfig::for_database("")).await;
+    let metrics_addr = server.metrics_addr.expect("metrics address");
+    let mut ingest = server.ingest().await;
+    let mut kpi = server.kpi().await;
+    let query = || pb::GetKpisRequest {
+        kpi_ids: vec!["orders".into()],
+        period: Some(pb::Period {
+            period: Some(pb::period::Period::Calendar(pb::CalendarPeriod {
+                granularity: pb::Granularity::Year as i32,
+                date: Some(pb::Date {
+                    year: 2024,
+                    month: 6,
+                    day: 1,
+                }),
+            })),
+        }),
+        ..Default::default()
+    };
+    let counters = || async {
+        let text = String::from_utf8(scrape(metrics_addr, "/metrics").await.body).expect("UTF-8");
+        let value = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<u64>().ok())
+                .unwrap_or_else(|| panic!("{name} in {text}"))
+        };
+        (
+            value("salesmetrics_snapshot_full_loads_total"),
+            value("salesmetrics_snapshot_catch_ups_total"),
+        )
+    };
+    assert_eq!(counters().await, (0, 0));
+    kpi.get_kpis(query()).await.expect("first query");
+    assert_eq!(counters().await, (1, 0), "the first query loads");
+    ingest
+        .ingest_batch(pb::IngestBatchRequest {
+            records: vec![order("o-1", 1)],
+            all_or_nothing: true,
+        })
+        .await
+        .expect("write");
+    kpi.get_kpis(query()).await.expect("query after a write");
+    assert_eq!(counters().await, (1, 1), "a write is caught up");
+    kpi.get_kpis(query()).await.expect("query with nothing new");
+    assert_eq!(counters().await, (1, 1), "nothing new: no refresh");
+    server.stop().await;
+}
