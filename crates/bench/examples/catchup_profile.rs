@@ -1,0 +1,60 @@
+//! Where a KPI snapshot catch-up spends its time at a given scale: copying
+//! the records, applying one change, rebuilding the index and rollups, and
+//! dropping the old copy. Run it in a release build:
+//!
+//! ```sh
+//! cargo run --release -p salesmetrics-bench --example catchup_profile -- 1000000
+//! ```
+
+use std::time::Instant;
+
+use salesmetrics::domain::{Dataset, Record};
+use salesmetrics::snapshot::Snapshot;
+
+fn main() {
+    let scale: u64 = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_000_000);
+    let generated = salesmetrics_bench::generate::generate(scale, 42);
+    let mut records: Vec<Record> = generated
+        .records
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, r)| {
+            salesmetrics::api::convert::record_from_proto(
+                i,
+                r,
+                salesmetrics_bench::generate::CURRENCY,
+            )
+            .ok()
+        })
+        .collect();
+    // A load gives each list in id order.
+    records.sort_by(|a, b| a.id().cmp(b.id()));
+    let mut data = Dataset::default();
+    for record in records {
+        data.push(record);
+    }
+    let t = Instant::now();
+    let snapshot = Snapshot::build(data);
+    println!("first index build: {:?}", t.elapsed());
+    for _ in 0..3 {
+        let t = Instant::now();
+        let mut copy = snapshot.borrow_owner().clone();
+        let clone = t.elapsed();
+        let changed = Record::Order(copy.orders[0].clone());
+        let t = Instant::now();
+        copy.apply_changes(&[], vec![changed]);
+        let apply = t.elapsed();
+        let t = Instant::now();
+        let rebuilt = Snapshot::build(copy);
+        let build = t.elapsed();
+        let t = Instant::now();
+        drop(rebuilt);
+        println!(
+            "copy {clone:?}, apply {apply:?}, rebuild {build:?}, drop {:?}",
+            t.elapsed()
+        );
+    }
+}
