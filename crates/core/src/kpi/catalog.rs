@@ -260,7 +260,7 @@ pub const DECISIONS: &[&str] = &[
     "active_reps considers reps named by memberships (only they can have a team); REP scope is 1 by definition. A membership to an unknown team counts as 'a team' for COMPANY but is in no TEAM subtree.",
     "Teams: a team whose parent is absent or unknown is a root; a team on a parent cycle (ingest rejects cycles; stored data is still guarded) is a root too, and its other descendants stay below it.",
     "Breakdowns: REP rows for a REP scope are that rep alone; TEAM rows for a REP scope are empty; COMPANY REP rows add reps named by an event record in P (order, deal created or closed, lead, customer acquired or churned, activity, inquiry, CSAT) that had no team. ACTIVITY_TYPE lists all eight types, STAGE every pipeline stage plus 'won' (values `reached` and `leakage`). Row order: REP, TEAM and LEAD_SOURCE by key; ACTIVITY_TYPE and STAGE in type / pipeline order.",
-    "Comparisons: when the comparison period cannot be built (outside the supported years) every value's comparison is undefined with that reason. revenue_growth is always against the previous period, whatever comparison is asked for.",
+    "Comparisons: when the comparison period cannot be built (outside the supported years) every value's comparison is undefined with that reason. revenue_growth is always against the previous period, whatever comparison is asked for. The same period last year keeps its granularity only when the shifted dates are a calendar period of it (a month stays a month); a shifted ISO week starts on another weekday, so it is a plain range of days whose previous period is the same number of days just before it.",
     "Durations are computed from nanosecond-precise instants and reported in (fractional) seconds.",
 ];
 

@@ -276,7 +276,9 @@ impl<'a> Engine<'a> {
     ) -> Result<PeriodRange, PeriodError> {
         let tz = self.settings.time_zone;
         match kind {
-            ComparisonKind::PreviousYear => period.previous_year(tz),
+            ComparisonKind::PreviousYear => {
+                period.previous_year(tz, self.settings.fiscal_year_start_month)
+            }
             _ => period.previous(tz, self.settings.fiscal_year_start_month),
         }
     }

@@ -549,6 +549,61 @@ fn comparisons_and_relative_change() {
     assert_eq!(super::super::value::relative_change(None, Some(4.0)), None);
 }
 
+/// The same week last year is not an ISO week (it starts on another weekday),
+/// so the comparison period is a plain 7-day range and its own previous
+/// period is the 7 days just before it, not the ISO week containing its
+/// first day's eve (which would overlap it).
+#[test]
+fn previous_year_of_a_week_compares_with_the_seven_days_before() {
+    let data = dataset(vec![
+        sale("o1", 100, "2023-03-18T12:00:00Z", None),
+        sale("o2", 1000, "2023-03-21T12:00:00Z", None),
+        sale("o3", 10, "2023-03-25T12:00:00Z", None),
+        sale("o4", 20, "2023-03-26T12:00:00Z", None),
+        sale("o5", 40, "2023-03-30T12:00:00Z", None),
+        sale("o6", 5, "2024-03-26T12:00:00Z", None),
+    ]);
+    let e = Engine::new(&data, TenantSettings::default());
+    // ISO week containing Wed 2024-03-27: [Mon 2024-03-25, Mon 2024-04-01).
+    let week = PeriodSpec::Calendar {
+        granularity: Granularity::Week,
+        date: d(2024, 3, 27),
+    }
+    .resolve(Tz::UTC, 1)
+    .expect("week");
+    let kpis: Vec<&KpiDef> = ["revenue", "revenue_growth"]
+        .iter()
+        .filter_map(|id| CATALOG.iter().find(|k| k.id == *id))
+        .collect();
+    let b = e.bundle(
+        &Scope::Company,
+        &week,
+        &kpis,
+        false,
+        ComparisonKind::PreviousYear,
+    );
+    // Shifted one year: [Sat 2023-03-25, Sat 2023-04-01), not an ISO week.
+    let cp = b.comparison_period.expect("comparison period");
+    assert_eq!(
+        (cp.start_date, cp.end_date),
+        (d(2023, 3, 25), d(2023, 4, 1))
+    );
+    assert_eq!(cp.granularity, None);
+    // The week itself: o6 = 5.
+    assert_eq!(b.values[0].value, Some(5.0));
+    // Comparison revenue: o3 + o4 + o5 = 10 + 20 + 40 = 70.
+    let revenue = b.values[0].comparison.clone().expect("comparison");
+    assert_eq!(revenue.value, Some(70.0));
+    // Its previous period is [2023-03-18, 2023-03-25): o1 + o2 = 100 + 1000 = 1100,
+    // so growth is (70 − 1100) ÷ 1100. Keeping the WEEK tag would have compared
+    // with the ISO week [Mon 2023-03-20, Mon 2023-03-27): o2 + o3 + o4 = 1030.
+    let growth = b.values[1].comparison.clone().expect("comparison");
+    assert!(
+        close(growth.value, (70.0 - 1100.0) / 1100.0),
+        "comparison revenue_growth: {growth:?}"
+    );
+}
+
 /// Series: consecutive months, every period present; an empty period has
 /// zero counts and undefined ratios.
 #[test]
