@@ -306,12 +306,41 @@ fn membership_ties_take_the_greatest_id() {
     assert_val(&e, &team_scope("A"), &march, "revenue", 20.0);
     assert_val(&e, &team_scope("B"), &march, "revenue", 0.0);
     assert_val(&e, &Scope::Company, &march, "revenue", 70.0);
-    // "team at some instant of P" includes memberships effective in [start, end):
-    // m-1 (B) and m-2 (A) take effect at start, so both teams count r1 active.
+    // "team at some instant of P" includes memberships in force in [start, end):
+    // m-1 (B) and m-2 (A) take effect at start, but m-1 loses the tie to m-2
+    // and is never in force, so only A counts r1 active.
     assert_val(&e, &team_scope("A"), &march, "active_reps", 1.0);
-    assert_val(&e, &team_scope("B"), &march, "active_reps", 1.0);
+    assert_val(&e, &team_scope("B"), &march, "active_reps", 0.0);
     // April: r1 has left all teams → no active rep anywhere.
     assert_val(&e, &Scope::Company, &month(2024, 4), "active_reps", 0.0);
+}
+
+/// A membership that loses a tie is never in force: it puts its rep in its
+/// team at no instant, so not "at some instant of P" either.
+#[test]
+fn a_membership_losing_a_tie_is_never_in_force() {
+    let mut data = dataset(vec![
+        team("A", None),
+        team("B", None),
+        rep("r1"),
+        member("m-1", "r1", Some("A"), "2024-01-01T00:00:00Z"),
+        // Same instant: m-2b (A) has the greater id and wins; m-2a (B) loses.
+        member("m-2a", "r1", Some("B"), "2024-03-10T00:00:00Z"),
+        member("m-2b", "r1", Some("A"), "2024-03-10T00:00:00Z"),
+    ]);
+    data.orders
+        .push(order("o1", 300, "2024-03-15T00:00:00Z", Some("r1")));
+    let e = Engine::new(&data, TenantSettings::default());
+    let march = month(2024, 3);
+    // r1 is in A at every instant of March; never in B.
+    assert_val(&e, &team_scope("B"), &march, "active_reps", 0.0);
+    assert_undefined(&e, &team_scope("B"), &march, "revenue_per_rep");
+    assert_undefined(&e, &team_scope("B"), &march, "bookings_per_rep");
+    assert_val(&e, &team_scope("A"), &march, "active_reps", 1.0);
+    assert_val(&e, &team_scope("A"), &march, "revenue_per_rep", 300.0);
+    // No REP row for r1 under B.
+    let keys = e.breakdown_keys(&team_scope("B"), &march, Dimension::Rep);
+    assert!(keys.iter().all(|(k, _)| k != "r1"), "{keys:?}");
 }
 
 /// A parent cycle in stored data must not hang: both teams become roots.
