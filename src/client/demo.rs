@@ -505,7 +505,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         None,
     )
     .await?;
-    println!("{}", super::kpis::bundle_text(&bundle));
+    println!(
+        "{}",
+        super::kpis::bundle_text(&bundle, &Default::default(), false)
+    );
     let month = format!(
         "{:04}-{:02}",
         data.last_full_month.year(),

@@ -180,6 +180,8 @@ async fn import_rejects_a_bad_row_stores_the_rest_and_kpis_match_by_hand() {
         "{compared}"
     );
     assert!(compared.contains("▲ 48.1%"), "{compared}");
+    // Revenue is better higher: the CLI says so (from ListKpis's direction).
+    assert!(compared.contains("▲ 48.1% better"), "{compared}");
     server.stop().await;
 }
 

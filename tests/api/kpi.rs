@@ -408,10 +408,16 @@ backend_tests! {
             1101.0 / 999.0
         ));
         assert_eq!(value(&compared, "orders").relative_change, Some(4.0));
+        // The absolute change is value − comparison: 2100 − 999, 5 − 1, 9 − 0
+        // (defined even where the relative change is not).
+        assert_eq!(value(&compared, "revenue").absolute_change, Some(1101.0));
+        assert_eq!(value(&compared, "orders").absolute_change, Some(4.0));
+        assert_eq!(value(&compared, "activities").absolute_change, Some(9.0));
         assert_eq!(value(&compared, "activities").relative_change, None);
         // No deal closed in February: win rate undefined there, with a reason.
         let win = value(&compared, "win_rate");
         assert_eq!((win.comparison_value, win.relative_change), (None, None));
+        assert_eq!(win.absolute_change, None);
         assert!(!win.comparison_undefined_reason.is_empty());
 
         // PREVIOUS_YEAR: March 2023 had no orders → change undefined.

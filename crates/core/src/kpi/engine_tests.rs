@@ -633,6 +633,52 @@ fn previous_year_of_a_week_compares_with_the_seven_days_before() {
     );
 }
 
+/// A relative change divides by |comparison| so its sign says whether the
+/// value went up, also when the comparison is negative; the absolute change
+/// is value − comparison.
+#[test]
+fn relative_change_of_a_negative_comparison_keeps_its_sign() {
+    let data = dataset(vec![
+        sale("o1", 1000, "2024-01-10T00:00:00Z", None),
+        sale("o2", 900, "2024-02-10T00:00:00Z", None),
+        sale("o3", 450, "2024-03-10T00:00:00Z", None),
+    ]);
+    let e = Engine::new(&data, TenantSettings::default());
+    let kpis: Vec<&KpiDef> = ["revenue_growth", "revenue"]
+        .iter()
+        .filter_map(|id| CATALOG.iter().find(|k| k.id == *id))
+        .collect();
+    let b = e.bundle(
+        &Scope::Company,
+        &month(2024, 3),
+        &kpis,
+        false,
+        ComparisonKind::PreviousPeriod,
+    );
+    // March growth (450 − 900) ÷ 900 = −0.5; February's (900 − 1000) ÷ 1000 = −0.1.
+    let growth = &b.values[0];
+    assert!(close(growth.value, -0.5), "{growth:?}");
+    let c = growth.comparison.clone().expect("comparison");
+    assert!(close(c.value, -0.1), "{c:?}");
+    // It went down: (−0.5 − (−0.1)) ÷ |−0.1| = −4 (÷ −0.1 would say +4).
+    assert!(close(c.relative_change, -4.0), "{c:?}");
+    assert!(close(c.absolute_change, -0.4), "{c:?}");
+    // Revenue 900 → 450: −50 %, −450.
+    let revenue = b.values[1].comparison.clone().expect("comparison");
+    assert!(close(revenue.relative_change, -0.5));
+    assert_eq!(revenue.absolute_change, Some(-450.0));
+    // From −10 to −5 went up by half of |−10|.
+    assert_eq!(
+        super::super::value::relative_change(Some(-5.0), Some(-10.0)),
+        Some(0.5)
+    );
+    assert_eq!(
+        super::super::value::absolute_change(Some(-5.0), Some(-10.0)),
+        Some(5.0)
+    );
+    assert_eq!(super::super::value::absolute_change(None, Some(1.0)), None);
+}
+
 /// Series: consecutive months, every period present; an empty period has
 /// zero counts and undefined ratios.
 #[test]
