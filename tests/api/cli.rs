@@ -185,6 +185,58 @@ async fn import_rejects_a_bad_row_stores_the_rest_and_kpis_match_by_hand() {
     server.stop().await;
 }
 
+/// A row with the wrong number of fields and a row with an unclosed quote are
+/// rejected like any other bad row: the rows around them are stored, the
+/// summary is printed and the reject file names their lines.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_rejects_malformed_csv_rows_and_goes_on() {
+    let server = TestServer::sqlite().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let orders = dir.path().join("orders.csv");
+    std::fs::write(
+        &orders,
+        "id,amount,ordered_at\n\
+         o1,10,2025-03-10\n\
+         o2,20,2025-03-11,extra\n\
+         o3,30\n\
+         o4,40,2025-03-12\n\
+         o5,\"50,2025-03-13\n\
+         o6,60,2025-03-14\n",
+    )
+    .expect("write orders.csv");
+    let output = cli(&server, &["import", path_str(&orders), "--type", "orders"]).await;
+    let err = stderr(&output);
+    assert!(
+        !output.status.success(),
+        "rejected rows: exit code 1: {err}"
+    );
+    assert!(err.contains("3 accepted"), "summary: {err}");
+    let rejects =
+        std::fs::read_to_string(dir.path().join("orders.csv.rejects.csv")).expect("reject file");
+    let lines: Vec<&str> = rejects.lines().collect();
+    assert_eq!(lines.len(), 4, "three rejected rows: {rejects}");
+    assert!(
+        lines[1].starts_with("3,") && lines[1].contains("o2"),
+        "{rejects}"
+    );
+    assert!(
+        lines[2].starts_with("4,") && lines[2].contains("o3"),
+        "{rejects}"
+    );
+    assert!(
+        lines[3].starts_with("6,") && lines[3].contains("quote"),
+        "{rejects}"
+    );
+    let export = cli_ok(&server, &["export", "--type", "orders"]).await;
+    let ids: Vec<&str> = export
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split(',').next())
+        .collect();
+    assert_eq!(ids, ["o1", "o4", "o6"], "{export}");
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn export_then_import_round_trips_every_sample_file() {
     let server = TestServer::sqlite().await;
