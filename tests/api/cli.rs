@@ -380,8 +380,9 @@ async fn demo_loads_data_with_revenue_last_month() {
         v["revenue"]["exact_value"],
         bundle.values[0].exact_value.expect("exact revenue")
     );
-    // Running it again replaces the same records.
-    cli_ok(&server, &["demo"]).await;
+    // Running it again (the tenant now has data: only with --force) replaces
+    // the same records.
+    cli_ok(&server, &["demo", "--force"]).await;
     assert_eq!(
         values(
             &cli_ok(
@@ -399,6 +400,36 @@ async fn demo_loads_data_with_revenue_last_month() {
         ),
         v
     );
+    server.stop().await;
+}
+
+/// `demo` refuses a tenant that has data (writing nothing) unless `--force`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_refuses_a_tenant_with_data_unless_forced() {
+    let server = TestServer::sqlite().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let orders = dir.path().join("orders.csv");
+    std::fs::write(&orders, "id,amount,ordered_at\nmine,10,2025-03-10\n").expect("write");
+    cli_ok(&server, &["import", path_str(&orders), "--type", "orders"]).await;
+
+    let output = cli(&server, &["demo"]).await;
+    let err = stderr(&output);
+    assert!(!output.status.success(), "demo on a tenant with data fails");
+    assert!(
+        err.contains("already has data") && err.contains("--force"),
+        "{err}"
+    );
+    // Nothing was written: the tenant still holds its one order, and no team.
+    let export = cli_ok(&server, &["export", "--type", "orders"]).await;
+    assert_eq!(export.lines().count(), 2, "{export}");
+    let teams = cli_ok(&server, &["export", "--type", "teams"]).await;
+    assert_eq!(teams.lines().count(), 1, "{teams}");
+
+    // --force loads the sample next to the tenant's own records.
+    cli_ok(&server, &["demo", "--force"]).await;
+    let export = cli_ok(&server, &["export", "--type", "orders"]).await;
+    assert!(export.lines().any(|l| l.starts_with("mine,")), "{export}");
+    assert!(export.lines().any(|l| l.starts_with("demo-")), "{export}");
     server.stop().await;
 }
 
