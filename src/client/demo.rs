@@ -4,7 +4,10 @@
 //! The data is generated, not shipped: a fixed-seed generator places a year of
 //! records relative to the current month, so the numbers are the same for
 //! every run in the same month. Ids are fixed (`demo-…`), so running it twice
-//! replaces the records instead of adding more.
+//! (with `--force`) replaces the records instead of adding more.
+//!
+//! It refuses a tenant that already has records: sample data mixed into real
+//! data would make every KPI wrong and is tedious to take out again.
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
 use clap::Args;
@@ -36,6 +39,10 @@ Example:
 pub struct DemoArgs {
     #[command(flatten)]
     pub connect: ConnectOptions,
+    /// Load the sample data even though the tenant already has records (they
+    /// are mixed with the sample; the demo's own records are replaced).
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// A small deterministic pseudo-random generator (xorshift64*), so the demo
@@ -480,6 +487,15 @@ pub fn generate(today: NaiveDate, currency: &str) -> DemoData {
 /// Runs `salesmetrics demo`.
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let mut clients = args.connect.connect().await?;
+    if !args.force
+        && let Some(kind) = first_stored_type(&mut clients).await?
+    {
+        anyhow::bail!(
+            "the tenant already has data ({kind} records): demo would mix sample records \
+             into it, so nothing was loaded. Use an empty tenant, or --force to load the \
+             sample anyway."
+        );
+    }
     let currency = tenant_currency(&mut clients).await?;
     let data = generate(Utc::now().date_naive(), &currency);
     eprintln!(
@@ -505,7 +521,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         None,
     )
     .await?;
-    println!("{}", super::kpis::bundle_text(&bundle));
+    println!(
+        "{}",
+        super::kpis::bundle_text(&bundle, &Default::default(), false)
+    );
     let month = format!(
         "{:04}-{:02}",
         data.last_full_month.year(),
@@ -524,6 +543,38 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         }
     );
     Ok(())
+}
+
+/// The first record type of which the tenant has records (a readable name,
+/// e.g. `order`), or `None` when the tenant is empty.
+async fn first_stored_type(clients: &mut Clients) -> anyhow::Result<Option<String>> {
+    for value in 1..=14 {
+        let Ok(kind) = v1::RecordType::try_from(value) else {
+            continue;
+        };
+        let mut stream = clients
+            .ingest
+            .export_records(v1::ExportRecordsRequest { record_type: value })
+            .await
+            .map_err(|status| status_error("ExportRecords", status))?
+            .into_inner();
+        // The first non-empty chunk answers; the rest of the stream is dropped.
+        while let Some(chunk) = stream
+            .message()
+            .await
+            .map_err(|status| status_error("ExportRecords", status))?
+        {
+            if !chunk.records.is_empty() {
+                let name = kind
+                    .as_str_name()
+                    .trim_start_matches("RECORD_TYPE_")
+                    .to_ascii_lowercase()
+                    .replace('_', " ");
+                return Ok(Some(name));
+            }
+        }
+    }
+    Ok(None)
 }
 
 /// Sends records in unary batches; fails with the first reasons if any is rejected.

@@ -1,7 +1,7 @@
 //! How values are shown on a terminal: money in major units, ratios as
 //! percentages, durations as `3d 4h`, aligned tables and sparklines.
 
-use crate::proto::v1::{KpiValue, Unit};
+use crate::proto::v1::{Direction, KpiValue, Unit};
 
 /// Digits after the decimal point of a currency's major unit (ISO 4217).
 pub fn currency_exponent(code: &str) -> u32 {
@@ -148,10 +148,39 @@ pub fn unit_value(unit: i32, value: f64, exact: Option<i64>, currency: &str) -> 
     }
 }
 
+/// Ratio KPIs that compare two amounts of the same kind and are read as a
+/// multiple (`3.2×`), not as a fraction (`320.0%`).
+const MULTIPLES: [&str; 2] = ["mrr_quick_ratio", "clv_to_cac"];
+
+/// Whether a KPI is read as a multiple.
+pub fn is_multiple(kpi_id: &str) -> bool {
+    MULTIPLES.contains(&kpi_id)
+}
+
+/// A multiple with one decimal: `9.125` → `9.1×`.
+pub fn multiple(value: f64) -> String {
+    format!("{value:.1}×")
+}
+
+/// A defined value of a KPI, for a person (multiples as `9.1×`).
+pub fn kpi_number(
+    kpi_id: &str,
+    unit: i32,
+    value: f64,
+    exact: Option<i64>,
+    currency: &str,
+) -> String {
+    if is_multiple(kpi_id) {
+        multiple(value)
+    } else {
+        unit_value(unit, value, exact, currency)
+    }
+}
+
 /// A KPI value for a person: the value, or `—  (reason)` when undefined.
 pub fn kpi_value(value: &KpiValue, currency: &str) -> String {
     match value.value {
-        Some(v) => unit_value(value.unit, v, value.exact_value, currency),
+        Some(v) => kpi_number(&value.kpi_id, value.unit, v, value.exact_value, currency),
         None => undefined(&value.undefined_reason),
     }
 }
@@ -171,7 +200,7 @@ pub fn comparison_value(value: &KpiValue, currency: &str) -> String {
         Some(v) => {
             // A whole-number comparison of a money or count KPI is shown exactly.
             let exact = (v.fract() == 0.0 && v.abs() < 9.0e15).then_some(v as i64);
-            unit_value(value.unit, v, exact, currency)
+            kpi_number(&value.kpi_id, value.unit, v, exact, currency)
         }
         None => undefined(&value.comparison_undefined_reason),
     }
@@ -185,6 +214,102 @@ pub fn change(relative: Option<f64>) -> String {
         Some(_) => "= 0.0%".to_string(),
         None => String::new(),
     }
+}
+
+/// Whether a change is good for the KPI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// The KPI moved the way that is good for it.
+    Better,
+    /// The KPI moved the way that is bad for it.
+    Worse,
+    /// No change, or the KPI has no good direction.
+    Neither,
+}
+
+/// Whether a change of sign `delta` is good for a KPI of `direction`.
+pub fn verdict(direction: Direction, delta: f64) -> Verdict {
+    let up = match direction {
+        Direction::HigherIsBetter => Verdict::Better,
+        Direction::LowerIsBetter => Verdict::Worse,
+        _ => return Verdict::Neither,
+    };
+    if delta > 0.0 {
+        up
+    } else if delta < 0.0 {
+        match up {
+            Verdict::Better => Verdict::Worse,
+            _ => Verdict::Better,
+        }
+    } else {
+        Verdict::Neither
+    }
+}
+
+/// A KPI's change from its comparison, for a person: a ratio's change in
+/// percentage points (`▲ 2.5 pp`: a relative change of a fraction would
+/// mislead), a multiple's as a difference of multiples (`▲ 0.4×`), anything
+/// else as a relative change (`▼ 3.0%`). The arrow says whether the value went
+/// up; `better`/`worse` (in green/red when `colour`) whether that is good for
+/// the KPI, by its `direction`. Empty when the change is undefined.
+pub fn kpi_change(value: &KpiValue, direction: Direction, colour: bool) -> String {
+    let ratio = Unit::try_from(value.unit) == Ok(Unit::Ratio);
+    let (delta, text) = if is_multiple(&value.kpi_id) {
+        match value.absolute_change {
+            Some(d) => (d, format!("{:.1}×", d.abs())),
+            None => return String::new(),
+        }
+    } else if ratio {
+        match value.absolute_change {
+            Some(d) => (d, format!("{:.1} pp", d.abs() * 100.0)),
+            None => return String::new(),
+        }
+    } else {
+        match value.relative_change {
+            Some(r) => (r, percent(r.abs())),
+            None => return String::new(),
+        }
+    };
+    let arrow = if delta > 0.0 {
+        "▲"
+    } else if delta < 0.0 {
+        "▼"
+    } else {
+        "="
+    };
+    match verdict(direction, delta) {
+        Verdict::Better if colour => format!("\x1b[32m{arrow} {text} better\x1b[0m"),
+        Verdict::Worse if colour => format!("\x1b[31m{arrow} {text} worse\x1b[0m"),
+        Verdict::Better => format!("{arrow} {text} better"),
+        Verdict::Worse => format!("{arrow} {text} worse"),
+        Verdict::Neither => format!("{arrow} {text}"),
+    }
+}
+
+/// Whether to colour output: standard output is a terminal and `NO_COLOR`
+/// is not set.
+pub fn use_colour() -> bool {
+    use std::io::IsTerminal;
+    std::env::var_os("NO_COLOR").is_none() && std::io::stdout().is_terminal()
+}
+
+/// Characters a cell takes on screen: ANSI colour sequences take none.
+fn visible_width(s: &str) -> usize {
+    let mut width = 0;
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            // Skip up to and including the final letter of the sequence.
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            width += 1;
+        }
+    }
+    width
 }
 
 /// Eight-level sparkline of the values; undefined values are blanks.
@@ -239,7 +364,7 @@ pub fn table_with_notes(
     rows: &[Vec<String>],
     notes: &[String],
 ) -> String {
-    let width = |s: &str| s.chars().count();
+    let width = visible_width;
     let mut widths: Vec<usize> = header.iter().map(|h| width(h)).collect();
     for row in rows {
         for (i, cell) in row.iter().enumerate() {
@@ -305,6 +430,103 @@ mod tests {
         assert_eq!(change(Some(0.125)), "▲ 12.5%");
         assert_eq!(change(Some(-0.03)), "▼ 3.0%");
         assert_eq!(change(None), "");
+    }
+
+    fn value(id: &str, unit: Unit, relative: Option<f64>, absolute: Option<f64>) -> KpiValue {
+        KpiValue {
+            kpi_id: id.into(),
+            unit: unit as i32,
+            relative_change: relative,
+            absolute_change: absolute,
+            ..KpiValue::default()
+        }
+    }
+
+    #[test]
+    fn changes_of_ratios_are_percentage_points() {
+        // win_rate 0.20 → 0.25: +5 points (not +25 %), and up is good.
+        let v = value("win_rate", Unit::Ratio, Some(0.25), Some(0.05));
+        assert_eq!(
+            kpi_change(&v, Direction::HigherIsBetter, false),
+            "▲ 5.0 pp better"
+        );
+        // churn 0.10 → 0.08: −2 points, and down is good.
+        let v = value("customer_churn_rate", Unit::Ratio, Some(-0.2), Some(-0.02));
+        assert_eq!(
+            kpi_change(&v, Direction::LowerIsBetter, false),
+            "▼ 2.0 pp better"
+        );
+        let v = value("win_rate", Unit::Ratio, None, None);
+        assert_eq!(kpi_change(&v, Direction::HigherIsBetter, false), "");
+    }
+
+    #[test]
+    fn multiples_show_as_times() {
+        assert_eq!(multiple(9.1), "9.1×");
+        let v = KpiValue {
+            value: Some(9.125),
+            comparison_value: Some(1.0),
+            ..value("mrr_quick_ratio", Unit::Ratio, Some(8.125), Some(8.125))
+        };
+        assert_eq!(kpi_value(&v, "USD"), "9.1×");
+        assert_eq!(comparison_value(&v, "USD"), "1.0×");
+        assert_eq!(
+            kpi_change(&v, Direction::HigherIsBetter, false),
+            "▲ 8.1× better"
+        );
+        let v = value("clv_to_cac", Unit::Ratio, Some(-0.5), Some(-1.5));
+        assert_eq!(
+            kpi_change(&v, Direction::HigherIsBetter, false),
+            "▼ 1.5× worse"
+        );
+        // An ordinary ratio is still a percentage.
+        let v = KpiValue {
+            value: Some(0.25),
+            ..value("win_rate", Unit::Ratio, None, None)
+        };
+        assert_eq!(kpi_value(&v, "USD"), "25.0%");
+    }
+
+    #[test]
+    fn other_changes_are_relative_and_judged_by_direction() {
+        let v = value("revenue", Unit::Money, Some(0.125), Some(500.0));
+        assert_eq!(
+            kpi_change(&v, Direction::HigherIsBetter, false),
+            "▲ 12.5% better"
+        );
+        // Sales cycle went up: worse.
+        let v = value(
+            "sales_cycle",
+            Unit::DurationSeconds,
+            Some(0.5),
+            Some(3600.0),
+        );
+        assert_eq!(
+            kpi_change(&v, Direction::LowerIsBetter, false),
+            "▲ 50.0% worse"
+        );
+        // A neutral KPI has no verdict; no change is neither.
+        let v = value(
+            "time_on_activities",
+            Unit::DurationSeconds,
+            Some(-0.1),
+            Some(-1.0),
+        );
+        assert_eq!(kpi_change(&v, Direction::Neutral, false), "▼ 10.0%");
+        let v = value("revenue", Unit::Money, Some(0.0), Some(0.0));
+        assert_eq!(kpi_change(&v, Direction::HigherIsBetter, false), "= 0.0%");
+        // Colour: green when better, red when worse; the table aligns by
+        // the visible text.
+        let v = value("revenue", Unit::Money, Some(-0.125), Some(-500.0));
+        let coloured = kpi_change(&v, Direction::HigherIsBetter, true);
+        assert_eq!(coloured, "\x1b[31m▼ 12.5% worse\x1b[0m");
+        assert_eq!(visible_width(&coloured), "▼ 12.5% worse".chars().count());
+        let t = table(
+            &["change"],
+            &[Align::Right],
+            &[vec![coloured], vec!["x".into()]],
+        );
+        assert!(t.ends_with("\n            x\n"), "{t:?}");
     }
 
     #[test]

@@ -179,7 +179,8 @@ impl RejectFile {
             let file = File::create(&self.path).map_err(|e| {
                 anyhow::anyhow!("cannot create the reject file {}: {e}", self.path.display())
             })?;
-            let mut writer = csv::Writer::from_writer(file);
+            // Rejected rows may have more fields than the header.
+            let mut writer = csv::WriterBuilder::new().flexible(true).from_writer(file);
             let mut header = vec!["line".to_string(), "reason".to_string()];
             header.extend(self.header.iter().cloned());
             writer.write_record(&header)?;
@@ -188,6 +189,8 @@ impl RejectFile {
         let writer = self.writer.as_mut().expect("created above");
         let mut record = vec![line.to_string(), reason.to_string()];
         record.extend(raw.iter().cloned());
+        // A short row is padded so its cells stay under their columns.
+        record.resize(record.len().max(self.header.len() + 2), String::new());
         writer.write_record(&record)?;
         Ok(())
     }
@@ -222,49 +225,55 @@ fn open_rows(
         File::open(path).map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
     match format {
         FileFormat::Csv => {
-            let mut reader = csv::ReaderBuilder::new()
-                .flexible(true)
-                .from_reader(BufReader::new(file));
-            let header: Vec<String> = reader
-                .headers()
-                .map_err(|e| {
-                    anyhow::anyhow!("{}: cannot read the header row: {e}", path.display())
-                })?
-                .iter()
-                .map(str::to_string)
-                .collect();
+            let mut records = CsvRecords::new(BufReader::new(file));
+            let header: Vec<String> = match records.next_record(None) {
+                Ok(Some(CsvItem::Record(_, cells))) => cells,
+                Ok(Some(CsvItem::Bad(_, _, reason))) => {
+                    anyhow::bail!("{}: cannot read the header row: {reason}", path.display())
+                }
+                Ok(None) => Vec::new(),
+                Err(e) => {
+                    anyhow::bail!("{}: cannot read the header row: {e}", path.display())
+                }
+            };
+            let mut header = header;
+            if let Some(first) = header.first_mut() {
+                // A UTF-8 byte order mark is not part of the first column's name.
+                *first = first.trim_start_matches('\u{feff}').to_string();
+            }
             let mapping = kind
                 .map_header(&header)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
             let width = kind.columns().len();
             let header_len = header.len();
-            let rows = reader.into_records().map(move |result| match result {
-                Ok(record) => {
-                    let line = record.position().map_or(0, |p| p.line());
-                    let raw: Vec<String> = record.iter().map(str::to_string).collect();
-                    if raw.len() != header_len {
-                        let reason = format!(
-                            "expected {header_len} fields like the header, found {}",
-                            raw.len()
-                        );
-                        return Ok((line, raw, Err(reason)));
+            let rows = std::iter::from_fn(move || {
+                let item = match records.next_record(Some(header_len)) {
+                    Ok(Some(item)) => item,
+                    Ok(None) => return None,
+                    Err(err) => {
+                        return Some(Err(anyhow::anyhow!("reading the file failed: {err}")));
                     }
-                    let mut cells = vec![String::new(); width];
-                    for (cell, target) in raw.iter().zip(&mapping) {
-                        if let Some(i) = target {
-                            cells[*i] = cell.clone();
+                };
+                Some(Ok(match item {
+                    CsvItem::Bad(line, raw, reason) => (line, raw, Err(reason)),
+                    CsvItem::Record(line, raw) => {
+                        if raw.len() != header_len {
+                            let reason = format!(
+                                "expected {header_len} fields like the header, found {}",
+                                raw.len()
+                            );
+                            (line, raw, Err(reason))
+                        } else {
+                            let mut cells = vec![String::new(); width];
+                            for (cell, target) in raw.iter().zip(&mapping) {
+                                if let Some(i) = target {
+                                    cells[*i] = cell.clone();
+                                }
+                            }
+                            (line, raw, Ok(Row { cells }))
                         }
                     }
-                    Ok((line, raw, Ok(Row { cells })))
-                }
-                Err(err) => match err.position() {
-                    Some(position) if !err.is_io_error() => Ok((
-                        position.line(),
-                        Vec::new(),
-                        Err(format!("unreadable CSV row: {err}")),
-                    )),
-                    _ => Err(anyhow::anyhow!("reading the file failed: {err}")),
-                },
+                }))
             });
             Ok((header, Box::new(rows)))
         }
@@ -287,6 +296,150 @@ fn open_rows(
                 });
             Ok((vec!["record".to_string()], Box::new(lines)))
         }
+    }
+}
+
+/// One CSV record: its first line number and cells, or why it cannot be read
+/// (line, the cells as far as they could be read, reason).
+enum CsvItem {
+    Record(u64, Vec<String>),
+    Bad(u64, Vec<String>, String),
+}
+
+/// CSV records read line by line, so that one malformed row cannot take the
+/// rest of the file with it. A record ends at the first line end outside a
+/// quoted field (a field is quoted when it starts with `"`). A record that is
+/// still inside quotes at the end of the file, or that spans several lines
+/// and then does not have the header's number of fields or has a closing
+/// quote followed by more text, has an unclosed quote: its first line is rejected and the lines after it are read again
+/// as records of their own.
+struct CsvRecords<R> {
+    reader: R,
+    last_line: u64,
+    /// Lines to read again (after an unclosed quote), before the reader's.
+    queued: VecDeque<(u64, Vec<u8>)>,
+}
+
+impl<R: BufRead> CsvRecords<R> {
+    fn new(reader: R) -> Self {
+        CsvRecords {
+            reader,
+            last_line: 0,
+            queued: VecDeque::new(),
+        }
+    }
+
+    fn next_line(&mut self) -> std::io::Result<Option<(u64, Vec<u8>)>> {
+        if let Some(line) = self.queued.pop_front() {
+            return Ok(Some(line));
+        }
+        let mut bytes = Vec::new();
+        if self.reader.read_until(b'\n', &mut bytes)? == 0 {
+            return Ok(None);
+        }
+        self.last_line += 1;
+        Ok(Some((self.last_line, bytes)))
+    }
+
+    /// The next record; `width` is the header's number of fields (`None`
+    /// while reading the header). Blank lines between records are skipped.
+    fn next_record(&mut self, width: Option<usize>) -> std::io::Result<Option<CsvItem>> {
+        let mut lines: Vec<(u64, Vec<u8>)> = Vec::new();
+        let mut quotes = QuoteState::default();
+        loop {
+            match self.next_line()? {
+                Some((n, bytes)) => {
+                    if lines.is_empty() && bytes.iter().all(|b| matches!(b, b'\r' | b'\n')) {
+                        continue;
+                    }
+                    quotes.feed(&bytes);
+                    lines.push((n, bytes));
+                    if !quotes.in_quotes {
+                        break;
+                    }
+                }
+                None if lines.is_empty() => return Ok(None),
+                None => break,
+            }
+        }
+        let first = lines[0].0;
+        let joined: Vec<u8> = lines.iter().flat_map(|(_, b)| b.iter().copied()).collect();
+        let parsed = parse_csv_record(&joined);
+        let wrong_width = matches!((&parsed, width), (Ok(cells), Some(w)) if cells.len() != w);
+        let spans_lines = lines.len() > 1;
+        if quotes.in_quotes || (spans_lines && (wrong_width || quotes.stray_close)) {
+            let (_, mut bytes) = lines.remove(0);
+            for line in lines.into_iter().rev() {
+                self.queued.push_front(line);
+            }
+            // The line end is not part of the open field.
+            while bytes.last().is_some_and(|b| matches!(b, b'\r' | b'\n')) {
+                bytes.pop();
+            }
+            let raw = parse_csv_record(&bytes)
+                .unwrap_or_else(|_| vec![String::from_utf8_lossy(&bytes).trim_end().to_string()]);
+            return Ok(Some(CsvItem::Bad(
+                first,
+                raw,
+                "unclosed quote: a quoted field is not closed on its line".to_string(),
+            )));
+        }
+        Ok(Some(match parsed {
+            Ok(cells) => CsvItem::Record(first, cells),
+            Err(err) => CsvItem::Bad(first, Vec::new(), format!("unreadable CSV row: {err}")),
+        }))
+    }
+}
+
+/// Where a CSV text stands with respect to quoted fields, byte by byte.
+#[derive(Default)]
+struct QuoteState {
+    in_quotes: bool,
+    /// The next byte starts a field (only then does `"` open a quoted field).
+    mid_field: bool,
+    /// The last byte closed a quoted field (`""` inside quotes is a quote).
+    just_closed: bool,
+    /// A closing quote was followed by something other than a quote, a
+    /// delimiter or a line end: the quote that opened it was probably never
+    /// meant to be closed there.
+    stray_close: bool,
+}
+
+impl QuoteState {
+    fn feed(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            if self.in_quotes {
+                if b == b'"' {
+                    self.in_quotes = false;
+                    self.just_closed = true;
+                }
+                continue;
+            }
+            if self.just_closed && !matches!(b, b'"' | b',' | b'\r' | b'\n') {
+                self.stray_close = true;
+            }
+            match b {
+                b'"' if self.just_closed || !self.mid_field => {
+                    self.in_quotes = true;
+                    self.mid_field = true;
+                }
+                b',' | b'\n' => self.mid_field = false,
+                _ => self.mid_field = true,
+            }
+            self.just_closed = false;
+        }
+    }
+}
+
+/// The cells of one CSV record (its text may span lines).
+fn parse_csv_record(bytes: &[u8]) -> Result<Vec<String>, csv::Error> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(bytes);
+    match reader.records().next() {
+        Some(record) => Ok(record?.iter().map(str::to_string).collect()),
+        None => Ok(Vec::new()),
     }
 }
 
@@ -607,5 +760,56 @@ impl Progress {
         if self.drawn {
             let _ = write!(std::io::stderr(), "\r\x1b[K");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read_all(text: &str, width: usize) -> Vec<(u64, Result<Vec<String>, String>)> {
+        let mut records = CsvRecords::new(text.as_bytes());
+        let mut out = Vec::new();
+        while let Some(item) = records.next_record(Some(width)).expect("in memory") {
+            out.push(match item {
+                CsvItem::Record(line, cells) => (line, Ok(cells)),
+                CsvItem::Bad(line, _, reason) => (line, Err(reason)),
+            });
+        }
+        out
+    }
+
+    fn cells(v: &[&str]) -> Result<Vec<String>, String> {
+        Ok(v.iter().map(|s| s.to_string()).collect())
+    }
+
+    #[test]
+    fn quoted_fields_may_span_lines_and_escape_quotes() {
+        let text = "a,\"two\nlines\",c\r\n\nb,\"say \"\"hi\"\"\",5\" screen\n";
+        assert_eq!(
+            read_all(text, 3),
+            vec![
+                (1, cells(&["a", "two\nlines", "c"])),
+                (4, cells(&["b", "say \"hi\"", "5\" screen"])),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_unclosed_quote_rejects_its_line_only() {
+        // At the end of the file, and in the middle (closed by a later quote).
+        let text = "a,b,c\nd,\"e,f\ng,h,i\nj,\"k\",l\n";
+        let out = read_all(text, 3);
+        assert_eq!(out[0], (1, cells(&["a", "b", "c"])));
+        assert_eq!(out[1].0, 2);
+        assert!(
+            out[1]
+                .1
+                .as_ref()
+                .is_err_and(|r| r.contains("unclosed quote"))
+        );
+        assert_eq!(out[2], (3, cells(&["g", "h", "i"])));
+        assert_eq!(out[3], (4, cells(&["j", "k", "l"])));
+        assert_eq!(out.len(), 4);
     }
 }

@@ -1,5 +1,7 @@
 //! `kpis`, `series`, `breakdown` and `catalog`: KpiService as tables or JSON.
 
+use std::collections::HashMap;
+
 use clap::{Args, ValueEnum};
 use serde_json::{Value, json};
 
@@ -7,8 +9,8 @@ use super::format::{self, Align};
 use super::period::{PeriodArg, date_text, parse_period, parse_scope, scope_text};
 use super::{Clients, ConnectOptions, status_error};
 use crate::proto::v1::{
-    Comparison, Dimension, FunnelStage, GetBreakdownRequest, GetKpiSeriesRequest, GetKpisRequest,
-    Granularity, KpiBundle, KpiValue, ListKpisRequest, ResolvedPeriod, Scope,
+    Comparison, Dimension, Direction, FunnelStage, GetBreakdownRequest, GetKpiSeriesRequest,
+    GetKpisRequest, Granularity, KpiBundle, KpiValue, ListKpisRequest, ResolvedPeriod, Scope,
 };
 
 const PERIOD_LONG_HELP: &str = "Period: 2025 (year), 2025-Q1 (quarter), 2025-03 (month), \
@@ -223,9 +225,36 @@ pub async fn kpis(args: KpisArgs) -> anyhow::Result<()> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&bundle_json(&bundle))?);
     } else {
-        print!("{}", bundle_text(&bundle));
+        // Whether a change is good depends on the KPI: the server's catalog says.
+        let directions = if comparison == Comparison::None {
+            HashMap::new()
+        } else {
+            directions(&mut clients).await?
+        };
+        print!(
+            "{}",
+            bundle_text(&bundle, &directions, format::use_colour())
+        );
     }
     Ok(())
+}
+
+/// Which direction is good for each KPI, from ListKpis.
+async fn directions(clients: &mut Clients) -> anyhow::Result<HashMap<String, Direction>> {
+    let kpis = clients
+        .kpi
+        .list_kpis(ListKpisRequest {})
+        .await
+        .map_err(|status| status_error("ListKpis", status))?
+        .into_inner()
+        .kpis;
+    Ok(kpis
+        .into_iter()
+        .map(|k| {
+            let direction = Direction::try_from(k.direction).unwrap_or(Direction::Unspecified);
+            (k.id, direction)
+        })
+        .collect())
 }
 
 /// The tenant's fiscal year start month when `period` is fiscal (1 otherwise,
@@ -291,8 +320,13 @@ fn period_text(period: Option<&ResolvedPeriod>) -> String {
     }
 }
 
-/// A bundle as a readable table.
-pub fn bundle_text(bundle: &KpiBundle) -> String {
+/// A bundle as a readable table; `directions` (by KPI id) judge the changes,
+/// coloured when `colour`.
+pub fn bundle_text(
+    bundle: &KpiBundle,
+    directions: &HashMap<String, Direction>,
+    colour: bool,
+) -> String {
     let mut out = format!(
         "Scope {}   period {}",
         scope_text(bundle.scope.as_ref()),
@@ -336,7 +370,11 @@ pub fn bundle_text(bundle: &KpiBundle) -> String {
                     }
                 };
                 row.push(comparison);
-                row.push(format::change(v.relative_change));
+                let direction = directions
+                    .get(&v.kpi_id)
+                    .copied()
+                    .unwrap_or(Direction::Unspecified);
+                row.push(format::kpi_change(v, direction, colour));
             }
             note.retain(|n| !n.is_empty());
             notes.push(if note.is_empty() {
@@ -423,6 +461,7 @@ pub fn value_json(v: &KpiValue) -> Value {
         "comparison_value": v.comparison_value,
         "comparison_undefined_reason": (!v.comparison_undefined_reason.is_empty()).then_some(&v.comparison_undefined_reason),
         "relative_change": v.relative_change,
+        "absolute_change": v.absolute_change,
     })
 }
 
@@ -520,7 +559,7 @@ pub async fn series(args: SeriesArgs) -> anyhow::Result<()> {
 /// A value for a table cell: undefined is a bare "—" (reasons would not fit).
 fn short_value(v: &KpiValue, currency: &str) -> String {
     match v.value {
-        Some(x) => format::unit_value(v.unit, x, v.exact_value, currency),
+        Some(x) => format::kpi_number(&v.kpi_id, v.unit, x, v.exact_value, currency),
         None => "—".to_string(),
     }
 }

@@ -180,6 +180,60 @@ async fn import_rejects_a_bad_row_stores_the_rest_and_kpis_match_by_hand() {
         "{compared}"
     );
     assert!(compared.contains("▲ 48.1%"), "{compared}");
+    // Revenue is better higher: the CLI says so (from ListKpis's direction).
+    assert!(compared.contains("▲ 48.1% better"), "{compared}");
+    server.stop().await;
+}
+
+/// A row with the wrong number of fields and a row with an unclosed quote are
+/// rejected like any other bad row: the rows around them are stored, the
+/// summary is printed and the reject file names their lines.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_rejects_malformed_csv_rows_and_goes_on() {
+    let server = TestServer::sqlite().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let orders = dir.path().join("orders.csv");
+    std::fs::write(
+        &orders,
+        "id,amount,ordered_at\n\
+         o1,10,2025-03-10\n\
+         o2,20,2025-03-11,extra\n\
+         o3,30\n\
+         o4,40,2025-03-12\n\
+         o5,\"50,2025-03-13\n\
+         o6,60,2025-03-14\n",
+    )
+    .expect("write orders.csv");
+    let output = cli(&server, &["import", path_str(&orders), "--type", "orders"]).await;
+    let err = stderr(&output);
+    assert!(
+        !output.status.success(),
+        "rejected rows: exit code 1: {err}"
+    );
+    assert!(err.contains("3 accepted"), "summary: {err}");
+    let rejects =
+        std::fs::read_to_string(dir.path().join("orders.csv.rejects.csv")).expect("reject file");
+    let lines: Vec<&str> = rejects.lines().collect();
+    assert_eq!(lines.len(), 4, "three rejected rows: {rejects}");
+    assert!(
+        lines[1].starts_with("3,") && lines[1].contains("o2"),
+        "{rejects}"
+    );
+    assert!(
+        lines[2].starts_with("4,") && lines[2].contains("o3"),
+        "{rejects}"
+    );
+    assert!(
+        lines[3].starts_with("6,") && lines[3].contains("quote"),
+        "{rejects}"
+    );
+    let export = cli_ok(&server, &["export", "--type", "orders"]).await;
+    let ids: Vec<&str> = export
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split(',').next())
+        .collect();
+    assert_eq!(ids, ["o1", "o4", "o6"], "{export}");
     server.stop().await;
 }
 
@@ -326,8 +380,9 @@ async fn demo_loads_data_with_revenue_last_month() {
         v["revenue"]["exact_value"],
         bundle.values[0].exact_value.expect("exact revenue")
     );
-    // Running it again replaces the same records.
-    cli_ok(&server, &["demo"]).await;
+    // Running it again (the tenant now has data: only with --force) replaces
+    // the same records.
+    cli_ok(&server, &["demo", "--force"]).await;
     assert_eq!(
         values(
             &cli_ok(
@@ -345,6 +400,36 @@ async fn demo_loads_data_with_revenue_last_month() {
         ),
         v
     );
+    server.stop().await;
+}
+
+/// `demo` refuses a tenant that has data (writing nothing) unless `--force`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_refuses_a_tenant_with_data_unless_forced() {
+    let server = TestServer::sqlite().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let orders = dir.path().join("orders.csv");
+    std::fs::write(&orders, "id,amount,ordered_at\nmine,10,2025-03-10\n").expect("write");
+    cli_ok(&server, &["import", path_str(&orders), "--type", "orders"]).await;
+
+    let output = cli(&server, &["demo"]).await;
+    let err = stderr(&output);
+    assert!(!output.status.success(), "demo on a tenant with data fails");
+    assert!(
+        err.contains("already has data") && err.contains("--force"),
+        "{err}"
+    );
+    // Nothing was written: the tenant still holds its one order, and no team.
+    let export = cli_ok(&server, &["export", "--type", "orders"]).await;
+    assert_eq!(export.lines().count(), 2, "{export}");
+    let teams = cli_ok(&server, &["export", "--type", "teams"]).await;
+    assert_eq!(teams.lines().count(), 1, "{teams}");
+
+    // --force loads the sample next to the tenant's own records.
+    cli_ok(&server, &["demo", "--force"]).await;
+    let export = cli_ok(&server, &["export", "--type", "orders"]).await;
+    assert!(export.lines().any(|l| l.starts_with("mine,")), "{export}");
+    assert!(export.lines().any(|l| l.starts_with("demo-")), "{export}");
     server.stop().await;
 }
 

@@ -408,10 +408,16 @@ backend_tests! {
             1101.0 / 999.0
         ));
         assert_eq!(value(&compared, "orders").relative_change, Some(4.0));
+        // The absolute change is value − comparison: 2100 − 999, 5 − 1, 9 − 0
+        // (defined even where the relative change is not).
+        assert_eq!(value(&compared, "revenue").absolute_change, Some(1101.0));
+        assert_eq!(value(&compared, "orders").absolute_change, Some(4.0));
+        assert_eq!(value(&compared, "activities").absolute_change, Some(9.0));
         assert_eq!(value(&compared, "activities").relative_change, None);
         // No deal closed in February: win rate undefined there, with a reason.
         let win = value(&compared, "win_rate");
         assert_eq!((win.comparison_value, win.relative_change), (None, None));
+        assert_eq!(win.absolute_change, None);
         assert!(!win.comparison_undefined_reason.is_empty());
 
         // PREVIOUS_YEAR: March 2023 had no orders → change undefined.
@@ -582,6 +588,106 @@ backend_tests! {
             assert!(close(row.values[1].value, want), "{b}: {row:?}");
         }
         assert_eq!(rows[4].values.len(), 1, "the won row has no leakage");
+        server.stop().await;
+    }
+}
+
+backend_tests! {
+    /// Stage names are trimmed and lower-cased on ingest (deal stage, stage
+    /// change) and in the settings (pipeline stages), so " Proposal " and
+    /// "proposal" are one stage in the funnel, the STAGE breakdown and the
+    /// weighted pipeline.
+    #[tokio::test]
+    async fn stage_names_are_trimmed_and_lower_cased(server: TestServer) {
+        use salesmetrics::domain::DealStatus;
+        use testkit::build::{deal, stage};
+        let b = server.backend;
+        update_settings(&server, |s| {
+            s.pipeline_stages = [(" Prospecting ", 0.1), ("PROPOSAL", 0.5), (" Negotiation", 0.8)]
+                .into_iter()
+                .map(|(name, p)| pb::PipelineStage {
+                    name: name.into(),
+                    win_probability: p,
+                })
+                .collect();
+        })
+        .await;
+        let stored = server
+            .admin()
+            .await
+            .get_tenant_settings(pb::GetTenantSettingsRequest::default())
+            .await
+            .expect("get settings")
+            .into_inner()
+            .settings
+            .expect("settings");
+        let names: Vec<&str> = stored
+            .pipeline_stages
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect();
+        assert_eq!(names, ["prospecting", "proposal", "negotiation"], "{b}");
+        ingest(
+            &server,
+            to_proto(vec![
+                deal(
+                    "d1",
+                    DealStatus::Open,
+                    1000,
+                    "2024-03-05T00:00:00Z",
+                    None,
+                    Some(" Proposal "),
+                    None,
+                ),
+                deal(
+                    "d2",
+                    DealStatus::Open,
+                    2000,
+                    "2024-03-06T00:00:00Z",
+                    None,
+                    Some("prospecting"),
+                    None,
+                ),
+                stage("s1", "d2", " NEGOTIATION ", "2024-03-07T00:00:00Z"),
+            ]),
+        )
+        .await;
+        // d1 reached proposal (index 1), d2 negotiation (index 2): reached
+        // prospecting 2, proposal 2, negotiation 1, won 0.
+        let m = kpis(&server, kpis_request(march(), &["weighted_pipeline_value", "funnel"])).await;
+        let funnel: Vec<(&str, i64)> = m
+            .funnel
+            .iter()
+            .map(|f| (f.stage.as_str(), f.reached))
+            .collect();
+        assert_eq!(
+            funnel,
+            [("prospecting", 2), ("proposal", 2), ("negotiation", 1), ("won", 0)],
+            "{b}"
+        );
+        // Open at end: d1 in proposal 0.5 × 1000 + d2 in negotiation 0.8 × 2000.
+        assert_kpi(b, &m, "weighted_pipeline_value", Some(2100.0));
+        let rows = try_breakdown(
+            &server,
+            breakdown_request(None, march(), pb::Dimension::Stage, &[]),
+        )
+        .await
+        .expect("STAGE")
+        .rows;
+        let reached: Vec<(&str, Option<f64>)> = rows
+            .iter()
+            .map(|r| (r.key.as_str(), r.values[0].value))
+            .collect();
+        assert_eq!(
+            reached,
+            [
+                ("prospecting", Some(2.0)),
+                ("proposal", Some(2.0)),
+                ("negotiation", Some(1.0)),
+                ("won", Some(0.0)),
+            ],
+            "{b}"
+        );
         server.stop().await;
     }
 }

@@ -290,18 +290,24 @@ pub fn to_value(v: KpiValue) -> pb::KpiValue {
         (None, Some(r)) => r,
         (None, None) => "the value is not a finite number".to_string(),
     };
-    let (comparison_value, comparison_undefined_reason, relative_change) = match v.comparison {
-        None => (None, String::new(), None),
-        Some(c) => {
-            let cv = finite(c.value);
-            let reason = if cv.is_some() {
-                String::new()
-            } else {
-                c.undefined_reason.unwrap_or_default()
-            };
-            (cv, reason, finite(c.relative_change))
-        }
-    };
+    let (comparison_value, comparison_undefined_reason, relative_change, absolute_change) =
+        match v.comparison {
+            None => (None, String::new(), None, None),
+            Some(c) => {
+                let cv = finite(c.value);
+                let reason = if cv.is_some() {
+                    String::new()
+                } else {
+                    c.undefined_reason.unwrap_or_default()
+                };
+                (
+                    cv,
+                    reason,
+                    finite(c.relative_change),
+                    finite(c.absolute_change),
+                )
+            }
+        };
     pb::KpiValue {
         kpi_id: v.kpi_id.to_string(),
         unit: to_unit(v.unit) as i32,
@@ -313,6 +319,7 @@ pub fn to_value(v: KpiValue) -> pb::KpiValue {
         comparison_value,
         comparison_undefined_reason,
         relative_change,
+        absolute_change,
     }
 }
 

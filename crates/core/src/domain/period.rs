@@ -28,7 +28,8 @@
 //! * The previous period has the same granularity and ends where this one
 //!   starts (for a custom range: the same number of days just before). The
 //!   same period last year shifts the local dates back one year, Feb 29
-//!   mapping to Feb 28.
+//!   mapping to Feb 28; it keeps the granularity only when the shifted dates
+//!   are a calendar period of it (a shifted ISO week is a plain 7-day range).
 //! * Only periods whose local dates all lie within the years
 //!   [`MIN_YEAR`]`..=`[`MAX_YEAR`] are accepted; everything else is a
 //!   [`PeriodError`]. No input makes this module panic.
@@ -228,7 +229,7 @@ impl PeriodRange {
         }
     }
 
-    /// The same period one year earlier (Feb 29 -> Feb 28), same granularity tag.
+    /// The same period one year earlier (Feb 29 -> Feb 28).
     ///
     /// The period's local days are shifted: the first day and the last
     /// (inclusive) day each move back one year, Feb 29 becoming Feb 28, and
@@ -236,12 +237,32 @@ impl PeriodRange {
     /// equals shifting `start_date` and `end_date` themselves except when
     /// `end_date` is Feb 29, where shifting it directly would drop Feb 28 (or
     /// produce an empty range).
-    pub fn previous_year(&self, tz: Tz) -> Result<PeriodRange, PeriodError> {
+    ///
+    /// The result keeps the granularity tag only when the shifted days are
+    /// themselves a calendar period of that granularity (a month stays a
+    /// month; a week shifted one year starts on another weekday and is not an
+    /// ISO week). Otherwise it is a plain range of days, so that its own
+    /// previous period — what the comparison bundle's growth KPIs compare
+    /// with — is the same number of days just before it, not the ISO week
+    /// containing the day before, which would overlap it (docs/kpis.md).
+    pub fn previous_year(
+        &self,
+        tz: Tz,
+        fiscal_year_start_month: u32,
+    ) -> Result<PeriodRange, PeriodError> {
+        check_fiscal_month(fiscal_year_start_month)?;
         self.check_dates()?;
         let start_date = year_earlier(self.start_date)?;
         let last_day = year_earlier(pred(self.end_date)?)?;
         let end_date = succ(last_day)?;
-        build(start_date, end_date, tz, self.granularity)
+        let granularity = match self.granularity {
+            Some(g) => {
+                let calendar = calendar_dates(g, start_date, fiscal_year_start_month)?;
+                (calendar == (start_date, end_date)).then_some(g)
+            }
+            None => None,
+        };
+        build(start_date, end_date, tz, granularity)
     }
 
     /// The period of the same granularity right after this one (used for series of consecutive periods).
@@ -516,7 +537,7 @@ mod tests {
         assert_eq!(prev.days(), 29);
 
         // Same period last year: March 2023.
-        let ly = p.previous_year(UTC).unwrap();
+        let ly = p.previous_year(UTC, 1).unwrap();
         assert_eq!((ly.start_date, ly.end_date), (d(2023, 3, 1), d(2023, 4, 1)));
         assert_eq!(ly.start, t("2023-03-01T00:00:00Z"));
         assert_eq!(ly.end, t("2023-04-01T00:00:00Z"));
@@ -848,7 +869,7 @@ mod tests {
         let p = cal(Granularity::Day, d(2024, 2, 29))
             .resolve(UTC, 1)
             .unwrap();
-        let ly = p.previous_year(UTC).unwrap();
+        let ly = p.previous_year(UTC, 1).unwrap();
         assert_eq!(
             (ly.start_date, ly.end_date),
             (d(2023, 2, 28), d(2023, 3, 1))
@@ -864,7 +885,7 @@ mod tests {
         let p = custom(d(2024, 2, 28), d(2024, 2, 29))
             .resolve(UTC, 1)
             .unwrap();
-        let ly = p.previous_year(UTC).unwrap();
+        let ly = p.previous_year(UTC, 1).unwrap();
         assert_eq!(
             (ly.start_date, ly.end_date),
             (d(2023, 2, 28), d(2023, 3, 1))
@@ -875,12 +896,14 @@ mod tests {
             .resolve(UTC, 1)
             .unwrap();
         assert_eq!((w.start_date, w.end_date), (d(2016, 2, 22), d(2016, 2, 29)));
-        let lw = w.previous_year(UTC).unwrap();
+        let lw = w.previous_year(UTC, 1).unwrap();
         assert_eq!(
             (lw.start_date, lw.end_date),
             (d(2015, 2, 22), d(2015, 3, 1))
         );
-        assert_eq!(lw.granularity, Some(Granularity::Week));
+        // 2015-02-22 is a Sunday: the shifted days are not an ISO week, so the
+        // result is a plain 7-day range (its previous period is the 7 days before).
+        assert_eq!(lw.granularity, None);
     }
 
     #[test]
@@ -891,7 +914,7 @@ mod tests {
         let p = custom(d(2024, 3, 1), d(2024, 3, 11))
             .resolve(America::New_York, 1)
             .unwrap();
-        let ly = p.previous_year(America::New_York).unwrap();
+        let ly = p.previous_year(America::New_York, 1).unwrap();
         assert_eq!(ly.start, t("2023-03-01T05:00:00Z"));
         assert_eq!(ly.end, t("2023-03-11T05:00:00Z"));
     }
@@ -976,7 +999,7 @@ mod tests {
             Err(PeriodError::EmptyRange { .. })
         ));
         assert!(matches!(
-            bad.previous_year(UTC),
+            bad.previous_year(UTC, 1),
             Err(PeriodError::EmptyRange { .. })
         ));
     }
@@ -1054,7 +1077,7 @@ mod tests {
             Err(PeriodError::OutOfRange { .. })
         ));
         assert!(matches!(
-            first.previous_year(UTC),
+            first.previous_year(UTC, 1),
             Err(PeriodError::OutOfRange { .. })
         ));
         assert!(matches!(
@@ -1076,7 +1099,7 @@ mod tests {
         };
         assert!(huge.previous(UTC, 1).is_err());
         assert!(huge.next(UTC, 1).is_err());
-        assert!(huge.previous_year(UTC).is_err());
+        assert!(huge.previous_year(UTC, 1).is_err());
         assert!(huge.days() > 0);
     }
 

@@ -25,7 +25,7 @@ use super::index::{ByTime, Index};
 #[cfg(test)]
 use super::reference::reps_with_records_scanned;
 use super::rollup::Span;
-use super::value::{ComparisonValue, KpiValue, relative_change};
+use super::value::{ComparisonValue, KpiValue, absolute_change, relative_change};
 
 /// What to compare a period with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -216,6 +216,7 @@ impl<'a> Engine<'a> {
                     for (v, c) in values.iter_mut().zip(previous) {
                         v.comparison = Some(ComparisonValue {
                             relative_change: relative_change(v.value, c.value),
+                            absolute_change: absolute_change(v.value, c.value),
                             value: c.value,
                             undefined_reason: c.undefined_reason,
                         });
@@ -229,6 +230,7 @@ impl<'a> Engine<'a> {
                             value: None,
                             undefined_reason: Some(reason.clone()),
                             relative_change: None,
+                            absolute_change: None,
                         });
                     }
                 }
@@ -276,7 +278,9 @@ impl<'a> Engine<'a> {
     ) -> Result<PeriodRange, PeriodError> {
         let tz = self.settings.time_zone;
         match kind {
-            ComparisonKind::PreviousYear => period.previous_year(tz),
+            ComparisonKind::PreviousYear => {
+                period.previous_year(tz, self.settings.fiscal_year_start_month)
+            }
             _ => period.previous(tz, self.settings.fiscal_year_start_month),
         }
     }

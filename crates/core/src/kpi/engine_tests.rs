@@ -306,12 +306,41 @@ fn membership_ties_take_the_greatest_id() {
     assert_val(&e, &team_scope("A"), &march, "revenue", 20.0);
     assert_val(&e, &team_scope("B"), &march, "revenue", 0.0);
     assert_val(&e, &Scope::Company, &march, "revenue", 70.0);
-    // "team at some instant of P" includes memberships effective in [start, end):
-    // m-1 (B) and m-2 (A) take effect at start, so both teams count r1 active.
+    // "team at some instant of P" includes memberships in force in [start, end):
+    // m-1 (B) and m-2 (A) take effect at start, but m-1 loses the tie to m-2
+    // and is never in force, so only A counts r1 active.
     assert_val(&e, &team_scope("A"), &march, "active_reps", 1.0);
-    assert_val(&e, &team_scope("B"), &march, "active_reps", 1.0);
+    assert_val(&e, &team_scope("B"), &march, "active_reps", 0.0);
     // April: r1 has left all teams → no active rep anywhere.
     assert_val(&e, &Scope::Company, &month(2024, 4), "active_reps", 0.0);
+}
+
+/// A membership that loses a tie is never in force: it puts its rep in its
+/// team at no instant, so not "at some instant of P" either.
+#[test]
+fn a_membership_losing_a_tie_is_never_in_force() {
+    let mut data = dataset(vec![
+        team("A", None),
+        team("B", None),
+        rep("r1"),
+        member("m-1", "r1", Some("A"), "2024-01-01T00:00:00Z"),
+        // Same instant: m-2b (A) has the greater id and wins; m-2a (B) loses.
+        member("m-2a", "r1", Some("B"), "2024-03-10T00:00:00Z"),
+        member("m-2b", "r1", Some("A"), "2024-03-10T00:00:00Z"),
+    ]);
+    data.orders
+        .push(order("o1", 300, "2024-03-15T00:00:00Z", Some("r1")));
+    let e = Engine::new(&data, TenantSettings::default());
+    let march = month(2024, 3);
+    // r1 is in A at every instant of March; never in B.
+    assert_val(&e, &team_scope("B"), &march, "active_reps", 0.0);
+    assert_undefined(&e, &team_scope("B"), &march, "revenue_per_rep");
+    assert_undefined(&e, &team_scope("B"), &march, "bookings_per_rep");
+    assert_val(&e, &team_scope("A"), &march, "active_reps", 1.0);
+    assert_val(&e, &team_scope("A"), &march, "revenue_per_rep", 300.0);
+    // No REP row for r1 under B.
+    let keys = e.breakdown_keys(&team_scope("B"), &march, Dimension::Rep);
+    assert!(keys.iter().all(|(k, _)| k != "r1"), "{keys:?}");
 }
 
 /// A parent cycle in stored data must not hang: both teams become roots.
@@ -547,6 +576,107 @@ fn comparisons_and_relative_change() {
         Some(0.25)
     );
     assert_eq!(super::super::value::relative_change(None, Some(4.0)), None);
+}
+
+/// The same week last year is not an ISO week (it starts on another weekday),
+/// so the comparison period is a plain 7-day range and its own previous
+/// period is the 7 days just before it, not the ISO week containing its
+/// first day's eve (which would overlap it).
+#[test]
+fn previous_year_of_a_week_compares_with_the_seven_days_before() {
+    let data = dataset(vec![
+        sale("o1", 100, "2023-03-18T12:00:00Z", None),
+        sale("o2", 1000, "2023-03-21T12:00:00Z", None),
+        sale("o3", 10, "2023-03-25T12:00:00Z", None),
+        sale("o4", 20, "2023-03-26T12:00:00Z", None),
+        sale("o5", 40, "2023-03-30T12:00:00Z", None),
+        sale("o6", 5, "2024-03-26T12:00:00Z", None),
+    ]);
+    let e = Engine::new(&data, TenantSettings::default());
+    // ISO week containing Wed 2024-03-27: [Mon 2024-03-25, Mon 2024-04-01).
+    let week = PeriodSpec::Calendar {
+        granularity: Granularity::Week,
+        date: d(2024, 3, 27),
+    }
+    .resolve(Tz::UTC, 1)
+    .expect("week");
+    let kpis: Vec<&KpiDef> = ["revenue", "revenue_growth"]
+        .iter()
+        .filter_map(|id| CATALOG.iter().find(|k| k.id == *id))
+        .collect();
+    let b = e.bundle(
+        &Scope::Company,
+        &week,
+        &kpis,
+        false,
+        ComparisonKind::PreviousYear,
+    );
+    // Shifted one year: [Sat 2023-03-25, Sat 2023-04-01), not an ISO week.
+    let cp = b.comparison_period.expect("comparison period");
+    assert_eq!(
+        (cp.start_date, cp.end_date),
+        (d(2023, 3, 25), d(2023, 4, 1))
+    );
+    assert_eq!(cp.granularity, None);
+    // The week itself: o6 = 5.
+    assert_eq!(b.values[0].value, Some(5.0));
+    // Comparison revenue: o3 + o4 + o5 = 10 + 20 + 40 = 70.
+    let revenue = b.values[0].comparison.clone().expect("comparison");
+    assert_eq!(revenue.value, Some(70.0));
+    // Its previous period is [2023-03-18, 2023-03-25): o1 + o2 = 100 + 1000 = 1100,
+    // so growth is (70 − 1100) ÷ 1100. Keeping the WEEK tag would have compared
+    // with the ISO week [Mon 2023-03-20, Mon 2023-03-27): o2 + o3 + o4 = 1030.
+    let growth = b.values[1].comparison.clone().expect("comparison");
+    assert!(
+        close(growth.value, (70.0 - 1100.0) / 1100.0),
+        "comparison revenue_growth: {growth:?}"
+    );
+}
+
+/// A relative change divides by |comparison| so its sign says whether the
+/// value went up, also when the comparison is negative; the absolute change
+/// is value − comparison.
+#[test]
+fn relative_change_of_a_negative_comparison_keeps_its_sign() {
+    let data = dataset(vec![
+        sale("o1", 1000, "2024-01-10T00:00:00Z", None),
+        sale("o2", 900, "2024-02-10T00:00:00Z", None),
+        sale("o3", 450, "2024-03-10T00:00:00Z", None),
+    ]);
+    let e = Engine::new(&data, TenantSettings::default());
+    let kpis: Vec<&KpiDef> = ["revenue_growth", "revenue"]
+        .iter()
+        .filter_map(|id| CATALOG.iter().find(|k| k.id == *id))
+        .collect();
+    let b = e.bundle(
+        &Scope::Company,
+        &month(2024, 3),
+        &kpis,
+        false,
+        ComparisonKind::PreviousPeriod,
+    );
+    // March growth (450 − 900) ÷ 900 = −0.5; February's (900 − 1000) ÷ 1000 = −0.1.
+    let growth = &b.values[0];
+    assert!(close(growth.value, -0.5), "{growth:?}");
+    let c = growth.comparison.clone().expect("comparison");
+    assert!(close(c.value, -0.1), "{c:?}");
+    // It went down: (−0.5 − (−0.1)) ÷ |−0.1| = −4 (÷ −0.1 would say +4).
+    assert!(close(c.relative_change, -4.0), "{c:?}");
+    assert!(close(c.absolute_change, -0.4), "{c:?}");
+    // Revenue 900 → 450: −50 %, −450.
+    let revenue = b.values[1].comparison.clone().expect("comparison");
+    assert!(close(revenue.relative_change, -0.5));
+    assert_eq!(revenue.absolute_change, Some(-450.0));
+    // From −10 to −5 went up by half of |−10|.
+    assert_eq!(
+        super::super::value::relative_change(Some(-5.0), Some(-10.0)),
+        Some(0.5)
+    );
+    assert_eq!(
+        super::super::value::absolute_change(Some(-5.0), Some(-10.0)),
+        Some(5.0)
+    );
+    assert_eq!(super::super::value::absolute_change(None, Some(1.0)), None);
 }
 
 /// Series: consecutive months, every period present; an empty period has

@@ -398,14 +398,24 @@ impl<'a> Index<'a> {
     }
 
     /// The teams a rep is in "at some instant of P": its team at `start` and
-    /// the team of each membership with effective_at in [start, end).
+    /// the team of each membership with effective_at in [start, end) that is
+    /// in force at some instant. A membership tied (same effective_at) with a
+    /// membership of the same rep with a greater id loses the tie at every
+    /// instant, so it never puts the rep in its team (docs/kpis.md).
     pub fn teams_during(&self, rep: &str, start: Instant, end: Instant) -> Vec<&'a str> {
         let mut teams: Vec<&str> = self.team_at(rep, start).into_iter().collect();
         if let Some(list) = self.memberships.get(rep) {
+            // Sorted by (effective_at, id): a tie's loser is followed by a
+            // membership with the same effective_at.
             teams.extend(
                 list.iter()
-                    .filter(|m| start <= m.effective_at && m.effective_at < end)
-                    .filter_map(|m| m.team_id),
+                    .enumerate()
+                    .filter(|(_, m)| start <= m.effective_at && m.effective_at < end)
+                    .filter(|(i, m)| {
+                        list.get(i + 1)
+                            .is_none_or(|next| next.effective_at != m.effective_at)
+                    })
+                    .filter_map(|(_, m)| m.team_id),
             );
         }
         teams

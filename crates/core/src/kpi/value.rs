@@ -30,9 +30,12 @@ pub struct ComparisonValue {
     pub value: Option<f64>,
     /// Why the comparison value is undefined.
     pub undefined_reason: Option<String>,
-    /// (value − comparison) ÷ comparison; `None` when the comparison is 0 or
-    /// either value is undefined.
+    /// (value − comparison) ÷ |comparison|; `None` when the comparison is 0
+    /// or either value is undefined.
     pub relative_change: Option<f64>,
+    /// value − comparison (for a ratio: the change in ratio units, shown as
+    /// percentage points); `None` when either value is undefined.
+    pub absolute_change: Option<f64>,
 }
 
 impl KpiValue {
@@ -104,13 +107,20 @@ impl KpiValue {
     }
 }
 
-/// (value − comparison) ÷ comparison, `None` when the comparison is 0 or
-/// either is undefined.
+/// (value − comparison) ÷ |comparison|, `None` when the comparison is 0 or
+/// either is undefined. Dividing by the magnitude keeps the sign meaning
+/// "went up": from −10 to −5 is +50 %, not −50 % (docs/kpis.md).
 pub fn relative_change(value: Option<f64>, comparison: Option<f64>) -> Option<f64> {
     let (v, c) = (value?, comparison?);
     if c == 0.0 {
         return None;
     }
-    let r = (v - c) / c;
+    let r = (v - c) / c.abs();
     r.is_finite().then_some(r)
+}
+
+/// value − comparison, `None` when either is undefined.
+pub fn absolute_change(value: Option<f64>, comparison: Option<f64>) -> Option<f64> {
+    let d = value? - comparison?;
+    d.is_finite().then_some(d)
 }
