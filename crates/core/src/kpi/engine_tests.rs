@@ -1339,3 +1339,32 @@ mod properties {
         }
     }
 }
+
+/// Money sums that do not fit the exact 64-bit value are undefined with
+/// that reason, never a rounded double: two March orders of 2^62 and 2^62
+/// minor units sum to 2^63, one more than `i64::MAX`. The order count stays
+/// exact, and one order of 2^62 alone is exact.
+#[test]
+fn sums_beyond_the_exact_range_are_undefined_not_rounded() {
+    let half = 1i64 << 62;
+    let data = dataset([
+        sale("big-1", half, "2024-03-05T00:00:00Z", None),
+        sale("big-2", half, "2024-03-06T00:00:00Z", None),
+        sale("big-3", half, "2024-04-06T00:00:00Z", None),
+    ]);
+    let e = Engine::new(&data, TenantSettings::default());
+    let c = &Scope::Company;
+    let revenue = kv(&e, c, &month(2024, 3), "revenue");
+    assert_eq!(revenue.value, None);
+    assert_eq!(revenue.exact_value, None);
+    assert_eq!(
+        revenue.undefined_reason.as_deref(),
+        Some(crate::kpi::value::OVERFLOW_REASON)
+    );
+    assert_eq!(kv(&e, c, &month(2024, 3), "orders").exact_value, Some(2));
+    let april = kv(&e, c, &month(2024, 4), "revenue");
+    assert_eq!(
+        (april.exact_value, april.value),
+        (Some(half), Some(half as f64))
+    );
+}

@@ -2,6 +2,10 @@
 
 use super::catalog::Unit;
 
+/// Why a whole value beyond the exact 64-bit range is undefined.
+pub const OVERFLOW_REASON: &str =
+    "the sum exceeds the largest exact value (9223372036854775807 minor units or units)";
+
 /// A KPI's value, with what it came from.
 #[derive(Debug, Clone, PartialEq)]
 pub struct KpiValue {
@@ -39,13 +43,19 @@ pub struct ComparisonValue {
 }
 
 impl KpiValue {
-    /// A whole-number value (count, money sum, duration sum).
+    /// A whole-number value (count, money sum, duration sum). Sums are
+    /// added in 128 bits, so they never wrap; one that does not fit the
+    /// exact 64-bit value (a money sum beyond 2^63 − 1 minor units) is
+    /// undefined with that reason rather than a rounded approximation.
     pub fn whole(kpi_id: &'static str, unit: Unit, n: i128) -> Self {
+        let Ok(exact) = i64::try_from(n) else {
+            return Self::undefined(kpi_id, unit, OVERFLOW_REASON);
+        };
         KpiValue {
             kpi_id,
             unit,
             value: Some(n as f64),
-            exact_value: i64::try_from(n).ok(),
+            exact_value: Some(exact),
             undefined_reason: None,
             numerator: None,
             denominator: None,
