@@ -1,5 +1,5 @@
 //! `AdminService`: creating tenants, reading and replacing their settings
-//! (SPEC §4), and creating, listing and revoking their API keys.
+//! (docs/api.md), and creating, listing and revoking their API keys.
 //!
 //! Who may call it is decided by the authentication layer
 //! ([`crate::auth::layer`]): the admin token when one is configured. A key's

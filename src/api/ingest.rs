@@ -13,7 +13,7 @@
 //!   (the invalid ones with their own field path) and goes on with the next.
 //! * A batch larger than `max_batch_size` is refused as a whole: `IngestBatch`
 //!   returns RESOURCE_EXHAUSTED ("batch has N records; the limit is M", a
-//!   limit, as SPEC §8 says); `StreamIngest` acknowledges it with every record
+//!   limit, like every other limit); `StreamIngest` acknowledges it with every record
 //!   REJECTED at the field path `records` and goes on.
 //! * The `BadRequest` details of a refused batch list at most
 //!   [`MAX_REPORTED_VIOLATIONS`] violations (the last one then gives the

@@ -26,7 +26,7 @@ pub const DATA_START_SECONDS: i64 = 1_672_531_200;
 pub const DATA_END_SECONDS: i64 = 1_767_225_600;
 /// The reporting currency of every amount.
 pub const CURRENCY: &str = "USD";
-/// The default pipeline's stages, in order (SPEC §4).
+/// The default pipeline's stages, in order (the default tenant settings).
 pub const PIPELINE: [&str; 4] = ["prospecting", "qualification", "proposal", "negotiation"];
 
 /// Number of teams: 2 regions, 6 areas, 12 squads.

@@ -483,7 +483,7 @@ fn arb_versioned_records() -> impl Strategy<Value = Vec<pb::Record>> {
         })
 }
 
-/// SPEC §2: a write is skipped as stale when it has a version that is not
+/// The version rule (docs/api.md): a write is skipped as stale when it has a version that is not
 /// greater than the stored record's version.
 fn is_stale(new: &mut pb::Record, stored: Option<&mut pb::Record>) -> bool {
     let new_version = *version_mut(new);

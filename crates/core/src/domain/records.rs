@@ -1,5 +1,5 @@
-//! Validated records of SPEC §3. Every value here has passed the rules of
-//! SPEC §2–§3 (see `api::convert`): ids are well-formed, instants are in
+//! Validated records. Every value here has passed the rules of
+//! [`super::rules`] at the service's edge: ids are well-formed, instants are in
 //! range, amounts are in the tenant's currency (stored as minor units),
 //! categories are trimmed and lower-cased, and empty references are `None`.
 

@@ -1,4 +1,4 @@
-//! Whose KPIs a request asks for (SPEC §5 "Scope").
+//! Whose KPIs a request asks for (docs/kpis.md, *Scopes and attribution*).
 
 /// The set of records a KPI is computed over.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

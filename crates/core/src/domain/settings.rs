@@ -1,4 +1,4 @@
-//! Tenant settings (SPEC §4) with their defaults.
+//! Tenant settings with their defaults (docs/api.md lists them).
 
 use chrono_tz::Tz;
 

@@ -43,7 +43,7 @@ impl Unit {
     }
 }
 
-/// Catalog section of a KPI (SPEC §6 headings).
+/// Catalog section of a KPI (the headings of docs/kpis.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Category {
     /// Sales performance.
@@ -104,7 +104,7 @@ pub struct KpiDef {
     pub category: Category,
     /// Unit of the value.
     pub unit: Unit,
-    /// Formula in words (P = the period; see SPEC §5 for attribution).
+    /// Formula in words (P = the period; attribution as [`REFERENCE`] says).
     pub formula: &'static str,
     /// Which direction is good.
     pub direction: Direction,
@@ -247,10 +247,10 @@ pub const FUNNEL: KpiDef = kpi(
     |_, k| k.undefined("unknown KPI"),
 );
 
-/// How the engine reads the places where SPEC §5–§7 leave a choice; printed
+/// How the engine reads the places where several readings were possible; printed
 /// at the end of `docs/kpis.md` so the decisions travel with the formulas.
 pub const DECISIONS: &[&str] = &[
-    "Attribution instants: orders at ordered_at; bookings, deals_won, deals_lost, win_rate, average_deal_size and sales_cycle at closed_at; deals_created and the funnel at created_at; pipeline_value and weighted_pipeline_value at end (deal owner's team at end); leads at created_at (the whole cohort, including conversion and response time); activities at occurred_at; inquiries at received_at; CSAT at responded_at. Customer figures use the customer's current owner_rep_id at the instants SPEC §5 lists; clv's 'active at start' and 'active at end' are attributed at start and at end.",
+    "Attribution instants: orders at ordered_at; bookings, deals_won, deals_lost, win_rate, average_deal_size and sales_cycle at closed_at; deals_created and the funnel at created_at; pipeline_value and weighted_pipeline_value at end (deal owner's team at end); leads at created_at (the whole cohort, including conversion and response time); activities at occurred_at; inquiries at received_at; CSAT at responded_at. Customer figures use the customer's current owner_rep_id: new_customers at acquired_at, churned_customers at churned_at, customer_churn_rate and customer_retention_rate at start, active_customers, mrr and arpa at end, mrr_start at start; clv's 'active at start' and 'active at end' are attributed at start and at end.",
     "A subscription belongs, at an instant, to the customer named by its change in force then; a customer's MRR is the sum of the subscriptions that belong to it. 'Never had MRR > 0 before start' is checked on the customer's MRR after every group of simultaneous changes effective before start, so an intermediate state inside one instant never counts.",
     "revenue_target, bookings_target: a sum, so 0 (not undefined) when the scope has no target; the attainments are then undefined (division by 0). exact_value is given when every overlapping target lies wholly inside the period. 'No target' for pipeline_coverage means no REVENUE target of the scope overlaps the period.",
     "Targets count only for the scope they name: a TEAM target counts for that team only, not for its parent or sub-teams. Spend counts for TEAM(T) when its team_id is T or a descendant (TEAM scope = the subtree); COMPANY counts all spend, including spend without a team_id.",
@@ -278,6 +278,75 @@ pub fn all_with_funnel() -> impl Iterator<Item = &'static KpiDef> {
     CATALOG.iter().chain(std::iter::once(&FUNNEL))
 }
 
+/// How periods, comparisons, states, scopes and attribution work: the rules
+/// every formula below relies on, printed at the top of `docs/kpis.md`.
+/// The engine's code points here (to docs/kpis.md) for these rules.
+pub const REFERENCE: &str = "
+## Periods
+
+A period P is `[start, end)`: every instant t with start ≤ t < end. It is built from local dates \
+in the tenant's time zone (a request may name another zone): either a calendar period — DAY, WEEK \
+(ISO, Monday to Sunday), MONTH, QUARTER, YEAR, FISCAL_QUARTER or FISCAL_YEAR (starting in the \
+tenant's `fiscal_year_start_month`), named by any date inside it — or a custom range of local dates \
+`[start_date, end_date)`. Boundaries are local midnights, so a day of a daylight-saving change lasts \
+23 or 25 hours. A local midnight that does not exist (the clocks jump over it) is the first instant \
+of that day; an ambiguous one is the earlier instant.
+
+## Comparisons
+
+* **Previous period**: the period of the same granularity just before P; for a custom range, the \
+same number of days just before it.
+* **Same period last year**: P's dates shifted back one year (29 February becomes 28 February). \
+It keeps P's granularity only when the shifted dates are themselves a calendar period of it; \
+otherwise (a week, say) it is a plain range of days, whose previous period is the same number of \
+days just before.
+* Each value's comparison carries the relative change (value − comparison) ÷ |comparison|, whose \
+sign always says whether the value went up (undefined when the comparison is 0 or either value is \
+undefined), and the absolute change value − comparison (for ratios: percentage points).
+
+## Events and states
+
+An **event** is in P when its instant is in P (an order at `ordered_at`, …; see *Attribution \
+instants* below). A **state at instant t** counts everything that happened strictly before t:
+
+* a customer is active at t when `acquired_at` < t and it has not churned before t \
+(`churned_at` empty or ≥ t);
+* a deal is open at t when `created_at` < t and it is OPEN or closed at or after t;
+* a deal's stage at t is the stage of its latest stage change entered before t, or its `stage` \
+field when it has none;
+* a subscription's MRR at t is the `mrr` of its latest change effective before t (0 if none); a \
+customer's MRR is the sum over its subscriptions;
+* a rep's team at t is the `team_id` of its latest membership effective before t.
+
+So the state at `start` is the state before the period and the state at `end` the state after it.
+
+## Scopes and attribution
+
+* **COMPANY** counts every record of the tenant. **TEAM(T)** counts records of reps whose team, \
+at the record's attribution instant, is T or one of its descendants in the current team tree. \
+**REP(R)** counts records whose rep field (`rep_id`, `owner_rep_id`) is R. A record without a rep \
+counts for COMPANY only.
+* Customer figures (new, churned, active customers, churn and retention, MRR and its movements) \
+use the customer's current `owner_rep_id` (ownership has no history); subscription changes follow \
+their customer's owner. MRR movements compare, per customer, its MRR at start if it was in the \
+scope at start (else 0) with its MRR at end if it is in the scope at end (else 0), so \
+net new MRR = new + reactivation + expansion − contraction − churned in every scope.
+* A rep is in a team \"at some instant of P\" when its team at start is in the scope, or a \
+membership of it that is in force at some instant of P puts it there.
+* Targets count only for the scope they name. Spend counts for a team through its `team_id` (and \
+for the teams above it), never for a rep.
+
+## Ties and absent values
+
+* Records of one kind with the same instant are ordered by id, the greatest id being the latest: \
+memberships, stage changes and subscription changes alike. A membership that loses such a tie is \
+never in force, not even for an instant.
+* An empty reference field means absent. References are not foreign keys: records may arrive in \
+any order, and every KPI uses what is known at query time.
+* Free-text categories (lead sources, inquiry channels, stage names, spend categories) are trimmed \
+and lower-cased, so \"Proposal\" and \" proposal \" are one stage.
+";
+
 /// `docs/kpis.md`, generated from the catalog.
 pub fn catalog_markdown() -> String {
     let mut out = String::new();
@@ -286,10 +355,12 @@ pub fn catalog_markdown() -> String {
         "<!-- Generated from crates/core/src/kpi/catalog.rs; do not edit. Regenerate with `UPDATE_DOCS=1 cargo test -p salesmetrics-core kpi::catalog`. -->\n\n",
     );
     out.push_str(
-        "P is the period `[start, end)`; attribution to COMPANY, TEAM and REP scopes follows SPEC §5. \
-Money is in minor units of the tenant's currency, durations in seconds, ratios are fractions. \
-A division by zero makes the value undefined (with a reason), never 0.\n",
+        "This page is the complete reference of the KPIs: how periods, comparisons, scopes and \
+attribution work, then every KPI's formula, then the decisions where several readings were possible. \
+P is the period `[start, end)`. Money is in minor units of the tenant's currency, durations in \
+seconds, ratios are fractions. A division by zero makes the value undefined (with a reason), never 0.\n",
     );
+    out.push_str(REFERENCE);
     let sections = [Performance, Customers, Leads, Activity, Productivity];
     for section in sections {
         out.push_str(&format!(
@@ -307,7 +378,7 @@ A division by zero makes the value undefined (with a reason), never 0.\n",
             ));
         }
     }
-    out.push_str("\n## Decisions where the spec leaves a choice\n\n");
+    out.push_str("\n## Decisions where several readings were possible\n\n");
     for d in DECISIONS {
         out.push_str(&format!("* {d}\n"));
     }

@@ -5,7 +5,7 @@
 //! its definition (see [`super::defs`]); the engine asks each definition for
 //! its value over a [`Calc`] of the (scope, period).
 //!
-//! Attribution (SPEC §5) is done by [`super::index::ResolvedScope::counts`]: a record counts
+//! Attribution (docs/kpis.md, *Scopes and attribution*) is done by [`super::index::ResolvedScope::counts`]: a record counts
 //! for REP(R) when its rep field is R, for TEAM(T) when its rep's team at the
 //! attribution instant is in T's subtree, and always for COMPANY.
 
@@ -68,7 +68,7 @@ pub struct Bundle {
     pub funnel: Option<Vec<FunnelRow>>,
 }
 
-/// Dimension of a breakdown (SPEC §7).
+/// Dimension of a breakdown (docs/api.md, GetBreakdown).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dimension {
     /// One row per rep in scope.

@@ -284,7 +284,7 @@ fn customers_acquired_and_churned_inside_the_period() {
     assert_undefined(&e, c, &march, "clv");
 }
 
-/// SPEC §5 tie rule and "state at t counts what happened strictly before t".
+/// The tie rule of docs/kpis.md and "state at t counts what happened strictly before t".
 #[test]
 fn membership_ties_take_the_greatest_id() {
     let mut data = dataset(vec![
@@ -786,7 +786,7 @@ fn breakdowns() {
     assert_eq!(rows[4].values.len(), 1);
 }
 
-/// SPEC §7 REP rows for COMPANY: reps with a team at some instant of P, plus
+/// REP rows for COMPANY (docs/kpis.md, decisions): reps with a team at some instant of P, plus
 /// reps with records in P but no team; TEAM scopes list only their reps.
 #[test]
 fn rep_breakdown_includes_reps_without_team_for_company() {
@@ -823,7 +823,7 @@ fn rep_breakdown_includes_reps_without_team_for_company() {
     );
 }
 
-/// SPEC §5: a customer whose owner moves into a team counts there as new or
+/// docs/kpis.md (MRR movements): a customer whose owner moves into a team counts there as new or
 /// reactivation MRR, and as churned in the team it left; COMPANY sees nothing.
 #[test]
 fn customer_owner_moving_team_moves_its_mrr() {
@@ -1244,7 +1244,7 @@ mod properties {
         }
 
         /// Revenue and active customers in every scope equal a naive reading
-        /// of SPEC §5 (latest membership strictly before t, ties by greatest
+        /// of docs/kpis.md (latest membership strictly before t, ties by greatest
         /// id; TEAM = the team and its descendants) on acyclic team trees.
         #[test]
         fn attribution_matches_a_naive_reading_of_the_spec(data in arb_dataset(), m in 2u32..5) {

@@ -1,5 +1,5 @@
 //! An index over a tenant's [`Dataset`], built once with its snapshot: the
-//! lookups that SPEC §5's state and attribution rules need, the time-sorted
+//! lookups that the state and attribution rules of docs/kpis.md need, the time-sorted
 //! lists, and the rollups over them ([`super::rollup`]). Everything here is
 //! derived data; the dataset is not copied.
 
@@ -513,7 +513,7 @@ impl<'a> ResolvedScope<'a> {
         }
     }
 
-    /// Whether a record with rep field `rep`, attributed at `t`, counts (SPEC §5).
+    /// Whether a record with rep field `rep`, attributed at `t`, counts (docs/kpis.md, *Scopes and attribution*).
     pub fn counts(&self, index: &Index<'a>, rep: Option<&str>, t: Instant) -> bool {
         match self {
             ResolvedScope::Company => true,

@@ -9,7 +9,7 @@
 //!   scope resolution, memoised figures, reading primitives.
 //! * [`engine`] — pure computation from a tenant's records, settings, a scope
 //!   and a period (values, comparisons, funnel, series, breakdowns).
-//! * [`index`] — per-snapshot lookups implementing SPEC §5's state and
+//! * [`index`] — per-snapshot lookups implementing the state and
 //!   attribution rules (team at an instant, stage at an instant, MRR at an
 //!   instant, team subtrees).
 //! * [`rollup`] — prefix sums and stocks built with the index, so additive

@@ -250,7 +250,7 @@ pub fn nanos_between(from: Instant, to: Instant) -> i128 {
     i128::from(d.num_seconds()) * 1_000_000_000 + i128::from(d.subsec_nanos())
 }
 
-/// Lowest and highest CSAT score of SPEC §3: the CSAT rollup counts
+/// Lowest and highest CSAT score a response may have: the CSAT rollup counts
 /// responses with a score of at least each of them.
 pub const CSAT_SCORES: std::ops::RangeInclusive<i32> = 1..=5;
 
