@@ -594,17 +594,27 @@ pub(super) fn decode(
 /// Team tree as `id → parent_team_id`, for the cycle check.
 pub(super) type TeamTree = HashMap<String, Option<String>>;
 
-/// Why giving team `id` the parent `parent` would close a cycle in `tree`, or
-/// `None` if it would not. An unknown parent ends the chain (it is a root).
+/// Deepest a team tree may be: a root is level 1, so a team may have at most
+/// 99 ancestors. Real organisations are a few levels deep; the bound keeps
+/// every tree check (and every subtree walk of the KPI engine) short, so a
+/// batch of teams costs time in proportion to its size, never to the square
+/// of a chain's length.
+pub const MAX_TEAM_DEPTH: usize = 100;
+
+/// Why giving team `id` the parent `parent` is refused, or `None` if it is
+/// fine: it would close a cycle in `tree`, or put the team deeper than
+/// [`MAX_TEAM_DEPTH`] levels. An unknown parent ends the chain (it is a
+/// root). The walk up from `parent` stops after [`MAX_TEAM_DEPTH`] steps,
+/// so one check costs at most that many lookups.
 pub(super) fn team_cycle(tree: &TeamTree, id: &str, parent: Option<&str>) -> Option<String> {
     let parent = parent?;
     if parent == id {
         return Some(format!("team {} cannot be its own parent", quote(id)));
     }
+    // Levels from `parent` up to its root, `parent` included.
+    let mut levels = 1;
     let mut current = parent;
-    // The stored tree is acyclic, so the walk ends within tree.len() steps;
-    // the bound only guards against a corrupted table.
-    for _ in 0..=tree.len() {
+    loop {
         match tree.get(current) {
             Some(Some(next)) if next == id => {
                 return Some(format!(
@@ -613,11 +623,22 @@ pub(super) fn team_cycle(tree: &TeamTree, id: &str, parent: Option<&str>) -> Opt
                     quote(parent)
                 ));
             }
-            Some(Some(next)) => current = next,
+            // A parent that is not a known team makes `current` a root.
+            Some(Some(next)) if tree.contains_key(next.as_str()) => {
+                levels += 1;
+                if levels >= MAX_TEAM_DEPTH {
+                    return Some(format!(
+                        "team {} would be more than {MAX_TEAM_DEPTH} levels deep under {}; \
+                         team trees may be at most {MAX_TEAM_DEPTH} levels deep",
+                        quote(id),
+                        quote(parent)
+                    ));
+                }
+                current = next;
+            }
             _ => return None,
         }
     }
-    None
 }
 
 /// The team tree of one batch being written: loaded once from the tenant's

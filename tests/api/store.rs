@@ -51,6 +51,7 @@ store_suite!(
     tenants_are_isolated,
     large_batches_keep_order_and_versions,
     the_change_feed_lists_what_changed_after_a_version,
+    team_trees_are_at_most_100_levels_deep,
 );
 
 /// An instant with nanosecond precision, to catch any rounding on the way.
@@ -1099,4 +1100,57 @@ async fn the_change_feed_lists_what_changed_after_a_version(store: Arc<dyn Store
         .unwrap()
         .expect("not pruned");
     assert_eq!(other, Changes::default());
+}
+
+/// A chain of 2 000 teams in one batch, each the parent of the next: the
+/// first 100 levels are written; the 101st team (c100) is refused with a
+/// clear reason, so c101, whose parent c100 is then unknown, starts a new
+/// root, and so on — every 101st team refused, 19 in all. Each check walks
+/// at most 100 levels, so the batch costs time in proportion to its size.
+async fn team_trees_are_at_most_100_levels_deep(store: Arc<dyn Store>) {
+    store.ensure_tenant("t1").await.unwrap();
+    let chain: Vec<Record> = (0..2_000)
+        .map(|i| {
+            let parent = (i > 0).then(|| format!("c{}", i - 1));
+            team(&format!("c{i}"), parent.as_deref())
+        })
+        .collect();
+    let outcomes = store.write("t1", &chain, false).await.unwrap();
+    let refused: Vec<usize> = outcomes
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| matches!(o, WriteOutcome::Rejected { .. }))
+        .map(|(i, _)| i)
+        .collect();
+    let expected: Vec<usize> = (0..2_000).filter(|i| i % 101 == 100).collect();
+    assert_eq!(refused, expected);
+    assert_eq!(refused.len(), 19);
+    let WriteOutcome::Rejected { field, reason } = &outcomes[100] else {
+        panic!("c100 is refused")
+    };
+    assert_eq!(field, "team.parent_team_id");
+    assert!(
+        reason.contains("at most 100 levels deep"),
+        "a reason that names the limit: {reason}"
+    );
+    // Level 100 exactly is fine; a 101st level under it is not.
+    assert_eq!(
+        store
+            .write("t1", &[team("leaf", Some("c99"))], false)
+            .await
+            .unwrap(),
+        [WriteOutcome::Rejected {
+            field: s("team.parent_team_id"),
+            reason: s(
+                "team \"leaf\" would be more than 100 levels deep under \"c99\"; team trees may be at most 100 levels deep"
+            ),
+        }]
+    );
+    assert_eq!(
+        store
+            .write("t1", &[team("leaf", Some("c98"))], false)
+            .await
+            .unwrap(),
+        [WriteOutcome::Accepted]
+    );
 }
