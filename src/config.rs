@@ -93,6 +93,16 @@ pub struct ServeConfig {
     #[arg(long, env = "SALESMETRICS_MAX_IN_FLIGHT_BATCHES", default_value_t = 4)]
     pub max_in_flight_batches: usize,
 
+    /// Seconds a StreamIngest stream may stay open without sending a batch
+    /// before the server ends it (DEADLINE_EXCEEDED), so idle streams do not
+    /// hold concurrency slots. 0: never.
+    #[arg(
+        long,
+        env = "SALESMETRICS_STREAM_IDLE_TIMEOUT_SECONDS",
+        default_value_t = 60
+    )]
+    pub stream_idle_timeout_seconds: u64,
+
     /// Seconds that a shutdown waits for in-flight requests before it stops anyway.
     #[arg(
         long,
@@ -158,6 +168,18 @@ pub struct ServeConfig {
         default_value_t = 256
     )]
     pub max_concurrent_requests: usize,
+
+    /// Percent of the concurrency slots (--max-concurrent-requests) one
+    /// tenant may hold at once, streams included, so one tenant cannot take
+    /// every slot from the others. Applies with authentication on; 100: no
+    /// share.
+    #[arg(
+        long,
+        env = "SALESMETRICS_MAX_TENANT_SHARE_PERCENT",
+        default_value_t = 50,
+        value_parser = clap::value_parser!(u8).range(1..=100)
+    )]
+    pub max_tenant_share_percent: u8,
 
     /// Calls per second per tenant (token bucket, per replica). 0: unlimited.
     #[arg(
@@ -249,6 +271,7 @@ impl ServeConfig {
             kpi_cache_tenants: 16,
             tombstone_retention_hours: DEFAULT_TOMBSTONE_RETENTION.as_secs() / 3600,
             max_in_flight_batches: 4,
+            stream_idle_timeout_seconds: 60,
             shutdown_grace_seconds: 10,
             auth: AuthMode::Off,
             insecure_no_auth: false,
@@ -260,6 +283,7 @@ impl ServeConfig {
             default_timeout_seconds: 30,
             max_timeout_seconds: 300,
             max_concurrent_requests: 256,
+            max_tenant_share_percent: 50,
             rate_limit_per_second: 1000,
             rate_limit_burst: 2000,
             refused_key_cache_seconds: 10,
@@ -340,6 +364,13 @@ impl ServeConfig {
             require_api_key: self.auth == AuthMode::On,
             admin_token,
             max_concurrent_requests: self.max_concurrent_requests,
+            max_calls_per_tenant: (self.max_concurrent_requests > 0
+                && self.max_tenant_share_percent < 100)
+                .then(|| {
+                    (self.max_concurrent_requests * usize::from(self.max_tenant_share_percent))
+                        .div_ceil(100)
+                        .max(1)
+                }),
             rate_limit_per_second: self.rate_limit_per_second,
             rate_limit_burst: self.rate_limit_burst,
             default_timeout: Duration::from_secs(self.default_timeout_seconds),
@@ -366,6 +397,10 @@ impl fmt::Debug for ServeConfig {
             .field("kpi_cache_tenants", &self.kpi_cache_tenants)
             .field("tombstone_retention_hours", &self.tombstone_retention_hours)
             .field("max_in_flight_batches", &self.max_in_flight_batches)
+            .field(
+                "stream_idle_timeout_seconds",
+                &self.stream_idle_timeout_seconds,
+            )
             .field("shutdown_grace_seconds", &self.shutdown_grace_seconds)
             .field("auth", &self.auth)
             .field("insecure_no_auth", &self.insecure_no_auth)
@@ -380,6 +415,7 @@ impl fmt::Debug for ServeConfig {
             .field("default_timeout_seconds", &self.default_timeout_seconds)
             .field("max_timeout_seconds", &self.max_timeout_seconds)
             .field("max_concurrent_requests", &self.max_concurrent_requests)
+            .field("max_tenant_share_percent", &self.max_tenant_share_percent)
             .field("rate_limit_per_second", &self.rate_limit_per_second)
             .field("rate_limit_burst", &self.rate_limit_burst)
             .field("refused_key_cache_seconds", &self.refused_key_cache_seconds)

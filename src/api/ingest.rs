@@ -72,6 +72,8 @@ pub struct IngestLimits {
     pub max_batch_size: usize,
     /// Most acknowledged batches of one stream waiting to be sent to the client.
     pub max_in_flight_batches: usize,
+    /// How long a stream may go without a batch before it is ended (`None`: never).
+    pub stream_idle_timeout: Option<std::time::Duration>,
 }
 
 impl Default for IngestLimits {
@@ -79,6 +81,7 @@ impl Default for IngestLimits {
         IngestLimits {
             max_batch_size: 10_000,
             max_in_flight_batches: 4,
+            stream_idle_timeout: Some(std::time::Duration::from_secs(60)),
         }
     }
 }
@@ -476,7 +479,17 @@ impl IngestService for IngestApi {
                     let Ok(slot) = ready_tx.reserve().await else {
                         break;
                     };
-                    let item = match inbound.message().await {
+                    let next = match api.limits.stream_idle_timeout {
+                        None => inbound.message().await,
+                        Some(idle) => match tokio::time::timeout(idle, inbound.message()).await {
+                            Ok(next) => next,
+                            Err(_) => Err(Status::deadline_exceeded(format!(
+                                "no batch for {} s: the idle stream is closed; open a new stream to send more",
+                                idle.as_secs()
+                            ))),
+                        },
+                    };
+                    let item = match next {
                         Ok(Some(batch)) => StreamItem::Batch {
                             sequence: batch.sequence,
                             validated: api

@@ -24,6 +24,8 @@ pub fn add_services<L>(
     let limits = ingest::IngestLimits {
         max_batch_size: config.max_batch_size,
         max_in_flight_batches: config.max_in_flight_batches,
+        stream_idle_timeout: (config.stream_idle_timeout_seconds > 0)
+            .then(|| std::time::Duration::from_secs(config.stream_idle_timeout_seconds)),
     };
     let ingest = IngestServiceServer::new(ingest::IngestApi::new(
         store.clone(),

@@ -32,7 +32,7 @@
 
 use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -61,6 +61,9 @@ pub struct AuthSettings {
     pub admin_token: Option<AdminToken>,
     /// Most calls handled at once (0: unlimited).
     pub max_concurrent_requests: usize,
+    /// Most calls one authenticated tenant may have in progress at once
+    /// (`None`: no share).
+    pub max_calls_per_tenant: Option<usize>,
     /// Requests per second per tenant (0: unlimited).
     pub rate_limit_per_second: u32,
     /// Largest burst per tenant.
@@ -205,6 +208,8 @@ struct State {
     store: Arc<dyn Store>,
     settings: AuthSettings,
     concurrency: Option<Arc<Semaphore>>,
+    /// Calls in progress per authenticated tenant.
+    tenant_calls: Arc<Mutex<HashMap<String, usize>>>,
     rate: RateLimiter,
     /// Key ids refused without a database read.
     refused_keys: RefusedKeys,
@@ -241,6 +246,7 @@ impl AuthLayer {
                 store,
                 settings,
                 concurrency,
+                tenant_calls: Arc::default(),
                 rate,
                 refused_keys,
                 refusal_log: LogSampler::default(),
@@ -401,8 +407,20 @@ where
                     }
                 },
             };
+            let mut tenant_slot = None;
             match state.admit(guard, request.headers()).await {
                 Ok(Some((tenant, key_id))) => {
+                    if let Some(max) = state.settings.max_calls_per_tenant {
+                        match TenantSlot::take(&state.tenant_calls, &tenant, max) {
+                            Some(slot) => tenant_slot = Some(slot),
+                            None => {
+                                return Ok(refuse(Status::resource_exhausted(format!(
+                                    "this tenant has {max} calls in progress, its share of the \
+                                     server's concurrency; retry when one has ended"
+                                ))));
+                            }
+                        }
+                    }
                     request.extensions_mut().insert(TenantId(tenant));
                     if let Some(key_id) = key_id {
                         request.extensions_mut().insert(ApiKeyId(key_id));
@@ -428,8 +446,44 @@ where
             };
             let mut response = response;
             crate::error::relabel_request_error_response(&mut response);
-            Ok(response.map(|b| PermitBody::new(b, permit)))
+            Ok(response.map(|b| PermitBody::new(b, permit).with_tenant_slot(tenant_slot)))
         })
+    }
+}
+
+/// One call in progress of a tenant, counted against its share of the
+/// concurrency until dropped (with the response body, so a stream counts
+/// for its whole life).
+pub struct TenantSlot {
+    calls: Arc<Mutex<HashMap<String, usize>>>,
+    tenant: String,
+}
+
+impl TenantSlot {
+    /// A slot of `tenant`, unless it holds `max` already.
+    fn take(calls: &Arc<Mutex<HashMap<String, usize>>>, tenant: &str, max: usize) -> Option<Self> {
+        let mut counts = calls.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = counts.entry(tenant.to_string()).or_default();
+        if *count >= max {
+            return None;
+        }
+        *count += 1;
+        Some(TenantSlot {
+            calls: calls.clone(),
+            tenant: tenant.to_string(),
+        })
+    }
+}
+
+impl Drop for TenantSlot {
+    fn drop(&mut self) {
+        let mut counts = self.calls.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = counts.get_mut(&self.tenant) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.tenant);
+            }
+        }
     }
 }
 
@@ -444,6 +498,7 @@ fn refuse<B: Default>(status: Status) -> http::Response<PermitBody<B>> {
 pub struct PermitBody<B> {
     inner: B,
     _permit: Option<OwnedSemaphorePermit>,
+    _tenant_slot: Option<TenantSlot>,
 }
 
 impl<B> PermitBody<B> {
@@ -451,7 +506,13 @@ impl<B> PermitBody<B> {
         PermitBody {
             inner,
             _permit: permit,
+            _tenant_slot: None,
         }
+    }
+
+    fn with_tenant_slot(mut self, slot: Option<TenantSlot>) -> Self {
+        self._tenant_slot = slot;
+        self
     }
 }
 
@@ -542,6 +603,7 @@ mod tests {
             require_api_key: false,
             admin_token: None,
             max_concurrent_requests: 0,
+            max_calls_per_tenant: None,
             rate_limit_per_second: 0,
             rate_limit_burst: 0,
             default_timeout: Duration::from_millis(50),

@@ -1026,3 +1026,124 @@ async fn a_flood_of_unknown_keys_reads_the_database_once() {
     );
     server.stop().await;
 }
+
+/// A tenant that opens as many idle streams as it can holds only its share
+/// of the concurrency: with 8 slots and a 50 % share, tenant A's fifth call
+/// is RESOURCE_EXHAUSTED with a message that says why, while tenant B is
+/// served; when A's streams end, A is served again.
+#[tokio::test]
+async fn one_tenant_cannot_take_every_slot() {
+    let (dir, url) = db::fresh_sqlite().await;
+    let mut config = secure_config();
+    config.max_concurrent_requests = 8;
+    config.max_tenant_share_percent = 50;
+    let server = TestServer::start("sqlite", url, config, Some(dir)).await;
+    let a = new_key(&server, "tenant-a", true).await;
+    let b = new_key(&server, "tenant-b", true).await;
+
+    // Four idle streams: A's whole share (4 of 8 slots).
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        let (batches, rx) = tokio::sync::mpsc::channel::<pb::StreamIngestRequest>(1);
+        let acks = server
+            .ingest()
+            .await
+            .stream_ingest(bearer(
+                tokio_stream::wrappers::ReceiverStream::new(rx),
+                &a.secret,
+            ))
+            .await
+            .expect("a stream within A's share opens")
+            .into_inner();
+        held.push((batches, acks));
+    }
+    let refused = server
+        .kpi()
+        .await
+        .list_kpis(bearer(pb::ListKpisRequest {}, &a.secret))
+        .await
+        .expect_err("A is over its share");
+    assert_eq!(refused.code(), Code::ResourceExhausted);
+    assert!(
+        refused
+            .message()
+            .contains("its share of the server's concurrency"),
+        "{refused:?}"
+    );
+    // B is served meanwhile, and more than once at a time.
+    for _ in 0..3 {
+        server
+            .kpi()
+            .await
+            .list_kpis(bearer(pb::ListKpisRequest {}, &b.secret))
+            .await
+            .expect("B is served while A holds its share");
+    }
+    // A's streams end: its share is free again.
+    drop(held);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let answer = server
+            .kpi()
+            .await
+            .list_kpis(bearer(pb::ListKpisRequest {}, &a.secret))
+            .await;
+        match answer {
+            Ok(_) => break,
+            Err(status) if status.code() == Code::ResourceExhausted => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "A's slots come back"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(status) => panic!("unexpected {status:?}"),
+        }
+    }
+    server.stop().await;
+}
+
+/// A stream that sends nothing for `--stream-idle-timeout-seconds` is ended
+/// with DEADLINE_EXCEEDED and a message that says why; a stream that keeps
+/// sending is not.
+#[tokio::test]
+async fn an_idle_stream_is_ended() {
+    let (dir, url) = db::fresh_sqlite().await;
+    let mut config = salesmetrics::config::ServeConfig::for_database("");
+    config.stream_idle_timeout_seconds = 1;
+    let server = TestServer::start("sqlite", url, config, Some(dir)).await;
+    let (batches, rx) = tokio::sync::mpsc::channel::<pb::StreamIngestRequest>(1);
+    let mut acks = server
+        .ingest()
+        .await
+        .stream_ingest(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .expect("stream opens")
+        .into_inner();
+    // Batches every 300 ms for about two idle timeouts: acknowledged.
+    for sequence in 0..6 {
+        batches
+            .send(pb::StreamIngestRequest {
+                sequence,
+                records: vec![order(&format!("idle-{sequence}"), 5)],
+                all_or_nothing: false,
+            })
+            .await
+            .expect("send");
+        let ack = acks.message().await.expect("ack").expect("an ack");
+        assert_eq!(ack.sequence, sequence);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // Then nothing: the server ends the stream.
+    let ended = tokio::time::timeout(Duration::from_secs(10), acks.message())
+        .await
+        .expect("ended within 10 s")
+        .expect_err("an idle stream is ended");
+    assert_eq!(ended.code(), Code::DeadlineExceeded, "{ended:?}");
+    assert!(
+        ended.message().contains("idle stream is closed"),
+        "{ended:?}"
+    );
+    drop(batches);
+    server.stop().await;
+}
