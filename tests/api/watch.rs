@@ -103,8 +103,7 @@ async fn next(stream: &mut Streaming<pb::WatchKpisResponse>) -> Event {
         .expect("an event")
 }
 
-/// The revenue of the next bundle, skipping heartbeats; also how many
-/// heartbeats came before it.
+/// The revenue of the next bundle, skipping heartbeats.
 async fn next_revenue(stream: &mut Streaming<pb::WatchKpisResponse>) -> f64 {
     loop {
         if let Event::Kpis(kpis) = next(stream).await {
