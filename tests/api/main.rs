@@ -16,3 +16,4 @@ mod reliability;
 mod security;
 mod service;
 mod store;
+mod watch;
