@@ -1006,7 +1006,7 @@ mod tests {
     fn moving_a_team_keeps_its_subtree_within_the_depth_limit() {
         // A chain of 60 and a separate chain of 41 under "x0".
         let mut tree = chain(60);
-        for i in 0..41 {
+        for i in 0..41_usize {
             tree.insert(format!("x{i}"), i.checked_sub(1).map(|p| format!("x{p}")));
         }
         let mut guard = TeamTreeGuard::new(tree, 0);
