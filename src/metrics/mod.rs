@@ -8,7 +8,7 @@
 //! * [`http`] serves `GET /metrics` on its own port.
 //!
 //! Why hand-written rather than a metrics crate: the service needs a handful
-//! of counters, one histogram and two gauges, all of which fit in this file
+//! of counters, one histogram and a few gauges, all of which fit in this file
 //! (one mutex, no global registry, no extra dependencies). The names and
 //! labels are documented in `docs/operations.md` ("Metrics and tracing").
 //!

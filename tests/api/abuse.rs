@@ -1443,6 +1443,63 @@ async fn a_stream_is_ended_at_its_lifetime() {
     server.stop().await;
 }
 
+/// An ExportRecords stream still open at `--max-stream-lifetime-seconds`
+/// (its client reads slowly) ends with DEADLINE_EXCEEDED instead of the rest
+/// of the records, so it cannot pass for a complete export.
+#[tokio::test]
+async fn an_export_is_ended_at_its_lifetime() {
+    let (dir, url) = db::fresh_sqlite().await;
+    let mut config = salesmetrics::config::ServeConfig::for_database("");
+    config.max_stream_lifetime_seconds = 1;
+    let server = TestServer::start("sqlite", url, config, Some(dir)).await;
+    // More than HTTP/2 flow control lets the server send ahead (megabytes).
+    const ORDERS: usize = 60_000;
+    let mut ingest = server.ingest().await;
+    for batch in 0..ORDERS / 10_000 {
+        let orders: Vec<pb::Record> = (0..10_000)
+            .map(|i| order(&format!("x{batch}-{i:05}"), 5))
+            .collect();
+        let written = ingest
+            .ingest_batch(pb::IngestBatchRequest {
+                records: orders,
+                all_or_nothing: true,
+            })
+            .await
+            .expect("ingest")
+            .into_inner()
+            .result
+            .expect("result");
+        assert_eq!(written.accepted_count, 10_000);
+    }
+    let mut stream = server
+        .ingest()
+        .await
+        .export_records(pb::ExportRecordsRequest {
+            record_type: pb::RecordType::Order as i32,
+        })
+        .await
+        .expect("export")
+        .into_inner();
+    let first = stream.message().await.expect("a page").expect("a page");
+    assert_eq!(first.records.len(), 500);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut exported = first.records.len();
+    let ended = loop {
+        match stream.message().await {
+            Ok(Some(page)) => exported += page.records.len(),
+            Ok(None) => panic!("the export ends with a status, not as complete"),
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(ended.code(), Code::DeadlineExceeded, "{ended:?}");
+    assert!(
+        ended.message().contains("the longest a stream may last"),
+        "{ended:?}"
+    );
+    assert!(exported < ORDERS, "{exported} of {ORDERS} exported");
+    server.stop().await;
+}
+
 /// A flood of unknown keys from one address: the first 10 (the limit per
 /// minute) are read from the database and refused as UNAUTHENTICATED; the
 /// 90 after are RESOURCE_EXHAUSTED without a read. The limit is per address:
