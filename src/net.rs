@@ -112,9 +112,10 @@ impl ConnectionInfo {
         })
     }
 
-    /// The client's IP address.
+    /// The client's IP address (an IPv4 client of an IPv6 listener as its
+    /// IPv4 address).
     pub fn peer_ip(&self) -> Option<IpAddr> {
-        self.remote_addr.map(|a| a.ip())
+        self.remote_addr.map(|a| a.ip().to_canonical())
     }
 
     /// tonic's own description of the connection, for code that reads
@@ -280,11 +281,9 @@ impl AsyncRead for Connection {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if let Some(idle) = &mut this.idle {
-            if idle.expired {
-                // End of stream: the server closes the connection.
-                return Poll::Ready(Ok(()));
-            }
+        if this.idle.as_ref().is_some_and(|idle| idle.expired) {
+            // End of stream: the server closes the connection.
+            return Poll::Ready(Ok(()));
         }
         if let Poll::Ready(result) = Pin::new(&mut this.stream).poll_read(cx, buf) {
             return Poll::Ready(result);
@@ -395,7 +394,7 @@ async fn accept_loop(
                 continue;
             }
         };
-        let slot = match registry.admit(remote.ip()) {
+        let slot = match registry.admit(remote.ip().to_canonical()) {
             Ok(slot) => slot,
             Err(refusal) => {
                 registry.metrics.count_connection_refused(refusal);
@@ -484,6 +483,8 @@ pub fn raise_fd_limit() -> Option<u64> {
                 limit.rlim_cur = limit.rlim_max;
             }
         }
+        // `rlim_t` is `u64` on Linux and the BSDs.
+        #[allow(clippy::useless_conversion)]
         let now = u64::try_from(limit.rlim_cur).unwrap_or(u64::MAX);
         if limit.rlim_cur == before {
             tracing::info!(open_files = now, "open-files limit");
