@@ -117,6 +117,69 @@ pub struct ServeConfig {
     #[arg(long, env = "SALESMETRICS_WATCH_HEARTBEAT_SECONDS", default_value_t = crate::api::watch::HEARTBEAT_SECONDS)]
     pub watch_heartbeat_seconds: u64,
 
+    /// Seconds a StreamIngest or ExportRecords stream may last in all; an
+    /// older stream is ended (DEADLINE_EXCEEDED) and the client opens a new
+    /// one. 0: no limit.
+    #[arg(
+        long,
+        env = "SALESMETRICS_MAX_STREAM_LIFETIME_SECONDS",
+        default_value_t = 3600
+    )]
+    pub max_stream_lifetime_seconds: u64,
+
+    /// Most client connections open at once; a connection beyond it is
+    /// closed as soon as it is accepted. Lowered at start to what the
+    /// open-files limit allows. 0: unlimited.
+    #[arg(long, env = "SALESMETRICS_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+
+    /// Most client connections open at once from one IP address (raise it,
+    /// or set 0, behind a proxy that connects for every client). 0: unlimited.
+    #[arg(
+        long,
+        env = "SALESMETRICS_MAX_CONNECTIONS_PER_PEER",
+        default_value_t = 256
+    )]
+    pub max_connections_per_peer: usize,
+
+    /// Seconds a new connection may stay silent (and, with TLS, take to
+    /// complete its handshake) before it is closed. 0: no limit.
+    #[arg(
+        long,
+        env = "SALESMETRICS_HANDSHAKE_TIMEOUT_SECONDS",
+        default_value_t = 10
+    )]
+    pub handshake_timeout_seconds: u64,
+
+    /// Seconds a connection may stay open without a call in progress before
+    /// the server closes it (clients reconnect on their next call). 0: never.
+    #[arg(
+        long,
+        env = "SALESMETRICS_CONNECTION_IDLE_TIMEOUT_SECONDS",
+        default_value_t = 300
+    )]
+    pub connection_idle_timeout_seconds: u64,
+
+    /// Failed authentications one IP address may make per minute; beyond
+    /// them, every call from that address that needs a credential is
+    /// refused (RESOURCE_EXHAUSTED) without a database read until the
+    /// minute is over. 0: no limit.
+    #[arg(
+        long,
+        env = "SALESMETRICS_MAX_FAILED_AUTH_PER_MINUTE",
+        default_value_t = 60
+    )]
+    pub max_failed_auth_per_minute: u32,
+
+    /// Most teams one tenant may have; ingesting a new team beyond it is
+    /// REJECTED. 0: unlimited.
+    #[arg(
+        long,
+        env = "SALESMETRICS_MAX_TEAMS_PER_TENANT",
+        default_value_t = crate::store::DEFAULT_MAX_TEAMS_PER_TENANT
+    )]
+    pub max_teams_per_tenant: usize,
+
     /// Seconds that a shutdown waits for in-flight requests before it stops anyway.
     #[arg(
         long,
@@ -255,6 +318,7 @@ impl ServeConfig {
             tombstone_retention: Duration::from_secs(
                 self.tombstone_retention_hours.saturating_mul(3600),
             ),
+            max_teams_per_tenant: self.max_teams_per_tenant,
         }
     }
 
@@ -289,6 +353,13 @@ impl ServeConfig {
             max_watches_per_tenant: crate::api::watch::MAX_WATCHES_PER_TENANT,
             max_watches: crate::api::watch::MAX_WATCHES,
             watch_heartbeat_seconds: crate::api::watch::HEARTBEAT_SECONDS,
+            max_stream_lifetime_seconds: 3600,
+            max_connections: 10_000,
+            max_connections_per_peer: 256,
+            handshake_timeout_seconds: 10,
+            connection_idle_timeout_seconds: 300,
+            max_failed_auth_per_minute: 60,
+            max_teams_per_tenant: crate::store::DEFAULT_MAX_TEAMS_PER_TENANT,
             shutdown_grace_seconds: 10,
             auth: AuthMode::Off,
             insecure_no_auth: false,
@@ -393,7 +464,49 @@ impl ServeConfig {
             default_timeout: Duration::from_secs(self.default_timeout_seconds),
             refused_key_ttl: Duration::from_secs(self.refused_key_cache_seconds),
             refused_key_capacity: self.refused_key_cache_size,
+            max_failed_auth_per_minute: self.max_failed_auth_per_minute,
         })
+    }
+
+    /// The connection limits of these settings, the total cap lowered to
+    /// what `open_files` (the open-files limit, if known) leaves after
+    /// [`crate::net::RESERVED_FDS`].
+    pub fn connection_limits(&self, open_files: Option<u64>) -> crate::net::ConnectionLimits {
+        let seconds = |s: u64| (s > 0).then(|| Duration::from_secs(s));
+        let mut max_connections = self.max_connections;
+        if let Some(open_files) = open_files {
+            let room = usize::try_from(open_files.saturating_sub(crate::net::RESERVED_FDS))
+                .unwrap_or(usize::MAX)
+                .max(1);
+            if max_connections == 0 || max_connections > room {
+                tracing::warn!(
+                    max_connections = self.max_connections,
+                    open_files,
+                    lowered_to = room,
+                    "--max-connections exceeds what the open-files limit allows; lowered"
+                );
+                max_connections = room;
+            }
+        }
+        crate::net::ConnectionLimits {
+            max_connections,
+            max_connections_per_peer: self.max_connections_per_peer,
+            handshake_timeout: seconds(self.handshake_timeout_seconds),
+            idle_timeout: seconds(self.connection_idle_timeout_seconds),
+        }
+    }
+
+    /// How long a stream may last in all (`None`: no limit).
+    pub fn max_stream_lifetime(&self) -> Option<Duration> {
+        (self.max_stream_lifetime_seconds > 0)
+            .then(|| Duration::from_secs(self.max_stream_lifetime_seconds))
+    }
+
+    /// How long a new connection may stay silent or take for its TLS
+    /// handshake (`None`: no limit).
+    pub fn handshake_timeout(&self) -> Option<Duration> {
+        (self.handshake_timeout_seconds > 0)
+            .then(|| Duration::from_secs(self.handshake_timeout_seconds))
     }
 
     /// The longest deadline a call may have.
@@ -421,6 +534,22 @@ impl fmt::Debug for ServeConfig {
             .field("max_watches_per_tenant", &self.max_watches_per_tenant)
             .field("max_watches", &self.max_watches)
             .field("watch_heartbeat_seconds", &self.watch_heartbeat_seconds)
+            .field(
+                "max_stream_lifetime_seconds",
+                &self.max_stream_lifetime_seconds,
+            )
+            .field("max_connections", &self.max_connections)
+            .field("max_connections_per_peer", &self.max_connections_per_peer)
+            .field("handshake_timeout_seconds", &self.handshake_timeout_seconds)
+            .field(
+                "connection_idle_timeout_seconds",
+                &self.connection_idle_timeout_seconds,
+            )
+            .field(
+                "max_failed_auth_per_minute",
+                &self.max_failed_auth_per_minute,
+            )
+            .field("max_teams_per_tenant", &self.max_teams_per_tenant)
             .field("shutdown_grace_seconds", &self.shutdown_grace_seconds)
             .field("auth", &self.auth)
             .field("insecure_no_auth", &self.insecure_no_auth)

@@ -18,6 +18,8 @@
 //!   and limits every call.
 //! * [`server`], [`config`] — settings, wiring of the gRPC services, health,
 //!   reflection and graceful shutdown.
+//! * [`net`] — the accept loop: connection caps, the handshake and idle
+//!   timeouts, the open-files limit.
 //! * [`metrics`], [`telemetry`] — Prometheus metrics (`--metrics-listen`),
 //!   the per-call layer that counts calls and opens their spans, logging and
 //!   OTLP span export (`--otlp-endpoint`).
@@ -32,6 +34,7 @@ pub mod client;
 pub mod config;
 pub mod error;
 pub mod metrics;
+pub mod net;
 pub mod proto;
 pub mod server;
 pub mod snapshot;

@@ -17,7 +17,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
@@ -32,6 +31,14 @@ pub const SERVICE_NAMES: [&str; 3] = [
     "salesmetrics.v1.KpiService",
     "salesmetrics.v1.AdminService",
 ];
+
+/// How long a connection may go without receiving anything before the
+/// server pings the client (HTTP/2 PING).
+const HTTP2_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(60);
+
+/// How long the server waits for the answer to its ping before it closes
+/// the connection.
+const HTTP2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// How often the database is pinged to keep the health status current.
 const HEALTH_PROBE_INTERVAL: Duration = Duration::from_secs(5);
@@ -100,7 +107,14 @@ pub async fn serve_with_metrics(
             tracing::warn!(%listen, "authentication is off on a non-loopback address (--insecure-no-auth)");
         }
     }
-    let mut builder = tonic::transport::Server::builder().timeout(config.max_timeout());
+    let connection_limits = config.connection_limits(crate::net::raise_fd_limit());
+    let connection_metrics = metrics.clone();
+    // Keep-alive pings find connections whose client is gone; the idle
+    // timeout (in `net`) closes those that are alive but unused.
+    let mut builder = tonic::transport::Server::builder()
+        .timeout(config.max_timeout())
+        .http2_keepalive_interval(Some(HTTP2_KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(HTTP2_KEEPALIVE_TIMEOUT));
     if let Some(tls) = tls_config(&config)? {
         builder = builder.tls_config(tls)?;
     } else if !listen.ip().is_loopback() {
@@ -140,9 +154,7 @@ pub async fn serve_with_metrics(
         let _ = stopping_tx.send(true);
         let _ = drain_tx.send(());
     };
-    // TCP_NODELAY: without it small unary responses wait for delayed ACKs
-    // (tens of milliseconds per call on loopback).
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let incoming = crate::net::incoming(listener, connection_limits, connection_metrics);
     let serving = router.serve_with_incoming_shutdown(incoming, signal);
     let grace = config.shutdown_grace();
     let deadline = async move {
@@ -245,6 +257,9 @@ fn tls_config(config: &ServeConfig) -> anyhow::Result<Option<tonic::transport::S
     ));
     if let Some(ca) = &config.tls_client_ca {
         tls = tls.client_ca_root(Certificate::from_pem(read(ca, "client CA")?));
+    }
+    if let Some(timeout) = config.handshake_timeout() {
+        tls = tls.timeout(timeout);
     }
     Ok(Some(tls))
 }

@@ -39,9 +39,17 @@
 //! is revoked (or deleted), the stream ends with UNAUTHENTICATED (the same
 //! answer as any refused credential) and that batch and the ones after it
 //! are not written. The acknowledged batches before stay committed.
+//!
+//! `StreamIngest` and `ExportRecords` streams last at most
+//! `max_stream_lifetime`: then the stream ends with DEADLINE_EXCEEDED (after
+//! the acknowledgements already sent; a batch not yet acknowledged may or
+//! may not be written, as when any stream breaks) and the client opens a new
+//! one, so no stream holds a concurrency slot forever.
 
 use std::sync::Arc;
 
+use futures::StreamExt as _;
+use futures::stream::BoxStream;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
@@ -74,6 +82,9 @@ pub struct IngestLimits {
     pub max_in_flight_batches: usize,
     /// How long a stream may go without a batch before it is ended (`None`: never).
     pub stream_idle_timeout: Option<std::time::Duration>,
+    /// How long a `StreamIngest` or `ExportRecords` stream may last in all
+    /// (`None`: no limit).
+    pub max_stream_lifetime: Option<std::time::Duration>,
 }
 
 impl Default for IngestLimits {
@@ -82,6 +93,7 @@ impl Default for IngestLimits {
             max_batch_size: 10_000,
             max_in_flight_batches: 4,
             stream_idle_timeout: Some(std::time::Duration::from_secs(60)),
+            max_stream_lifetime: Some(std::time::Duration::from_secs(3600)),
         }
     }
 }
@@ -455,7 +467,7 @@ impl IngestService for IngestApi {
         }
     }
 
-    type StreamIngestStream = ReceiverStream<std::result::Result<pb::StreamIngestResponse, Status>>;
+    type StreamIngestStream = LimitedStream<pb::StreamIngestResponse>;
 
     async fn stream_ingest(
         &self,
@@ -551,7 +563,10 @@ impl IngestService for IngestApi {
             // A batch read ahead of a failure is dropped unwritten.
             reading.abort();
         });
-        Ok(Response::new(ReceiverStream::new(rx)))
+        Ok(Response::new(ending_at_lifetime(
+            rx,
+            self.limits.max_stream_lifetime,
+        )))
     }
 
     async fn delete_records(
@@ -590,8 +605,7 @@ impl IngestService for IngestApi {
         }))
     }
 
-    type ExportRecordsStream =
-        ReceiverStream<std::result::Result<pb::ExportRecordsResponse, Status>>;
+    type ExportRecordsStream = LimitedStream<pb::ExportRecordsResponse>;
 
     async fn export_records(
         &self,
@@ -636,6 +650,41 @@ impl IngestService for IngestApi {
                 }
             }
         });
-        Ok(Response::new(ReceiverStream::new(rx)))
+        Ok(Response::new(ending_at_lifetime(
+            rx,
+            self.limits.max_stream_lifetime,
+        )))
     }
+}
+
+/// A response stream that ends at the stream lifetime limit.
+pub type LimitedStream<T> = BoxStream<'static, std::result::Result<T, Status>>;
+
+/// The messages of `rx`, until `lifetime` has passed since now: then
+/// DEADLINE_EXCEEDED ends the stream (whatever is still queued is dropped;
+/// the producer sees the channel closed and stops).
+fn ending_at_lifetime<T: Send + 'static>(
+    rx: mpsc::Receiver<std::result::Result<T, Status>>,
+    lifetime: Option<std::time::Duration>,
+) -> LimitedStream<T> {
+    let Some(lifetime) = lifetime else {
+        return ReceiverStream::new(rx).boxed();
+    };
+    let deadline = tokio::time::Instant::now() + lifetime;
+    futures::stream::unfold(Some(rx), move |rx| async move {
+        let mut rx = rx?;
+        tokio::select! {
+            // The deadline first, so a busy stream ends on time too.
+            biased;
+            () = tokio::time::sleep_until(deadline) => Some((
+                Err(Status::deadline_exceeded(format!(
+                    "the stream is {} s old, the longest a stream may last; open a new stream to go on",
+                    lifetime.as_secs()
+                ))),
+                None,
+            )),
+            item = rx.recv() => item.map(|item| (item, Some(rx))),
+        }
+    })
+    .boxed()
 }

@@ -30,6 +30,7 @@ pub fn add_services<L>(
         max_in_flight_batches: config.max_in_flight_batches,
         stream_idle_timeout: (config.stream_idle_timeout_seconds > 0)
             .then(|| std::time::Duration::from_secs(config.stream_idle_timeout_seconds)),
+        max_stream_lifetime: config.max_stream_lifetime(),
     };
     let ingest = IngestServiceServer::new(ingest::IngestApi::new(
         store.clone(),

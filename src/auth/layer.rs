@@ -26,6 +26,15 @@
 //! database per call. Refusals are logged at most once per second per
 //! reason, with the number of refusals not logged since ([`LogSampler`]).
 //!
+//! After `--max-failed-auth-per-minute` failed authentications from one
+//! client address, calls from it that need a credential are refused with
+//! RESOURCE_EXHAUSTED, without a database read, until the minute is over
+//! ([`FailedAuths`]).
+//!
+//! Every call, open ones included, is marked on the connection it came in
+//! on until its response ends ([`ConnectionInfo::begin_call`]), so that a
+//! connection is only closed as idle when no call is in progress.
+//!
 //! The layer puts the id of the key a call authenticated with into the
 //! request extensions ([`ApiKeyId`]), so a long stream can check, batch by
 //! batch, that its key was not revoked meanwhile ([`check_key_still_valid`]).
@@ -42,10 +51,12 @@ use tonic::Status;
 use tonic::codegen::http::{self, HeaderMap};
 use tonic::codegen::{Body, Bytes, Service};
 
+use super::failures::FailedAuths;
 use super::keys::{self, AdminToken};
 use super::rate::RateLimiter;
 use crate::auth::{DEFAULT_TENANT, TenantId};
 use crate::metrics::Metrics;
+use crate::net::{CallInProgress, ConnectionInfo};
 use crate::store::Store;
 
 /// The one answer to every failed authentication.
@@ -75,6 +86,9 @@ pub struct AuthSettings {
     pub refused_key_ttl: Duration,
     /// Most key ids remembered as refused.
     pub refused_key_capacity: usize,
+    /// Failed authentications one client address may make per minute
+    /// before its calls are refused without a database read (0: no limit).
+    pub max_failed_auth_per_minute: u32,
 }
 
 /// The id of the API key a call authenticated with, put into the request's
@@ -160,7 +174,7 @@ impl RefusedKeys {
 /// reason, so that a flood of bad keys cannot flood the log; each line says
 /// how many refusals of its reason were not logged since the last one.
 #[derive(Debug, Default)]
-struct LogSampler {
+pub(crate) struct LogSampler {
     /// Reason → (when it was last logged, refusals not logged since).
     reasons: Mutex<HashMap<&'static str, (Instant, u64)>>,
 }
@@ -171,7 +185,7 @@ impl LogSampler {
     /// `Some(suppressed)` when a refusal for `reason` is to be logged now
     /// (with the number suppressed since the last line), `None` when it is
     /// only counted.
-    fn sample(&self, reason: &'static str) -> Option<u64> {
+    pub(crate) fn sample(&self, reason: &'static str) -> Option<u64> {
         let now = Instant::now();
         let mut reasons = self.reasons.lock().unwrap_or_else(|e| e.into_inner());
         match reasons.get_mut(reason) {
@@ -215,6 +229,8 @@ struct State {
     refused_keys: RefusedKeys,
     /// Sampling of the refusal log lines.
     refusal_log: LogSampler,
+    /// Failed authentications per client address.
+    failed_auths: FailedAuths,
     /// Where database reads of keys are counted.
     metrics: Arc<Metrics>,
 }
@@ -241,6 +257,7 @@ impl AuthLayer {
         let rate = RateLimiter::new(settings.rate_limit_per_second, settings.rate_limit_burst);
         let refused_keys =
             RefusedKeys::new(settings.refused_key_ttl, settings.refused_key_capacity);
+        let failed_auths = FailedAuths::new(settings.max_failed_auth_per_minute);
         AuthLayer {
             state: Arc::new(State {
                 store,
@@ -250,6 +267,7 @@ impl AuthLayer {
                 rate,
                 refused_keys,
                 refusal_log: LogSampler::default(),
+                failed_auths,
                 metrics,
             }),
         }
@@ -394,11 +412,36 @@ where
         // (`crate::api::watch`), not the concurrency slots, which it gives
         // back once it has started.
         let long_lived = request.uri().path() == crate::api::watch::WATCH_KPIS_PATH;
+        let connection = ConnectionInfo::of(request.extensions()).cloned();
+        let call = connection.as_ref().map(ConnectionInfo::begin_call);
+        if let Some(connection) = &connection {
+            // For `Request::remote_addr` in handlers.
+            request
+                .extensions_mut()
+                .insert(connection.tcp_connect_info());
+        }
+        let peer = connection.as_ref().and_then(ConnectionInfo::peer_ip);
         Box::pin(async move {
             if guard == Guard::Open {
                 let mut response = inner.call(request).await?;
                 crate::error::relabel_request_error_response(&mut response);
-                return Ok(response.map(|b| PermitBody::new(b, None)));
+                return Ok(response.map(|b| PermitBody::new(b, None).with_call(call)));
+            }
+            if let Some(peer) = peer
+                && state.failed_auths.is_blocked(peer)
+            {
+                if let Some(suppressed) =
+                    state.refusal_log.sample("too many failed authentications")
+                {
+                    tracing::info!(
+                        %peer,
+                        suppressed,
+                        "refused a call from an address with too many failed authentications ({suppressed} more not logged since the last line)"
+                    );
+                }
+                return Ok(refuse(Status::resource_exhausted(
+                    "too many failed authentications from this address; retry in a minute",
+                )));
             }
             let permit = match &state.concurrency {
                 None => None,
@@ -431,7 +474,14 @@ where
                     }
                 }
                 Ok(None) => {}
-                Err(status) => return Ok(refuse(status)),
+                Err(status) => {
+                    if status.code() == tonic::Code::Unauthenticated
+                        && let Some(peer) = peer
+                    {
+                        state.failed_auths.record(peer);
+                    }
+                    return Ok(refuse(status));
+                }
             }
             let has_deadline = request.headers().contains_key("grpc-timeout");
             let response = if has_deadline {
@@ -451,9 +501,13 @@ where
             let mut response = response;
             crate::error::relabel_request_error_response(&mut response);
             if long_lived {
-                return Ok(response.map(|b| PermitBody::new(b, None)));
+                return Ok(response.map(|b| PermitBody::new(b, None).with_call(call)));
             }
-            Ok(response.map(|b| PermitBody::new(b, permit).with_tenant_slot(tenant_slot)))
+            Ok(response.map(|b| {
+                PermitBody::new(b, permit)
+                    .with_tenant_slot(tenant_slot)
+                    .with_call(call)
+            }))
         })
     }
 }
@@ -506,6 +560,7 @@ pub struct PermitBody<B> {
     inner: B,
     _permit: Option<OwnedSemaphorePermit>,
     _tenant_slot: Option<TenantSlot>,
+    _call: Option<CallInProgress>,
 }
 
 impl<B> PermitBody<B> {
@@ -514,7 +569,13 @@ impl<B> PermitBody<B> {
             inner,
             _permit: permit,
             _tenant_slot: None,
+            _call: None,
         }
+    }
+
+    fn with_call(mut self, call: Option<CallInProgress>) -> Self {
+        self._call = call;
+        self
     }
 
     fn with_tenant_slot(mut self, slot: Option<TenantSlot>) -> Self {
@@ -616,6 +677,7 @@ mod tests {
             default_timeout: Duration::from_millis(50),
             refused_key_ttl: Duration::from_secs(10),
             refused_key_capacity: 10,
+            max_failed_auth_per_minute: 60,
         };
         let mut service = AuthLayer::new(store, settings, Arc::new(Metrics::new()))
             .layer(Slow(Duration::from_millis(500)));

@@ -3,6 +3,7 @@
 //!
 //! * [`keys`] — key format, salted hashes, the admin token (no I/O).
 //! * [`rate`] — per-tenant token buckets.
+//! * [`failures`] — failed authentications per client address.
 //! * [`tenant`] — the tenant a call acts for, as handlers read it.
 //! * [`layer`] — the tower layer wrapped around every service: it classifies
 //!   each call by its path, authenticates it, puts the tenant into the
@@ -11,6 +12,7 @@
 //!
 //! The rules are described for operators in `docs/security.md`.
 
+pub mod failures;
 pub mod keys;
 pub mod layer;
 pub mod rate;

@@ -8,7 +8,7 @@
 //! * [`http`] serves `GET /metrics` on its own port.
 //!
 //! Why hand-written rather than a metrics crate: the service needs a handful
-//! of counters, one histogram and two gauges, all of which fit in this file
+//! of counters, one histogram and a few gauges, all of which fit in this file
 //! (one mutex, no global registry, no extra dependencies). The names and
 //! labels are documented in `docs/operations.md` ("Metrics and tracing").
 //!
@@ -127,6 +127,41 @@ pub struct Metrics {
     snapshot_full_loads: AtomicU64,
     /// KPI snapshots brought up to date from the change feed.
     snapshot_catch_ups: AtomicU64,
+    /// Client connections open now.
+    connections_open: AtomicU64,
+    /// Connections closed at once, per [`ConnectionRefusal::ALL`] index.
+    connections_refused: [AtomicU64; ConnectionRefusal::ALL.len()],
+    /// Connections closed after going without a call for the idle timeout.
+    connections_idle_closed: AtomicU64,
+}
+
+/// Why a new connection was closed before tonic served it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionRefusal {
+    /// The server holds `--max-connections` already.
+    MaxConnections,
+    /// The client's address holds `--max-connections-per-peer` already.
+    MaxConnectionsPerPeer,
+    /// Nothing was sent within `--handshake-timeout-seconds`.
+    HandshakeTimeout,
+}
+
+impl ConnectionRefusal {
+    /// Every reason, in the order of the `reason` labels.
+    pub const ALL: [ConnectionRefusal; 3] = [
+        ConnectionRefusal::MaxConnections,
+        ConnectionRefusal::MaxConnectionsPerPeer,
+        ConnectionRefusal::HandshakeTimeout,
+    ];
+
+    /// The `reason` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectionRefusal::MaxConnections => "max_connections",
+            ConnectionRefusal::MaxConnectionsPerPeer => "max_connections_per_peer",
+            ConnectionRefusal::HandshakeTimeout => "handshake_timeout",
+        }
+    }
 }
 
 impl Default for Metrics {
@@ -158,7 +193,30 @@ impl Metrics {
             api_key_lookups: AtomicU64::new(0),
             snapshot_full_loads: AtomicU64::new(0),
             snapshot_catch_ups: AtomicU64::new(0),
+            connections_open: AtomicU64::new(0),
+            connections_refused: Default::default(),
+            connections_idle_closed: AtomicU64::new(0),
         }
+    }
+
+    /// Counts a client connection opened.
+    pub fn connection_opened(&self) {
+        self.connections_open.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a client connection closed.
+    pub fn connection_closed(&self) {
+        self.connections_open.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Counts a connection closed before it was served.
+    pub fn count_connection_refused(&self, reason: ConnectionRefusal) {
+        self.connections_refused[reason as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a connection closed for going without a call too long.
+    pub fn count_idle_connection_closed(&self) {
+        self.connections_idle_closed.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The `method` label of a request path: the path itself if the server
@@ -361,6 +419,43 @@ impl Metrics {
             "KPI snapshots brought up to date from the change feed instead of a full load.",
         )?;
         writeln!(out, "salesmetrics_snapshot_catch_ups_total {catch_ups}")?;
+
+        header(
+            out,
+            "salesmetrics_connections_open",
+            "gauge",
+            "Client connections open now (gRPC port).",
+        )?;
+        writeln!(
+            out,
+            "salesmetrics_connections_open {}",
+            self.connections_open.load(Ordering::Relaxed)
+        )?;
+        header(
+            out,
+            "salesmetrics_connections_refused_total",
+            "counter",
+            "Client connections closed before any call, by reason (max_connections, max_connections_per_peer, handshake_timeout).",
+        )?;
+        for (reason, n) in ConnectionRefusal::ALL.iter().zip(&self.connections_refused) {
+            writeln!(
+                out,
+                "salesmetrics_connections_refused_total{{reason=\"{}\"}} {}",
+                reason.as_str(),
+                n.load(Ordering::Relaxed)
+            )?;
+        }
+        header(
+            out,
+            "salesmetrics_connections_idle_closed_total",
+            "counter",
+            "Client connections closed after going without a call for --connection-idle-timeout-seconds.",
+        )?;
+        writeln!(
+            out,
+            "salesmetrics_connections_idle_closed_total {}",
+            self.connections_idle_closed.load(Ordering::Relaxed)
+        )?;
 
         header(
             out,

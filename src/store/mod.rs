@@ -37,6 +37,9 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://salesmetrics.db";
 /// How long deletions stay in the change feed by default (`--tombstone-retention-hours`).
 pub const DEFAULT_TOMBSTONE_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
+/// Most teams a tenant may have by default (`--max-teams-per-tenant`).
+pub const DEFAULT_MAX_TEAMS_PER_TENANT: usize = 10_000;
+
 /// Settings of a store beyond its URL.
 #[derive(Debug, Clone, Copy)]
 pub struct StoreOptions {
@@ -44,12 +47,16 @@ pub struct StoreOptions {
     /// than the oldest deletion still kept is reloaded in full instead of
     /// catching up.
     pub tombstone_retention: Duration,
+    /// Most teams one tenant may have; a new team beyond it is rejected
+    /// (0: unlimited).
+    pub max_teams_per_tenant: usize,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
             tombstone_retention: DEFAULT_TOMBSTONE_RETENTION,
+            max_teams_per_tenant: DEFAULT_MAX_TEAMS_PER_TENANT,
         }
     }
 }

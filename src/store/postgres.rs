@@ -130,6 +130,8 @@ pub struct PostgresStore {
     reads: SqlReads<Postgres>,
     /// How long deletions stay in the change feed.
     tombstone_retention: Duration,
+    /// Most teams one tenant may have (0: unlimited).
+    max_teams_per_tenant: usize,
 }
 
 impl PostgresStore {
@@ -158,6 +160,7 @@ impl PostgresStore {
                 begin_snapshot: Some("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"),
             },
             tombstone_retention: store_options.tombstone_retention,
+            max_teams_per_tenant: store_options.max_teams_per_tenant,
         })
     }
 
@@ -198,11 +201,14 @@ impl PostgresStore {
         let changed_version = lock_next_version(&mut tx, tenant)
             .await?
             .ok_or_else(|| rows::unknown_tenant(tenant))?;
-        let mut teams = TeamTreeGuard::new(if rows::has_teams(records) {
-            load_team_tree(&mut tx, tenant).await?
-        } else {
-            TeamTree::new()
-        });
+        let mut teams = TeamTreeGuard::new(
+            if rows::has_teams(records) {
+                load_team_tree(&mut tx, tenant).await?
+            } else {
+                TeamTree::new()
+            },
+            self.max_teams_per_tenant,
+        );
         let mut outcomes = Vec::with_capacity(records.len());
         for run in rows::upsert_runs(records) {
             let run = &records[run];

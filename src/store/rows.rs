@@ -641,39 +641,141 @@ pub(super) fn team_cycle(tree: &TeamTree, id: &str, parent: Option<&str>) -> Opt
     }
 }
 
+/// Levels from `team` up to its root, `team` included (0 when `team` is
+/// not a known team), counted up to `MAX_TEAM_DEPTH + 1` at most.
+fn levels_to_root(tree: &TeamTree, team: &str) -> usize {
+    let mut levels = 0;
+    let mut current = Some(team);
+    while let Some(id) = current {
+        let Some(parent) = tree.get(id) else { break };
+        levels += 1;
+        if levels > MAX_TEAM_DEPTH {
+            break;
+        }
+        current = parent.as_deref();
+    }
+    levels
+}
+
 /// The team tree of one batch being written: loaded once from the tenant's
 /// stored teams, then kept up to date with the batch's own accepted team
 /// writes, so a later record sees the earlier ones.
 pub(super) struct TeamTreeGuard {
     /// `id → parent_team_id` of every team as of the current batch position.
     tree: TeamTree,
+    /// `id → its child teams`, built when a team that may have children is
+    /// first moved, then kept up to date.
+    children: Option<HashMap<String, Vec<String>>>,
+    /// Most teams the tenant may have (0: unlimited).
+    max_teams: usize,
 }
 
 impl TeamTreeGuard {
-    /// Starts from the stored `(id, parent_team_id)` pairs.
-    pub fn new(tree: TeamTree) -> Self {
-        TeamTreeGuard { tree }
+    /// Starts from the stored `(id, parent_team_id)` pairs; at most
+    /// `max_teams` teams (0: unlimited).
+    pub fn new(tree: TeamTree, max_teams: usize) -> Self {
+        TeamTreeGuard {
+            tree,
+            children: None,
+            max_teams,
+        }
     }
 
-    /// The rejection for a team write that would close a cycle; `None` for
-    /// any other record.
-    pub fn check(&self, record: &Record) -> Option<WriteOutcome> {
+    /// The rejection for a team write that would close a cycle, put a team
+    /// (or a team below it) deeper than [`MAX_TEAM_DEPTH`] levels, or add a
+    /// team beyond the tenant's limit; `None` for any other record.
+    pub fn check(&mut self, record: &Record) -> Option<WriteOutcome> {
         let Record::Team(team) = record else {
             return None;
         };
-        team_cycle(&self.tree, &team.id, team.parent_team_id.as_deref()).map(|reason| {
-            WriteOutcome::Rejected {
-                field: "team.parent_team_id".to_string(),
-                reason,
+        let rejected = |field: &str, reason: String| WriteOutcome::Rejected {
+            field: field.to_string(),
+            reason,
+        };
+        let parent = team.parent_team_id.as_deref();
+        if let Some(reason) = team_cycle(&self.tree, &team.id, parent) {
+            return Some(rejected("team.parent_team_id", reason));
+        }
+        let known = self.tree.contains_key(&team.id);
+        if !known && self.max_teams > 0 && self.tree.len() >= self.max_teams {
+            return Some(rejected(
+                "team.id",
+                format!(
+                    "the tenant has {} teams, the most it may have; team {} is not added",
+                    self.max_teams,
+                    quote(&team.id)
+                ),
+            ));
+        }
+        if let Some(parent) = parent.filter(|_| known) {
+            // A team that already exists may have teams below it, which
+            // move down with it.
+            let height = self.subtree_height(&team.id);
+            if height > 1 && levels_to_root(&self.tree, parent) + height > MAX_TEAM_DEPTH {
+                return Some(rejected(
+                    "team.parent_team_id",
+                    format!(
+                        "under {} the teams below team {} would be more than \
+                         {MAX_TEAM_DEPTH} levels deep; team trees may be at most \
+                         {MAX_TEAM_DEPTH} levels deep",
+                        quote(parent),
+                        quote(&team.id)
+                    ),
+                ));
             }
-        })
+        }
+        None
+    }
+
+    /// Levels of the subtree of `id`, `id` included, counted up to
+    /// `MAX_TEAM_DEPTH + 1` at most.
+    fn subtree_height(&mut self, id: &str) -> usize {
+        let tree = &self.tree;
+        let children = self.children.get_or_insert_with(|| {
+            let mut children: HashMap<String, Vec<String>> = HashMap::new();
+            for (child, parent) in tree {
+                if let Some(parent) = parent {
+                    children
+                        .entry(parent.clone())
+                        .or_default()
+                        .push(child.clone());
+                }
+            }
+            children
+        });
+        let mut level: Vec<&str> = vec![id];
+        let mut height = 0;
+        while !level.is_empty() && height <= MAX_TEAM_DEPTH {
+            height += 1;
+            level = level
+                .iter()
+                .filter_map(|team| children.get(*team))
+                .flatten()
+                .map(String::as_str)
+                .collect();
+        }
+        height
     }
 
     /// Records that `record` was written.
     pub fn applied(&mut self, record: &Record) {
         if let Record::Team(team) = record {
-            self.tree
+            let old = self
+                .tree
                 .insert(team.id.clone(), team.parent_team_id.clone());
+            if let Some(children) = &mut self.children {
+                if let Some(Some(old)) = old
+                    && let Some(siblings) = children.get_mut(&old)
+                {
+                    siblings.retain(|c| *c != team.id);
+                }
+                if let Some(parent) = &team.parent_team_id {
+                    children
+                        .entry(parent.clone())
+                        .or_default()
+                        .push(team.id.clone());
+                }
+            }
         }
     }
 }
@@ -882,5 +984,63 @@ mod tests {
         assert!(team_cycle(&tree, "c", Some("x")).is_none());
         assert!(team_cycle(&tree, "c", None).is_none());
         assert!(team_cycle(&tree, "d", Some("a")).is_none());
+    }
+
+    fn team_under(id: &str, parent: Option<&str>) -> Record {
+        Record::Team(Team {
+            id: id.to_string(),
+            version: None,
+            name: id.to_string(),
+            parent_team_id: parent.map(str::to_string),
+        })
+    }
+
+    /// A chain `c0 ← c1 ← … ← c{n-1}` (c0 the root).
+    fn chain(n: usize) -> TeamTree {
+        (0..n)
+            .map(|i| (format!("c{i}"), i.checked_sub(1).map(|p| format!("c{p}"))))
+            .collect()
+    }
+
+    #[test]
+    fn moving_a_team_keeps_its_subtree_within_the_depth_limit() {
+        // A chain of 60 and a separate chain of 41 under "x0".
+        let mut tree = chain(60);
+        for i in 0..41_usize {
+            tree.insert(format!("x{i}"), i.checked_sub(1).map(|p| format!("x{p}")));
+        }
+        let mut guard = TeamTreeGuard::new(tree, 0);
+        // x0's subtree is 41 levels: under c58 (59 levels) it would reach 100.
+        assert_eq!(guard.check(&team_under("x0", Some("c58"))), None);
+        // Under c59 (60 levels) it would reach 101.
+        let Some(WriteOutcome::Rejected { field, reason }) =
+            guard.check(&team_under("x0", Some("c59")))
+        else {
+            panic!("refused");
+        };
+        assert_eq!(field, "team.parent_team_id");
+        assert!(reason.contains("more than 100 levels deep"), "{reason}");
+        // A leaf (x40) may go under c59: 61 levels.
+        assert_eq!(guard.check(&team_under("x40", Some("c59"))), None);
+        // Once x1..x40 move elsewhere, x0 is a leaf and may go under c59.
+        guard.applied(&team_under("x1", None));
+        assert_eq!(guard.check(&team_under("x0", Some("c59"))), None);
+    }
+
+    #[test]
+    fn teams_beyond_the_limit_are_refused_but_existing_ones_change() {
+        let mut guard = TeamTreeGuard::new(chain(3), 4);
+        assert_eq!(guard.check(&team_under("new", None)), None);
+        guard.applied(&team_under("new", None));
+        let Some(WriteOutcome::Rejected { field, reason }) =
+            guard.check(&team_under("newer", None))
+        else {
+            panic!("refused");
+        };
+        assert_eq!(field, "team.id");
+        assert!(reason.contains("the tenant has 4 teams"), "{reason}");
+        assert_eq!(guard.check(&team_under("c2", None)), None, "an update");
+        let mut unlimited = TeamTreeGuard::new(chain(3), 0);
+        assert_eq!(unlimited.check(&team_under("newer", None)), None);
     }
 }

@@ -124,6 +124,8 @@ pub struct SqliteStore {
     reads: SqlReads<Sqlite>,
     /// How long deletions stay in the change feed.
     tombstone_retention: Duration,
+    /// Most teams one tenant may have (0: unlimited).
+    max_teams_per_tenant: usize,
 }
 
 /// A record ready for the writer thread: its column values, owned.
@@ -207,6 +209,7 @@ impl SqliteStore {
                 begin_snapshot: None,
             },
             tombstone_retention: store_options.tombstone_retention,
+            max_teams_per_tenant: store_options.max_teams_per_tenant,
         })
     }
 
@@ -247,8 +250,11 @@ impl SqliteStore {
             .map(EncodedRecord::of)
             .collect::<Result<Vec<_>>>()?;
         let tenant = tenant.to_string();
-        self.with_writer(move |conn| write_records(conn, &tenant, &encoded, all_or_nothing))
-            .await
+        let max_teams = self.max_teams_per_tenant;
+        self.with_writer(move |conn| {
+            write_records(conn, &tenant, &encoded, all_or_nothing, max_teams)
+        })
+        .await
     }
 
     async fn delete_ids(
@@ -324,6 +330,7 @@ fn write_records(
     tenant: &str,
     records: &[EncodedRecord],
     all_or_nothing: bool,
+    max_teams: usize,
 ) -> Result<Vec<WriteOutcome>> {
     // IMMEDIATE takes the write lock up front, so the reads below (tenant,
     // team tree) cannot go stale before the writes. Dropping the transaction
@@ -332,11 +339,14 @@ fn write_records(
     // The version this transaction will commit, should it change anything;
     // the write lock keeps it ours.
     let changed_version = next_version(&tx, tenant)?.ok_or_else(|| rows::unknown_tenant(tenant))?;
-    let mut teams = TeamTreeGuard::new(if records.iter().any(|r| r.team.is_some()) {
-        load_team_tree(&tx, tenant)?
-    } else {
-        TeamTree::new()
-    });
+    let mut teams = TeamTreeGuard::new(
+        if records.iter().any(|r| r.team.is_some()) {
+            load_team_tree(&tx, tenant)?
+        } else {
+            TeamTree::new()
+        },
+        max_teams,
+    );
     // The upserts of the batch, prepared (or taken from the cache) once each.
     let mut upserts: Vec<Option<CachedStatement<'_>>> = std::iter::repeat_with(|| None)
         .take(RecordType::ALL.len())

@@ -1,7 +1,9 @@
 //! What hostile or careless clients send, and what they get back: huge
 //! strings in every field, bytes that are not protobuf, floods of unknown
-//! keys, keys revoked under an open stream; and the operator's side: start-up
-//! errors that say what to fix, and SIGHUP handled like SIGTERM.
+//! keys, keys revoked under an open stream, silent, idle or too many
+//! connections, endless streams, floods of failed authentications, huge team
+//! trees; and the operator's side: start-up errors that say what to fix, and
+//! SIGHUP handled like SIGTERM.
 
 use std::time::Duration;
 
@@ -974,7 +976,10 @@ backend_tests! {
 /// `salesmetrics_api_key_lookups_total` shows; a real key still works.
 #[tokio::test]
 async fn a_flood_of_unknown_keys_reads_the_database_once() {
-    let server = TestServer::sqlite_with_metrics(secure_config()).await;
+    let mut config = secure_config();
+    // The limit per address would cut the flood off first.
+    config.max_failed_auth_per_minute = 0;
+    let server = TestServer::sqlite_with_metrics(config).await;
     let metrics = server.metrics_addr.expect("metrics address");
     let lookups = || async move {
         let response = super::harness::http1(metrics, "GET /metrics HTTP/1.1", b"").await;
@@ -1146,4 +1151,535 @@ async fn an_idle_stream_is_ended() {
     );
     drop(batches);
     server.stop().await;
+}
+
+/// The value of an unlabelled (or fully labelled) sample on `/metrics`.
+async fn metric(server: &TestServer, sample: &str) -> u64 {
+    let addr = server.metrics_addr.expect("metrics address");
+    let response = super::harness::http1(addr, "GET /metrics HTTP/1.1", b"").await;
+    let text = String::from_utf8(response.body).expect("UTF-8");
+    let prefix = format!("{sample} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .unwrap_or_else(|| panic!("{sample} in the metrics"))
+        .trim()
+        .parse()
+        .expect("a number")
+}
+
+/// Waits (at most 10 s) until `sample` reads `value`.
+async fn wait_for_metric(server: &TestServer, sample: &str, value: u64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = metric(server, sample).await;
+        if now == value {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{sample} is {now}, expected {value}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Whether the server closes `stream` (end of stream or reset) within 10 s
+/// without sending anything.
+async fn closed_by_server(stream: &mut tokio::net::TcpStream) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 64];
+    match tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf)).await {
+        Ok(Ok(0)) | Ok(Err(_)) => true,
+        Ok(Ok(_)) | Err(_) => false,
+    }
+}
+
+/// A ListKpis call on `channel`.
+async fn list_kpis_on(channel: &tonic::transport::Channel) -> Result<usize, Status> {
+    salesmetrics::proto::v1::kpi_service_client::KpiServiceClient::new(channel.clone())
+        .list_kpis(pb::ListKpisRequest {})
+        .await
+        .map(|r| r.into_inner().kpis.len())
+}
+
+/// A connection that sends nothing is closed after
+/// `--handshake-timeout-seconds` (counted as `handshake_timeout`), while a
+/// client that talks is served.
+#[tokio::test]
+async fn a_silent_connection_is_closed_after_the_handshake_timeout() {
+    let mut config = salesmetrics::config::ServeConfig::for_database("");
+    config.handshake_timeout_seconds = 1;
+    let server = TestServer::sqlite_with_metrics(config).await;
+    let mut silent = tokio::net::TcpStream::connect(server.addr)
+        .await
+        .expect("connect");
+    assert!(closed_by_server(&mut silent).await, "closed within 10 s");
+    assert_eq!(
+        metric(
+            &server,
+            "salesmetrics_connections_refused_total{reason=\"handshake_timeout\"}"
+        )
+        .await,
+        1
+    );
+    let channel = server.channel().await;
+    let kpis = list_kpis_on(&channel)
+        .await
+        .expect("a talking client is served");
+    assert!(kpis > 0, "the catalog");
+    server.stop().await;
+}
+
+/// With TLS, a connection that never sends a ClientHello is closed after
+/// the handshake timeout, and so is one that starts a handshake and stalls;
+/// a TLS client is served.
+#[tokio::test]
+async fn a_tls_connection_without_a_handshake_is_closed() {
+    use tokio::io::AsyncWriteExt;
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])
+        .expect("self-signed certificate");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cert_path = dir.path().join("server.pem");
+    let key_path = dir.path().join("server.key");
+    std::fs::write(&cert_path, cert.cert.pem()).expect("write certificate");
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).expect("write key");
+    let mut config = salesmetrics::config::ServeConfig::for_database("");
+    config.tls_cert = Some(cert_path);
+    config.tls_key = Some(key_path);
+    config.handshake_timeout_seconds = 1;
+    let server = TestServer::sqlite_with_metrics(config).await;
+
+    let mut silent = tokio::net::TcpStream::connect(server.addr)
+        .await
+        .expect("connect");
+    assert!(
+        closed_by_server(&mut silent).await,
+        "no ClientHello: closed"
+    );
+    // The first 5 bytes of a TLS record header (a handshake of 512 bytes),
+    // then nothing.
+    let mut stalled = tokio::net::TcpStream::connect(server.addr)
+        .await
+        .expect("connect");
+    stalled
+        .write_all(&[0x16, 0x03, 0x01, 0x02, 0x00])
+        .await
+        .expect("write");
+    assert!(
+        closed_by_server(&mut stalled).await,
+        "stalled handshake: closed"
+    );
+
+    let tls = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(cert.cert.pem()))
+        .domain_name("localhost");
+    let channel = tonic::transport::Endpoint::from_shared(format!(
+        "https://127.0.0.1:{}",
+        server.addr.port()
+    ))
+    .expect("endpoint")
+    .tls_config(tls)
+    .expect("tls config")
+    .connect()
+    .await
+    .expect("a TLS client connects");
+    let kpis = list_kpis_on(&channel).await.expect("served over TLS");
+    assert!(kpis > 0, "the catalog");
+    server.stop().await;
+}
+
+/// With a cap of 3 connections (per peer, then in all): three clients are
+/// served, the fourth connection is closed at once and counted, calls on
+/// the open connections still work, and once one closes a new client is
+/// served.
+#[tokio::test]
+async fn connections_beyond_the_caps_are_closed() {
+    for per_peer in [true, false] {
+        let mut config = salesmetrics::config::ServeConfig::for_database("");
+        let reason = if per_peer {
+            config.max_connections_per_peer = 3;
+            "max_connections_per_peer"
+        } else {
+            config.max_connections = 3;
+            config.max_connections_per_peer = 0;
+            "max_connections"
+        };
+        let server = TestServer::sqlite_with_metrics(config).await;
+        let refused = format!("salesmetrics_connections_refused_total{{reason=\"{reason}\"}}");
+        let mut channels = Vec::new();
+        for _ in 0..3 {
+            let channel = server.channel().await;
+            list_kpis_on(&channel).await.expect("within the cap");
+            channels.push(channel);
+        }
+        assert_eq!(metric(&server, "salesmetrics_connections_open").await, 3);
+        let mut fourth = tokio::net::TcpStream::connect(server.addr)
+            .await
+            .expect("the TCP connect itself succeeds");
+        assert!(
+            closed_by_server(&mut fourth).await,
+            "{reason}: closed at once"
+        );
+        assert_eq!(metric(&server, &refused).await, 1, "{reason}");
+        for channel in &channels {
+            list_kpis_on(channel)
+                .await
+                .expect("the open connections still work");
+        }
+        channels.pop();
+        wait_for_metric(&server, "salesmetrics_connections_open", 2).await;
+        let channel = server.channel().await;
+        list_kpis_on(&channel)
+            .await
+            .expect("a new client once one has left");
+        assert_eq!(metric(&server, &refused).await, 1, "{reason}");
+        drop(channels);
+        server.stop().await;
+    }
+}
+
+/// A connection without a call for `--connection-idle-timeout-seconds` is
+/// closed (and counted); one with a stream open that long is not.
+#[tokio::test]
+async fn idle_connections_are_closed_but_busy_ones_are_not() {
+    let mut config = salesmetrics::config::ServeConfig::for_database("");
+    config.connection_idle_timeout_seconds = 1;
+    let server = TestServer::sqlite_with_metrics(config).await;
+    let idle = server.channel().await;
+    list_kpis_on(&idle).await.expect("served");
+
+    let (batches, rx) = tokio::sync::mpsc::channel::<pb::StreamIngestRequest>(1);
+    let mut acks = server
+        .ingest()
+        .await
+        .stream_ingest(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .expect("stream opens")
+        .into_inner();
+    wait_for_metric(&server, "salesmetrics_connections_idle_closed_total", 1).await;
+    drop(idle);
+    wait_for_metric(&server, "salesmetrics_connections_open", 1).await;
+    // The stream's connection stayed open: a batch sent now is acknowledged.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    batches
+        .send(pb::StreamIngestRequest {
+            sequence: 1,
+            records: vec![order("busy-1", 5)],
+            all_or_nothing: false,
+        })
+        .await
+        .expect("send");
+    let ack = acks.message().await.expect("ack").expect("an ack");
+    assert_eq!(ack.result.expect("result").accepted_count, 1);
+    assert_eq!(
+        metric(&server, "salesmetrics_connections_idle_closed_total").await,
+        1
+    );
+    drop(batches);
+    server.stop().await;
+}
+
+/// A StreamIngest stream older than `--max-stream-lifetime-seconds` is ended
+/// with DEADLINE_EXCEEDED and a message that says why, though it keeps
+/// sending; the batches acknowledged before stay written.
+#[tokio::test]
+async fn a_stream_is_ended_at_its_lifetime() {
+    let (dir, url) = db::fresh_sqlite().await;
+    let mut config = salesmetrics::config::ServeConfig::for_database("");
+    config.max_stream_lifetime_seconds = 1;
+    let server = TestServer::start("sqlite", url, config, Some(dir)).await;
+    let (batches, rx) = tokio::sync::mpsc::channel::<pb::StreamIngestRequest>(1);
+    let mut acks = server
+        .ingest()
+        .await
+        .stream_ingest(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .expect("stream opens")
+        .into_inner();
+    let mut acknowledged = 0;
+    let ended = loop {
+        assert!(acknowledged < 50, "the stream ends within 50 batches");
+        let _ = batches
+            .send(pb::StreamIngestRequest {
+                sequence: acknowledged,
+                records: vec![order(&format!("life-{acknowledged}"), 5)],
+                all_or_nothing: false,
+            })
+            .await;
+        match acks.message().await {
+            Ok(Some(ack)) => {
+                assert_eq!(ack.sequence, acknowledged);
+                acknowledged += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Ok(None) => panic!("the stream ends with a status"),
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(ended.code(), Code::DeadlineExceeded, "{ended:?}");
+    assert!(
+        ended.message().contains("the longest a stream may last"),
+        "{ended:?}"
+    );
+    assert!(acknowledged >= 3, "about 1 s of batches: {acknowledged}");
+    let mut stream = server
+        .ingest()
+        .await
+        .export_records(pb::ExportRecordsRequest {
+            record_type: pb::RecordType::Order as i32,
+        })
+        .await
+        .expect("export")
+        .into_inner();
+    let mut exported = 0;
+    while let Some(page) = stream.message().await.expect("page") {
+        exported += page.records.len();
+    }
+    assert!(
+        exported >= acknowledged as usize,
+        "{exported} < {acknowledged}"
+    );
+    drop(batches);
+    server.stop().await;
+}
+
+/// An ExportRecords stream still open at `--max-stream-lifetime-seconds`
+/// (its client reads slowly) ends with DEADLINE_EXCEEDED instead of the rest
+/// of the records, so it cannot pass for a complete export.
+#[tokio::test]
+async fn an_export_is_ended_at_its_lifetime() {
+    let (dir, url) = db::fresh_sqlite().await;
+    let mut config = salesmetrics::config::ServeConfig::for_database("");
+    config.max_stream_lifetime_seconds = 1;
+    let server = TestServer::start("sqlite", url, config, Some(dir)).await;
+    // More than HTTP/2 flow control lets the server send ahead (megabytes).
+    const ORDERS: usize = 60_000;
+    let mut ingest = server.ingest().await;
+    for batch in 0..ORDERS / 10_000 {
+        let orders: Vec<pb::Record> = (0..10_000)
+            .map(|i| order(&format!("x{batch}-{i:05}"), 5))
+            .collect();
+        let written = ingest
+            .ingest_batch(pb::IngestBatchRequest {
+                records: orders,
+                all_or_nothing: true,
+            })
+            .await
+            .expect("ingest")
+            .into_inner()
+            .result
+            .expect("result");
+        assert_eq!(written.accepted_count, 10_000);
+    }
+    let mut stream = server
+        .ingest()
+        .await
+        .export_records(pb::ExportRecordsRequest {
+            record_type: pb::RecordType::Order as i32,
+        })
+        .await
+        .expect("export")
+        .into_inner();
+    let first = stream.message().await.expect("a page").expect("a page");
+    assert_eq!(first.records.len(), 500);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut exported = first.records.len();
+    let ended = loop {
+        match stream.message().await {
+            Ok(Some(page)) => exported += page.records.len(),
+            Ok(None) => panic!("the export ends with a status, not as complete"),
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(ended.code(), Code::DeadlineExceeded, "{ended:?}");
+    assert!(
+        ended.message().contains("the longest a stream may last"),
+        "{ended:?}"
+    );
+    assert!(exported < ORDERS, "{exported} of {ORDERS} exported");
+    server.stop().await;
+}
+
+/// A flood of unknown keys from one address: the first 10 (the limit per
+/// minute) are read from the database and refused as UNAUTHENTICATED; the
+/// 90 after are RESOURCE_EXHAUSTED without a read. The limit is per address:
+/// a valid key from the same address is refused too until the minute is
+/// over, while health checks still answer.
+#[tokio::test]
+async fn a_flood_of_failed_authentications_is_cut_off_per_address() {
+    let mut config = secure_config();
+    config.max_failed_auth_per_minute = 10;
+    let server = TestServer::sqlite_with_metrics(config).await;
+    let key = new_key(&server, "acme", true).await;
+    let before = metric(&server, "salesmetrics_api_key_lookups_total").await;
+    let mut kpi = server.kpi().await;
+    let mut codes = Vec::new();
+    for i in 0..100 {
+        // A different unknown id each time: no help from the refused-key cache.
+        let unknown = format!("sm_{:016x}_{}", i, "ab".repeat(32));
+        let err = kpi
+            .list_kpis(bearer(pb::ListKpisRequest {}, &unknown))
+            .await
+            .expect_err("refused");
+        codes.push(err.code());
+        if err.code() == Code::ResourceExhausted {
+            assert_eq!(
+                err.message(),
+                "too many failed authentications from this address; retry in a minute"
+            );
+        }
+    }
+    let unauthenticated = codes
+        .iter()
+        .filter(|c| **c == Code::Unauthenticated)
+        .count();
+    let exhausted = codes
+        .iter()
+        .filter(|c| **c == Code::ResourceExhausted)
+        .count();
+    assert_eq!((unauthenticated, exhausted), (10, 90));
+    assert!(codes[..10].iter().all(|c| *c == Code::Unauthenticated));
+    assert_eq!(
+        metric(&server, "salesmetrics_api_key_lookups_total").await - before,
+        10,
+        "one database read per failure before the cut-off, none after"
+    );
+    let err = kpi
+        .list_kpis(bearer(pb::ListKpisRequest {}, &key.secret))
+        .await
+        .expect_err("the address is cut off, whatever the key");
+    assert_eq!(err.code(), Code::ResourceExhausted);
+    let health = tonic_health::pb::health_client::HealthClient::new(server.channel().await)
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .expect("health answers")
+        .into_inner();
+    assert_eq!(
+        health.status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+    server.stop().await;
+}
+
+/// A team record of the test tenant.
+fn team_record(id: &str, parent: Option<&str>) -> salesmetrics::domain::Record {
+    salesmetrics::domain::Record::Team(salesmetrics::domain::Team {
+        id: id.to_string(),
+        version: None,
+        name: id.to_string(),
+        parent_team_id: parent.map(str::to_string),
+    })
+}
+
+/// With at most 3 teams per tenant, a fourth new team is REJECTED with a
+/// reason naming the limit while updates of existing teams go through; a
+/// team whose subtree would end up deeper than 100 levels cannot be moved.
+async fn team_limits(store: std::sync::Arc<dyn salesmetrics::store::Store>) {
+    use salesmetrics::store::WriteOutcome;
+    store.ensure_tenant("few").await.expect("tenant");
+    let outcomes = store
+        .write(
+            "few",
+            &[
+                team_record("a", None),
+                team_record("b", Some("a")),
+                team_record("c", None),
+                team_record("d", None),
+                team_record("c", Some("a")),
+            ],
+            false,
+        )
+        .await
+        .expect("write");
+    assert_eq!(
+        outcomes,
+        [
+            WriteOutcome::Accepted,
+            WriteOutcome::Accepted,
+            WriteOutcome::Accepted,
+            WriteOutcome::Rejected {
+                field: "team.id".into(),
+                reason: "the tenant has 3 teams, the most it may have; team \"d\" is not added"
+                    .into(),
+            },
+            WriteOutcome::Accepted,
+        ]
+    );
+}
+
+/// A chain of 60 teams and a chain of 41: the root of the second may move
+/// under level 59 of the first (its deepest team then at level 100), not
+/// under level 60.
+async fn deep_moves(store: std::sync::Arc<dyn salesmetrics::store::Store>) {
+    use salesmetrics::store::WriteOutcome;
+    store.ensure_tenant("deep").await.expect("tenant");
+    let chain = |prefix: &str, n: usize| -> Vec<salesmetrics::domain::Record> {
+        (0..n)
+            .map(|i| {
+                let parent = i.checked_sub(1).map(|p| format!("{prefix}{p}"));
+                team_record(&format!("{prefix}{i}"), parent.as_deref())
+            })
+            .collect()
+    };
+    let mut teams = chain("c", 60);
+    teams.extend(chain("x", 41));
+    let outcomes = store.write("deep", &teams, false).await.expect("write");
+    assert!(outcomes.iter().all(|o| *o == WriteOutcome::Accepted));
+    let outcomes = store
+        .write(
+            "deep",
+            &[
+                team_record("x0", Some("c59")),
+                team_record("x0", Some("c58")),
+            ],
+            false,
+        )
+        .await
+        .expect("write");
+    assert_eq!(
+        outcomes,
+        [
+            WriteOutcome::Rejected {
+                field: "team.parent_team_id".into(),
+                reason: "under \"c59\" the teams below team \"x0\" would be more than 100 \
+                         levels deep; team trees may be at most 100 levels deep"
+                    .into(),
+            },
+            WriteOutcome::Accepted,
+        ]
+    );
+}
+
+/// Both team limits on a backend (`url`), with at most 3 teams per tenant
+/// for the count and the default for the depth.
+async fn team_limits_on(url: &str) {
+    use salesmetrics::store::{StoreOptions, connect_with};
+    let few = StoreOptions {
+        max_teams_per_tenant: 3,
+        ..StoreOptions::default()
+    };
+    team_limits(connect_with(url, few).await.expect("connect")).await;
+    deep_moves(
+        connect_with(url, StoreOptions::default())
+            .await
+            .expect("connect"),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn team_limits_sqlite() {
+    let (_dir, url) = db::fresh_sqlite().await;
+    team_limits_on(&url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn team_limits_postgres() {
+    let Some(url) = db::fresh_postgres().await else {
+        return;
+    };
+    team_limits_on(&url).await;
+    db::drop_postgres(&url).await;
 }

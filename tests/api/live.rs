@@ -53,6 +53,7 @@ async fn store(url: &str, retention: Duration) -> Arc<dyn Store> {
         url,
         StoreOptions {
             tombstone_retention: retention,
+            ..StoreOptions::default()
         },
     )
     .await
