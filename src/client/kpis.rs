@@ -174,12 +174,76 @@ pub struct BreakdownArgs {
     /// KPI ids for rep and team rows, comma-separated, or `all`.
     #[arg(long, value_delimiter = ',')]
     pub kpi: Vec<String>,
+    /// The KPI rows are sorted by, highest first (default: the first KPI;
+    /// stages keep pipeline order); rows with the same value, or none, follow
+    /// in natural key order (r2 before r10).
+    #[arg(long, value_name = "KPI")]
+    pub sort: Option<String>,
     /// IANA time zone overriding the tenant's.
     #[arg(long)]
     pub time_zone: Option<String>,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Compares keys in natural order: runs of digits by their number, so
+/// `r2 < r10`; otherwise byte by byte.
+pub fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    let (mut a, mut b) = (a.as_bytes(), b.as_bytes());
+    loop {
+        match (a.first(), b.first()) {
+            (None, None) => return Ordering::Equal,
+            (None, Some(_)) => return Ordering::Less,
+            (Some(_), None) => return Ordering::Greater,
+            (Some(x), Some(y)) if x.is_ascii_digit() && y.is_ascii_digit() => {
+                let da = a.iter().take_while(|c| c.is_ascii_digit()).count();
+                let db = b.iter().take_while(|c| c.is_ascii_digit()).count();
+                let (na, nb) = (&a[..da], &b[..db]);
+                // Without leading zeros, a longer run is a larger number.
+                let trim = |n: &[u8]| -> usize { n.iter().take_while(|c| **c == b'0').count() };
+                let (ta, tb) = (&na[trim(na)..], &nb[trim(nb)..]);
+                let order = ta
+                    .len()
+                    .cmp(&tb.len())
+                    .then_with(|| ta.cmp(tb))
+                    .then(da.cmp(&db));
+                if order != Ordering::Equal {
+                    return order;
+                }
+                a = &a[da..];
+                b = &b[db..];
+            }
+            (Some(x), Some(y)) => {
+                if x != y {
+                    return x.cmp(y);
+                }
+                a = &a[1..];
+                b = &b[1..];
+            }
+        }
+    }
+}
+
+/// Sorts breakdown rows by `kpi` (highest first, undefined last), then by
+/// key in natural order.
+pub fn sort_rows(rows: &mut [crate::proto::v1::BreakdownRow], kpi: &str) {
+    let value = |r: &crate::proto::v1::BreakdownRow| {
+        r.values
+            .iter()
+            .find(|v| v.kpi_id == kpi)
+            .and_then(|v| v.value)
+    };
+    rows.sort_by(|a, b| {
+        let order = match (value(a), value(b)) {
+            (Some(x), Some(y)) => y.total_cmp(&x),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => std::cmp::Ordering::Equal,
+        };
+        order.then_with(|| natural_cmp(&a.key, &b.key))
+    });
 }
 
 /// Options of `salesmetrics catalog`.
@@ -257,24 +321,34 @@ async fn directions(clients: &mut Clients) -> anyhow::Result<HashMap<String, Dir
         .collect())
 }
 
-/// The tenant's fiscal year start month when `period` is fiscal (1 otherwise,
-/// without a call).
-async fn fiscal_start_month(clients: &mut Clients, period: &PeriodArg) -> anyhow::Result<u32> {
-    if !period.is_fiscal() {
-        return Ok(1);
+/// The first local date of `period`. A fiscal period is resolved by the
+/// server (it knows the tenant's fiscal year), with a one-KPI GetKpis call.
+async fn first_date(
+    clients: &mut Clients,
+    period: PeriodArg,
+    time_zone: Option<String>,
+) -> anyhow::Result<crate::proto::v1::Date> {
+    match period {
+        PeriodArg::Calendar { start, .. } | PeriodArg::Custom { start, .. } => {
+            Ok(crate::api::convert::time::date_to_proto(start))
+        }
+        PeriodArg::Fiscal { .. } => {
+            let ids = vec!["orders".to_string()];
+            let bundle = fetch_kpis(
+                clients,
+                Scope::default(),
+                period,
+                ids,
+                Comparison::None,
+                time_zone,
+            )
+            .await?;
+            bundle
+                .period
+                .and_then(|p| p.start_date)
+                .ok_or_else(|| anyhow::anyhow!("the server returned no period"))
+        }
     }
-    let settings = clients
-        .admin
-        .get_tenant_settings(crate::proto::v1::GetTenantSettingsRequest::default())
-        .await
-        .map_err(|status| status_error("reading the tenant's fiscal year start", status))?
-        .into_inner()
-        .settings
-        .unwrap_or_default();
-    Ok(u32::try_from(settings.fiscal_year_start_month)
-        .ok()
-        .filter(|m| (1..=12).contains(m))
-        .unwrap_or(1))
 }
 
 /// Calls GetKpis.
@@ -286,12 +360,11 @@ pub async fn fetch_kpis(
     comparison: Comparison,
     time_zone: Option<String>,
 ) -> anyhow::Result<KpiBundle> {
-    let fiscal_month = fiscal_start_month(clients, &period).await?;
     let response = clients
         .kpi
         .get_kpis(GetKpisRequest {
             scope: Some(scope),
-            period: Some(period.to_proto(fiscal_month)),
+            period: Some(period.to_proto()),
             kpi_ids,
             comparison: comparison as i32,
             time_zone: time_zone.unwrap_or_default(),
@@ -482,15 +555,13 @@ pub fn bundle_json(bundle: &KpiBundle) -> Value {
 /// Runs `salesmetrics series`.
 pub async fn series(args: SeriesArgs) -> anyhow::Result<()> {
     let mut clients = args.connect.connect().await?;
-    let fiscal_month = fiscal_start_month(&mut clients, &args.from).await?;
+    let first_period_date = first_date(&mut clients, args.from, args.time_zone.clone()).await?;
     let response = clients
         .kpi
         .get_kpi_series(GetKpiSeriesRequest {
             scope: Some(args.scope),
             granularity: args.granularity.to_proto() as i32,
-            first_period_date: Some(crate::api::convert::time::date_to_proto(
-                args.from.start(fiscal_month),
-            )),
+            first_period_date: Some(first_period_date),
             period_count: args.count,
             kpi_ids: kpi_ids(&args.kpi),
             comparison: Comparison::None as i32,
@@ -582,16 +653,16 @@ pub async fn breakdown(args: BreakdownArgs) -> anyhow::Result<()> {
     } else {
         kpi_ids(&args.kpi)
     };
-    let fiscal_month = fiscal_start_month(&mut clients, &args.period).await?;
     let mut rows = Vec::new();
     let mut period = None;
+    let mut currency: String;
     let mut page_token = String::new();
     loop {
         let response = clients
             .kpi
             .get_breakdown(GetBreakdownRequest {
                 scope: Some(args.scope.clone()),
-                period: Some(args.period.to_proto(fiscal_month)),
+                period: Some(args.period.to_proto()),
                 dimension: dimension as i32,
                 kpi_ids: kpis.clone(),
                 time_zone: args.time_zone.clone().unwrap_or_default(),
@@ -602,33 +673,37 @@ pub async fn breakdown(args: BreakdownArgs) -> anyhow::Result<()> {
             .map_err(|status| status_error("GetBreakdown", status))?
             .into_inner();
         period = period.or(response.period);
+        currency = response.currency_code;
         rows.extend(response.rows);
         if response.next_page_token.is_empty() {
             break;
         }
         page_token = response.next_page_token;
     }
+    // Stages keep their pipeline order unless a sort is asked for.
+    let default_sort = (args.by != DimensionArg::Stage)
+        .then(|| {
+            rows.first()
+                .and_then(|r| r.values.first())
+                .map(|v| v.kpi_id.clone())
+        })
+        .flatten();
+    let sort_by = args.sort.clone().or(default_sort);
+    if let Some(kpi) = &sort_by {
+        if !rows.is_empty() && !rows[0].values.iter().any(|v| &v.kpi_id == kpi) {
+            anyhow::bail!("--sort {kpi:?}: not a KPI of these rows");
+        }
+        sort_rows(&mut rows, kpi);
+    }
     if args.json {
         let rows: Vec<Value> = rows
             .iter()
             .map(|r| json!({ "key": r.key, "label": r.label, "values": r.values.iter().map(value_json).collect::<Vec<_>>() }))
             .collect();
-        let out = json!({ "scope": scope_text(Some(&args.scope)), "period": period_json(period.as_ref()), "rows": rows });
+        let out = json!({ "scope": scope_text(Some(&args.scope)), "period": period_json(period.as_ref()), "currency": currency, "rows": rows });
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
-    // Money needs the currency; breakdown responses do not carry it.
-    let currency = if rows
-        .iter()
-        .flat_map(|r| &r.values)
-        .any(|v| v.unit == crate::proto::v1::Unit::Money as i32)
-    {
-        super::tenant_currency(&mut clients)
-            .await
-            .unwrap_or_default()
-    } else {
-        String::new()
-    };
     println!(
         "Scope {}   period {}\n",
         scope_text(Some(&args.scope)),
