@@ -290,11 +290,30 @@ pub struct CatalogArgs {
     pub json: bool,
 }
 
-fn kpi_ids(kpi: &[String]) -> Vec<String> {
-    kpi.iter()
+/// The `--kpi` ids (`all` or none: every KPI), each checked against the
+/// compiled-in catalog.
+fn kpi_ids(kpi: &[String]) -> anyhow::Result<Vec<String>> {
+    let ids: Vec<String> = kpi
+        .iter()
         .map(|k| k.trim().to_string())
         .filter(|k| !k.is_empty() && k != "all")
-        .collect()
+        .collect();
+    for id in &ids {
+        check_kpi_id(id)?;
+    }
+    Ok(ids)
+}
+
+/// An error for an id that is not in the catalog, with the closest id.
+fn check_kpi_id(id: &str) -> anyhow::Result<()> {
+    let catalog = crate::api::convert::kpi::catalog_proto();
+    if catalog.iter().any(|k| k.id == id) {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "unknown KPI id {id:?}{} (see `salesmetrics catalog`)",
+        super::did_you_mean(id, catalog.iter().map(|k| k.id.as_str()))
+    )
 }
 
 /// Puts `values` into the order of `ids` (the `--kpi` order); the server
@@ -317,7 +336,7 @@ pub async fn kpis(args: KpisArgs) -> anyhow::Result<()> {
         Some(CompareArg::Previous) => Comparison::PreviousPeriod,
         Some(CompareArg::Year) => Comparison::PreviousYear,
     };
-    let ids = kpi_ids(&args.kpi);
+    let ids = kpi_ids(&args.kpi)?;
     let mut bundle = fetch_kpis(
         &mut clients,
         args.scope,
@@ -644,7 +663,7 @@ pub async fn series(args: SeriesArgs) -> anyhow::Result<()> {
     let format = output_format(args.format, args.json);
     let mut clients = args.connect.connect().await?;
     let first_period_date = first_date(&mut clients, args.from, args.time_zone.clone()).await?;
-    let ids = kpi_ids(&args.kpi);
+    let ids = kpi_ids(&args.kpi)?;
     let response = clients
         .kpi
         .get_kpi_series(GetKpiSeriesRequest {
@@ -783,8 +802,11 @@ pub async fn breakdown(args: BreakdownArgs) -> anyhow::Result<()> {
             .map(|s| s.to_string())
             .collect()
     } else {
-        kpi_ids(&args.kpi)
+        kpi_ids(&args.kpi)?
     };
+    if let Some(sort) = &args.sort {
+        check_kpi_id(sort).map_err(|e| anyhow::anyhow!("--sort: {e}"))?;
+    }
     let mut rows = Vec::new();
     let mut period = None;
     let mut currency: String;

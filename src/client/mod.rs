@@ -227,6 +227,19 @@ impl ConnectOptions {
     }
 }
 
+/// `; did you mean "x"?` when one of `candidates` is close to `word`
+/// (Jaro-Winkler similarity of at least 0.8), else nothing.
+pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
+    let word = word.to_ascii_lowercase();
+    candidates
+        .into_iter()
+        .map(|c| (strsim::jaro_winkler(&word, &c.to_ascii_lowercase()), c))
+        .filter(|(score, _)| *score >= 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| format!("; did you mean {c:?}?"))
+        .unwrap_or_default()
+}
+
 /// Turns a gRPC status into a readable error.
 pub fn status_error(what: &str, status: tonic::Status) -> anyhow::Error {
     let code = status.code();
@@ -274,6 +287,30 @@ pub async fn tenant_currency(clients: &mut Clients) -> anyhow::Result<String> {
 mod tests {
     use super::*;
     use tonic::service::Interceptor;
+
+    #[test]
+    fn close_words_are_suggested() {
+        let ids = ["revenue", "orders", "win_rate"];
+        assert_eq!(did_you_mean("revenu", ids), "; did you mean \"revenue\"?");
+        assert_eq!(did_you_mean("WINRATE", ids), "; did you mean \"win_rate\"?");
+        assert_eq!(did_you_mean("nps", ids), "");
+    }
+
+    #[test]
+    fn server_addresses_mean_one_thing() {
+        assert_eq!(
+            server_url("127.0.0.1:50051").unwrap(),
+            "http://127.0.0.1:50051"
+        );
+        assert_eq!(server_url("http://h:1").unwrap(), "http://h:1");
+        assert_eq!(server_url(" https://h:1 ").unwrap(), "https://h:1");
+        assert!(
+            server_url("ftp://h:1")
+                .unwrap_err()
+                .to_string()
+                .contains("unsupported scheme")
+        );
+    }
 
     #[test]
     fn the_api_key_goes_into_the_authorization_header() {

@@ -454,6 +454,21 @@ async fn bad_periods_and_unknown_columns_are_clear_errors() {
         "{}",
         stderr(&output)
     );
+    // Close misspellings get a suggestion.
+    std::fs::write(&file, "id,amout,ordered_at\no1,1,2025-03-01\n").expect("write");
+    let output = cli(&server, &["import", path_str(&file), "--type", "orders"]).await;
+    assert!(
+        stderr(&output).contains("unknown column \"amout\" for orders; did you mean \"amount\"?"),
+        "{}",
+        stderr(&output)
+    );
+    let output = cli(&server, &["kpis", "--period", "2025-03", "--kpi", "revenu"]).await;
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("unknown KPI id \"revenu\"; did you mean \"revenue\"?"),
+        "{}",
+        stderr(&output)
+    );
     server.stop().await;
 }
 
