@@ -632,3 +632,53 @@ async fn series_rows_breakdown_sorting_csv_and_an_offline_catalog() {
     let kpis: Value = serde_json::from_slice(&catalog.stdout).expect("catalog JSON");
     assert_eq!(kpis[0]["id"], "revenue");
 }
+
+/// The reject file example of docs/import.md is what `import` writes for the
+/// rows it shows (with valid rows on the other lines).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_documented_reject_file_is_what_import_writes() {
+    let docs = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/import.md"),
+    )
+    .expect("docs/import.md");
+    let block = docs
+        .split("```text\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("the reject file example");
+    let mut lines = block.lines();
+    let header = lines.next().expect("reject header");
+    let columns = header
+        .strip_prefix("line,reason,")
+        .expect("line,reason first");
+    // The input: the rejected rows on their lines, valid orders elsewhere.
+    let mut rejected: Vec<(usize, String)> = Vec::new();
+    for line in lines {
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .from_reader(line.as_bytes());
+        let record = reader.records().next().expect("a row").expect("CSV");
+        let number: usize = record[0].parse().expect("line number");
+        let cells: Vec<&str> = record.iter().skip(2).collect();
+        rejected.push((number, cells.join(",")));
+    }
+    let last = rejected.iter().map(|(n, _)| *n).max().expect("rows");
+    let mut input = format!("{columns}\n");
+    for number in 2..=last {
+        match rejected.iter().find(|(n, _)| *n == number) {
+            Some((_, row)) => input.push_str(row),
+            None => input.push_str(&format!("ok{number},10.00,2025-03-0{number},new,c1,r1")),
+        }
+        input.push('\n');
+    }
+    let server = TestServer::sqlite().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let orders = dir.path().join("orders.csv");
+    std::fs::write(&orders, &input).expect("write orders.csv");
+    let output = cli(&server, &["import", path_str(&orders), "--type", "orders"]).await;
+    assert!(!output.status.success(), "rows were rejected");
+    let written =
+        std::fs::read_to_string(dir.path().join("orders.csv.rejects.csv")).expect("reject file");
+    assert_eq!(written, block, "input:\n{input}");
+    server.stop().await;
+}
