@@ -637,14 +637,13 @@ async fn series_rows_breakdown_sorting_csv_and_an_offline_catalog() {
 /// rows it shows (with valid rows on the other lines).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_documented_reject_file_is_what_import_writes() {
-    let docs = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/import.md"),
-    )
-    .expect("docs/import.md");
+    let docs =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/import.md"))
+            .expect("docs/import.md");
     let block = docs
         .split("```text\n")
-        .nth(1)
-        .and_then(|rest| rest.split("```").next())
+        .filter_map(|rest| rest.split("```").next())
+        .find(|block| block.starts_with("line,reason,"))
         .expect("the reject file example");
     let mut lines = block.lines();
     let header = lines.next().expect("reject header");
