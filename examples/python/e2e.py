@@ -407,7 +407,9 @@ class E2E:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--server", default=os.environ.get("SALESMETRICS_SERVER", "127.0.0.1:50051"),
-                        help="host:port of the server (default %(default)s)")
+                        help="server: host:port or http://host:port (plaintext), https://host:port "
+                             "(TLS; CA from SALESMETRICS_CA_CERT, default the system's roots) "
+                             "(default %(default)s)")
     parser.add_argument("--api-key", default=os.environ.get("SALESMETRICS_API_KEY"),
                         help="API key, sent as 'authorization: Bearer <key>' (default: none)")
     parser.add_argument("--wait", type=float, default=10.0,

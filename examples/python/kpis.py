@@ -43,7 +43,8 @@ def parse_scope(text: str, kpi):
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--server", default=os.environ.get("SALESMETRICS_SERVER", "127.0.0.1:50051"))
+    parser.add_argument("--server", default=os.environ.get("SALESMETRICS_SERVER", "127.0.0.1:50051"),
+                        help="host:port, http://host:port or https://host:port (TLS)")
     parser.add_argument("--api-key", default=os.environ.get("SALESMETRICS_API_KEY"),
                         help="API key, sent as 'authorization: Bearer <key>'")
     parser.add_argument("--scope", default="company", help="company | team:<id> | rep:<id>")

@@ -5,8 +5,12 @@
   then ``$SALESMETRICS_PYTHON_GEN``, then ``<repo>/target/python-gen``; if the
   code is not there yet it runs ``grpc_tools.protoc`` (from grpcio-tools, see
   ``requirements.txt``) once to generate it.
-* :func:`connect` opens an insecure channel (the server listens on loopback or
-  behind a TLS-terminating proxy) and waits until it accepts connections.
+* :func:`connect` opens a channel and waits until the server accepts
+  connections. The server address means what it means to the ``salesmetrics``
+  CLI: ``host:port`` or ``http://host:port`` is plaintext, ``https://host:port``
+  is TLS, verified against the system's roots or the CA in
+  ``$SALESMETRICS_CA_CERT``; ``$SALESMETRICS_CLIENT_CERT`` and
+  ``$SALESMETRICS_CLIENT_KEY`` add a client certificate (mutual TLS).
 * :func:`call_metadata` builds the per-call metadata: an API key, when given,
   is sent as ``authorization: Bearer <key>``. Without one the server uses its
   default tenant (the embedded quick start runs without authentication).
@@ -79,15 +83,63 @@ def load_generated(gen_dir: str | None = None):
     return Generated
 
 
+def parse_server(server: str) -> tuple[str, bool]:
+    """``(host:port, tls)`` of a server address: ``host:port``, ``http://…`` or ``https://…``."""
+    server = server.strip()
+    scheme, sep, rest = server.partition("://")
+    if not sep:
+        return server, False
+    if scheme not in ("http", "https"):
+        raise SystemExit(
+            f"error: invalid server {server!r}: use host:port, http://host:port or https://host:port"
+        )
+    return rest.rstrip("/"), scheme == "https"
+
+
+def _read_env_file(variable: str) -> bytes | None:
+    path = os.environ.get(variable)
+    if not path:
+        return None
+    try:
+        return Path(path).read_bytes()
+    except OSError as err:
+        raise SystemExit(f"error: cannot read {variable}={path}: {err}") from None
+
+
+def tls_credentials() -> grpc.ChannelCredentials:
+    """TLS credentials from ``$SALESMETRICS_CA_CERT`` (default: the system's
+    roots) and ``$SALESMETRICS_CLIENT_CERT``/``$SALESMETRICS_CLIENT_KEY``."""
+    cert = _read_env_file("SALESMETRICS_CLIENT_CERT")
+    key = _read_env_file("SALESMETRICS_CLIENT_KEY")
+    if (cert is None) != (key is None):
+        raise SystemExit(
+            "error: set both SALESMETRICS_CLIENT_CERT and SALESMETRICS_CLIENT_KEY, or neither"
+        )
+    return grpc.ssl_channel_credentials(
+        root_certificates=_read_env_file("SALESMETRICS_CA_CERT"),
+        private_key=key,
+        certificate_chain=cert,
+    )
+
+
 def connect(server: str, wait_seconds: float) -> grpc.Channel:
-    """Opens a channel to ``server`` (host:port) and waits until it is ready."""
-    channel = grpc.insecure_channel(server)
+    """Opens a channel to ``server`` (see :func:`parse_server`) and waits until it is ready."""
+    target, tls = parse_server(server)
+    if tls:
+        channel = grpc.secure_channel(target, tls_credentials())
+    else:
+        channel = grpc.insecure_channel(target)
     try:
         grpc.channel_ready_future(channel).result(timeout=wait_seconds)
     except grpc.FutureTimeoutError:
         channel.close()
+        hint = (
+            "is it a TLS server with a certificate from SALESMETRICS_CA_CERT?"
+            if tls
+            else "is the server running? use https:// for a TLS server"
+        )
         raise SystemExit(
-            f"error: no gRPC server answered at {server} within {wait_seconds:g} s"
+            f"error: no gRPC server answered at {server} within {wait_seconds:g} s — {hint}"
         ) from None
     return channel
 

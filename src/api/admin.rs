@@ -52,6 +52,20 @@ fn target_tenant<T>(request: &Request<T>, tenant_id: &str) -> Result<String, Err
     convert::parse_id("tenant_id", tenant_id.to_string()).map_err(Error::from)
 }
 
+/// `KpiService.GetSettings`: the caller's own tenant settings, read-only, so
+/// a tenant API key can learn its currency, zone and fiscal year without the
+/// admin token.
+pub async fn own_settings(
+    store: &dyn Store,
+    tenant: String,
+) -> Result<pb::GetSettingsResponse, Error> {
+    let settings = settings_of(store, &tenant).await?;
+    Ok(pb::GetSettingsResponse {
+        tenant_id: tenant,
+        settings: Some(convert::settings_to_proto(&settings)),
+    })
+}
+
 fn now_nanos() -> i64 {
     chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX)
 }

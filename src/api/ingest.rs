@@ -640,12 +640,11 @@ impl IngestService for IngestApi {
                     .iter()
                     .map(|r| convert::record_to_proto(r, &currency))
                     .collect();
-                if tx
-                    .send(Ok(pb::ExportRecordsResponse { records }))
-                    .await
-                    .is_err()
-                    || !full
-                {
+                let chunk = pb::ExportRecordsResponse {
+                    records,
+                    currency_code: currency.clone(),
+                };
+                if tx.send(Ok(chunk)).await.is_err() || !full {
                     break;
                 }
             }

@@ -260,7 +260,7 @@ impl BreakdownQuery {
         settings: TenantSettings,
         data: &Snapshot,
     ) -> Result<pb::GetBreakdownResponse> {
-        let tz = settings.time_zone;
+        let (tz, currency_code) = (settings.time_zone, settings.currency_code.clone());
         let engine = data.engine(settings);
         check_scope(&self.scope, &engine)?;
         let keys = engine.breakdown_keys(&self.scope, &period, self.dimension);
@@ -293,6 +293,7 @@ impl BreakdownQuery {
             } else {
                 String::new()
             },
+            currency_code,
         })
     }
 }
@@ -402,6 +403,15 @@ impl KpiService for KpiApi {
         Ok(Response::new(
             blocking(move || query.run(period, settings, &data.snapshot)).await?,
         ))
+    }
+
+    async fn get_settings(
+        &self,
+        request: Request<pb::GetSettingsRequest>,
+    ) -> std::result::Result<Response<pb::GetSettingsResponse>, Status> {
+        let tenant = tenant_of(&request);
+        let settings = crate::api::admin::own_settings(self.store.as_ref(), tenant).await?;
+        Ok(Response::new(settings))
     }
 
     async fn list_kpis(

@@ -8,7 +8,7 @@ use clap::Args;
 
 use super::import::FileFormat;
 use super::records::{RecordKind, record_to_row, row_to_json};
-use super::{ConnectOptions, status_error, tenant_currency};
+use super::{ConnectOptions, status_error};
 use crate::proto::v1::ExportRecordsRequest;
 
 /// Options of `salesmetrics export`.
@@ -40,12 +40,6 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<()> {
             .as_deref()
             .map_or(FileFormat::Csv, FileFormat::from_path)
     });
-    // Money targets are stored in minor units of the tenant currency.
-    let currency = if args.kind == RecordKind::Targets {
-        tenant_currency(&mut clients).await?
-    } else {
-        String::new()
-    };
     let out: Box<dyn Write> = match &args.output {
         Some(path) => Box::new(
             std::fs::File::create(path)
@@ -76,8 +70,10 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<()> {
         .await
         .map_err(|status| status_error("ExportRecords", status))?
     {
+        // Money targets are in minor units of the tenant currency, which
+        // every chunk names.
         for record in &chunk.records {
-            let Some(row) = record_to_row(args.kind, record, &currency) else {
+            let Some(row) = record_to_row(args.kind, record, &chunk.currency_code) else {
                 anyhow::bail!("the server sent a record of another type");
             };
             match &mut sink {

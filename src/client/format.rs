@@ -3,14 +3,10 @@
 
 use crate::proto::v1::{Direction, KpiValue, Unit};
 
-/// Digits after the decimal point of a currency's major unit (ISO 4217).
+/// Digits after the decimal point of a currency's major unit (ISO 4217),
+/// from the domain's currency rules.
 pub fn currency_exponent(code: &str) -> u32 {
-    match code.to_ascii_uppercase().as_str() {
-        "BIF" | "CLP" | "DJF" | "GNF" | "ISK" | "JPY" | "KMF" | "KRW" | "PYG" | "RWF" | "UGX"
-        | "UYI" | "VND" | "VUV" | "XAF" | "XOF" | "XPF" => 0,
-        "BHD" | "IQD" | "JOD" | "KWD" | "LYD" | "OMR" | "TND" => 3,
-        _ => 2,
-    }
+    crate::domain::rules::currency_minor_digits(code)
 }
 
 /// Groups the digits of a non-negative integer with commas: `12500` → `12,500`.

@@ -10,12 +10,32 @@ use super::period::{PeriodArg, date_text, parse_period, parse_scope, scope_text}
 use super::{Clients, ConnectOptions, status_error};
 use crate::proto::v1::{
     Comparison, Dimension, Direction, FunnelStage, GetBreakdownRequest, GetKpiSeriesRequest,
-    GetKpisRequest, Granularity, KpiBundle, KpiValue, ListKpisRequest, ResolvedPeriod, Scope,
+    GetKpisRequest, Granularity, KpiBundle, KpiValue, ResolvedPeriod, Scope,
 };
 
 const PERIOD_LONG_HELP: &str = "Period: 2025 (year), 2025-Q1 (quarter), 2025-03 (month), \
 2025-W07 (ISO week), 2025-03-15 (day), 2025-03-01..2025-04-15 (local dates, end exclusive), \
 FY2025 (the tenant's fiscal year starting in 2025) or FY2025-Q2 (a quarter of it).";
+
+/// How results are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// An aligned table for people.
+    Table,
+    /// JSON.
+    Json,
+    /// CSV with a header row and raw numbers (money in minor units).
+    Csv,
+}
+
+/// `--format`, or JSON for the `--json` shorthand.
+fn output_format(format: Option<OutputFormat>, json: bool) -> OutputFormat {
+    match (format, json) {
+        (Some(format), _) => format,
+        (None, true) => OutputFormat::Json,
+        (None, false) => OutputFormat::Table,
+    }
+}
 
 /// What to compare with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -53,8 +73,11 @@ pub struct KpisArgs {
     /// IANA time zone overriding the tenant's, e.g. Europe/Berlin.
     #[arg(long)]
     pub time_zone: Option<String>,
-    /// Print JSON instead of a table.
-    #[arg(long)]
+    /// Output format.
+    #[arg(long, value_enum)]
+    pub format: Option<OutputFormat>,
+    /// Print JSON (the same as --format json).
+    #[arg(long, conflicts_with = "format")]
     pub json: bool,
 }
 
@@ -86,8 +109,11 @@ pub struct SeriesArgs {
     /// IANA time zone overriding the tenant's.
     #[arg(long)]
     pub time_zone: Option<String>,
-    /// Print JSON instead of a table.
-    #[arg(long)]
+    /// Output format.
+    #[arg(long, value_enum)]
+    pub format: Option<OutputFormat>,
+    /// Print JSON (the same as --format json).
+    #[arg(long, conflicts_with = "format")]
     pub json: bool,
 }
 
@@ -174,12 +200,79 @@ pub struct BreakdownArgs {
     /// KPI ids for rep and team rows, comma-separated, or `all`.
     #[arg(long, value_delimiter = ',')]
     pub kpi: Vec<String>,
+    /// The KPI rows are sorted by, highest first (default: the first KPI;
+    /// stages keep pipeline order); rows with the same value, or none, follow
+    /// in natural key order (r2 before r10).
+    #[arg(long, value_name = "KPI")]
+    pub sort: Option<String>,
     /// IANA time zone overriding the tenant's.
     #[arg(long)]
     pub time_zone: Option<String>,
-    /// Print JSON instead of a table.
-    #[arg(long)]
+    /// Output format.
+    #[arg(long, value_enum)]
+    pub format: Option<OutputFormat>,
+    /// Print JSON (the same as --format json).
+    #[arg(long, conflicts_with = "format")]
     pub json: bool,
+}
+
+/// Compares keys in natural order: runs of digits by their number, so
+/// `r2 < r10`; otherwise byte by byte.
+pub fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    let (mut a, mut b) = (a.as_bytes(), b.as_bytes());
+    loop {
+        match (a.first(), b.first()) {
+            (None, None) => return Ordering::Equal,
+            (None, Some(_)) => return Ordering::Less,
+            (Some(_), None) => return Ordering::Greater,
+            (Some(x), Some(y)) if x.is_ascii_digit() && y.is_ascii_digit() => {
+                let da = a.iter().take_while(|c| c.is_ascii_digit()).count();
+                let db = b.iter().take_while(|c| c.is_ascii_digit()).count();
+                let (na, nb) = (&a[..da], &b[..db]);
+                // Without leading zeros, a longer run is a larger number.
+                let trim = |n: &[u8]| -> usize { n.iter().take_while(|c| **c == b'0').count() };
+                let (ta, tb) = (&na[trim(na)..], &nb[trim(nb)..]);
+                let order = ta
+                    .len()
+                    .cmp(&tb.len())
+                    .then_with(|| ta.cmp(tb))
+                    .then(da.cmp(&db));
+                if order != Ordering::Equal {
+                    return order;
+                }
+                a = &a[da..];
+                b = &b[db..];
+            }
+            (Some(x), Some(y)) => {
+                if x != y {
+                    return x.cmp(y);
+                }
+                a = &a[1..];
+                b = &b[1..];
+            }
+        }
+    }
+}
+
+/// Sorts breakdown rows by `kpi` (highest first, undefined last), then by
+/// key in natural order.
+pub fn sort_rows(rows: &mut [crate::proto::v1::BreakdownRow], kpi: &str) {
+    let value = |r: &crate::proto::v1::BreakdownRow| {
+        r.values
+            .iter()
+            .find(|v| v.kpi_id == kpi)
+            .and_then(|v| v.value)
+    };
+    rows.sort_by(|a, b| {
+        let order = match (value(a), value(b)) {
+            (Some(x), Some(y)) => y.total_cmp(&x),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => std::cmp::Ordering::Equal,
+        };
+        order.then_with(|| natural_cmp(&a.key, &b.key))
+    });
 }
 
 /// Options of `salesmetrics catalog`.
@@ -189,92 +282,179 @@ pub struct BreakdownArgs {
   salesmetrics catalog --json | jq -r '.[] | select(.unit == \"ratio\") | .id'
 
 The ids are what --kpi takes in kpis, series and breakdown. In the table,
-the good column says whether higher (↑) or lower (↓) values are better.")]
+the good column says whether higher (↑) or lower (↓) values are better.
+The catalog is built into the binary: no server is needed.")]
 pub struct CatalogArgs {
-    #[command(flatten)]
-    pub connect: ConnectOptions,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
 }
 
-fn kpi_ids(kpi: &[String]) -> Vec<String> {
-    kpi.iter()
+/// The `--kpi` ids (`all` or none: every KPI), each checked against the
+/// compiled-in catalog.
+fn kpi_ids(kpi: &[String]) -> anyhow::Result<Vec<String>> {
+    let ids: Vec<String> = kpi
+        .iter()
         .map(|k| k.trim().to_string())
         .filter(|k| !k.is_empty() && k != "all")
-        .collect()
+        .collect();
+    for id in &ids {
+        check_kpi_id(id)?;
+    }
+    Ok(ids)
+}
+
+/// An error for an id that is not in the catalog, with the closest id.
+fn check_kpi_id(id: &str) -> anyhow::Result<()> {
+    let catalog = crate::api::convert::kpi::catalog_proto();
+    if catalog.iter().any(|k| k.id == id) {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "unknown KPI id {id:?}{} (see `salesmetrics catalog`)",
+        super::did_you_mean(id, catalog.iter().map(|k| k.id.as_str()))
+    )
+}
+
+/// Puts `values` into the order of `ids` (the `--kpi` order); the server
+/// answers in catalog order.
+fn order_values(values: &mut [KpiValue], ids: &[String]) {
+    let position = |v: &KpiValue| {
+        ids.iter()
+            .position(|id| *id == v.kpi_id)
+            .unwrap_or(ids.len())
+    };
+    values.sort_by_key(position);
 }
 
 /// Runs `salesmetrics kpis`.
 pub async fn kpis(args: KpisArgs) -> anyhow::Result<()> {
+    let format = output_format(args.format, args.json);
     let mut clients = args.connect.connect().await?;
     let comparison = match args.compare {
         None => Comparison::None,
         Some(CompareArg::Previous) => Comparison::PreviousPeriod,
         Some(CompareArg::Year) => Comparison::PreviousYear,
     };
-    let bundle = fetch_kpis(
+    let ids = kpi_ids(&args.kpi)?;
+    let mut bundle = fetch_kpis(
         &mut clients,
         args.scope,
         args.period,
-        kpi_ids(&args.kpi),
+        ids.clone(),
         comparison,
         args.time_zone,
     )
     .await?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&bundle_json(&bundle))?);
-    } else {
-        // Whether a change is good depends on the KPI: the server's catalog says.
-        let directions = if comparison == Comparison::None {
-            HashMap::new()
-        } else {
-            directions(&mut clients).await?
-        };
-        print!(
+    order_values(&mut bundle.values, &ids);
+    match format {
+        OutputFormat::Json => {
+            println!("{}", serde_json::to_string_pretty(&bundle_json(&bundle))?)
+        }
+        OutputFormat::Csv => print!("{}", bundle_csv(&bundle)?),
+        OutputFormat::Table => print!(
             "{}",
-            bundle_text(&bundle, &directions, format::use_colour())
-        );
+            bundle_text(&bundle, &directions(), format::use_colour())
+        ),
     }
     Ok(())
 }
 
-/// Which direction is good for each KPI, from ListKpis.
-async fn directions(clients: &mut Clients) -> anyhow::Result<HashMap<String, Direction>> {
-    let kpis = clients
-        .kpi
-        .list_kpis(ListKpisRequest {})
-        .await
-        .map_err(|status| status_error("ListKpis", status))?
-        .into_inner()
-        .kpis;
-    Ok(kpis
+/// Which direction is good for each KPI, from the compiled-in catalog.
+fn directions() -> HashMap<String, Direction> {
+    crate::api::convert::kpi::catalog_proto()
         .into_iter()
         .map(|k| {
             let direction = Direction::try_from(k.direction).unwrap_or(Direction::Unspecified);
             (k.id, direction)
         })
-        .collect())
+        .collect()
 }
 
-/// The tenant's fiscal year start month when `period` is fiscal (1 otherwise,
-/// without a call).
-async fn fiscal_start_month(clients: &mut Clients, period: &PeriodArg) -> anyhow::Result<u32> {
-    if !period.is_fiscal() {
-        return Ok(1);
+fn opt<T: ToString>(x: Option<T>) -> String {
+    x.map(|x| x.to_string()).unwrap_or_default()
+}
+
+/// The raw number of a value: exact when whole (money in minor units), else
+/// the double; empty when undefined.
+fn raw(v: &KpiValue) -> String {
+    match (v.value, v.exact_value) {
+        (Some(_), Some(exact)) => exact.to_string(),
+        (value, _) => opt(value),
     }
-    let settings = clients
-        .admin
-        .get_tenant_settings(crate::proto::v1::GetTenantSettingsRequest::default())
-        .await
-        .map_err(|status| status_error("reading the tenant's fiscal year start", status))?
-        .into_inner()
-        .settings
-        .unwrap_or_default();
-    Ok(u32::try_from(settings.fiscal_year_start_month)
-        .ok()
-        .filter(|m| (1..=12).contains(m))
-        .unwrap_or(1))
+}
+
+fn csv_text(header: &[String], rows: &[Vec<String>]) -> anyhow::Result<String> {
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    writer.write_record(header)?;
+    for row in rows {
+        writer.write_record(row)?;
+    }
+    Ok(String::from_utf8(writer.into_inner()?)?)
+}
+
+/// A bundle as CSV: one row per KPI, raw numbers (money in minor units of the
+/// `currency` column).
+pub fn bundle_csv(bundle: &KpiBundle) -> anyhow::Result<String> {
+    let header: Vec<String> = [
+        "kpi",
+        "unit",
+        "value",
+        "currency",
+        "undefined_reason",
+        "comparison_value",
+        "relative_change",
+        "absolute_change",
+    ]
+    .map(String::from)
+    .to_vec();
+    let rows: Vec<Vec<String>> = bundle
+        .values
+        .iter()
+        .map(|v| {
+            vec![
+                v.kpi_id.clone(),
+                unit_name(v.unit),
+                raw(v),
+                bundle.currency_code.clone(),
+                v.undefined_reason.clone(),
+                opt(v.comparison_value),
+                opt(v.relative_change),
+                opt(v.absolute_change),
+            ]
+        })
+        .collect();
+    csv_text(&header, &rows)
+}
+
+/// The first local date of `period`. A fiscal period is resolved by the
+/// server (it knows the tenant's fiscal year), with a one-KPI GetKpis call.
+async fn first_date(
+    clients: &mut Clients,
+    period: PeriodArg,
+    time_zone: Option<String>,
+) -> anyhow::Result<crate::proto::v1::Date> {
+    match period {
+        PeriodArg::Calendar { start, .. } | PeriodArg::Custom { start, .. } => {
+            Ok(crate::api::convert::time::date_to_proto(start))
+        }
+        PeriodArg::Fiscal { .. } => {
+            let ids = vec!["orders".to_string()];
+            let bundle = fetch_kpis(
+                clients,
+                Scope::default(),
+                period,
+                ids,
+                Comparison::None,
+                time_zone,
+            )
+            .await?;
+            bundle
+                .period
+                .and_then(|p| p.start_date)
+                .ok_or_else(|| anyhow::anyhow!("the server returned no period"))
+        }
+    }
 }
 
 /// Calls GetKpis.
@@ -286,12 +466,11 @@ pub async fn fetch_kpis(
     comparison: Comparison,
     time_zone: Option<String>,
 ) -> anyhow::Result<KpiBundle> {
-    let fiscal_month = fiscal_start_month(clients, &period).await?;
     let response = clients
         .kpi
         .get_kpis(GetKpisRequest {
             scope: Some(scope),
-            period: Some(period.to_proto(fiscal_month)),
+            period: Some(period.to_proto()),
             kpi_ids,
             comparison: comparison as i32,
             time_zone: time_zone.unwrap_or_default(),
@@ -481,79 +660,122 @@ pub fn bundle_json(bundle: &KpiBundle) -> Value {
 
 /// Runs `salesmetrics series`.
 pub async fn series(args: SeriesArgs) -> anyhow::Result<()> {
+    let format = output_format(args.format, args.json);
     let mut clients = args.connect.connect().await?;
-    let fiscal_month = fiscal_start_month(&mut clients, &args.from).await?;
+    let first_period_date = first_date(&mut clients, args.from, args.time_zone.clone()).await?;
+    let ids = kpi_ids(&args.kpi)?;
     let response = clients
         .kpi
         .get_kpi_series(GetKpiSeriesRequest {
             scope: Some(args.scope),
             granularity: args.granularity.to_proto() as i32,
-            first_period_date: Some(crate::api::convert::time::date_to_proto(
-                args.from.start(fiscal_month),
-            )),
+            first_period_date: Some(first_period_date),
             period_count: args.count,
-            kpi_ids: kpi_ids(&args.kpi),
+            kpi_ids: ids.clone(),
             comparison: Comparison::None as i32,
             time_zone: args.time_zone.unwrap_or_default(),
         })
         .await
         .map_err(|status| status_error("GetKpiSeries", status))?
         .into_inner();
-    let bundles = response.bundles;
-    if args.json {
-        let periods: Vec<Value> = bundles.iter().map(bundle_json).collect();
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&json!({ "periods": periods }))?
-        );
-        return Ok(());
+    let mut bundles = response.bundles;
+    for bundle in &mut bundles {
+        order_values(&mut bundle.values, &ids);
     }
+    match format {
+        OutputFormat::Json => {
+            let periods: Vec<Value> = bundles.iter().map(bundle_json).collect();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&json!({ "periods": periods }))?
+            );
+        }
+        OutputFormat::Csv => print!("{}", series_csv(&bundles)?),
+        OutputFormat::Table => print!("{}", series_text(&bundles)),
+    }
+    Ok(())
+}
+
+/// KPI ids of a series, in the order of its first bundle.
+fn series_kpis(bundles: &[KpiBundle]) -> Vec<String> {
+    bundles
+        .first()
+        .map(|b| b.values.iter().map(|v| v.kpi_id.clone()).collect())
+        .unwrap_or_default()
+}
+
+fn value_of<'a>(bundle: &'a KpiBundle, id: &str) -> Option<&'a KpiValue> {
+    bundle.values.iter().find(|v| v.kpi_id == id)
+}
+
+/// A series as CSV: one row per period, one column per KPI, raw numbers.
+pub fn series_csv(bundles: &[KpiBundle]) -> anyhow::Result<String> {
+    let ids = series_kpis(bundles);
+    let mut header: Vec<String> = vec!["start_date".into(), "end_date".into()];
+    header.extend(ids.iter().cloned());
+    let rows: Vec<Vec<String>> = bundles
+        .iter()
+        .map(|b| {
+            let period = b.period.as_ref();
+            let mut row = vec![
+                date_text(period.and_then(|p| p.start_date.as_ref())),
+                date_text(period.and_then(|p| p.end_date.as_ref())),
+            ];
+            row.extend(
+                ids.iter()
+                    .map(|id| value_of(b, id).map(raw).unwrap_or_default()),
+            );
+            row
+        })
+        .collect();
+    csv_text(&header, &rows)
+}
+
+/// A series as a table: one row per period, one column per KPI, then a
+/// sparkline per KPI.
+pub fn series_text(bundles: &[KpiBundle]) -> String {
     let (Some(first), Some(last)) = (bundles.first(), bundles.last()) else {
-        println!("no periods");
-        return Ok(());
+        return "no periods\n".to_string();
     };
-    println!(
-        "Scope {}   {} periods from {} to {}\n",
+    let mut out = format!(
+        "Scope {}   {} periods from {} to {}\n\n",
         scope_text(first.scope.as_ref()),
         bundles.len(),
         date_text(first.period.as_ref().and_then(|p| p.start_date.as_ref())),
         date_text(last.period.as_ref().and_then(|p| p.end_date.as_ref())),
     );
-    let currency = &first.currency_code;
-    let rows: Vec<Vec<String>> = first
-        .values
+    let ids = series_kpis(bundles);
+    let mut header: Vec<&str> = vec!["period"];
+    header.extend(ids.iter().map(String::as_str));
+    let rows: Vec<Vec<String>> = bundles
         .iter()
-        .enumerate()
-        .map(|(i, v)| {
-            let values: Vec<Option<f64>> = bundles
-                .iter()
-                .map(|b| {
-                    b.values
-                        .get(i)
-                        .filter(|x| x.kpi_id == v.kpi_id)
-                        .and_then(|x| x.value)
-                })
-                .collect();
-            let last_value = last.values.get(i).filter(|x| x.kpi_id == v.kpi_id);
-            vec![
-                v.kpi_id.clone(),
-                format::sparkline(&values),
-                short_value(v, currency),
-                last_value
-                    .map(|x| short_value(x, currency))
-                    .unwrap_or_default(),
-            ]
+        .map(|b| {
+            let mut row = vec![date_text(
+                b.period.as_ref().and_then(|p| p.start_date.as_ref()),
+            )];
+            row.extend(ids.iter().map(|id| {
+                value_of(b, id)
+                    .map(|v| short_value(v, &b.currency_code))
+                    .unwrap_or_else(|| "—".to_string())
+            }));
+            row
         })
         .collect();
-    print!(
-        "{}",
-        format::table(
-            &["KPI", "trend", "first", "last"],
-            &[Align::Left, Align::Left, Align::Right, Align::Right],
-            &rows
-        )
-    );
-    Ok(())
+    let mut align = vec![Align::Left];
+    align.resize(header.len(), Align::Right);
+    out.push_str(&format::table(&header, &align, &rows));
+    if bundles.len() > 1 {
+        out.push('\n');
+        let width = ids.iter().map(|id| id.chars().count()).max().unwrap_or(0);
+        for id in &ids {
+            let values: Vec<Option<f64>> = bundles
+                .iter()
+                .map(|b| value_of(b, id).and_then(|v| v.value))
+                .collect();
+            out.push_str(&format!("{id:<width$}  {}\n", format::sparkline(&values)));
+        }
+    }
+    out
 }
 
 /// A value for a table cell: undefined is a bare "—" (reasons would not fit).
@@ -580,18 +802,21 @@ pub async fn breakdown(args: BreakdownArgs) -> anyhow::Result<()> {
             .map(|s| s.to_string())
             .collect()
     } else {
-        kpi_ids(&args.kpi)
+        kpi_ids(&args.kpi)?
     };
-    let fiscal_month = fiscal_start_month(&mut clients, &args.period).await?;
+    if let Some(sort) = &args.sort {
+        check_kpi_id(sort).map_err(|e| anyhow::anyhow!("--sort: {e}"))?;
+    }
     let mut rows = Vec::new();
     let mut period = None;
+    let mut currency: String;
     let mut page_token = String::new();
     loop {
         let response = clients
             .kpi
             .get_breakdown(GetBreakdownRequest {
                 scope: Some(args.scope.clone()),
-                period: Some(args.period.to_proto(fiscal_month)),
+                period: Some(args.period.to_proto()),
                 dimension: dimension as i32,
                 kpi_ids: kpis.clone(),
                 time_zone: args.time_zone.clone().unwrap_or_default(),
@@ -602,33 +827,65 @@ pub async fn breakdown(args: BreakdownArgs) -> anyhow::Result<()> {
             .map_err(|status| status_error("GetBreakdown", status))?
             .into_inner();
         period = period.or(response.period);
-        rows.extend(response.rows);
+        currency = response.currency_code;
+        rows.extend(response.rows.into_iter().map(|mut row| {
+            order_values(&mut row.values, &kpis);
+            row
+        }));
         if response.next_page_token.is_empty() {
             break;
         }
         page_token = response.next_page_token;
     }
-    if args.json {
+    // Stages keep their pipeline order unless a sort is asked for.
+    let default_sort = (args.by != DimensionArg::Stage)
+        .then(|| {
+            rows.first()
+                .and_then(|r| r.values.first())
+                .map(|v| v.kpi_id.clone())
+        })
+        .flatten();
+    let sort_by = args.sort.clone().or(default_sort);
+    if let Some(kpi) = &sort_by {
+        if !rows.is_empty() && !rows[0].values.iter().any(|v| &v.kpi_id == kpi) {
+            anyhow::bail!("--sort {kpi:?}: not a KPI of these rows");
+        }
+        sort_rows(&mut rows, kpi);
+    }
+    let format = output_format(args.format, args.json);
+    if format == OutputFormat::Csv {
+        let ids: Vec<String> = rows
+            .first()
+            .map(|r| r.values.iter().map(|v| v.kpi_id.clone()).collect())
+            .unwrap_or_default();
+        let mut header: Vec<String> = vec!["key".into(), "label".into()];
+        header.extend(ids.iter().cloned());
+        let table: Vec<Vec<String>> = rows
+            .iter()
+            .map(|r| {
+                let mut row = vec![r.key.clone(), r.label.clone()];
+                row.extend(ids.iter().map(|id| {
+                    r.values
+                        .iter()
+                        .find(|v| &v.kpi_id == id)
+                        .map(raw)
+                        .unwrap_or_default()
+                }));
+                row
+            })
+            .collect();
+        print!("{}", csv_text(&header, &table)?);
+        return Ok(());
+    }
+    if format == OutputFormat::Json {
         let rows: Vec<Value> = rows
             .iter()
             .map(|r| json!({ "key": r.key, "label": r.label, "values": r.values.iter().map(value_json).collect::<Vec<_>>() }))
             .collect();
-        let out = json!({ "scope": scope_text(Some(&args.scope)), "period": period_json(period.as_ref()), "rows": rows });
+        let out = json!({ "scope": scope_text(Some(&args.scope)), "period": period_json(period.as_ref()), "currency": currency, "rows": rows });
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
-    // Money needs the currency; breakdown responses do not carry it.
-    let currency = if rows
-        .iter()
-        .flat_map(|r| &r.values)
-        .any(|v| v.unit == crate::proto::v1::Unit::Money as i32)
-    {
-        super::tenant_currency(&mut clients)
-            .await
-            .unwrap_or_default()
-    } else {
-        String::new()
-    };
     println!(
         "Scope {}   period {}\n",
         scope_text(Some(&args.scope)),
@@ -663,16 +920,9 @@ pub async fn breakdown(args: BreakdownArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs `salesmetrics catalog`.
+/// Runs `salesmetrics catalog` (offline: the catalog is compiled in).
 pub async fn catalog(args: CatalogArgs) -> anyhow::Result<()> {
-    let mut clients = args.connect.connect().await?;
-    let kpis = clients
-        .kpi
-        .list_kpis(ListKpisRequest {})
-        .await
-        .map_err(|status| status_error("ListKpis", status))?
-        .into_inner()
-        .kpis;
+    let kpis = crate::api::convert::kpi::catalog_proto();
     let short = |name: &str, prefix: &str| name.trim_start_matches(prefix).to_ascii_lowercase();
     if args.json {
         let out: Vec<Value> = kpis

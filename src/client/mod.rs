@@ -17,19 +17,21 @@ pub mod kpis;
 pub mod period;
 pub mod records;
 
+use std::path::{Path, PathBuf};
+
 use clap::Args;
 use tonic::metadata::MetadataValue;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
-use crate::proto::v1::admin_service_client::AdminServiceClient;
 use crate::proto::v1::ingest_service_client::IngestServiceClient;
 use crate::proto::v1::kpi_service_client::KpiServiceClient;
 
 /// Where the server is and how to authenticate; shared by every client command.
 #[derive(Debug, Clone, Args)]
 pub struct ConnectOptions {
-    /// URL of the salesmetrics server.
+    /// The salesmetrics server: host:port (plaintext), http://host:port or
+    /// https://host:port (TLS, verified against the system's roots or --ca-cert).
     #[arg(
         long,
         env = "SALESMETRICS_SERVER",
@@ -46,6 +48,85 @@ pub struct ConnectOptions {
         global = true
     )]
     pub api_key: Option<String>,
+
+    /// PEM file of the CA that signed the server's certificate (https:// only;
+    /// default: the system's trusted roots).
+    #[arg(long, env = "SALESMETRICS_CA_CERT", value_name = "PEM", global = true)]
+    pub ca_cert: Option<PathBuf>,
+
+    /// PEM file of a client certificate, for servers that require one (mutual TLS).
+    #[arg(
+        long,
+        env = "SALESMETRICS_CLIENT_CERT",
+        value_name = "PEM",
+        requires = "client_key",
+        global = true
+    )]
+    pub client_cert: Option<PathBuf>,
+
+    /// PEM file of the client certificate's private key.
+    #[arg(
+        long,
+        env = "SALESMETRICS_CLIENT_KEY",
+        value_name = "PEM",
+        requires = "client_cert",
+        global = true
+    )]
+    pub client_key: Option<PathBuf>,
+}
+
+/// The server address as a URL: `host:port` means `http://host:port`.
+pub fn server_url(server: &str) -> anyhow::Result<String> {
+    let server = server.trim();
+    let url = match server.split_once("://") {
+        None => format!("http://{server}"),
+        Some(("http" | "https", _)) => server.to_string(),
+        Some((scheme, _)) => anyhow::bail!(
+            "invalid --server {server:?}: unsupported scheme {scheme:?}; \
+             use host:port, http://host:port or https://host:port"
+        ),
+    };
+    Ok(url)
+}
+
+fn read_pem(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path)
+        .map_err(|e| anyhow::anyhow!("cannot read the {what} {}: {e}", path.display()))
+}
+
+/// Why connecting failed, with a hint at the usual fix.
+fn connect_error(url: &str, tls: bool, err: &tonic::transport::Error) -> anyhow::Error {
+    let mut causes = Vec::new();
+    let mut refused = false;
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            refused |= io.kind() == std::io::ErrorKind::ConnectionRefused;
+        }
+        let text = e.to_string();
+        if !text.is_empty() && !causes.iter().any(|c: &String| c.contains(&text)) {
+            causes.push(text);
+        }
+        source = e.source();
+    }
+    let cause = if refused {
+        "connection refused".to_string()
+    } else {
+        causes
+            .last()
+            .cloned()
+            .unwrap_or_else(|| "unknown error".into())
+    };
+    let hint = match (refused, tls) {
+        (true, false) => " — is the server running? use https:// for a TLS server",
+        (true, true) => " — is the server running?",
+        (false, false) => " — use https:// for a TLS server",
+        (false, true) => {
+            " — is it a TLS server? pass --ca-cert <pem> for a certificate from a private CA, \
+             and --client-cert/--client-key if it requires a client certificate"
+        }
+    };
+    anyhow::anyhow!("cannot connect to {url}: {cause}{hint}")
 }
 
 /// Adds the `authorization` header to every request when an API key is set.
@@ -78,8 +159,6 @@ pub struct Clients {
     pub ingest: IngestServiceClient<AuthChannel>,
     /// KpiService.
     pub kpi: KpiServiceClient<AuthChannel>,
-    /// AdminService.
-    pub admin: AdminServiceClient<AuthChannel>,
 }
 
 /// Largest message the client accepts (exports and series can be large).
@@ -98,22 +177,67 @@ impl ConnectOptions {
             ),
             _ => None,
         };
-        let endpoint = Endpoint::from_shared(self.server.clone())
-            .map_err(|err| anyhow::anyhow!("invalid --server URL {:?}: {err}", self.server))?
+        let url = server_url(&self.server)?;
+        let tls = url.starts_with("https://");
+        let mut endpoint = Endpoint::from_shared(url.clone())
+            .map_err(|err| anyhow::anyhow!("invalid --server {:?}: {err}", self.server))?
             .connect_timeout(std::time::Duration::from_secs(10));
+        if tls {
+            endpoint = endpoint
+                .tls_config(self.tls_config()?)
+                .map_err(|err| anyhow::anyhow!("invalid TLS settings: {err}"))?;
+        } else if self.ca_cert.is_some() || self.client_cert.is_some() {
+            anyhow::bail!(
+                "--ca-cert and --client-cert need a TLS server: use --server https://{}",
+                url.trim_start_matches("http://")
+            );
+        }
         let channel = endpoint
             .connect()
             .await
-            .map_err(|err| anyhow::anyhow!("cannot connect to {}: {err}", self.server))?;
+            .map_err(|err| connect_error(&url, tls, &err))?;
         let auth = Auth { header };
         Ok(Clients {
             ingest: IngestServiceClient::with_interceptor(channel.clone(), auth.clone())
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
-            kpi: KpiServiceClient::with_interceptor(channel.clone(), auth.clone())
+            kpi: KpiServiceClient::with_interceptor(channel, auth)
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
-            admin: AdminServiceClient::with_interceptor(channel, auth),
         })
     }
+}
+
+impl ConnectOptions {
+    /// TLS settings: the CA (default: the system's roots) and the client
+    /// certificate, if any.
+    fn tls_config(&self) -> anyhow::Result<ClientTlsConfig> {
+        let mut tls = ClientTlsConfig::new();
+        tls = match &self.ca_cert {
+            Some(path) => {
+                tls.ca_certificate(Certificate::from_pem(read_pem(path, "CA certificate")?))
+            }
+            None => tls.with_native_roots(),
+        };
+        if let (Some(cert), Some(key)) = (&self.client_cert, &self.client_key) {
+            tls = tls.identity(Identity::from_pem(
+                read_pem(cert, "client certificate")?,
+                read_pem(key, "client key")?,
+            ));
+        }
+        Ok(tls)
+    }
+}
+
+/// `; did you mean "x"?` when one of `candidates` is close to `word`
+/// (Jaro-Winkler similarity of at least 0.8), else nothing.
+pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
+    let word = word.to_ascii_lowercase();
+    candidates
+        .into_iter()
+        .map(|c| (strsim::jaro_winkler(&word, &c.to_ascii_lowercase()), c))
+        .filter(|(score, _)| *score >= 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| format!("; did you mean {c:?}?"))
+        .unwrap_or_default()
 }
 
 /// Turns a gRPC status into a readable error.
@@ -121,27 +245,40 @@ pub fn status_error(what: &str, status: tonic::Status) -> anyhow::Error {
     let code = status.code();
     let message = status.message();
     match code {
-        tonic::Code::Unavailable => anyhow::anyhow!("{what}: server unavailable: {message}"),
+        tonic::Code::Unavailable => anyhow::anyhow!(
+            "{what}: server unavailable: {message} (for a TLS server use an https:// URL)"
+        ),
         tonic::Code::Unauthenticated => {
             anyhow::anyhow!(
                 "{what}: not authenticated ({message}); pass --api-key or set SALESMETRICS_API_KEY"
             )
         }
+        // What a plaintext client sees from a TLS server.
+        _ if message.contains("h2 protocol error") => {
+            anyhow::anyhow!("{what}: {code:?}: {message} (for a TLS server use an https:// URL)")
+        }
         _ => anyhow::anyhow!("{what}: {code:?}: {message}"),
     }
 }
 
-/// The tenant's reporting currency, read with AdminService GetTenantSettings.
-pub async fn tenant_currency(clients: &mut Clients) -> anyhow::Result<String> {
-    let response = clients
-        .admin
-        .get_tenant_settings(crate::proto::v1::GetTenantSettingsRequest::default())
+/// The caller's tenant settings, read with KpiService GetSettings (which a
+/// tenant API key may call).
+pub async fn tenant_settings(
+    clients: &mut Clients,
+) -> anyhow::Result<crate::proto::v1::TenantSettings> {
+    clients
+        .kpi
+        .get_settings(crate::proto::v1::GetSettingsRequest {})
         .await
         .map_err(|status| status_error("reading the tenant settings", status))?
-        .into_inner();
-    response
+        .into_inner()
         .settings
-        .map(|s| s.currency_code)
+        .ok_or_else(|| anyhow::anyhow!("the server returned no tenant settings"))
+}
+
+/// The tenant's reporting currency.
+pub async fn tenant_currency(clients: &mut Clients) -> anyhow::Result<String> {
+    Some(tenant_settings(clients).await?.currency_code)
         .filter(|c| !c.is_empty())
         .ok_or_else(|| anyhow::anyhow!("the server returned no tenant currency"))
 }
@@ -150,6 +287,30 @@ pub async fn tenant_currency(clients: &mut Clients) -> anyhow::Result<String> {
 mod tests {
     use super::*;
     use tonic::service::Interceptor;
+
+    #[test]
+    fn close_words_are_suggested() {
+        let ids = ["revenue", "orders", "win_rate"];
+        assert_eq!(did_you_mean("revenu", ids), "; did you mean \"revenue\"?");
+        assert_eq!(did_you_mean("WINRATE", ids), "; did you mean \"win_rate\"?");
+        assert_eq!(did_you_mean("nps", ids), "");
+    }
+
+    #[test]
+    fn server_addresses_mean_one_thing() {
+        assert_eq!(
+            server_url("127.0.0.1:50051").unwrap(),
+            "http://127.0.0.1:50051"
+        );
+        assert_eq!(server_url("http://h:1").unwrap(), "http://h:1");
+        assert_eq!(server_url(" https://h:1 ").unwrap(), "https://h:1");
+        assert!(
+            server_url("ftp://h:1")
+                .unwrap_err()
+                .to_string()
+                .contains("unsupported scheme")
+        );
+    }
 
     #[test]
     fn the_api_key_goes_into_the_authorization_header() {

@@ -12,14 +12,15 @@
 //! | `FY2025-Q2` | the second quarter of that fiscal year |
 //!
 //! A fiscal year is named by the calendar year it starts in (with a fiscal
-//! year starting in April, FY2025 is 2025-04-01 .. 2026-04-01); resolving it
-//! needs the tenant's `fiscal_year_start_month`, read from the server.
+//! year starting in April, FY2025 is 2025-04-01 .. 2026-04-01); the server
+//! resolves it with the tenant's `fiscal_year_start_month`.
 
 use chrono::{NaiveDate, Weekday};
 
 use crate::api::convert::time::date_to_proto;
 use crate::proto::v1::{
-    self, CalendarPeriod, DateRange, Granularity, Scope, ScopeKind, period::Period as PeriodKind,
+    self, CalendarPeriod, DateRange, FiscalPeriod, Granularity, Scope, ScopeKind,
+    period::Period as PeriodKind,
 };
 
 /// A parsed period: a calendar period with its first day, or a custom range.
@@ -32,14 +33,13 @@ pub enum PeriodArg {
         /// First local date of the period.
         start: NaiveDate,
     },
-    /// A fiscal year or quarter, named by the calendar year the fiscal year starts in.
+    /// A fiscal year or quarter, named by the calendar year the fiscal year
+    /// starts in; the server resolves it.
     Fiscal {
-        /// `FiscalYear` or `FiscalQuarter`.
-        granularity: Granularity,
         /// Calendar year in which the fiscal year starts.
         year: i32,
-        /// Quarter 1-4 (1 for a whole year).
-        quarter: u32,
+        /// Quarter 1-4, or `None` for the whole fiscal year.
+        quarter: Option<u32>,
     },
     /// Local dates `[start, end)`.
     Custom {
@@ -51,35 +51,16 @@ pub enum PeriodArg {
 }
 
 impl PeriodArg {
-    /// Whether resolving it needs the tenant's fiscal year start month.
-    pub fn is_fiscal(&self) -> bool {
-        matches!(self, PeriodArg::Fiscal { .. })
-    }
-
-    /// The first local date of the period, given the tenant's fiscal year
-    /// start month (1-12; only used by fiscal periods).
-    pub fn start(&self, fiscal_year_start_month: u32) -> NaiveDate {
-        match *self {
-            PeriodArg::Calendar { start, .. } | PeriodArg::Custom { start, .. } => start,
-            PeriodArg::Fiscal { year, quarter, .. } => {
-                let month0 = i64::from(fiscal_year_start_month.clamp(1, 12)) - 1
-                    + 3 * (i64::from(quarter) - 1);
-                let year = year + (month0 / 12) as i32;
-                NaiveDate::from_ymd_opt(year, (month0 % 12) as u32 + 1, 1).unwrap_or(NaiveDate::MIN)
-            }
-        }
-    }
-
     /// The proto message.
-    pub fn to_proto(&self, fiscal_year_start_month: u32) -> v1::Period {
+    pub fn to_proto(&self) -> v1::Period {
         let period = match *self {
             PeriodArg::Calendar { granularity, start } => PeriodKind::Calendar(CalendarPeriod {
                 granularity: granularity as i32,
                 date: Some(date_to_proto(start)),
             }),
-            PeriodArg::Fiscal { granularity, .. } => PeriodKind::Calendar(CalendarPeriod {
-                granularity: granularity as i32,
-                date: Some(date_to_proto(self.start(fiscal_year_start_month))),
+            PeriodArg::Fiscal { year, quarter } => PeriodKind::Fiscal(FiscalPeriod {
+                fiscal_year: year,
+                fiscal_quarter: quarter.map_or(0, |q| q as i32),
             }),
             PeriodArg::Custom { start, end } => PeriodKind::Custom(DateRange {
                 start_date: Some(date_to_proto(start)),
@@ -130,14 +111,12 @@ pub fn parse_period(text: &str) -> Result<PeriodArg, String> {
         let year: i32 = year.parse().map_err(|_| bad())?;
         return match quarter {
             None => Ok(PeriodArg::Fiscal {
-                granularity: Granularity::FiscalYear,
                 year,
-                quarter: 1,
+                quarter: None,
             }),
             Some(q @ 1..=4) => Ok(PeriodArg::Fiscal {
-                granularity: Granularity::FiscalQuarter,
                 year,
-                quarter: q,
+                quarter: Some(q),
             }),
             Some(_) => Err(format!("invalid quarter in {text:?}: must be Q1 to Q4")),
         };
@@ -301,23 +280,21 @@ mod tests {
     }
 
     #[test]
-    fn fiscal_periods_start_in_the_named_year() {
-        let fy = parse_period("FY2025").unwrap();
-        assert!(fy.is_fiscal());
-        assert_eq!(fy.start(1), day(2025, 1, 1));
-        assert_eq!(fy.start(4), day(2025, 4, 1));
-        let q = parse_period("FY2025-Q4").unwrap();
+    fn fiscal_periods_are_sent_for_the_server_to_resolve() {
         assert_eq!(
-            q,
-            PeriodArg::Fiscal {
-                granularity: Granularity::FiscalQuarter,
-                year: 2025,
-                quarter: 4
-            }
+            parse_period("FY2025").unwrap().to_proto().period,
+            Some(PeriodKind::Fiscal(FiscalPeriod {
+                fiscal_year: 2025,
+                fiscal_quarter: 0
+            }))
         );
-        assert_eq!(q.start(4), day(2026, 1, 1));
-        assert_eq!(q.start(10), day(2026, 7, 1));
-        assert_eq!(parse_period("FY2025-Q2").unwrap().start(1), day(2025, 4, 1));
+        assert_eq!(
+            parse_period("fy2025-q4").unwrap().to_proto().period,
+            Some(PeriodKind::Fiscal(FiscalPeriod {
+                fiscal_year: 2025,
+                fiscal_quarter: 4
+            }))
+        );
         for text in ["FY25", "FY2025-Q5", "FY2025-03", "FYX"] {
             assert!(
                 parse_period(text).unwrap_err().contains("invalid"),

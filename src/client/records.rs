@@ -304,8 +304,9 @@ impl RecordKind {
                 None if name.is_empty() => mapping.push(None),
                 None => {
                     return Err(format!(
-                        "unknown column {name:?} for {}; the columns are: {}",
+                        "unknown column {name:?} for {}{}; the columns are: {}",
                         self.name(),
+                        super::did_you_mean(name, columns.iter().map(|c| c.name)),
                         self.header().join(",")
                     ));
                 }

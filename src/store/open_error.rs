@@ -71,6 +71,13 @@ fn postgres_detail(url: &str, err: &sqlx::Error) -> Option<String> {
                 None
             }
         }
+        // rustls reports a refused certificate as an I/O error.
+        sqlx::Error::Io(io) if io.to_string().contains("certificate") => Some(format!(
+            "TLS with PostgreSQL on {host}:{port} failed ({io}); check the ssl parameters \
+             of --database-url: sslmode=disable if the server offers no TLS, \
+             sslrootcert=<CA file> if its certificate is not from a CA the system trusts, \
+             sslmode=verify-ca if the certificate does not name the host"
+        )),
         sqlx::Error::Io(io) => Some(format!(
             "cannot connect to PostgreSQL on {host}:{port} ({io}); is it running, and are the \
              host and port of --database-url right?"
@@ -80,7 +87,8 @@ fn postgres_detail(url: &str, err: &sqlx::Error) -> Option<String> {
         )),
         sqlx::Error::Tls(tls) => Some(format!(
             "TLS with PostgreSQL on {host}:{port} failed ({tls}); check the ssl parameters \
-             of --database-url"
+             of --database-url: sslmode=disable if the server offers no TLS, \
+             sslrootcert=<CA file> if its certificate is not from a CA the system trusts"
         )),
         _ => None,
     }

@@ -794,6 +794,37 @@ fn a_sqlite_path_that_cannot_be_created_says_why() {
     std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o700)).expect("chmod");
 }
 
+/// PostgreSQL over TLS: `sslmode=require` connects encrypted (the local
+/// server offers TLS with a self-signed certificate); `sslmode=verify-full`
+/// cannot verify that certificate and is a start-up error that names TLS and
+/// the fix (with `TEST_DATABASE_URL` only).
+#[tokio::test]
+async fn postgres_over_tls_connects_and_an_unverifiable_certificate_is_explained() {
+    let Some(url) = db::fresh_postgres().await else {
+        return;
+    };
+    let tls_url = format!(
+        "{url}{}sslmode=require",
+        if url.contains('?') { '&' } else { '?' }
+    );
+    let store = salesmetrics::store::connect(&tls_url)
+        .await
+        .expect("connect with sslmode=require");
+    store
+        .ensure_tenant("tls-tenant")
+        .await
+        .expect("a write over TLS");
+    let verify_url = tls_url.replace("sslmode=require", "sslmode=verify-full");
+    let (status, stderr) = tokio::task::spawn_blocking(move || serve_output(&verify_url))
+        .await
+        .expect("join");
+    assert!(!status.success());
+    assert!(
+        stderr.contains("TLS with PostgreSQL on ") && stderr.contains("sslrootcert="),
+        "{stderr}"
+    );
+}
+
 /// A PostgreSQL database that does not exist is a start-up error that names
 /// it, its server and how to create it, with the URL's password redacted
 /// (with `TEST_DATABASE_URL` only).

@@ -454,5 +454,230 @@ async fn bad_periods_and_unknown_columns_are_clear_errors() {
         "{}",
         stderr(&output)
     );
+    // Close misspellings get a suggestion.
+    std::fs::write(&file, "id,amout,ordered_at\no1,1,2025-03-01\n").expect("write");
+    let output = cli(&server, &["import", path_str(&file), "--type", "orders"]).await;
+    assert!(
+        stderr(&output).contains("unknown column \"amout\" for orders; did you mean \"amount\"?"),
+        "{}",
+        stderr(&output)
+    );
+    let output = cli(&server, &["kpis", "--period", "2025-03", "--kpi", "revenu"]).await;
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("unknown KPI id \"revenu\"; did you mean \"revenue\"?"),
+        "{}",
+        stderr(&output)
+    );
+    server.stop().await;
+}
+
+/// `series` prints one row per period with the KPIs in `--kpi` order,
+/// `breakdown` sorts by a KPI (highest first, ties in natural key order:
+/// r2 before r10), `--format csv` prints raw numbers, and `catalog` needs no
+/// server. Values computed by hand.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn series_rows_breakdown_sorting_csv_and_an_offline_catalog() {
+    let server = TestServer::sqlite().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let orders = dir.path().join("orders.csv");
+    // r1: 100.00 in March; r2: 50.00 in January; r10: 30.00 + 20.00 in February.
+    std::fs::write(
+        &orders,
+        "id,amount,ordered_at,customer_id,rep_id\n\
+         o1,50.00,2025-01-10,c1,r2\n\
+         o2,30.00,2025-02-05,c1,r10\n\
+         o3,20.00,2025-02-06,c2,r10\n\
+         o4,100.00,2025-03-01,c3,r1\n",
+    )
+    .expect("write orders.csv");
+    cli_ok(&server, &["import", path_str(&orders), "--type", "orders"]).await;
+
+    let series = [
+        "series",
+        "--granularity",
+        "month",
+        "--from",
+        "2025-01",
+        "--count",
+        "3",
+        "--kpi",
+        "orders,revenue",
+    ];
+    let csv = cli_ok(&server, &[&series[..], &["--format", "csv"]].concat()).await;
+    assert_eq!(
+        csv,
+        "start_date,end_date,orders,revenue\n\
+         2025-01-01,2025-02-01,1,5000\n\
+         2025-02-01,2025-03-01,2,5000\n\
+         2025-03-01,2025-04-01,1,10000\n"
+    );
+    let table = cli_ok(&server, &series).await;
+    let lines: Vec<&str> = table.lines().collect();
+    let header = lines
+        .iter()
+        .position(|l| l.starts_with("period"))
+        .expect("header row");
+    let squeeze = |l: &str| l.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert_eq!(squeeze(lines[header]), "period orders revenue", "{table}");
+    assert_eq!(
+        lines[header + 2..header + 5]
+            .iter()
+            .map(|l| squeeze(l))
+            .collect::<Vec<_>>(),
+        [
+            "2025-01-01 1 50.00 USD",
+            "2025-02-01 2 50.00 USD",
+            "2025-03-01 1 100.00 USD",
+        ],
+        "{table}"
+    );
+
+    // Default: sorted by the first KPI (orders), highest first.
+    let by_orders = cli_ok(
+        &server,
+        &[
+            "breakdown",
+            "--by",
+            "rep",
+            "--period",
+            "2025-Q1",
+            "--kpi",
+            "orders,revenue",
+            "--format",
+            "csv",
+        ],
+    )
+    .await;
+    assert_eq!(
+        by_orders,
+        "key,label,orders,revenue\nr10,r10,2,5000\nr1,r1,1,10000\nr2,r2,1,5000\n"
+    );
+    // By revenue: r1 first; r2 and r10 tie at 50.00 and keep natural order.
+    let by_revenue = cli_ok(
+        &server,
+        &[
+            "breakdown",
+            "--by",
+            "rep",
+            "--period",
+            "2025-Q1",
+            "--kpi",
+            "orders,revenue",
+            "--sort",
+            "revenue",
+            "--json",
+        ],
+    )
+    .await;
+    let json: Value = serde_json::from_str(&by_revenue).expect("JSON");
+    let keys: Vec<&str> = json["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|r| r["key"].as_str().expect("key"))
+        .collect();
+    assert_eq!(keys, ["r1", "r2", "r10"]);
+    let output = cli(
+        &server,
+        &[
+            "breakdown",
+            "--by",
+            "rep",
+            "--period",
+            "2025-Q1",
+            "--sort",
+            "nps",
+        ],
+    )
+    .await;
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("--sort"), "{}", stderr(&output));
+
+    let kpis_csv = cli_ok(
+        &server,
+        &[
+            "kpis",
+            "--period",
+            "2025-Q1",
+            "--kpi",
+            "revenue,orders",
+            "--format",
+            "csv",
+        ],
+    )
+    .await;
+    assert_eq!(
+        kpis_csv,
+        "kpi,unit,value,currency,undefined_reason,comparison_value,relative_change,absolute_change\n\
+         revenue,money,20000,USD,,,,\n\
+         orders,count,4,USD,,,,\n"
+    );
+
+    // The catalog is built in: it works with no server listening.
+    server.stop().await;
+    let stopped = TestServer::sqlite().await;
+    let address = stopped.addr;
+    stopped.stop().await;
+    let catalog = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_salesmetrics"))
+            .args(["catalog", "--json"])
+            .env("SALESMETRICS_SERVER", format!("http://{address}"))
+            .output()
+            .expect("run catalog")
+    })
+    .await
+    .expect("join");
+    assert!(catalog.status.success(), "{}", stderr(&catalog));
+    let kpis: Value = serde_json::from_slice(&catalog.stdout).expect("catalog JSON");
+    assert_eq!(kpis[0]["id"], "revenue");
+}
+
+/// The reject file example of docs/import.md is what `import` writes for the
+/// rows it shows (with valid rows on the other lines).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_documented_reject_file_is_what_import_writes() {
+    let docs =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/import.md"))
+            .expect("docs/import.md");
+    let block = docs
+        .split("```text\n")
+        .filter_map(|rest| rest.split("```").next())
+        .find(|block| block.starts_with("line,reason,"))
+        .expect("the reject file example");
+    let mut lines = block.lines();
+    let header = lines.next().expect("reject header");
+    let columns = header
+        .strip_prefix("line,reason,")
+        .expect("line,reason first");
+    // The input: the rejected rows on their lines, valid orders elsewhere.
+    let mut rejected: Vec<(usize, String)> = Vec::new();
+    for line in lines {
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .from_reader(line.as_bytes());
+        let record = reader.records().next().expect("a row").expect("CSV");
+        let number: usize = record[0].parse().expect("line number");
+        let cells: Vec<&str> = record.iter().skip(2).collect();
+        rejected.push((number, cells.join(",")));
+    }
+    let last = rejected.iter().map(|(n, _)| *n).max().expect("rows");
+    let mut input = format!("{columns}\n");
+    for number in 2..=last {
+        match rejected.iter().find(|(n, _)| *n == number) {
+            Some((_, row)) => input.push_str(row),
+            None => input.push_str(&format!("ok{number},10.00,2025-03-0{number},new,c1,r1")),
+        }
+        input.push('\n');
+    }
+    let server = TestServer::sqlite().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let orders = dir.path().join("orders.csv");
+    std::fs::write(&orders, &input).expect("write orders.csv");
+    let output = cli(&server, &["import", path_str(&orders), "--type", "orders"]).await;
+    assert!(!output.status.success(), "rows were rejected");
+    let written =
+        std::fs::read_to_string(dir.path().join("orders.csv.rejects.csv")).expect("reject file");
+    assert_eq!(written, block, "input:\n{input}");
     server.stop().await;
 }

@@ -3,6 +3,7 @@
 
 mod abuse;
 mod cli;
+mod cli_secure;
 mod connect;
 mod db;
 mod grpc_web;

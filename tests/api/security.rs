@@ -507,15 +507,15 @@ async fn the_start_up_rule_refuses_unauthenticated_public_listeners() {
 
 /// Certificates for the TLS tests: a CA, a server certificate for
 /// `localhost` and a client certificate, all signed by the CA (PEM).
-struct Pki {
-    ca: String,
-    server_cert: String,
-    server_key: String,
-    client_cert: String,
-    client_key: String,
+pub(super) struct Pki {
+    pub(super) ca: String,
+    pub(super) server_cert: String,
+    pub(super) server_key: String,
+    pub(super) client_cert: String,
+    pub(super) client_key: String,
 }
 
-fn pki() -> Pki {
+pub(super) fn pki() -> Pki {
     use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
     let ca_key = KeyPair::generate().expect("ca key");
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
@@ -543,7 +543,7 @@ fn pki() -> Pki {
 
 /// A server serving TLS with the PKI's server certificate, requiring client
 /// certificates when `mutual`.
-async fn tls_server(pki: &Pki, mutual: bool) -> (TestServer, tempfile::TempDir) {
+pub(super) async fn tls_server(pki: &Pki, mutual: bool) -> (TestServer, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
     let write = |name: &str, pem: &str| {
         let path = dir.path().join(name);

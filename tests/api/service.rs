@@ -123,3 +123,54 @@ async fn reflection_v1_and_v1alpha_list_the_services() {
     assert!(!files.file_descriptor_proto.is_empty());
     server.stop().await;
 }
+
+/// Reflection resolves `google.rpc.BadRequest`, so grpcurl and `buf curl`
+/// can decode the error details of INVALID_ARGUMENT answers.
+#[tokio::test]
+async fn reflection_resolves_the_error_details() {
+    use prost::Message as _;
+    use tonic_reflection::pb::v1;
+    let server = TestServer::sqlite().await;
+    let mut client =
+        v1::server_reflection_client::ServerReflectionClient::new(server.channel().await);
+    let request = v1::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(
+            v1::server_reflection_request::MessageRequest::FileContainingSymbol(
+                "google.rpc.BadRequest".into(),
+            ),
+        ),
+    };
+    let response = client
+        .server_reflection_info(tokio_stream::iter(vec![request]))
+        .await
+        .expect("reflection v1")
+        .into_inner()
+        .message()
+        .await
+        .expect("v1 answer")
+        .expect("one message");
+    let Some(v1::server_reflection_response::MessageResponse::FileDescriptorResponse(files)) =
+        response.message_response
+    else {
+        panic!(
+            "expected file descriptors, got {:?}",
+            response.message_response
+        );
+    };
+    let file = prost_types::FileDescriptorProto::decode(&files.file_descriptor_proto[0][..])
+        .expect("a file descriptor");
+    assert!(
+        file.name().ends_with("error_details.proto"),
+        "{}",
+        file.name()
+    );
+    assert_eq!(file.package(), "google.rpc");
+    let bad_request = file
+        .message_type
+        .iter()
+        .find(|m| m.name() == "BadRequest")
+        .expect("BadRequest in the file");
+    assert_eq!(bad_request.field[0].name(), "field_violations");
+    server.stop().await;
+}

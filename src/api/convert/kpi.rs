@@ -158,6 +158,25 @@ pub fn parse_period(period: Option<&pb::Period>) -> Result<RequestedPeriod> {
             },
             "period.custom",
         ),
+        Some(P::Fiscal(f)) => {
+            let quarter = match f.fiscal_quarter {
+                0 => None,
+                q @ 1..=4 => Some(q.unsigned_abs()),
+                q => {
+                    return Err(Error::invalid(
+                        "period.fiscal.fiscal_quarter",
+                        format!("must be 1 to 4, or 0 for the whole fiscal year; got {q}"),
+                    ));
+                }
+            };
+            (
+                PeriodSpec::Fiscal {
+                    year: f.fiscal_year,
+                    quarter,
+                },
+                "period.fiscal.fiscal_year",
+            )
+        }
     };
     Ok(RequestedPeriod { spec, field })
 }

@@ -890,3 +890,37 @@ fn long_input_is_not_echoed_in_full() {
     let err = parse(r).expect_err("bad currency");
     assert!(err.reason.len() < 200, "{}", err.reason);
 }
+
+#[test]
+fn fiscal_periods_are_parsed_for_the_server_to_resolve() {
+    use crate::domain::period::PeriodSpec;
+    let fiscal = |fiscal_year, fiscal_quarter| pb::Period {
+        period: Some(pb::period::Period::Fiscal(pb::FiscalPeriod {
+            fiscal_year,
+            fiscal_quarter,
+        })),
+    };
+    let year = kpi::parse_period(Some(&fiscal(2025, 0))).expect("fiscal year");
+    assert_eq!(
+        year.spec,
+        PeriodSpec::Fiscal {
+            year: 2025,
+            quarter: None
+        }
+    );
+    let quarter = kpi::parse_period(Some(&fiscal(2025, 4))).expect("fiscal quarter");
+    assert_eq!(
+        quarter.spec,
+        PeriodSpec::Fiscal {
+            year: 2025,
+            quarter: Some(4)
+        }
+    );
+    for bad in [-1, 5] {
+        let err = kpi::parse_period(Some(&fiscal(2025, bad))).unwrap_err();
+        assert!(
+            err.to_string().contains("period.fiscal.fiscal_quarter"),
+            "{err}"
+        );
+    }
+}

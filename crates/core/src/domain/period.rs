@@ -91,6 +91,15 @@ pub enum PeriodSpec {
         /// First local date after the range (exclusive end).
         end_date: NaiveDate,
     },
+    /// A fiscal year, or one of its quarters, named by the calendar year the
+    /// fiscal year starts in: with a fiscal year starting in April, fiscal
+    /// year 2025 is 2025-04-01 .. 2026-04-01.
+    Fiscal {
+        /// Calendar year in which the fiscal year starts.
+        year: i32,
+        /// Quarter 1–4, or `None` for the whole fiscal year.
+        quarter: Option<u32>,
+    },
 }
 
 /// A resolved period: local dates [start_date, end_date) and the instants [start, end).
@@ -130,6 +139,12 @@ pub enum PeriodError {
     /// The tenant's fiscal year start month is not a month number.
     #[error("fiscal year start month must be between 1 and 12, got {0}")]
     InvalidFiscalMonth(u32),
+    /// A fiscal year outside the supported years.
+    #[error("fiscal year {0} is outside the supported years 1990 to 2110")]
+    FiscalYearOutOfRange(i32),
+    /// A fiscal quarter that is not 1 to 4.
+    #[error("fiscal quarter must be between 1 and 4, got {0}")]
+    InvalidFiscalQuarter(u32),
 }
 
 /// Local midnight at the start of `date` in `tz` (gap -> first instant of the day, ambiguous -> earlier).
@@ -196,6 +211,9 @@ impl PeriodSpec {
                 start_date,
                 end_date,
             } => build(start_date, end_date, tz, None),
+            PeriodSpec::Fiscal { year, quarter } => {
+                fiscal_period(year, quarter, tz, fiscal_year_start_month)
+            }
         }
     }
 }
@@ -326,6 +344,29 @@ fn calendar_period(
     check_year(date)?;
     let (start_date, end_date) = calendar_dates(granularity, date, fiscal_year_start_month)?;
     build(start_date, end_date, tz, Some(granularity))
+}
+
+/// Resolves fiscal year `year` (the calendar year it starts in), or its
+/// quarter `quarter`.
+fn fiscal_period(
+    year: i32,
+    quarter: Option<u32>,
+    tz: Tz,
+    fiscal_year_start_month: u32,
+) -> Result<PeriodRange, PeriodError> {
+    if !(MIN_YEAR..=MAX_YEAR).contains(&year) {
+        return Err(PeriodError::FiscalYearOutOfRange(year));
+    }
+    let (granularity, months_in) = match quarter {
+        None => (Granularity::FiscalYear, 0),
+        Some(q @ 1..=4) => (Granularity::FiscalQuarter, 3 * (q - 1)),
+        Some(q) => return Err(PeriodError::InvalidFiscalQuarter(q)),
+    };
+    let year_start = first_of_month(year, fiscal_year_start_month)?;
+    let date = year_start
+        .checked_add_months(Months::new(months_in))
+        .ok_or(PeriodError::OutOfRange { date: year_start })?;
+    calendar_period(granularity, date, tz, fiscal_year_start_month)
 }
 
 /// Local dates `[start, end)` of the calendar period of `granularity`
@@ -655,6 +696,59 @@ mod tests {
             (d(2024, 4, 1), d(2025, 4, 1))
         );
         assert_eq!(fy.next(UTC, 4).unwrap(), fy2);
+    }
+
+    #[test]
+    fn fiscal_periods_are_named_by_the_year_they_start_in() {
+        let fy = |year, quarter, month| {
+            let p = PeriodSpec::Fiscal { year, quarter }
+                .resolve(UTC, month)
+                .unwrap();
+            (p.start_date, p.end_date, p.granularity)
+        };
+        assert_eq!(
+            fy(2025, None, 4),
+            (d(2025, 4, 1), d(2026, 4, 1), Some(Granularity::FiscalYear))
+        );
+        assert_eq!(
+            fy(2025, Some(4), 4),
+            (
+                d(2026, 1, 1),
+                d(2026, 4, 1),
+                Some(Granularity::FiscalQuarter)
+            )
+        );
+        assert_eq!(
+            fy(2025, Some(2), 1),
+            (
+                d(2025, 4, 1),
+                d(2025, 7, 1),
+                Some(Granularity::FiscalQuarter)
+            )
+        );
+        assert_eq!(
+            fy(2025, Some(4), 10),
+            (
+                d(2026, 7, 1),
+                d(2026, 10, 1),
+                Some(Granularity::FiscalQuarter)
+            )
+        );
+        let err = |year, quarter, month| {
+            PeriodSpec::Fiscal { year, quarter }
+                .resolve(UTC, month)
+                .unwrap_err()
+        };
+        assert_eq!(err(2025, Some(5), 1), PeriodError::InvalidFiscalQuarter(5));
+        assert_eq!(err(2025, Some(0), 1), PeriodError::InvalidFiscalQuarter(0));
+        assert_eq!(
+            err(i32::MAX, None, 1),
+            PeriodError::FiscalYearOutOfRange(i32::MAX)
+        );
+        assert_eq!(err(1989, None, 4), PeriodError::FiscalYearOutOfRange(1989));
+        assert_eq!(err(2025, None, 13), PeriodError::InvalidFiscalMonth(13));
+        // The last supported fiscal year may not run past the last supported year.
+        assert!(matches!(err(2110, None, 4), PeriodError::OutOfRange { .. }));
     }
 
     #[test]

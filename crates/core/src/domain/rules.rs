@@ -45,6 +45,19 @@ pub fn is_currency_code(code: &str) -> bool {
     ISO_4217_CODES.binary_search(&code).is_ok()
 }
 
+/// Digits after the decimal point of a currency's major unit, its ISO 4217
+/// "minor unit" (2 for all but the codes named here); `code` is read
+/// case-insensitively.
+pub fn currency_minor_digits(code: &str) -> u32 {
+    match code.to_ascii_uppercase().as_str() {
+        "BIF" | "CLP" | "DJF" | "GNF" | "ISK" | "JPY" | "KMF" | "KRW" | "PYG" | "RWF" | "UGX"
+        | "UYI" | "VND" | "VUV" | "XAF" | "XOF" | "XPF" => 0,
+        "BHD" | "IQD" | "JOD" | "KWD" | "LYD" | "OMR" | "TND" => 3,
+        "CLF" | "UYW" => 4,
+        _ => 2,
+    }
+}
+
 /// Whether `s` is a well-formed id: 1–128 characters of `[A-Za-z0-9._:-]`.
 pub fn is_valid_id(s: &str) -> bool {
     id_problem(s).is_none()
@@ -140,6 +153,25 @@ mod tests {
         );
         assert!(is_currency_code("USD") && is_currency_code("EUR"));
         assert!(!is_currency_code("XXX") && !is_currency_code("usd"));
+    }
+
+    #[test]
+    fn minor_digits_follow_iso_4217() {
+        let digits = |c| currency_minor_digits(c);
+        assert_eq!(
+            [
+                digits("USD"),
+                digits("eur"),
+                digits("JPY"),
+                digits("KWD"),
+                digits("CLF")
+            ],
+            [2, 2, 0, 3, 4]
+        );
+        // Every code with other than 2 digits is an accepted currency.
+        for code in ["JPY", "KRW", "BHD", "TND", "CLF", "UYW", "XOF"] {
+            assert!(is_currency_code(code), "{code}");
+        }
     }
 
     #[test]
