@@ -168,7 +168,10 @@ impl From<sqlx::Error> for Error {
             | sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed
             | sqlx::Error::WorkerCrashed
-            | sqlx::Error::Tls(_) => Error::Unavailable(err.into()),
+            | sqlx::Error::Tls(_)
+            // A broken conversation with the database (e.g. a connection
+            // cut while TLS is negotiated): a new connection may work.
+            | sqlx::Error::Protocol(_) => Error::Unavailable(err.into()),
             sqlx::Error::Database(db) if is_unavailable_code(db.code().as_deref()) => {
                 Error::Unavailable(err.into())
             }
