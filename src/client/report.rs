@@ -20,8 +20,8 @@ use super::{ConnectOptions, status_error};
 use crate::api::convert::time::{date_from_proto, date_to_proto};
 use crate::proto::v1::{
     BreakdownRow, Comparison, Dimension, Direction, GetBreakdownRequest, GetKpiSeriesRequest,
-    Granularity, KpiBundle, KpiCategory, KpiDefinition, KpiValue, ListKpisRequest,
-    ResolvedPeriod, Scope, Unit,
+    Granularity, KpiBundle, KpiCategory, KpiDefinition, KpiValue, ListKpisRequest, ResolvedPeriod,
+    Scope, Unit,
 };
 use svg::escape;
 
@@ -192,7 +192,9 @@ fn periods_before(start: NaiveDate, granularity: Granularity, n: u32) -> NaiveDa
         Granularity::Year | Granularity::FiscalYear => 12 * n,
         Granularity::Month | Granularity::Unspecified => n,
     };
-    start.checked_sub_months(Months::new(months)).unwrap_or(start)
+    start
+        .checked_sub_months(Months::new(months))
+        .unwrap_or(start)
 }
 
 /// The heading of a catalog category.
@@ -251,11 +253,7 @@ pub fn render(data: &ReportData) -> String {
             escape(&period_text(Some(comparison)))
         );
     }
-    let _ = write!(
-        out,
-        "; money in {}.</p></header><main>",
-        escape(currency)
-    );
+    let _ = write!(out, "; money in {}.</p></header><main>", escape(currency));
 
     // Tiles, grouped like the catalog.
     let values: HashMap<&str, &KpiValue> = bundle
@@ -321,7 +319,8 @@ fn tile(def: &KpiDefinition, value: &KpiValue, data: &ReportData, comparing: boo
         escape(&def.id),
         escape(&def.name),
         escape(&match value.value {
-            Some(x) => format::kpi_number(&value.kpi_id, value.unit, x, value.exact_value, currency),
+            Some(x) =>
+                format::kpi_number(&value.kpi_id, value.unit, x, value.exact_value, currency),
             None => "—".to_string(),
         })
     );
@@ -359,11 +358,7 @@ fn tile(def: &KpiDefinition, value: &KpiValue, data: &ReportData, comparing: boo
     if let Some(line) = svg::sparkline(&points) {
         out.push_str(&line);
     }
-    let _ = write!(
-        out,
-        "<dl><dt>Formula</dt><dd>{}</dd>",
-        escape(&def.formula)
-    );
+    let _ = write!(out, "<dl><dt>Formula</dt><dd>{}</dd>", escape(&def.formula));
     if let Some(n) = value.numerator {
         let _ = write!(out, "<dt>Numerator</dt><dd>{}</dd>", plain(n));
     }
@@ -406,11 +401,7 @@ fn target_chart(data: &ReportData) -> String {
             start.get(2..7).unwrap_or(&start).to_string()
         })
         .collect();
-    let revenue: Vec<Option<f64>> = data
-        .series
-        .iter()
-        .map(|b| value_of(b, "revenue"))
-        .collect();
+    let revenue: Vec<Option<f64>> = data.series.iter().map(|b| value_of(b, "revenue")).collect();
     let target: Vec<Option<f64>> = data
         .series
         .iter()

@@ -115,7 +115,10 @@ fn answer(method: &Method, path: &str, headers: &http::HeaderMap) -> Option<http
     let mut response = http::Response::new(body);
     *response.status_mut() = status;
     let h = response.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(asset.content_type));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(asset.content_type),
+    );
     if status == StatusCode::OK {
         h.insert(header::CONTENT_LENGTH, HeaderValue::from(asset.body.len()));
     }
@@ -198,7 +201,10 @@ mod tests {
             script.headers()[header::CONTENT_TYPE],
             "text/javascript; charset=utf-8"
         );
-        assert_eq!(get("/assets/nope.js").unwrap().status(), StatusCode::NOT_FOUND);
+        assert_eq!(
+            get("/assets/nope.js").unwrap().status(),
+            StatusCode::NOT_FOUND
+        );
         assert!(get("/salesmetrics.v1.KpiService/GetKpis").is_none());
         assert!(answer(&Method::POST, "/", &http::HeaderMap::new()).is_none());
     }

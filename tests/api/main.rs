@@ -3,6 +3,7 @@
 
 mod abuse;
 mod cli;
+mod dashboard;
 mod db;
 mod grpc_web;
 mod harness;

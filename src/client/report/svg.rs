@@ -266,12 +266,16 @@ mod tests {
         // Scale: 150 is the top (y 14), 0 the axis (y 170); 156 px per 150.
         // "new" spans 100..150: y 14, height 52.
         assert!(
-            svg.contains("<rect class=\"up\" x=\"138.0\" y=\"14.0\" width=\"84.0\" height=\"52.0\">"),
+            svg.contains(
+                "<rect class=\"up\" x=\"138.0\" y=\"14.0\" width=\"84.0\" height=\"52.0\">"
+            ),
             "{svg}"
         );
         // "churn" spans 120..150: y 14, height 31.2.
         assert!(
-            svg.contains("<rect class=\"down\" x=\"258.0\" y=\"14.0\" width=\"84.0\" height=\"31.2\">"),
+            svg.contains(
+                "<rect class=\"down\" x=\"258.0\" y=\"14.0\" width=\"84.0\" height=\"31.2\">"
+            ),
             "{svg}"
         );
     }
