@@ -427,7 +427,7 @@ async function teamTree(parent, depth, out) {
 
 function fillSelect(select, first, items, selected) {
   select.replaceChildren(el('option', { value: '' }, first),
-    items.map((i) => el('option', { value: i.id, selected: i.id === selected }, i.label)));
+    ...items.map((i) => el('option', { value: i.id, selected: i.id === selected }, i.label)));
   select.value = items.some((i) => i.id === selected) ? selected : '';
 }
 
