@@ -23,6 +23,7 @@
 
 pub mod generate;
 pub mod ingest;
+pub mod live;
 pub mod queries;
 pub mod report;
 
@@ -92,6 +93,21 @@ pub struct BenchArgs {
     /// Skip the baseline load (the database's fastest path).
     #[arg(long)]
     pub skip_baseline: bool,
+
+    /// Duration of each live run in seconds (0: no live runs). A live run
+    /// streams batches of 100 mixed records while `--live-clients` clients
+    /// query GetKpis; one run at `--live-rate`, one at the producer's
+    /// maximum rate.
+    #[arg(long, default_value_t = 30.0)]
+    pub live_seconds: f64,
+
+    /// Querying clients of the live runs.
+    #[arg(long, default_value_t = 8)]
+    pub live_clients: usize,
+
+    /// Producer rate of the first live run, in records per second.
+    #[arg(long, default_value_t = 2000.0)]
+    pub live_rate: f64,
 
     /// Also write the report as JSON to this file.
     #[arg(long)]
@@ -177,6 +193,20 @@ pub struct StepOptions {
     pub ingest_time_limit: Duration,
     /// Bounds of the query step.
     pub limits: QueryLimits,
+    /// The live runs.
+    pub live: LiveSettings,
+}
+
+/// How the live runs go (see [`live`]).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LiveSettings {
+    /// Duration of each run in seconds (0: no live runs).
+    pub seconds: f64,
+    /// Querying clients.
+    pub clients: usize,
+    /// Producer rate of the first run in records per second (the second
+    /// runs at the producer's maximum).
+    pub records_per_second: f64,
 }
 
 /// Runs the ingest, baseline and query steps against `server` and returns
@@ -193,6 +223,7 @@ pub async fn run_steps(
         batch_size,
         ingest_time_limit,
         limits,
+        live,
     } = options;
     let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let mut phase_seconds = BTreeMap::new();
@@ -268,6 +299,26 @@ pub async fn run_steps(
         .iter()
         .find(|r| r.name == "GetKpis COMPANY MONTH")
         .and_then(|r| r.p50_ms);
+
+    let live_rows = if live.seconds > 0.0 {
+        eprintln!(
+            "live: {} queriers for {} s per run, producer at {} records/s, then at its maximum",
+            live.clients, live.seconds, live.records_per_second
+        );
+        let t = Instant::now();
+        let rows = live::live_suite(
+            &server.endpoint,
+            &targets,
+            &[Some(live.records_per_second), None],
+            live.clients,
+            live.seconds,
+        )
+        .await?;
+        phase_seconds.insert("live".to_string(), t.elapsed().as_secs_f64());
+        rows
+    } else {
+        Vec::new()
+    };
     let service_p50_over_raw_p50 = match (company_month_p50, raw_latency.p50_ms) {
         (Some(service), Some(raw)) if raw > 0.0 => Some(service / raw),
         _ => None,
@@ -299,6 +350,7 @@ pub async fn run_steps(
             service: service_figures,
             service_p50_over_raw_p50,
         }),
+        live: live_rows,
         limits,
         phase_seconds,
     })
@@ -366,6 +418,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             batch_size: args.batch_size,
             ingest_time_limit: Duration::from_secs(args.ingest_time_limit_seconds),
             limits,
+            live: LiveSettings {
+                seconds: args.live_seconds,
+                clients: args.live_clients,
+                records_per_second: args.live_rate,
+            },
         };
         let report = run_steps(&under_test, generated, options).await;
         server.stop();

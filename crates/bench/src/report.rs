@@ -127,6 +127,8 @@ pub struct Report {
     pub throughput: Option<ThroughputRow>,
     /// The raw-SQL baseline.
     pub raw_sql: Option<RawSqlSection>,
+    /// The live runs (writes and queries at once).
+    pub live: Vec<super::live::LiveRow>,
     /// Limits the query step ran under.
     pub limits: super::queries::QueryLimits,
     /// Phase durations in seconds (generation, ingest, baseline, queries…).
@@ -287,6 +289,23 @@ impl Report {
                 );
             }
         }
+        for row in &self.live {
+            let q = &row.queries;
+            let _ = writeln!(
+                out,
+                "| {} | p50 {} ms, p99 {} ms | {} queries, {} errors; ingest {:.0} records/s ({} batches of 100); fresh {:.1} % ({} stale, {} inconsistent) |",
+                row.name(),
+                ms(q.p50_ms),
+                ms(q.p99_ms),
+                q.requests,
+                q.errors,
+                row.ingest_records_per_second,
+                row.batches,
+                row.fresh_percent(),
+                row.stale,
+                row.inconsistent
+            );
+        }
         let phases: Vec<String> = self
             .phase_seconds
             .iter()
@@ -309,6 +328,7 @@ impl Report {
         if let Some(raw) = &self.raw_sql {
             names.push(raw.latency.name.clone());
         }
+        names.extend(self.live.iter().map(super::live::LiveRow::name));
         names
     }
 }

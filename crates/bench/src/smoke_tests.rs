@@ -170,6 +170,11 @@ async fn the_harness_ingests_everything_and_reports_every_row() {
             clients: 4,
             throughput_seconds: 0.5,
         },
+        live: crate::LiveSettings {
+            seconds: 2.0,
+            clients: 2,
+            records_per_second: 2000.0,
+        },
     };
     let report = run_steps(&under_test, generated, options)
         .await
@@ -201,6 +206,13 @@ async fn the_harness_ingests_everything_and_reports_every_row() {
     expected.push(crate::queries::WRITE_THEN_READ.into());
     expected.push("throughput GetKpis COMPANY MONTH, all KPIs".into());
     expected.push("raw SQL COMPANY MONTH (5 figures)".into());
+    expected.push(
+        "live GetKpis (COMPANY, TEAM, REP MONTH) with 2 queriers, producer at 2000 records/s"
+            .into(),
+    );
+    expected.push(
+        "live GetKpis (COMPANY, TEAM, REP MONTH) with 2 queriers, producer at max rate".into(),
+    );
     assert_eq!(names, expected);
     for row in &report.latency {
         assert_eq!(row.errors, 0, "{}: {:?}", row.name, row.first_error);
@@ -229,8 +241,26 @@ async fn the_harness_ingests_everything_and_reports_every_row() {
         .into_inner()
         .bundle
         .expect("a bundle");
+    // Every live answer saw every batch acknowledged before it was asked,
+    // and the live orders (40 per batch, all in June 2025) are all counted.
+    for row in &report.live {
+        assert_eq!(
+            row.queries.errors,
+            0,
+            "{}: {:?}",
+            row.name(),
+            row.queries.first_error
+        );
+        assert!(row.batches > 0 && row.fresh > 0, "{}", row.name());
+        assert_eq!((row.stale, row.inconsistent), (0, 0), "{}", row.name());
+    }
+    let live_orders: u64 =
+        report.live.iter().map(|r| r.batches).sum::<u64>() * crate::live::ORDERS_PER_BATCH;
     let orders = bundle.values.iter().find(|v| v.kpi_id == "orders");
-    assert_eq!(orders.and_then(|v| v.exact_value), Some(june_2025_orders));
+    assert_eq!(
+        orders.and_then(|v| v.exact_value),
+        Some(june_2025_orders + live_orders as i64)
+    );
 
     let markdown = report.to_markdown();
     for name in &expected[1..] {
