@@ -514,7 +514,8 @@ async function watch(gen) {
           if (message.error) throw new ApiError(message.error.code, message.error.message);
           throw new ApiError('ended', 'stream ended');
         }
-        const bundle = message.bundle || (message.response && message.response.bundle);
+        // A bundle ({kpis: GetKpisResponse}) or a heartbeat.
+        const bundle = message.kpis && message.kpis.bundle;
         if (bundle && gen === st.gen) renderBundle(bundle);
       }
     }
