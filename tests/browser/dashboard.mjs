@@ -7,7 +7,8 @@
 // * an order ingested while the page is open appears within 2 s, no reload;
 // * with --auth on, the API-key prompt appears and the key it takes works;
 // * screenshots at desktop (1280×800) and phone (390×844) widths, and the
-//   `report` command's HTML rendered the same way, go to target/screenshots/.
+//   `report` command's HTML rendered the same way (report.png, and the whole
+//   page in report-full.png), go to target/screenshots/.
 //
 // Usage: node tests/browser/dashboard.mjs --bin target/debug/salesmetrics \
 //          --modules target/ci-tools [--chromium /usr/bin/chromium] [--out target/screenshots]
@@ -206,6 +207,7 @@ try {
   });
 
   await page.screenshot({ path: path.join(OUT, 'dashboard-desktop.png') });
+  await page.locator('section.charts').screenshot({ path: path.join(OUT, 'dashboard-charts.png') });
 
   await check('choosing a team shows that team\'s values', async () => {
     const team = await page.$eval('#team', (s) => [...s.options].map((o) => o.value).find((v) => v));
@@ -268,7 +270,8 @@ try {
     const revenue = await reportPage.textContent('#kpi-revenue .value');
     const { texts } = await expectedTiles(server, monthRequest({ kind: 'SCOPE_KIND_COMPANY' }));
     assertEqual(revenue, texts.revenue, 'report revenue');
-    await reportPage.screenshot({ path: path.join(OUT, 'report.png'), fullPage: true });
+    await reportPage.screenshot({ path: path.join(OUT, 'report.png') });
+    await reportPage.screenshot({ path: path.join(OUT, 'report-full.png'), fullPage: true });
     await reportPage.close();
   });
   assertEqual(errors, [], 'console errors during the session');
