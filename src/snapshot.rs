@@ -193,10 +193,15 @@ impl SnapshotCache {
             // wait for this load.
             let _guard = guard;
             let fresh = task_inner.refresh(&tenant, previous).await?;
-            let mut state = task_inner.state();
-            let (_, slot) = state.slot(&tenant, || loading);
-            slot.current = Some(fresh.clone());
-            task_inner.evict(&mut state, &tenant);
+            let replaced = {
+                let mut state = task_inner.state();
+                let (_, slot) = state.slot(&tenant, || loading);
+                let old = slot.current.replace(fresh.clone());
+                (old, task_inner.evict(&mut state, &tenant))
+            };
+            // Freeing a large snapshot takes a while: never under the lock,
+            // nor on the async runtime.
+            tokio::task::spawn_blocking(move || drop(replaced));
             Ok(fresh)
         })
         .await
@@ -270,8 +275,10 @@ impl Inner {
         self.state().slots.get(tenant)?.current.clone()
     }
 
-    /// Drops least recently used tenants (never `keep`) beyond the capacity.
-    fn evict(&self, state: &mut State, keep: &str) {
+    /// Removes least recently used tenants (never `keep`) beyond the
+    /// capacity, and returns their slots (for the caller to free).
+    fn evict(&self, state: &mut State, keep: &str) -> Vec<Slot> {
+        let mut evicted = Vec::new();
         while state.slots.len() > self.capacity {
             let oldest = state
                 .slots
@@ -280,12 +287,11 @@ impl Inner {
                 .min_by_key(|(_, slot)| slot.last_used)
                 .map(|(tenant, _)| tenant.clone());
             match oldest {
-                Some(tenant) => {
-                    state.slots.remove(&tenant);
-                }
+                Some(tenant) => evicted.extend(state.slots.remove(&tenant)),
                 None => break,
             }
         }
+        evicted
     }
 }
 

@@ -886,3 +886,346 @@ fn any_write_history_equals_loading_the_final_state() {
     }
     answered.check();
 }
+
+// ---- concurrent writers and readers ------------------------------------------------
+
+/// Writers of [`random_interleavings_match_the_reference_engine`]: each owns
+/// the record types whose number modulo this count is its own, so no two
+/// writers ever touch the same record and the state at any moment is fixed
+/// by how many operations of each writer have been applied.
+const WRITERS: usize = 3;
+
+/// The writer that owns a record type.
+fn writer_of(t: pb::RecordType) -> usize {
+    t as usize % WRITERS
+}
+
+/// Splits a history into one list of operations per writer, in history
+/// order (an upsert of several types becomes one upsert per writer).
+fn split_history(history: &[Op]) -> Vec<Vec<Op>> {
+    let mut per_writer: Vec<Vec<Op>> = vec![Vec::new(); WRITERS];
+    for op in history {
+        match op {
+            Op::Upsert(records) => {
+                let mut parts: Vec<Vec<pb::Record>> = vec![Vec::new(); WRITERS];
+                for r in records {
+                    parts[writer_of(proto_record_identity(r).0)].push(r.clone());
+                }
+                for (w, part) in parts.into_iter().enumerate() {
+                    if !part.is_empty() {
+                        per_writer[w].push(Op::Upsert(part));
+                    }
+                }
+            }
+            Op::Delete(t, ids) => per_writer[writer_of(*t)].push(Op::Delete(*t, ids.clone())),
+        }
+    }
+    per_writer
+}
+
+/// A writer's records after each prefix of its operations: entry k is the
+/// state after its first k operations (the version rule and deletes applied).
+fn writer_states(ops: &[Op]) -> Vec<BTreeMap<(i32, String), pb::Record>> {
+    let mut model: BTreeMap<(i32, String), pb::Record> = BTreeMap::new();
+    let mut states = vec![model.clone()];
+    for op in ops {
+        match op {
+            Op::Upsert(records) => {
+                for r in records {
+                    let mut r = r.clone();
+                    let (t, id) = proto_record_identity(&r);
+                    let key = (t as i32, id.to_string());
+                    if !is_stale(&mut r, model.get_mut(&key)) {
+                        model.insert(key, r);
+                    }
+                }
+            }
+            Op::Delete(t, ids) => {
+                for id in ids {
+                    model.remove(&(*t as i32, id.clone()));
+                }
+            }
+        }
+        states.push(model.clone());
+    }
+    states
+}
+
+/// The reference engine's answer to `req` over `records`: the engine in its
+/// full-scan form, on a dataset built in memory from the records, converted
+/// as the service converts its answers. Errors are compared by code only.
+fn reference_answer(
+    records: Vec<pb::Record>,
+    settings: &salesmetrics::domain::TenantSettings,
+    req: &pb::GetKpisRequest,
+) -> Answer {
+    use salesmetrics::api::convert::kpi::{
+        parse_comparison, parse_kpi_ids, parse_period, parse_scope, parse_time_zone, to_bundle,
+    };
+    use salesmetrics::api::convert::record_from_proto;
+    use salesmetrics::domain::{Dataset, Scope};
+    use salesmetrics::kpi::Engine;
+    let code = |e: salesmetrics::error::Error| (tonic::Status::from(e).code(), String::new());
+    let upserts = records
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| record_from_proto(i, r, &settings.currency_code).expect("a valid record"))
+        .collect();
+    let mut data = Dataset::default();
+    data.apply_changes(&[], upserts);
+    let mut settings = settings.clone();
+    if let Some(tz) = parse_time_zone(&req.time_zone, "time_zone").map_err(code)? {
+        settings.time_zone = tz;
+    }
+    let settings = &settings;
+    let selection = parse_kpi_ids(&req.kpi_ids, "kpi_ids", true).map_err(code)?;
+    let comparison = parse_comparison(req.comparison).map_err(code)?;
+    let period = parse_period(req.period.as_ref())
+        .and_then(|p| p.resolve(settings))
+        .map_err(code)?;
+    let scope = parse_scope(req.scope.as_ref()).map_err(code)?;
+    let engine = Engine::new(&data, settings.clone()).without_rep_narrowing();
+    let unknown = match &scope {
+        Scope::Team(id) => !engine.team_exists(id),
+        Scope::Rep(id) => !engine.rep_exists(id),
+        Scope::Company => false,
+    };
+    if unknown {
+        return Err((tonic::Code::NotFound, String::new()));
+    }
+    let bundle = engine.bundle(
+        &scope,
+        &period,
+        &selection.kpis,
+        selection.funnel,
+        comparison,
+    );
+    Ok(to_bundle(
+        bundle,
+        settings.time_zone,
+        &settings.currency_code,
+    ))
+}
+
+/// One query of a concurrent run: what was asked, how many operations of
+/// each writer were acknowledged before it was sent and had been started
+/// when its answer came, and the answer.
+#[derive(Debug)]
+struct Observed {
+    query: pb::GetKpisRequest,
+    acked_before: Vec<usize>,
+    sent_after: Vec<usize>,
+    answer: Answer,
+}
+
+/// Per writer: operations started and operations acknowledged.
+#[derive(Default)]
+struct WriterProgress {
+    sent: Vec<std::sync::atomic::AtomicUsize>,
+    acked: Vec<std::sync::atomic::AtomicUsize>,
+}
+
+impl WriterProgress {
+    fn new() -> Self {
+        WriterProgress {
+            sent: (0..WRITERS).map(|_| Default::default()).collect(),
+            acked: (0..WRITERS).map(|_| Default::default()).collect(),
+        }
+    }
+
+    fn read(counters: &[std::sync::atomic::AtomicUsize]) -> Vec<usize> {
+        counters
+            .iter()
+            .map(|c| c.load(std::sync::atomic::Ordering::SeqCst))
+            .collect()
+    }
+}
+
+/// Sends `query`, noting the writers' progress before and after.
+async fn observe(
+    server: &TestServer,
+    progress: &WriterProgress,
+    query: pb::GetKpisRequest,
+) -> Observed {
+    let acked_before = WriterProgress::read(&progress.acked);
+    let answer = answer(server, query.clone()).await;
+    let sent_after = WriterProgress::read(&progress.sent);
+    Observed {
+        query,
+        acked_before,
+        sent_after,
+        answer,
+    }
+}
+
+/// Every combination of per-writer operation counts between `lo` and `hi`.
+fn candidates(lo: &[usize], hi: &[usize]) -> Vec<Vec<usize>> {
+    let mut out = vec![Vec::new()];
+    for (&l, &h) in lo.iter().zip(hi) {
+        out = out
+            .into_iter()
+            .flat_map(|prefix| {
+                (l..=h.max(l)).map(move |k| {
+                    let mut next = prefix.clone();
+                    next.push(k);
+                    next
+                })
+            })
+            .collect();
+    }
+    out
+}
+
+/// Random histories split over three concurrent writers (each waits for
+/// its acknowledgement before its next operation, and queries after each),
+/// while a fourth client queries throughout. Every answer equals the
+/// reference engine run on a state that holds every operation acknowledged
+/// before the query was sent and none that had not been started when its
+/// answer came (the operations in flight meanwhile may or may not be in
+/// it, each as a whole). The server's snapshot follows the writes through
+/// the change feed. PostgreSQL when `TEST_DATABASE_URL` is set, else SQLite.
+/// 10 cases.
+#[test]
+fn random_interleavings_match_the_reference_engine() {
+    let on_postgres = std::env::var("TEST_DATABASE_URL").is_ok();
+    let rt = runtime();
+    let answered = Answered::default();
+    // Queries that overlapped a write in flight (their state is one of
+    // several); some must, or the test shows nothing about concurrency.
+    let overlapped = std::cell::Cell::new(0u32);
+    let mut runner = TestRunner::new(config(10));
+    let strategy = (
+        arb_history(),
+        arb_settings(),
+        proptest::collection::vec(arb_query(), 4),
+    );
+    let result = runner.run(&strategy, |(history, settings, queries)| {
+        rt.block_on(async {
+            let server = if on_postgres {
+                TestServer::postgres().await.expect("TEST_DATABASE_URL")
+            } else {
+                TestServer::sqlite().await
+            };
+            let outcome = async {
+                apply_settings(&server, &settings).await;
+                let stored = server
+                    .admin()
+                    .await
+                    .get_tenant_settings(pb::GetTenantSettingsRequest {
+                        tenant_id: String::new(),
+                    })
+                    .await
+                    .map_err(|e| format!("settings: {e:?}"))?
+                    .into_inner()
+                    .settings
+                    .ok_or("no settings")?;
+                let domain_settings =
+                    salesmetrics::api::convert::settings_from_proto("settings", stored)
+                        .map_err(|e| format!("settings: {e:?}"))?;
+                let per_writer = split_history(&history);
+                let progress = WriterProgress::new();
+                let writing = std::sync::atomic::AtomicUsize::new(WRITERS);
+                let writers = per_writer.iter().enumerate().map(|(w, ops)| {
+                    let (server, progress, queries, writing) =
+                        (&server, &progress, &queries, &writing);
+                    async move {
+                        let mut seen = Vec::new();
+                        let mut ingest = server.ingest().await;
+                        for (n, op) in ops.iter().enumerate() {
+                            progress.sent[w].fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            match op {
+                                Op::Upsert(records) => {
+                                    ingest
+                                        .ingest_batch(pb::IngestBatchRequest {
+                                            records: records.clone(),
+                                            all_or_nothing: false,
+                                        })
+                                        .await
+                                        .expect("ingest");
+                                }
+                                Op::Delete(t, ids) => {
+                                    ingest
+                                        .delete_records(pb::DeleteRecordsRequest {
+                                            record_type: *t as i32,
+                                            ids: ids.clone(),
+                                        })
+                                        .await
+                                        .expect("delete");
+                                }
+                            }
+                            progress.acked[w].fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            let query = queries[(w + n) % queries.len()].clone();
+                            seen.push(observe(server, progress, query).await);
+                        }
+                        writing.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                        seen
+                    }
+                });
+                let reader = async {
+                    let mut seen = Vec::new();
+                    let mut n = 0;
+                    while writing.load(std::sync::atomic::Ordering::SeqCst) > 0 || n == 0 {
+                        let query = queries[n % queries.len()].clone();
+                        seen.push(observe(&server, &progress, query).await);
+                        n += 1;
+                    }
+                    seen
+                };
+                let (by_writers, by_reader) =
+                    tokio::join!(futures::future::join_all(writers), reader);
+                let states: Vec<_> = per_writer.iter().map(|ops| writer_states(ops)).collect();
+                for observed in by_writers.into_iter().flatten().chain(by_reader) {
+                    answered.count(&observed.answer);
+                    if observed.acked_before != observed.sent_after {
+                        overlapped.set(overlapped.get() + 1);
+                    }
+                    let mut tried = Vec::new();
+                    let matched = candidates(&observed.acked_before, &observed.sent_after)
+                        .into_iter()
+                        .any(|counts| {
+                            let records: Vec<pb::Record> = counts
+                                .iter()
+                                .enumerate()
+                                .flat_map(|(w, &k)| states[w][k].values().cloned())
+                                .collect();
+                            let expected =
+                                reference_answer(records, &domain_settings, &observed.query);
+                            let same = match (&expected, &observed.answer) {
+                                (Ok(a), Ok(b)) => a == b,
+                                (Err(a), Err(b)) => a.0 == b.0,
+                                _ => false,
+                            };
+                            if !same {
+                                tried.push((counts, expected));
+                            }
+                            same
+                        });
+                    if !matched {
+                        let (counts, expected) = tried.swap_remove(0);
+                        return Err(format!(
+                            "no state between {:?} and {:?} gives the answer; with {counts:?}: {}",
+                            observed.acked_before,
+                            observed.sent_after,
+                            case_error(
+                                "server ≠ reference",
+                                &observed.query,
+                                &observed.answer,
+                                &expected
+                            )
+                        ));
+                    }
+                }
+                Ok(())
+            }
+            .await;
+            server.stop().await;
+            outcome.map_err(TestCaseError::fail)
+        })
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+    answered.check();
+    println!("{} queries overlapped a write in flight", overlapped.get());
+    assert!(overlapped.get() > 0, "no query overlapped a write");
+}

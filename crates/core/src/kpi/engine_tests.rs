@@ -1217,6 +1217,21 @@ mod properties {
             prop_assert_eq!(by_root, with_team);
         }
 
+        /// An index built on parallel threads gives exactly the values of one
+        /// built on a single thread, every KPI of every scope.
+        #[test]
+        fn parallel_and_sequential_indexes_agree(data in arb_dataset(), m in 2u32..5) {
+            let p = month(2024, m);
+            let one = super::super::Index::build(&data, false);
+            let two = super::super::Index::build(&data, true);
+            let a = Engine::with_index(&one, TenantSettings::default());
+            let b = Engine::with_index(&two, TenantSettings::default());
+            let all: Vec<&KpiDef> = CATALOG.iter().collect();
+            for s in scopes() {
+                prop_assert_eq!(a.values(&s, &p, &all), b.values(&s, &p, &all));
+            }
+        }
+
         /// customer_churn_rate + customer_retention_rate = 1 whenever a customer
         /// is active at start. Checked against the definitions: for a customer
         /// active at start (churned_at null or ≥ start), "churned_at ∈ P" ⇔

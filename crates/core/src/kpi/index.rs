@@ -206,119 +206,64 @@ fn target_key(scope: &Scope) -> (usize, &str) {
 }
 
 impl<'a> Index<'a> {
-    /// Indexes a dataset.
+    /// Indexes a dataset. Its independent parts (the organisation and the
+    /// lookups by id, the deal lists, the other time-sorted lists, the MRR
+    /// timeline, then the rollups) are built on parallel threads when the
+    /// dataset is large enough for that to pay.
     pub fn new(data: &'a Dataset) -> Self {
-        let mut memberships: HashMap<&str, Vec<MembershipEntry>> = HashMap::default();
-        for m in &data.team_memberships {
-            memberships
-                .entry(m.rep_id.as_str())
-                .or_default()
-                .push(MembershipEntry {
-                    effective_at: m.effective_at,
-                    id: &m.id,
-                    team_id: m.team_id.as_deref(),
-                });
-        }
-        for list in memberships.values_mut() {
-            list.sort_by(|a, b| (a.effective_at, a.id).cmp(&(b.effective_at, b.id)));
-        }
+        Self::build(data, worth_parallel(data))
+    }
 
-        let team_names: HashMap<&str, &str> = data
-            .teams
-            .iter()
-            .map(|t| (t.id.as_str(), t.name.as_str()))
-            .collect();
-        let (children, roots) = team_tree(data, &team_names);
-
-        let rep_names = data
-            .reps
-            .iter()
-            .map(|r| (r.id.as_str(), r.name.as_str()))
-            .collect();
-        let known_reps = known_reps(data);
-
-        let customers = data.customers.iter().map(|c| (c.id.as_str(), c)).collect();
-        let deals = data.deals.iter().map(|d| (d.id.as_str(), d)).collect();
-
-        let mut stage_changes: HashMap<&str, Vec<(Instant, &str, &str)>> = HashMap::default();
-        for s in &data.deal_stage_changes {
-            stage_changes.entry(s.deal_id.as_str()).or_default().push((
-                s.entered_at,
-                s.id.as_str(),
-                s.stage.as_str(),
-            ));
-        }
-        for list in stage_changes.values_mut() {
-            list.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
-        }
-
-        let mut subscriptions: HashMap<&str, Vec<SubscriptionEntry>> = HashMap::default();
-        for s in &data.subscription_changes {
-            subscriptions
-                .entry(s.subscription_id.as_str())
-                .or_default()
-                .push(SubscriptionEntry {
-                    effective_at: s.effective_at,
-                    id: &s.id,
-                    customer_id: &s.customer_id,
-                    mrr: s.mrr,
-                });
-        }
-        for list in subscriptions.values_mut() {
-            list.sort_by(|a, b| (a.effective_at, a.id).cmp(&(b.effective_at, b.id)));
-        }
-
-        let orders_by_time =
-            ByTime::with_reps(data.orders.iter().map(|o| (o.ordered_at, o)), |o| {
-                o.rep_id.as_deref()
-            });
-        let deals_by_created =
-            ByTime::with_reps(data.deals.iter().map(|d| (d.created_at, d)), |d| {
-                d.owner_rep_id.as_deref()
-            });
-        let deals_by_closed = ByTime::with_reps(
-            data.deals
-                .iter()
-                .filter_map(|d| d.closed_at.map(|c| (c, d))),
-            |d| d.owner_rep_id.as_deref(),
-        );
-        let leads_by_created =
-            ByTime::with_reps(data.leads.iter().map(|l| (l.created_at, l)), |l| {
-                l.owner_rep_id.as_deref()
-            });
-        let inquiries_by_time =
-            ByTime::with_reps(data.inquiries.iter().map(|i| (i.received_at, i)), |i| {
-                i.rep_id.as_deref()
-            });
-        let csat_by_time = ByTime::with_reps(
-            data.csat_responses.iter().map(|c| (c.responded_at, c)),
-            |c| c.rep_id.as_deref(),
-        );
-        let customers_by_acquired =
-            ByTime::with_reps(data.customers.iter().map(|c| (c.acquired_at, c)), |c| {
-                c.owner_rep_id.as_deref()
-            });
-        let customers_by_churned = ByTime::with_reps(
-            data.customers
-                .iter()
-                .filter_map(|c| c.churned_at.map(|t| (t, c))),
-            |c| c.owner_rep_id.as_deref(),
+    /// [`Index::new`], on parallel threads or not as `par` says.
+    pub(crate) fn build(data: &'a Dataset, par: bool) -> Self {
+        let ((org, deal_lists), (time_lists, mrr)) = both(
+            par,
+            || both(par, || Org::new(data), || DealLists::new(data)),
+            || both(par, || TimeLists::new(data), || MrrTimeline::new(data)),
         );
         let rollups = Rollups::new(
             data,
             &Lists {
-                orders: &orders_by_time,
-                deals_by_closed: &deals_by_closed,
-                deals_by_created: &deals_by_created,
-                leads: &leads_by_created,
-                inquiries: &inquiries_by_time,
-                csat: &csat_by_time,
-                customers_by_acquired: &customers_by_acquired,
-                customers_by_churned: &customers_by_churned,
-                stage_changes: &stage_changes,
+                orders: &time_lists.orders_by_time,
+                deals_by_closed: &deal_lists.deals_by_closed,
+                deals_by_created: &deal_lists.deals_by_created,
+                leads: &time_lists.leads_by_created,
+                inquiries: &time_lists.inquiries_by_time,
+                csat: &time_lists.csat_by_time,
+                customers_by_acquired: &time_lists.customers_by_acquired,
+                customers_by_churned: &time_lists.customers_by_churned,
+                stage_changes: &deal_lists.stage_changes,
             },
+            par,
         );
-
+        let Org {
+            memberships,
+            team_names,
+            children,
+            roots,
+            rep_names,
+            known_reps,
+            customers,
+            deals,
+            deals_by_owner,
+            customers_by_owner,
+            subscriptions,
+            targets,
+        } = org;
+        let DealLists {
+            stage_changes,
+            deals_by_created,
+            deals_by_closed,
+        } = deal_lists;
+        let TimeLists {
+            orders_by_time,
+            leads_by_created,
+            activities_by_time,
+            inquiries_by_time,
+            csat_by_time,
+            customers_by_acquired,
+            customers_by_churned,
+        } = time_lists;
         Index {
             data,
             memberships,
@@ -331,34 +276,20 @@ impl<'a> Index<'a> {
             deals,
             stage_changes,
             subscriptions,
-            mrr: MrrTimeline::new(data),
-            deals_by_owner: group_by_rep(&data.deals, |d| d.owner_rep_id.as_deref()),
-            customers_by_owner: group_by_rep(&data.customers, |c| c.owner_rep_id.as_deref()),
+            mrr,
+            deals_by_owner,
+            customers_by_owner,
             orders_by_time,
             deals_by_created,
             deals_by_closed,
             leads_by_created,
-            activities_by_time: ByTime::with_reps(
-                data.activities.iter().map(|a| (a.occurred_at, a)),
-                |a| Some(a.rep_id.as_str()),
-            ),
+            activities_by_time,
             inquiries_by_time,
             csat_by_time,
             customers_by_acquired,
             customers_by_churned,
             rollups,
-            targets: {
-                let mut targets: [HashMap<&str, Vec<&Target>>; 3] = Default::default();
-                for t in &data.targets {
-                    let (kind, id) = match &t.scope {
-                        TargetScope::Company => (0, ""),
-                        TargetScope::Team(team) => (1, team.as_str()),
-                        TargetScope::Rep(rep) => (2, rep.as_str()),
-                    };
-                    targets[kind].entry(id).or_default().push(t);
-                }
-                targets
-            },
+            targets,
         }
     }
 
@@ -529,6 +460,208 @@ impl<'a> ResolvedScope<'a> {
         match self {
             ResolvedScope::Company => true,
             _ => self.counts(index, index.owner_of(customer), t),
+        }
+    }
+}
+
+/// Records from which an index is built on parallel threads: below it,
+/// starting threads costs more than it saves.
+const PARALLEL_FROM: usize = 20_000;
+
+/// Whether `data` is large enough to index on parallel threads.
+fn worth_parallel(data: &Dataset) -> bool {
+    let records = data.orders.len()
+        + data.deals.len()
+        + data.deal_stage_changes.len()
+        + data.leads.len()
+        + data.activities.len()
+        + data.customers.len()
+        + data.subscription_changes.len()
+        + data.inquiries.len()
+        + data.csat_responses.len();
+    records >= PARALLEL_FROM
+}
+
+/// Runs `a` and `b`, on two threads when `parallel` (then a panic in
+/// either is passed on), else one after the other.
+pub(crate) fn both<A: Send, B: Send>(
+    parallel: bool,
+    a: impl FnOnce() -> A + Send,
+    b: impl FnOnce() -> B + Send,
+) -> (A, B) {
+    if !parallel {
+        return (a(), b());
+    }
+    std::thread::scope(|s| {
+        let b = s.spawn(b);
+        let a = a();
+        let b = b.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
+        (a, b)
+    })
+}
+
+/// The organisation and the lookups by id and by owner.
+struct Org<'a> {
+    memberships: HashMap<&'a str, Vec<MembershipEntry<'a>>>,
+    team_names: HashMap<&'a str, &'a str>,
+    children: HashMap<&'a str, Vec<&'a str>>,
+    roots: Vec<&'a str>,
+    rep_names: HashMap<&'a str, &'a str>,
+    known_reps: HashSet<&'a str>,
+    customers: HashMap<&'a str, &'a Customer>,
+    deals: HashMap<&'a str, &'a Deal>,
+    deals_by_owner: HashMap<&'a str, Vec<&'a Deal>>,
+    customers_by_owner: HashMap<&'a str, Vec<&'a Customer>>,
+    subscriptions: HashMap<&'a str, Vec<SubscriptionEntry<'a>>>,
+    targets: [HashMap<&'a str, Vec<&'a Target>>; 3],
+}
+
+impl<'a> Org<'a> {
+    fn new(data: &'a Dataset) -> Self {
+        let mut memberships: HashMap<&str, Vec<MembershipEntry>> = HashMap::default();
+        for m in &data.team_memberships {
+            memberships
+                .entry(m.rep_id.as_str())
+                .or_default()
+                .push(MembershipEntry {
+                    effective_at: m.effective_at,
+                    id: &m.id,
+                    team_id: m.team_id.as_deref(),
+                });
+        }
+        for list in memberships.values_mut() {
+            list.sort_by(|a, b| (a.effective_at, a.id).cmp(&(b.effective_at, b.id)));
+        }
+        let team_names: HashMap<&str, &str> = data
+            .teams
+            .iter()
+            .map(|t| (t.id.as_str(), t.name.as_str()))
+            .collect();
+        let (children, roots) = team_tree(data, &team_names);
+        let mut subscriptions: HashMap<&str, Vec<SubscriptionEntry>> = HashMap::default();
+        for s in &data.subscription_changes {
+            subscriptions
+                .entry(s.subscription_id.as_str())
+                .or_default()
+                .push(SubscriptionEntry {
+                    effective_at: s.effective_at,
+                    id: &s.id,
+                    customer_id: &s.customer_id,
+                    mrr: s.mrr,
+                });
+        }
+        for list in subscriptions.values_mut() {
+            list.sort_by(|a, b| (a.effective_at, a.id).cmp(&(b.effective_at, b.id)));
+        }
+        let mut targets: [HashMap<&str, Vec<&Target>>; 3] = Default::default();
+        for t in &data.targets {
+            let (kind, id) = match &t.scope {
+                TargetScope::Company => (0, ""),
+                TargetScope::Team(team) => (1, team.as_str()),
+                TargetScope::Rep(rep) => (2, rep.as_str()),
+            };
+            targets[kind].entry(id).or_default().push(t);
+        }
+        Org {
+            memberships,
+            team_names,
+            children,
+            roots,
+            rep_names: data
+                .reps
+                .iter()
+                .map(|r| (r.id.as_str(), r.name.as_str()))
+                .collect(),
+            known_reps: known_reps(data),
+            customers: data.customers.iter().map(|c| (c.id.as_str(), c)).collect(),
+            deals: data.deals.iter().map(|d| (d.id.as_str(), d)).collect(),
+            deals_by_owner: group_by_rep(&data.deals, |d| d.owner_rep_id.as_deref()),
+            customers_by_owner: group_by_rep(&data.customers, |c| c.owner_rep_id.as_deref()),
+            subscriptions,
+            targets,
+        }
+    }
+}
+
+/// The deals' time-sorted lists and stage histories.
+struct DealLists<'a> {
+    stage_changes: HashMap<&'a str, Vec<(Instant, &'a str, &'a str)>>,
+    deals_by_created: ByTime<'a, Deal>,
+    deals_by_closed: ByTime<'a, Deal>,
+}
+
+impl<'a> DealLists<'a> {
+    fn new(data: &'a Dataset) -> Self {
+        let mut stage_changes: HashMap<&str, Vec<(Instant, &str, &str)>> = HashMap::default();
+        for s in &data.deal_stage_changes {
+            stage_changes.entry(s.deal_id.as_str()).or_default().push((
+                s.entered_at,
+                s.id.as_str(),
+                s.stage.as_str(),
+            ));
+        }
+        for list in stage_changes.values_mut() {
+            list.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        }
+        DealLists {
+            stage_changes,
+            deals_by_created: ByTime::with_reps(
+                data.deals.iter().map(|d| (d.created_at, d)),
+                |d| d.owner_rep_id.as_deref(),
+            ),
+            deals_by_closed: ByTime::with_reps(
+                data.deals
+                    .iter()
+                    .filter_map(|d| d.closed_at.map(|c| (c, d))),
+                |d| d.owner_rep_id.as_deref(),
+            ),
+        }
+    }
+}
+
+/// The other time-sorted lists.
+struct TimeLists<'a> {
+    orders_by_time: ByTime<'a, Order>,
+    leads_by_created: ByTime<'a, Lead>,
+    activities_by_time: ByTime<'a, Activity>,
+    inquiries_by_time: ByTime<'a, Inquiry>,
+    csat_by_time: ByTime<'a, CsatResponse>,
+    customers_by_acquired: ByTime<'a, Customer>,
+    customers_by_churned: ByTime<'a, Customer>,
+}
+
+impl<'a> TimeLists<'a> {
+    fn new(data: &'a Dataset) -> Self {
+        TimeLists {
+            orders_by_time: ByTime::with_reps(data.orders.iter().map(|o| (o.ordered_at, o)), |o| {
+                o.rep_id.as_deref()
+            }),
+            leads_by_created: ByTime::with_reps(
+                data.leads.iter().map(|l| (l.created_at, l)),
+                |l| l.owner_rep_id.as_deref(),
+            ),
+            activities_by_time: ByTime::with_reps(
+                data.activities.iter().map(|a| (a.occurred_at, a)),
+                |a| Some(a.rep_id.as_str()),
+            ),
+            inquiries_by_time: ByTime::with_reps(
+                data.inquiries.iter().map(|i| (i.received_at, i)),
+                |i| i.rep_id.as_deref(),
+            ),
+            csat_by_time: ByTime::with_reps(
+                data.csat_responses.iter().map(|c| (c.responded_at, c)),
+                |c| c.rep_id.as_deref(),
+            ),
+            customers_by_acquired: ByTime::with_reps(
+                data.customers.iter().map(|c| (c.acquired_at, c)),
+                |c| c.owner_rep_id.as_deref(),
+            ),
+            customers_by_churned: ByTime::with_reps(
+                data.customers
+                    .iter()
+                    .filter_map(|c| c.churned_at.map(|t| (t, c))),
+                |c| c.owner_rep_id.as_deref(),
+            ),
         }
     }
 }

@@ -18,7 +18,7 @@ use crate::domain::{
     Lead, Order, OrderKind,
 };
 
-use super::index::ByTime;
+use super::index::{ByTime, both};
 
 /// Figures of one record, or their sum over several.
 pub type Figures<const N: usize> = [i128; N];
@@ -350,53 +350,97 @@ pub struct Lists<'l, 'a> {
 }
 
 impl<'a> Rollups<'a> {
-    /// Builds every rollup of `data` over the index's lists.
-    pub fn new(data: &'a Dataset, lists: &Lists<'_, 'a>) -> Self {
-        let activities = ActivityType::ALL
-            .iter()
-            .map(|&kind| {
-                let by_time = ByTime::with_reps(
-                    data.activities
-                        .iter()
-                        .filter(|a| a.activity_type == kind)
-                        .map(|a| (a.occurred_at, a)),
-                    |a| Some(a.rep_id.as_str()),
-                );
-                let seconds = sums(&by_time, |a: &Activity| {
-                    [i128::from(a.duration_seconds.unwrap_or(0))]
-                });
-                (by_time, seconds)
-            })
-            .collect();
-        let mut stage_labels: HashMap<&'a str, u32> = HashMap::default();
-        let names = data.deals.iter().filter_map(|d| d.stage.as_deref());
-        let changed = lists.stage_changes.values().flatten().map(|c| c.2);
-        for name in names.chain(changed) {
-            let next = stage_labels.len() as u32;
-            if (next as usize) < STAGE_BITS {
-                stage_labels.entry(name).or_insert(next);
-            }
+    /// Builds every rollup of `data` over the index's lists: four
+    /// independent groups (activities and lead sources, orders, deals, the
+    /// rest), on parallel threads when `parallel`.
+    pub fn new(data: &'a Dataset, lists: &Lists<'_, 'a>, parallel: bool) -> Self {
+        let (((activities, leads_by_source), orders), (deals, rest)) = both(
+            parallel,
+            || {
+                both(
+                    parallel,
+                    || (activity_rollups(data), leads_by_source(data)),
+                    || OrderRollups::new(data, lists.orders),
+                )
+            },
+            || {
+                both(
+                    parallel,
+                    || DealRollups::new(data, lists),
+                    || OtherRollups::new(data, lists),
+                )
+            },
+        );
+        Rollups {
+            order_links: orders.links,
+            order_customers: orders.customers,
+            orders: orders.amounts,
+            stage_labels: deals.stage_labels,
+            created_stages: deals.created_stages,
+            closed: deals.closed,
+            created: deals.created,
+            open_deals: deals.open_deals,
+            open_by_stage: deals.open_by_stage,
+            leads: rest.leads,
+            leads_by_source,
+            activities,
+            inquiries: rest.inquiries,
+            csat: rest.csat,
+            acquired: rest.acquired,
+            churned: rest.churned,
+            active_customers: rest.active_customers,
         }
-        let bit = |name: &str| stage_labels.get(name).map_or(STAGES_OVERFLOW, |b| 1 << b);
-        let created_stages = Aligned::new(lists.deals_by_created, |items| {
-            items
-                .iter()
-                .map(|(_, d)| {
-                    let changes = lists.stage_changes.get(d.id.as_str());
-                    changes
-                        .into_iter()
-                        .flatten()
-                        .map(|c| c.2)
-                        .chain(d.stage.as_deref())
-                        .fold(0, |mask, name| mask | bit(name))
-                        | if d.status == DealStatus::Won {
-                            STAGES_WON
-                        } else {
-                            0
-                        }
-                })
-                .collect()
-        });
+    }
+}
+
+/// Per activity type (`ActivityType as usize`): its activities by
+/// occurred_at and [Σ duration_seconds] over them.
+fn activity_rollups(data: &Dataset) -> Vec<(ByTime<'_, Activity>, Sums<'_, 1>)> {
+    ActivityType::ALL
+        .iter()
+        .map(|&kind| {
+            let by_time = ByTime::with_reps(
+                data.activities
+                    .iter()
+                    .filter(|a| a.activity_type == kind)
+                    .map(|a| (a.occurred_at, a)),
+                |a| Some(a.rep_id.as_str()),
+            );
+            let seconds = sums(&by_time, |a: &Activity| {
+                [i128::from(a.duration_seconds.unwrap_or(0))]
+            });
+            (by_time, seconds)
+        })
+        .collect()
+}
+
+/// Per lead source: its leads by created_at and their lead figures.
+fn leads_by_source(data: &Dataset) -> HashMap<&str, (ByTime<'_, Lead>, Sums<'_, 3>)> {
+    let mut by_source: HashMap<&str, Vec<&Lead>> = HashMap::default();
+    for l in &data.leads {
+        by_source.entry(l.source.as_str()).or_default().push(l);
+    }
+    by_source
+        .into_iter()
+        .map(|(source, leads)| {
+            let by_time = ByTime::with_reps(leads.into_iter().map(|l| (l.created_at, l)), |l| {
+                l.owner_rep_id.as_deref()
+            });
+            let figures = sums(&by_time, lead_figures);
+            (source, (by_time, figures))
+        })
+        .collect()
+}
+
+/// The order rollups of [`Rollups`].
+struct OrderRollups<'a> {
+    links: Aligned<'a, OrderLink>,
+    customers: usize,
+    amounts: Sums<'a, 1>,
+}
+
+impl<'a> OrderRollups<'a> {
+    fn new(data: &'a Dataset, orders: &ByTime<'a, Order>) -> Self {
         let mut customer_numbers: HashMap<&'a str, u32> = HashMap::default();
         for o in &data.orders {
             if let Some(c) = o.customer_id.as_deref() {
@@ -404,7 +448,7 @@ impl<'a> Rollups<'a> {
                 customer_numbers.entry(c).or_insert(next);
             }
         }
-        let order_links = Aligned::new(lists.orders, |items| {
+        let links = Aligned::new(orders, |items| {
             let mut last: HashMap<&str, (u32, u32)> = HashMap::default();
             items
                 .iter()
@@ -437,12 +481,58 @@ impl<'a> Rollups<'a> {
                 })
                 .collect()
         });
-        Rollups {
-            order_links,
-            order_customers: customer_numbers.len(),
-            stage_labels,
+        OrderRollups {
+            links,
+            customers: customer_numbers.len(),
+            amounts: sums(orders, |o: &Order| [i128::from(o.amount)]),
+        }
+    }
+}
+
+/// The deal rollups of [`Rollups`].
+struct DealRollups<'a> {
+    stage_labels: HashMap<&'a str, u32>,
+    created_stages: Aligned<'a, u64>,
+    closed: Sums<'a, 4>,
+    created: Sums<'a, 0>,
+    open_deals: Stocks<'a, 2>,
+    open_by_stage: HashMap<&'a str, Stocks<'a, 1>>,
+}
+
+impl<'a> DealRollups<'a> {
+    fn new(data: &'a Dataset, lists: &Lists<'_, 'a>) -> Self {
+        let mut stage_labels: HashMap<&'a str, u32> = HashMap::default();
+        let names = data.deals.iter().filter_map(|d| d.stage.as_deref());
+        let changed = lists.stage_changes.values().flatten().map(|c| c.2);
+        for name in names.chain(changed) {
+            let next = stage_labels.len() as u32;
+            if (next as usize) < STAGE_BITS {
+                stage_labels.entry(name).or_insert(next);
+            }
+        }
+        let bit = |name: &str| stage_labels.get(name).map_or(STAGES_OVERFLOW, |b| 1 << b);
+        let created_stages = Aligned::new(lists.deals_by_created, |items| {
+            items
+                .iter()
+                .map(|(_, d)| {
+                    let changes = lists.stage_changes.get(d.id.as_str());
+                    changes
+                        .into_iter()
+                        .flatten()
+                        .map(|c| c.2)
+                        .chain(d.stage.as_deref())
+                        .fold(0, |mask, name| mask | bit(name))
+                        | if d.status == DealStatus::Won {
+                            STAGES_WON
+                        } else {
+                            0
+                        }
+                })
+                .collect()
+        });
+        DealRollups {
             created_stages,
-            orders: sums(lists.orders, |o: &Order| [i128::from(o.amount)]),
+            stage_labels,
             closed: sums(lists.deals_by_closed, |d: &Deal| {
                 let won = d.status == DealStatus::Won;
                 let cycle = d.closed_at.map_or(0, |c| nanos_between(d.created_at, c));
@@ -454,25 +544,26 @@ impl<'a> Rollups<'a> {
                 ]
             }),
             created: sums(lists.deals_by_created, |_: &Deal| []),
+            open_deals: open_deals(data),
+            open_by_stage: open_by_stage(data, lists.stage_changes),
+        }
+    }
+}
+
+/// The lead, inquiry, CSAT and customer rollups of [`Rollups`].
+struct OtherRollups<'a> {
+    leads: Sums<'a, 3>,
+    inquiries: Sums<'a, 2>,
+    csat: Sums<'a, 6>,
+    acquired: Sums<'a, 0>,
+    churned: Sums<'a, 0>,
+    active_customers: Stocks<'a, 1>,
+}
+
+impl<'a> OtherRollups<'a> {
+    fn new(data: &'a Dataset, lists: &Lists<'_, 'a>) -> Self {
+        OtherRollups {
             leads: sums(lists.leads, lead_figures),
-            leads_by_source: {
-                let mut by_source: HashMap<&'a str, Vec<&'a Lead>> = HashMap::default();
-                for l in &data.leads {
-                    by_source.entry(l.source.as_str()).or_default().push(l);
-                }
-                by_source
-                    .into_iter()
-                    .map(|(source, leads)| {
-                        let by_time =
-                            ByTime::with_reps(leads.into_iter().map(|l| (l.created_at, l)), |l| {
-                                l.owner_rep_id.as_deref()
-                            });
-                        let figures = sums(&by_time, lead_figures);
-                        (source, (by_time, figures))
-                    })
-                    .collect()
-            },
-            activities,
             inquiries: sums(lists.inquiries, |i: &Inquiry| {
                 response(i.received_at, i.first_response_at)
             }),
@@ -486,8 +577,6 @@ impl<'a> Rollups<'a> {
             }),
             acquired: sums(lists.customers_by_acquired, |_: &Customer| []),
             churned: sums(lists.customers_by_churned, |_: &Customer| []),
-            open_deals: open_deals(data),
-            open_by_stage: open_by_stage(data, lists.stage_changes),
             active_customers: {
                 let mut b = StocksBuilder::default();
                 for c in &data.customers {
