@@ -8,7 +8,8 @@
 //!
 //! Every call passes these layers, outermost first: the dashboard (answers
 //! `GET /` and `/assets/…` itself, see [`crate::dashboard`]), CORS (only with
-//! `--cors-allow-origin`; answers browser preflights), gRPC-Web (turns
+//! `--cors-allow-origin`; answers browser preflights), Connect (turns
+//! HTTP/JSON calls into gRPC, see [`crate::api::connect`]), gRPC-Web (turns
 //! HTTP/1.1 grpc-web calls into gRPC), metrics and the call's span (so
 //! refusals below are counted too), authentication and limits.
 
@@ -113,6 +114,10 @@ pub async fn serve_with_metrics(
         .accept_http1(true)
         .layer(crate::dashboard::DashboardLayer)
         .layer(tower::util::option_layer(cors_layer(&config)?))
+        .layer(crate::api::connect::ConnectLayer::new(
+            config.max_message_bytes,
+            config.max_timeout(),
+        ))
         .layer(tonic_web::GrpcWebLayer::new())
         .layer(crate::metrics::layer::RpcLayer::new(
             metrics.clone(),
@@ -162,7 +167,8 @@ pub async fn serve_with_metrics(
     result
 }
 
-/// Request headers a gRPC-Web client sends (besides the CORS-safelisted ones).
+/// Request headers a gRPC-Web client sends (besides the CORS-safelisted
+/// ones); a Connect client also sends [`crate::api::connect::CONNECT_REQUEST_HEADERS`].
 const CORS_ALLOW_HEADERS: [&str; 5] = [
     "authorization",
     "content-type",
@@ -211,7 +217,13 @@ fn cors_layer(config: &ServeConfig) -> anyhow::Result<Option<tower_http::cors::C
         CorsLayer::new()
             .allow_origin(allow_origin)
             .allow_methods([Method::POST])
-            .allow_headers(CORS_ALLOW_HEADERS.map(HeaderName::from_static))
+            .allow_headers(
+                CORS_ALLOW_HEADERS
+                    .iter()
+                    .chain(&crate::api::connect::CONNECT_REQUEST_HEADERS)
+                    .map(|h| HeaderName::from_static(h))
+                    .collect::<Vec<_>>(),
+            )
             .expose_headers(CORS_EXPOSE_HEADERS.map(HeaderName::from_static))
             .max_age(CORS_MAX_AGE),
     ))

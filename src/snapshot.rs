@@ -11,7 +11,8 @@
 //! * Catching up: a stale snapshot reads only what changed since its
 //!   version from the store's change feed (rows stamped with the version
 //!   that wrote them, tombstones for deletes), applies it to a copy of its
-//!   records and rebuilds the index in memory, on a blocking thread. Only
+//!   records and rebuilds the index in memory, on a blocking thread (large
+//!   tenants on parallel threads). Only
 //!   the first query of a tenant, or one whose snapshot is older than the
 //!   retained tombstones, loads the tenant in full.
 //! * One refresh per tenant at a time: queries that find the snapshot stale
@@ -250,8 +251,10 @@ impl Inner {
                 return Ok(previous);
             }
             let snapshot = tokio::task::spawn_blocking(move || {
-                let mut data = previous.snapshot.borrow_owner().clone();
-                data.apply_changes(&changes.deleted, changes.upserts);
+                let data = previous
+                    .snapshot
+                    .borrow_owner()
+                    .with_changes(&changes.deleted, changes.upserts);
                 Snapshot::build(data)
             })
             .await

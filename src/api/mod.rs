@@ -4,6 +4,7 @@
 //! tenant never comes from a request body.
 
 pub mod admin;
+pub mod connect;
 pub mod convert;
 pub mod ingest;
 pub mod kpi;

@@ -3,6 +3,7 @@
 
 mod abuse;
 mod cli;
+mod connect;
 mod dashboard;
 mod db;
 mod grpc_web;

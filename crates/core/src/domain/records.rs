@@ -533,39 +533,86 @@ macro_rules! for_each_list {
     };
 }
 
+/// Records of one list from which [`Dataset::with_changes`] copies the list
+/// on a thread of its own.
+const PARALLEL_COPY_FROM: usize = 10_000;
+
+/// `old` (sorted by `id`) without the records that are `gone`, with `new`
+/// merged in by id: one pass over `old`, binary searches for the places of
+/// the (few) new records.
+fn merge_by_id<T: Clone>(
+    old: &[T],
+    mut new: Vec<T>,
+    id: impl Fn(&T) -> &str,
+    gone: impl Fn(&str) -> bool,
+) -> Vec<T> {
+    new.sort_unstable_by(|a, b| id(a).cmp(id(b)));
+    let mut out = Vec::with_capacity(old.len() + new.len());
+    let mut rest = old;
+    for record in new {
+        let at = rest.partition_point(|o| id(o) < id(&record));
+        let (before, after) = rest.split_at(at);
+        out.extend(before.iter().filter(|o| !gone(id(o))).cloned());
+        out.push(record);
+        rest = after;
+    }
+    out.extend(rest.iter().filter(|o| !gone(id(o))).cloned());
+    out
+}
+
 impl Dataset {
-    /// Applies changes read from the store's change feed: removes the
-    /// `deleted` records and the old versions of the `upserts`, adds the
-    /// `upserts`, and keeps every touched list in byte order of id (the
-    /// order a load gives). Lists no change touches are left as they are.
+    /// Applies changes read from the store's change feed in place (see
+    /// [`Dataset::with_changes`]).
     pub fn apply_changes(&mut self, deleted: &[(RecordType, String)], upserts: Vec<Record>) {
-        let mut gone: HashSet<(RecordType, &str)> = deleted
-            .iter()
-            .map(|(record_type, id)| (*record_type, id.as_str()))
-            .collect();
-        gone.extend(upserts.iter().map(|r| (r.record_type(), r.id())));
+        *self = self.with_changes(deleted, upserts);
+    }
+
+    /// This dataset with changes read from the store's change feed applied:
+    /// the `deleted` records and the old versions of the `upserts` left out,
+    /// the `upserts` in, every list in byte order of id (the order a load
+    /// gives). Each list is copied once, the changes merged in at their
+    /// places; large lists are copied on parallel threads.
+    pub fn with_changes(&self, deleted: &[(RecordType, String)], upserts: Vec<Record>) -> Dataset {
+        let mut gone: HashSet<(RecordType, String)> = deleted.iter().cloned().collect();
+        gone.extend(
+            upserts
+                .iter()
+                .map(|r| (r.record_type(), r.id().to_string())),
+        );
         let touched: HashSet<RecordType> = gone.iter().map(|(t, _)| *t).collect();
-        macro_rules! drop_gone {
-            ($list:ident, $record_type:ident) => {
-                if touched.contains(&RecordType::$record_type) {
-                    self.$list
-                        .retain(|r| !gone.contains(&(RecordType::$record_type, r.id.as_str())));
-                }
-            };
-        }
-        for_each_list!(drop_gone);
-        drop(gone);
+        let mut fresh = Dataset::default();
         for record in upserts {
-            self.push(record);
+            fresh.push(record);
         }
-        macro_rules! sort {
-            ($list:ident, $record_type:ident) => {
-                if touched.contains(&RecordType::$record_type) {
-                    self.$list.sort_unstable_by(|a, b| a.id.cmp(&b.id));
-                }
-            };
-        }
-        for_each_list!(sort);
+        let mut out = Dataset::default();
+        std::thread::scope(|scope| {
+            macro_rules! merge_list {
+                ($list:ident, $record_type:ident) => {
+                    let old = &self.$list;
+                    let new = std::mem::take(&mut fresh.$list);
+                    let (gone, touched, slot) = (&gone, &touched, &mut out.$list);
+                    let job = move || {
+                        if touched.contains(&RecordType::$record_type) {
+                            merge_by_id(
+                                old,
+                                new,
+                                |r| r.id.as_str(),
+                                |id| gone.contains(&(RecordType::$record_type, id.to_string())),
+                            )
+                        } else {
+                            old.clone()
+                        }
+                    };
+                    if old.len() >= PARALLEL_COPY_FROM {
+                        scope.spawn(move || *slot = job());
+                    } else {
+                        *slot = job();
+                    }
+                };
+            }
+            for_each_list!(merge_list);
+        });
+        out
     }
 
     /// Adds a record to the matching list (used by tests and loaders).
@@ -620,5 +667,40 @@ mod tests {
             rep("r1"),
         ]);
         assert_eq!(data, expected);
+    }
+
+    /// The same on lists long enough to be copied on threads of their own:
+    /// deletes, replacements (a new amount) and new records at the start, in
+    /// the middle and at the end, against the dataset built directly.
+    #[test]
+    fn large_lists_take_changes_like_a_load() {
+        let order =
+            |i: u32, amount: i64| sale(&format!("o{i:06}"), amount, "2024-03-04T00:00:00Z", None);
+        let data = dataset((0..12_000).map(|i| order(i * 2, 1)).chain([rep("r1")]));
+        let changed = data.with_changes(
+            &[
+                (RecordType::Order, "o000000".to_string()),
+                (RecordType::Order, "o010000".to_string()),
+                (RecordType::Order, "none".to_string()),
+            ],
+            vec![
+                order(23_998, 7),
+                order(30_001, 7),
+                order(5_001, 7),
+                order(4, 7),
+            ],
+        );
+        let expected = dataset(
+            (0..12_000)
+                .map(|i| i * 2)
+                .filter(|&i| i != 0 && i != 10_000)
+                .map(|i| order(i, if i == 4 || i == 23_998 { 7 } else { 1 }))
+                .chain([order(5_001, 7), order(30_001, 7)])
+                .chain([rep("r1")]),
+        );
+        let mut sorted = expected;
+        sorted.orders.sort_by(|a, b| a.id.cmp(&b.id));
+        assert_eq!(changed, sorted);
+        assert_eq!(changed.orders.len(), 12_000);
     }
 }
