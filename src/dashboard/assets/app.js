@@ -371,7 +371,7 @@ function renderFunnel() {
   if (!stages.length) { $('chart-funnel').replaceChildren(el('p', {}, 'No funnel data.')); return; }
   const reached = stages.map((s) => Number(s.reached || 0));
   const max = Math.max(1, ...reached);
-  const W = 360, row = 24, H = stages.length * row + 4, left = 90, right = 60;
+  const W = 360, row = 24, H = stages.length * row + 4, left = 90, right = 95;
   const parts = stages.map((s, i) => {
     const w = reached[i] / max * (W - left - right);
     return svg('g', {},
