@@ -103,6 +103,20 @@ pub struct ServeConfig {
     )]
     pub stream_idle_timeout_seconds: u64,
 
+    /// Most `WatchKpis` streams one tenant may have open; beyond it a new one
+    /// is refused (RESOURCE_EXHAUSTED). Watches do not take concurrency slots.
+    #[arg(long, env = "SALESMETRICS_MAX_WATCHES_PER_TENANT", default_value_t = crate::api::watch::MAX_WATCHES_PER_TENANT)]
+    pub max_watches_per_tenant: usize,
+
+    /// Most `WatchKpis` streams open on the server.
+    #[arg(long, env = "SALESMETRICS_MAX_WATCHES", default_value_t = crate::api::watch::MAX_WATCHES)]
+    pub max_watches: usize,
+
+    /// Seconds without a bundle after which a `WatchKpis` stream gets a
+    /// heartbeat message (at least 1).
+    #[arg(long, env = "SALESMETRICS_WATCH_HEARTBEAT_SECONDS", default_value_t = crate::api::watch::HEARTBEAT_SECONDS)]
+    pub watch_heartbeat_seconds: u64,
+
     /// Seconds that a shutdown waits for in-flight requests before it stops anyway.
     #[arg(
         long,
@@ -272,6 +286,9 @@ impl ServeConfig {
             tombstone_retention_hours: DEFAULT_TOMBSTONE_RETENTION.as_secs() / 3600,
             max_in_flight_batches: 4,
             stream_idle_timeout_seconds: 60,
+            max_watches_per_tenant: crate::api::watch::MAX_WATCHES_PER_TENANT,
+            max_watches: crate::api::watch::MAX_WATCHES,
+            watch_heartbeat_seconds: crate::api::watch::HEARTBEAT_SECONDS,
             shutdown_grace_seconds: 10,
             auth: AuthMode::Off,
             insecure_no_auth: false,
@@ -401,6 +418,9 @@ impl fmt::Debug for ServeConfig {
                 "stream_idle_timeout_seconds",
                 &self.stream_idle_timeout_seconds,
             )
+            .field("max_watches_per_tenant", &self.max_watches_per_tenant)
+            .field("max_watches", &self.max_watches)
+            .field("watch_heartbeat_seconds", &self.watch_heartbeat_seconds)
             .field("shutdown_grace_seconds", &self.shutdown_grace_seconds)
             .field("auth", &self.auth)
             .field("insecure_no_auth", &self.insecure_no_auth)

@@ -131,14 +131,15 @@ pub async fn serve_with_metrics(
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha);
-    let router = crate::api::add_services(router, store, &config, metrics);
-
-    // Shutdown: stop accepting, let in-flight calls finish, but never wait
-    // longer than the grace period.
+    // Shutdown: stop accepting, end KPI watches, let in-flight calls finish,
+    // but never wait longer than the grace period.
+    let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
+    let router = crate::api::add_services(router, store, &config, metrics, stopping_rx);
     let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
     let signal = async move {
         shutdown.await;
         tracing::info!("shutdown requested; draining in-flight requests");
+        let _ = stopping_tx.send(true);
         let _ = drain_tx.send(());
     };
     // TCP_NODELAY: without it small unary responses wait for delayed ACKs

@@ -1,7 +1,8 @@
 //! `KpiService`: converts requests into a scope, a period and KPI ids, reads
 //! the tenant's settings from the [`Store`] and its records from the
 //! [`SnapshotCache`], runs the pure [`Engine`] (on a blocking thread: it is
-//! CPU work) and converts the result.
+//! CPU work) and converts the result. `WatchKpis` sends the `GetKpis`
+//! answer again whenever the tenant's data changes ([`crate::api::watch`]).
 
 use std::sync::Arc;
 
@@ -13,7 +14,8 @@ use crate::api::convert::kpi::{
     parse_dimension, parse_granularity, parse_kpi_ids, parse_page_size, parse_page_token,
     parse_period, parse_scope, parse_time_zone, period_error, to_bundle, to_period, to_value,
 };
-use crate::auth::tenant_of;
+use crate::api::watch::{self, WatchStart, Watches};
+use crate::auth::{ApiKeyId, tenant_of};
 use crate::domain::period::{PeriodRange, PeriodSpec};
 use crate::domain::{Scope, TenantSettings};
 use crate::error::{Error, Result, quote};
@@ -56,6 +58,8 @@ pub struct KpiApi {
     store: Arc<dyn Store>,
     snapshots: Arc<SnapshotCache>,
     limits: KpiLimits,
+    /// The open `WatchKpis` streams.
+    watches: Arc<Watches>,
 }
 
 impl KpiApi {
@@ -70,7 +74,18 @@ impl KpiApi {
             store,
             snapshots,
             limits,
+            watches: Watches::new(
+                watch::WatchLimits::default(),
+                tokio::sync::watch::channel(false).1,
+            ),
         }
+    }
+
+    /// These handlers with `watches` (its limits, and the server's shutdown
+    /// signal that ends every watch).
+    pub fn with_watches(mut self, watches: Arc<Watches>) -> Self {
+        self.watches = watches;
+        self
     }
 }
 
@@ -294,6 +309,22 @@ impl KpiApi {
         let period = period.resolve(&settings)?;
         Ok((settings, period))
     }
+
+    /// The GetKpis answer for `tenant`, and the data version it reflects.
+    async fn kpis(
+        &self,
+        tenant: &str,
+        request: &pb::GetKpisRequest,
+    ) -> Result<(pb::GetKpisResponse, i64)> {
+        let query = KpisQuery::parse(request)?;
+        let (settings, period) = self
+            .settings_and_period(tenant, query.tz, query.period)
+            .await?;
+        let data = self.snapshots.get(tenant).await?;
+        let version = data.version;
+        let response = blocking(move || query.run(period, settings, &data.snapshot)).await?;
+        Ok((response, version))
+    }
 }
 
 #[tonic::async_trait]
@@ -303,14 +334,44 @@ impl KpiService for KpiApi {
         request: Request<pb::GetKpisRequest>,
     ) -> std::result::Result<Response<pb::GetKpisResponse>, Status> {
         let tenant = tenant_of(&request);
-        let query = KpisQuery::parse(request.get_ref())?;
-        let (settings, period) = self
-            .settings_and_period(&tenant, query.tz, query.period)
-            .await?;
-        let data = self.snapshots.get(&tenant).await?;
         Ok(Response::new(
-            blocking(move || query.run(period, settings, &data.snapshot)).await?,
+            self.kpis(&tenant, request.get_ref()).await?.0,
         ))
+    }
+
+    type WatchKpisStream = watch::WatchStream;
+
+    async fn watch_kpis(
+        &self,
+        request: Request<pb::WatchKpisRequest>,
+    ) -> std::result::Result<Response<Self::WatchKpisStream>, Status> {
+        let tenant = tenant_of(&request);
+        let key = request.extensions().get::<ApiKeyId>().cloned();
+        let request = request.into_inner();
+        let min_interval = watch::parse_min_interval(request.min_interval.as_ref())?;
+        let query = request.request.unwrap_or_default();
+        let first = self
+            .kpis(&tenant, &query)
+            .await
+            .map_err(|err| watch::within("request", err))?;
+        let api = self.clone();
+        let watched = tenant.clone();
+        let compute: watch::Compute = Box::new(move || {
+            let (api, tenant, query) = (api.clone(), watched.clone(), query.clone());
+            Box::pin(async move { api.kpis(&tenant, &query).await })
+        });
+        let stream = watch::start(
+            &self.watches,
+            self.store.clone(),
+            WatchStart {
+                tenant,
+                key,
+                min_interval,
+                first,
+                compute,
+            },
+        )?;
+        Ok(Response::new(stream))
     }
 
     async fn get_kpi_series(

@@ -8,14 +8,17 @@ pub mod connect;
 pub mod convert;
 pub mod ingest;
 pub mod kpi;
+pub mod watch;
 
 /// Adds the public salesmetrics services to a router, each limited to the
-/// configured message size; ingest counts record outcomes into `metrics`.
+/// configured message size; ingest counts record outcomes into `metrics`;
+/// KPI watches end when `stopping` becomes true.
 pub fn add_services<L>(
     router: tonic::transport::server::Router<L>,
     store: std::sync::Arc<dyn crate::store::Store>,
     config: &crate::config::ServeConfig,
     metrics: std::sync::Arc<crate::metrics::Metrics>,
+    stopping: tokio::sync::watch::Receiver<bool>,
 ) -> tonic::transport::server::Router<L> {
     use crate::proto::v1::admin_service_server::AdminServiceServer;
     use crate::proto::v1::ingest_service_server::IngestServiceServer;
@@ -35,14 +38,24 @@ pub fn add_services<L>(
     ))
     .max_decoding_message_size(limit)
     .max_encoding_message_size(limit);
-    let kpi = KpiServiceServer::new(kpi::KpiApi::new(
-        store.clone(),
-        kpi::KpiLimits {
-            max_page_size: config.max_page_size,
-            cached_tenants: config.kpi_cache_tenants,
-        },
-        metrics,
-    ))
+    let kpi = KpiServiceServer::new(
+        kpi::KpiApi::new(
+            store.clone(),
+            kpi::KpiLimits {
+                max_page_size: config.max_page_size,
+                cached_tenants: config.kpi_cache_tenants,
+            },
+            metrics,
+        )
+        .with_watches(watch::Watches::new(
+            watch::WatchLimits {
+                per_tenant: config.max_watches_per_tenant,
+                total: config.max_watches,
+                heartbeat: std::time::Duration::from_secs(config.watch_heartbeat_seconds.max(1)),
+            },
+            stopping,
+        )),
+    )
     .max_decoding_message_size(limit)
     .max_encoding_message_size(limit);
     let admin = AdminServiceServer::new(admin::AdminApi::new(store))

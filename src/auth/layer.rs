@@ -390,6 +390,10 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let state = self.state.clone();
         let guard = guard_of(request.uri().path());
+        // A KPI watch is long-lived: it counts against the watch limits
+        // (`crate::api::watch`), not the concurrency slots, which it gives
+        // back once it has started.
+        let long_lived = request.uri().path() == crate::api::watch::WATCH_KPIS_PATH;
         Box::pin(async move {
             if guard == Guard::Open {
                 let mut response = inner.call(request).await?;
@@ -446,6 +450,9 @@ where
             };
             let mut response = response;
             crate::error::relabel_request_error_response(&mut response);
+            if long_lived {
+                return Ok(response.map(|b| PermitBody::new(b, None)));
+            }
             Ok(response.map(|b| PermitBody::new(b, permit).with_tenant_slot(tenant_slot)))
         })
     }

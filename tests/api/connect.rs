@@ -627,3 +627,55 @@ async fn json_records_are_stored_exactly() {
     );
     server.stop().await;
 }
+
+/// A server-streaming method over `application/connect+json`:
+/// ExportRecords sends its page of two orders as one envelope, then the
+/// end-of-stream envelope `{}`.
+#[tokio::test]
+async fn server_streams_answer_connect_envelopes() {
+    let server = TestServer::sqlite().await;
+    let batch = json!({"records": [order_json("o1", 100), order_json("o2", 200)]});
+    let answer = post(
+        &server,
+        "salesmetrics.v1.IngestService/IngestBatch",
+        &batch.to_string(),
+        "",
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let json = br#"{"recordType": "RECORD_TYPE_ORDER"}"#;
+    let mut body = vec![0];
+    body.extend_from_slice(&u32::try_from(json.len()).expect("small").to_be_bytes());
+    body.extend_from_slice(json);
+    let answer = http1(
+        server.addr,
+        "POST /salesmetrics.v1.IngestService/ExportRecords HTTP/1.1\r\n\
+         Content-Type: application/connect+json\r\n",
+        &body,
+    )
+    .await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(
+        answer.header("content-type"),
+        Some("application/connect+json")
+    );
+    let mut envelopes = Vec::new();
+    let mut rest = answer.body.as_slice();
+    while let [flags, a, b, c, d, tail @ ..] = rest {
+        let len = u32::from_be_bytes([*a, *b, *c, *d]) as usize;
+        let message: Value = serde_json::from_slice(&tail[..len]).expect("JSON");
+        envelopes.push((*flags, message));
+        rest = &tail[len..];
+    }
+    assert_eq!(envelopes.len(), 2, "{envelopes:?}");
+    assert_eq!(envelopes[0].0, 0);
+    let ids: Vec<&Value> = envelopes[0].1["records"]
+        .as_array()
+        .expect("records")
+        .iter()
+        .map(|r| &r["order"]["id"])
+        .collect();
+    assert_eq!(ids, [&json!("o1"), &json!("o2")]);
+    assert_eq!(envelopes[1], (2, json!({})));
+    server.stop().await;
+}

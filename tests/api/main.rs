@@ -17,3 +17,4 @@ mod reliability;
 mod security;
 mod service;
 mod store;
+mod watch;
