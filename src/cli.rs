@@ -35,6 +35,8 @@ pub enum Command {
     Export(crate::client::export::ExportArgs),
     /// Load a deterministic sample dataset and show last month's KPIs.
     Demo(crate::client::demo::DemoArgs),
+    /// Write one period's KPIs, charts and breakdown as a self-contained HTML file.
+    Report(crate::client::report::ReportArgs),
 }
 
 /// Runs the parsed command line.
@@ -48,6 +50,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Import(args) => crate::client::import::run(args).await,
         Command::Export(args) => crate::client::export::run(args).await,
         Command::Demo(args) => crate::client::demo::run(args).await,
+        Command::Report(args) => crate::client::report::run(args).await,
     }
 }
 

@@ -13,7 +13,8 @@
 //!   a tenant's records (`salesmetrics-core`, re-exported).
 //! * [`snapshot`] — per-tenant snapshots of the records and their index,
 //!   shared by queries until the tenant's data changes.
-//! * [`client`] — the client subcommands of the binary (kpis, import, export, demo…).
+//! * [`client`] — the client subcommands of the binary (kpis, import, export, demo, report…).
+//! * [`dashboard`] — the browser dashboard served at `/` on the gRPC listener.
 //! * [`auth`] — API keys, the admin token, and the layer that authenticates
 //!   and limits every call.
 //! * [`server`], [`config`] — settings, wiring of the gRPC services, health,
@@ -32,6 +33,7 @@ pub mod auth;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod dashboard;
 pub mod error;
 pub mod metrics;
 pub mod net;

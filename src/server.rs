@@ -6,7 +6,8 @@
 //! `127.0.0.1:0`; [`serve_with_metrics`] takes the metrics listener the same
 //! way.
 //!
-//! Every call passes these layers, outermost first: CORS (only with
+//! Every call passes these layers, outermost first: the dashboard (answers
+//! `GET /` and `/assets/…` itself, see [`crate::dashboard`]), CORS (only with
 //! `--cors-allow-origin`; answers browser preflights), Connect (turns
 //! HTTP/JSON calls into gRPC, see [`crate::api::connect`]), gRPC-Web (turns
 //! HTTP/1.1 grpc-web calls into gRPC), metrics and the call's span (so
@@ -129,6 +130,7 @@ pub async fn serve_with_metrics(
     // limits see them (see the module docs).
     let router = builder
         .accept_http1(true)
+        .layer(crate::dashboard::DashboardLayer)
         .layer(tower::util::option_layer(cors_layer(&config)?))
         .layer(crate::api::connect::ConnectLayer::new(
             config.max_message_bytes,

@@ -43,6 +43,7 @@ pub enum CompareArg {
     /// The period of the same length just before.
     Previous,
     /// The same period one year earlier.
+    #[value(alias = "previous-year")]
     Year,
 }
 

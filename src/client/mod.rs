@@ -6,6 +6,7 @@
 //!   (IngestService `StreamIngest` / `ExportRecords`), with the column layout
 //!   of [`records`].
 //! * [`demo`] — loads a deterministic sample dataset.
+//! * [`report`] — one period's KPIs and charts as a self-contained HTML file.
 //! * [`period`] — the period and scope syntax of the command line.
 //! * [`format`] — how values are shown: money, percentages, durations, tables.
 
@@ -16,6 +17,7 @@ pub mod import;
 pub mod kpis;
 pub mod period;
 pub mod records;
+pub mod report;
 
 use std::path::{Path, PathBuf};
 

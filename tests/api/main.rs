@@ -5,6 +5,7 @@ mod abuse;
 mod cli;
 mod cli_secure;
 mod connect;
+mod dashboard;
 mod db;
 mod grpc_web;
 mod harness;

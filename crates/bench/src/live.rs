@@ -403,7 +403,7 @@ async fn query_loop(
                 match added {
                     Some(added)
                         if added >= 0
-                            && added as u64 % ORDERS_PER_BATCH == 0
+                            && (added as u64).is_multiple_of(ORDERS_PER_BATCH)
                             && added as u64 / ORDERS_PER_BATCH <= sent_after =>
                     {
                         if added as u64 / ORDERS_PER_BATCH >= acked_before {
