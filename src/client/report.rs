@@ -106,9 +106,11 @@ pub async fn run(args: ReportArgs) -> anyhow::Result<()> {
     .await?;
     // The series ends with the report's period (a custom range: its month).
     let granularity = match args.period {
-        PeriodArg::Calendar { granularity, .. } | PeriodArg::Fiscal { granularity, .. } => {
-            granularity
-        }
+        PeriodArg::Calendar { granularity, .. } => granularity,
+        PeriodArg::Fiscal {
+            quarter: Some(_), ..
+        } => Granularity::FiscalQuarter,
+        PeriodArg::Fiscal { quarter: None, .. } => Granularity::FiscalYear,
         PeriodArg::Custom { .. } => Granularity::Month,
     };
     let start = bundle
