@@ -474,11 +474,16 @@ impl ServeConfig {
     pub fn connection_limits(&self, open_files: Option<u64>) -> crate::net::ConnectionLimits {
         let seconds = |s: u64| (s > 0).then(|| Duration::from_secs(s));
         let mut max_connections = self.max_connections;
-        if let Some(open_files) = open_files {
-            let room = usize::try_from(open_files.saturating_sub(crate::net::RESERVED_FDS))
+        // 0 stays "no cap": running out of descriptors then pauses accepting.
+        if let Some(open_files) = open_files
+            && max_connections > 0
+        {
+            // Keep 128 descriptors for the rest, or a quarter of a small limit.
+            let reserved = crate::net::RESERVED_FDS.min(open_files / 4);
+            let room = usize::try_from(open_files - reserved)
                 .unwrap_or(usize::MAX)
                 .max(1);
-            if max_connections == 0 || max_connections > room {
+            if max_connections > room {
                 tracing::warn!(
                     max_connections = self.max_connections,
                     open_files,
@@ -664,6 +669,20 @@ mod tests {
         let mut config = ServeConfig::for_database("sqlite://x.db");
         config.admin_token = Some("hunter2-admin".into());
         assert!(!format!("{config:?}").contains("hunter2"));
+    }
+
+    /// The connection cap is lowered to what the open-files limit leaves
+    /// (128 kept, or a quarter of a small limit); 0 stays "no cap".
+    #[test]
+    fn the_connection_cap_fits_the_open_files_limit() {
+        let mut config = ServeConfig::for_database("sqlite://x.db");
+        let cap = |config: &ServeConfig, files| config.connection_limits(files).max_connections;
+        assert_eq!(cap(&config, Some(1_048_576)), 10_000);
+        assert_eq!(cap(&config, Some(4_096)), 3_968);
+        assert_eq!(cap(&config, Some(128)), 96);
+        assert_eq!(cap(&config, None), 10_000);
+        config.max_connections = 0;
+        assert_eq!(cap(&config, Some(128)), 0);
     }
 
     fn parse_serve(args: &[&str]) -> ServeConfig {

@@ -55,7 +55,7 @@ const HANDOFF_QUEUE: usize = 128;
 
 /// File descriptors kept for everything but client connections (database
 /// connections, the metrics port, log files…) when the connection cap is
-/// compared with the open-files limit.
+/// compared with the open-files limit (a quarter of a limit below 512).
 pub const RESERVED_FDS: u64 = 128;
 
 /// What [`incoming`] enforces.
