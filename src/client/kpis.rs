@@ -484,20 +484,9 @@ pub async fn fetch_kpis(
         .ok_or_else(|| anyhow::anyhow!("the server returned no KPI bundle"))
 }
 
+/// A resolved period for people.
 fn period_text(period: Option<&ResolvedPeriod>) -> String {
-    match period {
-        Some(p) => format!(
-            "{} .. {} ({})",
-            date_text(p.start_date.as_ref()),
-            date_text(p.end_date.as_ref()),
-            if p.time_zone.is_empty() {
-                "UTC"
-            } else {
-                &p.time_zone
-            }
-        ),
-        None => "?".to_string(),
-    }
+    super::period::period_text(period, " .. ", "")
 }
 
 /// A bundle as a readable table; `directions` (by KPI id) judge the changes,

@@ -81,6 +81,24 @@ pub fn date_text(date: Option<&v1::Date>) -> String {
     }
 }
 
+/// A resolved period as `START<to>END (<note>ZONE)` (or `?` when absent),
+/// e.g. `2025-03-01 .. 2025-04-01 (UTC)`.
+pub fn period_text(period: Option<&v1::ResolvedPeriod>, to: &str, note: &str) -> String {
+    match period {
+        Some(p) => format!(
+            "{}{to}{} ({note}{})",
+            date_text(p.start_date.as_ref()),
+            date_text(p.end_date.as_ref()),
+            if p.time_zone.is_empty() {
+                "UTC"
+            } else {
+                &p.time_zone
+            }
+        ),
+        None => "?".to_string(),
+    }
+}
+
 const PERIOD_HELP: &str = "expected YYYY, YYYY-Qn, YYYY-MM, YYYY-Www, YYYY-MM-DD, START..END (e.g. 2025-03-01..2025-04-15), FYYYYY or FYYYYY-Qn";
 
 /// Parses the period syntax (see the module docs).
@@ -220,6 +238,30 @@ pub fn scope_text(scope: Option<&Scope>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The CLI's and the report's wording of a resolved period.
+    #[test]
+    fn resolved_periods_read_as_dates_and_zone() {
+        let date = |year, month, day| Some(v1::Date { year, month, day });
+        let march = v1::ResolvedPeriod {
+            start_date: date(2025, 3, 1),
+            end_date: date(2025, 4, 1),
+            ..Default::default()
+        };
+        assert_eq!(
+            period_text(Some(&march), " .. ", ""),
+            "2025-03-01 .. 2025-04-01 (UTC)"
+        );
+        let berlin = v1::ResolvedPeriod {
+            time_zone: "Europe/Berlin".into(),
+            ..march
+        };
+        assert_eq!(
+            period_text(Some(&berlin), " to ", "end exclusive, "),
+            "2025-03-01 to 2025-04-01 (end exclusive, Europe/Berlin)"
+        );
+        assert_eq!(period_text(None, " .. ", ""), "?");
+    }
 
     fn day(y: i32, m: u32, d: u32) -> NaiveDate {
         NaiveDate::from_ymd_opt(y, m, d).unwrap()

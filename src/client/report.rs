@@ -293,20 +293,9 @@ pub fn render(data: &ReportData) -> String {
     out
 }
 
+/// A resolved period for people.
 fn period_text(period: Option<&ResolvedPeriod>) -> String {
-    match period {
-        Some(p) => format!(
-            "{} to {} (end exclusive, {})",
-            date_text(p.start_date.as_ref()),
-            date_text(p.end_date.as_ref()),
-            if p.time_zone.is_empty() {
-                "UTC"
-            } else {
-                &p.time_zone
-            }
-        ),
-        None => "?".to_string(),
-    }
+    super::period::period_text(period, " to ", "end exclusive, ")
 }
 
 /// A plain number (numerators and denominators).
