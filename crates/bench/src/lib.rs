@@ -351,6 +351,7 @@ pub async fn run_steps(
             service_p50_over_raw_p50,
         }),
         live: live_rows,
+        cold_start: None,
         limits,
         phase_seconds,
     })
@@ -424,9 +425,16 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 records_per_second: args.live_rate,
             },
         };
+        let records = generated.records.len();
         let report = run_steps(&under_test, generated, options).await;
         server.stop();
-        report
+        let mut report = report?;
+        eprintln!("cold start: restarting the server on the loaded database");
+        let server = ServerProcess::start(&server_bin, &database_url, &scratch.path).await?;
+        let cold = cold_start(&server, records).await;
+        server.stop();
+        report.cold_start = Some(cold?);
+        anyhow::Ok(report)
     }
     .await;
     if let Some(databases) = databases {
@@ -446,12 +454,62 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The first two `GetKpis` COMPANY MONTH of a freshly started server, and
+/// its resident memory before and after the first.
+async fn cold_start(server: &ServerProcess, records: usize) -> anyhow::Result<report::ColdStart> {
+    use salesmetrics::proto::v1;
+    let mut client =
+        v1::kpi_service_client::KpiServiceClient::new(ingest::connect(&server.endpoint).await?)
+            .max_decoding_message_size(64 << 20);
+    // Let the start-up settle before reading the idle footprint.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let idle = rss_mib(server.pid);
+    let request = || queries::get_kpis_request(v1::ScopeKind::Company, "", v1::Granularity::Month);
+    let t = Instant::now();
+    client
+        .get_kpis(request())
+        .await
+        .context("the first query after the restart failed")?;
+    let first_query_ms = t.elapsed().as_secs_f64() * 1e3;
+    let loaded = rss_mib(server.pid);
+    let t = Instant::now();
+    client.get_kpis(request()).await?;
+    let second_query_ms = t.elapsed().as_secs_f64() * 1e3;
+    let rss_bytes_per_record = match (idle, loaded) {
+        (Some(idle), Some(loaded)) if records > 0 => {
+            Some((loaded - idle) * 1024.0 * 1024.0 / records as f64)
+        }
+        _ => None,
+    };
+    eprintln!(
+        "cold start: first query {first_query_ms:.0} ms, {} B/record",
+        rss_bytes_per_record.map_or("?".into(), |v| format!("{v:.0}"))
+    );
+    Ok(report::ColdStart {
+        first_query_ms,
+        second_query_ms,
+        idle_rss_mib: idle,
+        loaded_rss_mib: loaded,
+        rss_bytes_per_record,
+    })
+}
+
 /// Peak resident set size (`VmHWM`) of a process in MiB, on Linux.
 pub fn peak_rss_mib(pid: u32) -> Option<f64> {
+    proc_status_mib(pid, "VmHWM:")
+}
+
+/// Current resident set size (`VmRSS`) of a process in MiB, on Linux.
+pub fn rss_mib(pid: u32) -> Option<f64> {
+    proc_status_mib(pid, "VmRSS:")
+}
+
+/// A `/proc/PID/status` field in kB, as MiB.
+fn proc_status_mib(pid: u32, field: &str) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let kib: f64 = status
         .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))?
+        .find_map(|line| line.strip_prefix(field))?
         .trim()
         .trim_end_matches("kB")
         .trim()

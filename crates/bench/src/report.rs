@@ -93,6 +93,22 @@ pub struct RawSqlSection {
     pub service_p50_over_raw_p50: Option<f64>,
 }
 
+/// A restart of the server on the loaded database: how long the first
+/// query waits for the tenant's snapshot, and how much memory it holds.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ColdStart {
+    /// The first `GetKpis` COMPANY MONTH (all KPIs) after the restart, in ms.
+    pub first_query_ms: f64,
+    /// The second one (the snapshot now cached), in ms.
+    pub second_query_ms: f64,
+    /// Resident set (VmRSS) of the restarted server before any query, in MiB.
+    pub idle_rss_mib: Option<f64>,
+    /// Resident set after the first query, in MiB.
+    pub loaded_rss_mib: Option<f64>,
+    /// (loaded − idle) resident bytes ÷ records stored.
+    pub rss_bytes_per_record: Option<f64>,
+}
+
 /// Everything one run measured.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Report {
@@ -129,6 +145,9 @@ pub struct Report {
     pub raw_sql: Option<RawSqlSection>,
     /// The live runs (writes and queries at once).
     pub live: Vec<super::live::LiveRow>,
+    /// The first query after a restart, and the memory its snapshot takes
+    /// (only when the bench started the server itself).
+    pub cold_start: Option<ColdStart>,
     /// Limits the query step ran under.
     pub limits: super::queries::QueryLimits,
     /// Phase durations in seconds (generation, ingest, baseline, queries…).
@@ -306,6 +325,21 @@ impl Report {
                 row.inconsistent
             );
         }
+        if let Some(c) = &self.cold_start {
+            let _ = writeln!(
+                out,
+                "| cold start: first GetKpis COMPANY MONTH after a restart | {:.0} ms | the next one {:.1} ms |",
+                c.first_query_ms, c.second_query_ms
+            );
+            let _ = writeln!(
+                out,
+                "| snapshot memory: (RSS after the first query − idle RSS) ÷ records | {} B/record | idle {} MiB, loaded {} MiB (VmRSS) |",
+                c.rss_bytes_per_record
+                    .map_or("?".into(), |v| format!("{v:.0}")),
+                c.idle_rss_mib.map_or("?".into(), |v| format!("{v:.0}")),
+                c.loaded_rss_mib.map_or("?".into(), |v| format!("{v:.0}"))
+            );
+        }
         let phases: Vec<String> = self
             .phase_seconds
             .iter()
@@ -329,6 +363,9 @@ impl Report {
             names.push(raw.latency.name.clone());
         }
         names.extend(self.live.iter().map(super::live::LiveRow::name));
+        if self.cold_start.is_some() {
+            names.push("cold start".to_string());
+        }
         names
     }
 }
