@@ -77,6 +77,13 @@ pub struct ServeConfig {
     #[arg(long, env = "SALESMETRICS_KPI_CACHE_TENANTS", default_value_t = 16)]
     pub kpi_cache_tenants: usize,
 
+    /// Memory the cached KPI snapshots may take, in MiB, estimated from
+    /// their records and indexes (least recently used tenants dropped
+    /// first; the tenant just loaded is always kept). 0: no byte limit,
+    /// only --kpi-cache-tenants.
+    #[arg(long, env = "SALESMETRICS_KPI_CACHE_MIB", default_value_t = 0)]
+    pub kpi_cache_mib: u64,
+
     /// Hours a deleted record stays in the change feed. A KPI snapshot
     /// older than the oldest kept deletion reloads its tenant in full
     /// instead of catching up; deletions are pruned when the tenant next
@@ -347,6 +354,7 @@ impl ServeConfig {
             max_message_bytes: 16 * 1024 * 1024,
             max_page_size: 1000,
             kpi_cache_tenants: 16,
+            kpi_cache_mib: 0,
             tombstone_retention_hours: DEFAULT_TOMBSTONE_RETENTION.as_secs() / 3600,
             max_in_flight_batches: 4,
             stream_idle_timeout_seconds: 60,
@@ -530,6 +538,7 @@ impl fmt::Debug for ServeConfig {
             .field("max_message_bytes", &self.max_message_bytes)
             .field("max_page_size", &self.max_page_size)
             .field("kpi_cache_tenants", &self.kpi_cache_tenants)
+            .field("kpi_cache_mib", &self.kpi_cache_mib)
             .field("tombstone_retention_hours", &self.tombstone_retention_hours)
             .field("max_in_flight_batches", &self.max_in_flight_batches)
             .field(

@@ -43,4 +43,4 @@ pub mod snapshot;
 pub mod store;
 pub mod telemetry;
 
-pub use salesmetrics_core::{domain, kpi};
+pub use salesmetrics_core::{domain, heap, kpi};

@@ -21,9 +21,12 @@
 //!   refresh runs as its own task, so it completes and is kept even when the
 //!   query that started it gives up (a large tenant can take longer to load
 //!   than a client's deadline).
-//! * At most `capacity` tenants are kept; the least recently used is
-//!   dropped first (its memory is freed when its last query ends). A
-//!   capacity of 0 turns caching off: every query loads its own snapshot.
+//! * At most `tenants` tenants, and at most `bytes` bytes of snapshots
+//!   (estimated, see [`Versioned::bytes`]), are kept; the least recently
+//!   used tenant is dropped first (its memory is freed when its last query
+//!   ends). The snapshot just loaded is always kept, even when it alone is
+//!   over the byte budget. A tenant limit of 0 turns caching off: every
+//!   query loads its own snapshot.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -32,6 +35,7 @@ use self_cell::self_cell;
 
 use crate::domain::{Dataset, TenantSettings};
 use crate::error::{Error, Result};
+use crate::heap::HeapBytes;
 use crate::kpi::engine::Engine;
 use crate::kpi::index::Index;
 use crate::metrics::Metrics;
@@ -56,6 +60,12 @@ impl Snapshot {
         Snapshot::new(data, |data| Index::new(data))
     }
 
+    /// The memory the snapshot holds, estimated: its records and its index
+    /// (walks the records: call it off the async runtime).
+    pub fn heap_bytes(&self) -> usize {
+        self.borrow_owner().heap_bytes() + self.borrow_dependent().heap_bytes()
+    }
+
     /// An engine over this snapshot with `settings` (cheap).
     pub fn engine(&self, settings: TenantSettings) -> Engine<'_> {
         Engine::with_index(self.borrow_dependent(), settings)
@@ -69,6 +79,31 @@ pub struct Versioned {
     pub version: i64,
     /// The records and their index.
     pub snapshot: Snapshot,
+    /// The memory the snapshot holds, estimated ([`Snapshot::heap_bytes`]).
+    pub bytes: usize,
+}
+
+impl Versioned {
+    /// Indexes `data`, read at `version` (CPU work proportional to the
+    /// records: call it off the async runtime).
+    fn build(version: i64, data: Dataset) -> Self {
+        let snapshot = Snapshot::build(data);
+        let bytes = snapshot.heap_bytes();
+        Versioned {
+            version,
+            snapshot,
+            bytes,
+        }
+    }
+}
+
+/// How much a [`SnapshotCache`] keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheLimits {
+    /// Tenants kept at most (0: no caching).
+    pub tenants: usize,
+    /// Estimated bytes of snapshots kept at most (0: no byte limit).
+    pub bytes: u64,
 }
 
 /// One tenant's cache entry.
@@ -117,7 +152,7 @@ pub struct SnapshotCache {
 /// The cache's state, shared with the load tasks it spawns.
 struct Inner {
     store: Arc<dyn Store>,
-    capacity: usize,
+    limits: CacheLimits,
     state: Mutex<State>,
     /// Where full loads and catch-ups are counted.
     metrics: Arc<Metrics>,
@@ -136,7 +171,7 @@ pub struct Refreshes {
 impl std::fmt::Debug for SnapshotCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SnapshotCache")
-            .field("capacity", &self.inner.capacity)
+            .field("limits", &self.inner.limits)
             .finish_non_exhaustive()
     }
 }
@@ -149,10 +184,20 @@ impl SnapshotCache {
 
     /// [`SnapshotCache::new`], counting its refreshes into `metrics`.
     pub fn with_metrics(store: Arc<dyn Store>, capacity: usize, metrics: Arc<Metrics>) -> Self {
+        let limits = CacheLimits {
+            tenants: capacity,
+            bytes: 0,
+        };
+        Self::with_limits(store, limits, metrics)
+    }
+
+    /// A cache over `store` within `limits`, counting its refreshes and its
+    /// size into `metrics`.
+    pub fn with_limits(store: Arc<dyn Store>, limits: CacheLimits, metrics: Arc<Metrics>) -> Self {
         SnapshotCache {
             inner: Arc::new(Inner {
                 store,
-                capacity,
+                limits,
                 state: Mutex::new(State::default()),
                 metrics,
             }),
@@ -167,7 +212,7 @@ impl SnapshotCache {
     /// snapshot loaded instead of starting again.
     pub async fn get(&self, tenant: &str) -> Result<Arc<Versioned>> {
         let inner = &self.inner;
-        if inner.capacity == 0 {
+        if inner.limits.tenants == 0 {
             return load(inner.store.as_ref(), tenant).await;
         }
         let version = inner.store.data_version(tenant).await?.unwrap_or(0);
@@ -198,7 +243,9 @@ impl SnapshotCache {
                 let mut state = task_inner.state();
                 let (_, slot) = state.slot(&tenant, || loading);
                 let old = slot.current.replace(fresh.clone());
-                (old, task_inner.evict(&mut state, &tenant))
+                let evicted = task_inner.evict(&mut state, &tenant);
+                task_inner.metrics.set_snapshot_cache(cached_bytes(&state));
+                (old, evicted)
             };
             // Freeing a large snapshot takes a while: never under the lock,
             // nor on the async runtime.
@@ -233,6 +280,21 @@ impl SnapshotCache {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// The estimated bytes of the cached snapshots.
+    pub fn bytes(&self) -> u64 {
+        cached_bytes(&self.inner.state())
+    }
+}
+
+/// The estimated bytes of the snapshots in `state`.
+fn cached_bytes(state: &State) -> u64 {
+    state
+        .slots
+        .values()
+        .filter_map(|s| s.current.as_ref())
+        .map(|c| c.bytes as u64)
+        .sum()
 }
 
 impl Inner {
@@ -250,19 +312,16 @@ impl Inner {
             if changes.version <= previous.version {
                 return Ok(previous);
             }
-            let snapshot = tokio::task::spawn_blocking(move || {
+            let fresh = tokio::task::spawn_blocking(move || {
                 let data = previous
                     .snapshot
                     .borrow_owner()
                     .with_changes(&changes.deleted, changes.upserts);
-                Snapshot::build(data)
+                Versioned::build(changes.version, data)
             })
             .await
             .map_err(|e| Error::internal(format!("indexing failed: {e}")))?;
-            return Ok(Arc::new(Versioned {
-                version: changes.version,
-                snapshot,
-            }));
+            return Ok(Arc::new(fresh));
         }
         self.metrics.count_snapshot_refresh(true);
         load(self.store.as_ref(), tenant).await
@@ -279,10 +338,14 @@ impl Inner {
     }
 
     /// Removes least recently used tenants (never `keep`) beyond the
-    /// capacity, and returns their slots (for the caller to free).
+    /// limits, and returns their slots (for the caller to free).
     fn evict(&self, state: &mut State, keep: &str) -> Vec<Slot> {
         let mut evicted = Vec::new();
-        while state.slots.len() > self.capacity {
+        let over = |state: &State| {
+            state.slots.len() > self.limits.tenants
+                || (self.limits.bytes > 0 && cached_bytes(state) > self.limits.bytes)
+        };
+        while over(state) {
             let oldest = state
                 .slots
                 .iter()
@@ -301,8 +364,8 @@ impl Inner {
 /// Loads the tenant's records and builds the index (on a blocking thread).
 async fn load(store: &dyn Store, tenant: &str) -> Result<Arc<Versioned>> {
     let (version, data) = store.load_versioned(tenant).await?;
-    let snapshot = tokio::task::spawn_blocking(move || Snapshot::build(data))
+    let fresh = tokio::task::spawn_blocking(move || Versioned::build(version, data))
         .await
         .map_err(|e| Error::internal(format!("indexing failed: {e}")))?;
-    Ok(Arc::new(Versioned { version, snapshot }))
+    Ok(Arc::new(fresh))
 }

@@ -23,7 +23,7 @@ use crate::kpi::{ComparisonKind, Dimension, Engine};
 use crate::metrics::Metrics;
 use crate::proto::v1 as pb;
 use crate::proto::v1::kpi_service_server::KpiService;
-use crate::snapshot::{Snapshot, SnapshotCache};
+use crate::snapshot::{CacheLimits, Snapshot, SnapshotCache};
 use crate::store::Store;
 
 /// Smallest and largest `GetKpiSeries.period_count`.
@@ -39,15 +39,19 @@ pub const CACHED_TENANTS: usize = 16;
 pub struct KpiLimits {
     /// Largest breakdown page; larger `page_size` requests are clamped.
     pub max_page_size: usize,
-    /// Tenants whose snapshots are kept in memory (0: none).
-    pub cached_tenants: usize,
+    /// How many tenants' snapshots, and how many bytes of them, are kept
+    /// in memory.
+    pub cache: CacheLimits,
 }
 
 impl Default for KpiLimits {
     fn default() -> Self {
         KpiLimits {
             max_page_size: MAX_PAGE_SIZE,
-            cached_tenants: CACHED_TENANTS,
+            cache: CacheLimits {
+                tenants: CACHED_TENANTS,
+                bytes: 0,
+            },
         }
     }
 }
@@ -65,9 +69,9 @@ pub struct KpiApi {
 impl KpiApi {
     /// Handlers reading from `store` within `limits`, counting snapshot refreshes into `metrics`.
     pub fn new(store: Arc<dyn Store>, limits: KpiLimits, metrics: Arc<Metrics>) -> Self {
-        let snapshots = Arc::new(SnapshotCache::with_metrics(
+        let snapshots = Arc::new(SnapshotCache::with_limits(
             store.clone(),
-            limits.cached_tenants,
+            limits.cache,
             metrics,
         ));
         KpiApi {

@@ -44,7 +44,10 @@ pub fn add_services<L>(
             store.clone(),
             kpi::KpiLimits {
                 max_page_size: config.max_page_size,
-                cached_tenants: config.kpi_cache_tenants,
+                cache: crate::snapshot::CacheLimits {
+                    tenants: config.kpi_cache_tenants,
+                    bytes: config.kpi_cache_mib.saturating_mul(1 << 20),
+                },
             },
             metrics,
         )

@@ -127,6 +127,8 @@ pub struct Metrics {
     snapshot_full_loads: AtomicU64,
     /// KPI snapshots brought up to date from the change feed.
     snapshot_catch_ups: AtomicU64,
+    /// Estimated bytes of the cached KPI snapshots.
+    snapshot_cache_bytes: AtomicU64,
     /// Client connections open now.
     connections_open: AtomicU64,
     /// Connections closed at once, per [`ConnectionRefusal::ALL`] index.
@@ -193,6 +195,7 @@ impl Metrics {
             api_key_lookups: AtomicU64::new(0),
             snapshot_full_loads: AtomicU64::new(0),
             snapshot_catch_ups: AtomicU64::new(0),
+            snapshot_cache_bytes: AtomicU64::new(0),
             connections_open: AtomicU64::new(0),
             connections_refused: Default::default(),
             connections_idle_closed: AtomicU64::new(0),
@@ -281,6 +284,11 @@ impl Metrics {
             &self.snapshot_catch_ups
         };
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Sets the estimated bytes of the cached KPI snapshots.
+    pub fn set_snapshot_cache(&self, bytes: u64) {
+        self.snapshot_cache_bytes.store(bytes, Ordering::Relaxed);
     }
 
     /// KPI snapshots loaded in full and caught up, so far.
@@ -419,6 +427,17 @@ impl Metrics {
             "KPI snapshots brought up to date from the change feed instead of a full load.",
         )?;
         writeln!(out, "salesmetrics_snapshot_catch_ups_total {catch_ups}")?;
+        header(
+            out,
+            "salesmetrics_snapshot_cache_bytes",
+            "gauge",
+            "Estimated memory of the cached KPI snapshots (records and indexes), in bytes.",
+        )?;
+        writeln!(
+            out,
+            "salesmetrics_snapshot_cache_bytes {}",
+            self.snapshot_cache_bytes.load(Ordering::Relaxed)
+        )?;
 
         header(
             out,

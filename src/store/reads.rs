@@ -8,6 +8,8 @@
 
 use std::sync::LazyLock;
 
+use futures::TryStreamExt;
+
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Type};
 
 use super::rows::{self, read_record};
@@ -135,12 +137,14 @@ where
             .await?;
         let mut dataset = Dataset::default();
         for record_type in RecordType::ALL {
-            let rows = sqlx::query(&STATEMENTS[record_type as usize].all)
+            // Row by row as the driver yields them: a tenant's rows are
+            // never all held at once beside the records made from them
+            // (that doubled the memory a load took at its peak, and kept it).
+            let mut rows = sqlx::query(&STATEMENTS[record_type as usize].all)
                 .bind(tenant)
-                .fetch_all(&mut *tx)
-                .await?;
-            for row in &rows {
-                dataset.push(read_record(record_type, row)?);
+                .fetch(&mut *tx);
+            while let Some(row) = rows.try_next().await? {
+                dataset.push(read_record(record_type, &row)?);
             }
         }
         tx.commit().await?;

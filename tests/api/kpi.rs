@@ -1590,6 +1590,88 @@ async fn the_snapshot_cache_is_bounded_and_versioned() {
     assert!(off.is_empty());
 }
 
+/// With a byte budget the cache drops least recently used tenants until the
+/// estimated bytes of what it keeps fit, but always keeps the tenant just
+/// loaded; the gauge in /metrics follows.
+#[tokio::test]
+async fn the_snapshot_cache_keeps_within_its_byte_budget() {
+    use salesmetrics::snapshot::{CacheLimits, SnapshotCache};
+    let (_dir, url) = db::fresh_sqlite().await;
+    let store = salesmetrics::store::connect(&url).await.expect("store");
+    let settings = salesmetrics::domain::TenantSettings::default();
+    // Tenants of 10, 20 and 30 reps: three snapshots of growing size.
+    for (n, tenant) in [(10, "t1"), (20, "t2"), (30, "t3")] {
+        store
+            .create_tenant(tenant, &settings)
+            .await
+            .expect("tenant");
+        let reps: Vec<_> = (0..n)
+            .map(|i| {
+                salesmetrics::domain::Record::Rep(salesmetrics::domain::Rep {
+                    id: format!("{tenant}-rep-{i}"),
+                    version: None,
+                    name: format!("Rep {i}"),
+                    email: None,
+                })
+            })
+            .collect();
+        store.write(tenant, &reps, false).await.expect("write");
+    }
+    // The estimates, from a cache without a byte limit.
+    let unbounded = SnapshotCache::new(store.clone(), 16);
+    let mut bytes = std::collections::HashMap::new();
+    for tenant in ["t1", "t2", "t3"] {
+        let snapshot = unbounded.get(tenant).await.expect("load");
+        assert!(snapshot.bytes > 0, "{tenant}: {}", snapshot.bytes);
+        bytes.insert(tenant, snapshot.bytes as u64);
+    }
+    assert!(
+        bytes["t1"] < bytes["t2"] && bytes["t2"] < bytes["t3"],
+        "{bytes:?}"
+    );
+    assert_eq!(unbounded.bytes(), bytes.values().sum::<u64>());
+
+    // Room for t1 and t2, not for t3 beside either of them.
+    let metrics = std::sync::Arc::new(salesmetrics::metrics::Metrics::new());
+    let limits = CacheLimits {
+        tenants: 16,
+        bytes: bytes["t1"] + bytes["t2"],
+    };
+    let cache = SnapshotCache::with_limits(store.clone(), limits, metrics.clone());
+    cache.get("t1").await.expect("t1");
+    cache.get("t2").await.expect("t2");
+    assert_eq!(cache.len(), 2);
+    assert_eq!(cache.bytes(), bytes["t1"] + bytes["t2"]);
+    let gauge = |metrics: &salesmetrics::metrics::Metrics| {
+        let text = metrics.render(&[]);
+        text.lines()
+            .find_map(|l| l.strip_prefix("salesmetrics_snapshot_cache_bytes "))
+            .map(|v| v.parse::<u64>().expect("number"))
+    };
+    assert_eq!(gauge(&metrics), Some(bytes["t1"] + bytes["t2"]));
+    // t3 alone is over what is left: t1 (least recently used) and then t2 go.
+    cache.get("t3").await.expect("t3");
+    assert_eq!(cache.len(), 1);
+    assert_eq!(cache.bytes(), bytes["t3"]);
+    assert_eq!(gauge(&metrics), Some(bytes["t3"]));
+
+    // A budget below one snapshot still keeps the tenant just loaded.
+    let tiny = SnapshotCache::with_limits(
+        store,
+        CacheLimits {
+            tenants: 16,
+            bytes: 1,
+        },
+        metrics,
+    );
+    let first = tiny.get("t2").await.expect("t2");
+    let again = tiny.get("t2").await.expect("t2 again");
+    assert!(std::sync::Arc::ptr_eq(&first, &again), "kept and reused");
+    tiny.get("t1").await.expect("t1");
+    assert_eq!(tiny.len(), 1);
+    assert_eq!(tiny.bytes(), bytes["t1"]);
+}
+
 /// `--max-page-size` clamps breakdown pages (and the default page).
 #[tokio::test]
 async fn the_breakdown_page_limit_is_configurable() {

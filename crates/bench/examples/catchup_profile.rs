@@ -40,6 +40,13 @@ fn main() {
     let t = Instant::now();
     let snapshot = Snapshot::build(data);
     println!("first index build: {:?}", t.elapsed());
+    let bytes = snapshot.heap_bytes();
+    println!(
+        "estimated snapshot memory: {:.0} MiB, {:.0} B/record (records {:.0} B/record)",
+        bytes as f64 / (1u64 << 20) as f64,
+        bytes as f64 / scale as f64,
+        salesmetrics::heap::HeapBytes::heap_bytes(snapshot.borrow_owner()) as f64 / scale as f64
+    );
     for _ in 0..3 {
         let changed = Record::Order(snapshot.borrow_owner().orders[0].clone());
         let t = Instant::now();

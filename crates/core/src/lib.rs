@@ -12,6 +12,7 @@
 //! runtime, database driver or RPC framework, and the compiler keeps it so.
 
 pub mod domain;
+pub mod heap;
 pub mod kpi;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;

@@ -479,6 +479,34 @@ impl Record {
     }
 }
 
+crate::heap_fields! {
+    Team => id, name, parent_team_id;
+    TeamMembership => id, rep_id, team_id;
+    Rep => id, name, email;
+    Customer => id, owner_rep_id, source, name;
+    Lead => id, source, owner_rep_id, customer_id;
+    Deal => id, stage, owner_rep_id, customer_id, lead_id;
+    DealStageChange => id, deal_id, stage;
+    Order => id, customer_id, rep_id, deal_id;
+    SubscriptionChange => id, subscription_id, customer_id;
+    Activity => id, rep_id, lead_id, deal_id, customer_id;
+    Inquiry => id, channel, customer_id, rep_id;
+    CsatResponse => id, customer_id, rep_id;
+    Target => id, scope;
+    Spend => id, team_id;
+    Dataset => teams, team_memberships, reps, customers, leads, deals, deal_stage_changes,
+        orders, subscription_changes, activities, inquiries, csat_responses, targets, spends;
+}
+
+impl crate::heap::HeapBytes for TargetScope {
+    fn heap_bytes(&self) -> usize {
+        match self {
+            TargetScope::Company => 0,
+            TargetScope::Team(id) | TargetScope::Rep(id) => crate::heap::HeapBytes::heap_bytes(id),
+        }
+    }
+}
+
 /// Every record of one tenant, as the KPI engine reads them.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Dataset {
@@ -640,6 +668,34 @@ impl Dataset {
 mod tests {
     use super::*;
     use crate::testkit::build::{dataset, rep, sale};
+
+    /// A dataset's estimate: each list's slots and the strings its records
+    /// own, each allocation with its overhead.
+    #[test]
+    fn a_dataset_estimates_its_records_and_their_strings() {
+        use crate::heap::{ALLOCATION_OVERHEAD as A, HeapBytes};
+        let mut data = dataset([
+            sale("o1", 100, "2024-03-01T00:00:00Z", None),
+            sale("o22", 300, "2024-03-03T00:00:00Z", Some("r1")),
+        ]);
+        data.orders.shrink_to_fit();
+        // Two Order slots; ids of 2 and 3 bytes; o22's rep "r1" (2 bytes).
+        let orders = 2 * std::mem::size_of::<Order>() + A;
+        let strings = (2 + A) + (3 + A) + (2 + A);
+        let extra: usize = data
+            .orders
+            .iter()
+            .map(|o| {
+                [&o.customer_id, &o.deal_id]
+                    .iter()
+                    .map(|s| s.as_ref().map_or(0, |s| s.capacity() + A))
+                    .sum::<usize>()
+            })
+            .sum();
+        assert_eq!(extra, 0, "sale() sets no customer or deal");
+        assert_eq!(data.heap_bytes(), orders + strings);
+        assert_eq!(Dataset::default().heap_bytes(), 0);
+    }
 
     /// Deletes and upserts land where a fresh load would put them: replaced
     /// records once, in id order, untouched lists unchanged.

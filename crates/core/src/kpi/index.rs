@@ -12,6 +12,7 @@ use crate::domain::{
     Activity, CsatResponse, Customer, Dataset, Deal, Inquiry, Instant, Lead, Order, Scope, Target,
     TargetScope,
 };
+use crate::heap::HeapBytes;
 
 /// Records of one kind sorted by one of their instants, so the records of a
 /// period are one contiguous slice found by binary search; optionally also
@@ -195,6 +196,36 @@ pub struct Index<'a> {
     /// (COMPANY's, TEAM's by team id, REP's by rep id.)
     targets: [HashMap<&'a str, Vec<&'a Target>>; 3],
 }
+
+crate::heap_fields! {
+    Index<'_> => memberships, team_names, children, roots, rep_names, known_reps, customers,
+        deals, deals_by_owner, customers_by_owner, stage_changes, subscriptions, mrr,
+        orders_by_time, deals_by_created, deals_by_closed, leads_by_created, activities_by_time,
+        inquiries_by_time, csat_by_time, customers_by_acquired, customers_by_churned, rollups,
+        targets;
+    MrrTimeline<'_> => per_customer, first_positive, all, by_owner;
+    MrrChanges<'_> => changes, moves, totals;
+}
+
+impl<T> HeapBytes for ByTime<'_, T> {
+    fn heap_bytes(&self) -> usize {
+        self.items.heap_bytes() + self.by_rep.heap_bytes()
+    }
+}
+
+/// Entries without heap memory of their own.
+macro_rules! plain_entries {
+    ($($t:ty),*) => {
+        $(impl HeapBytes for $t {
+            const PLAIN: bool = true;
+            fn heap_bytes(&self) -> usize {
+                0
+            }
+        })*
+    };
+}
+
+plain_entries!(MembershipEntry<'_>, SubscriptionEntry<'_>, Move);
 
 /// The key of a target's scope in [`Index`]'s targets.
 fn target_key(scope: &Scope) -> (usize, &str) {

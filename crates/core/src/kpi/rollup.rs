@@ -19,6 +19,7 @@ use crate::domain::{
 };
 
 use super::index::{ByTime, both};
+use crate::heap::HeapBytes;
 
 /// Figures of one record, or their sum over several.
 pub type Figures<const N: usize> = [i128; N];
@@ -241,6 +242,37 @@ impl<const N: usize> Stocks<'_, N> {
             None => self.all.at(t),
             Some(rep) => self.by_rep.get(rep).map_or([0; N], |s| s.at(t)),
         }
+    }
+}
+
+crate::heap_fields! {
+    Rollups<'_> => orders, closed, created, leads, leads_by_source, activities, inquiries, csat,
+        acquired, churned, open_deals, open_by_stage, active_customers, order_links,
+        stage_labels, created_stages;
+}
+
+impl<V: HeapBytes> HeapBytes for Aligned<'_, V> {
+    fn heap_bytes(&self) -> usize {
+        self.all.heap_bytes() + self.by_rep.heap_bytes()
+    }
+}
+
+impl<const N: usize> HeapBytes for Stock<N> {
+    fn heap_bytes(&self) -> usize {
+        self.times.heap_bytes() + self.prefix.heap_bytes()
+    }
+}
+
+impl<const N: usize> HeapBytes for Stocks<'_, N> {
+    fn heap_bytes(&self) -> usize {
+        self.all.heap_bytes() + self.by_rep.heap_bytes()
+    }
+}
+
+impl HeapBytes for OrderLink {
+    const PLAIN: bool = true;
+    fn heap_bytes(&self) -> usize {
+        0
     }
 }
 
