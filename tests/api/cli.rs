@@ -681,3 +681,80 @@ async fn the_documented_reject_file_is_what_import_writes() {
     assert_eq!(written, block, "input:\n{input}");
     server.stop().await;
 }
+
+/// Runs the binary on a pseudo-terminal `columns` wide (util-linux `script`),
+/// as a person at a terminal would; returns what the terminal received, with
+/// its `\r\n` line ends made `\n`.
+pub(crate) fn on_terminal(args: &[&str], columns: u16, envs: &[(&str, &str)]) -> String {
+    let quoted: Vec<String> = std::iter::once(env!("CARGO_BIN_EXE_salesmetrics"))
+        .chain(args.iter().copied())
+        .map(|a| format!("'{}'", a.replace('\'', r"'\''")))
+        .collect();
+    let command = format!("stty cols {columns} rows 50; {}", quoted.join(" "));
+    let mut run = std::process::Command::new("script");
+    run.args(["-q", "-e", "-c", &command, "/dev/null"])
+        .stdin(std::process::Stdio::null())
+        .env_remove("NO_COLOR");
+    for (key, value) in envs {
+        run.env(key, value);
+    }
+    let output = run.output().expect("run script (util-linux)");
+    assert!(
+        output.status.success(),
+        "salesmetrics {args:?} on a terminal failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).replace("\r\n", "\n")
+}
+
+/// On a terminal the catalog fits the screen (its long formulas wrap inside
+/// their column, the ids never); through a pipe nothing wraps: one line per
+/// KPI under the header and its rule.
+#[test]
+fn tables_fit_the_terminal_and_stay_on_one_line_in_a_pipe() {
+    let run = |args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_salesmetrics"))
+            .args(args)
+            .output()
+            .expect("run catalog");
+        assert!(output.status.success(), "{}", stderr(&output));
+        stdout(&output)
+    };
+    let json: Value = serde_json::from_str(&run(&["catalog", "--json"])).expect("JSON");
+    let ids: Vec<&str> = json
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|k| k["id"].as_str().expect("id"))
+        .collect();
+
+    let piped = run(&["catalog"]);
+    let lines: Vec<&str> = piped.lines().collect();
+    assert_eq!(lines.len(), ids.len() + 2, "{piped}");
+    assert!(lines[1].chars().all(|c| c == '─'), "{piped}");
+    for (line, id) in lines[2..].iter().zip(&ids) {
+        assert!(line.starts_with(&format!("{id} ")), "{line}");
+    }
+    let widest = lines.iter().map(|l| l.chars().count()).max().unwrap_or(0);
+    assert!(widest > 80, "the formulas make a wide table: {widest}");
+
+    for columns in [80u16, 120] {
+        let screen = on_terminal(&["catalog"], columns, &[]);
+        let lines: Vec<&str> = screen.lines().collect();
+        for line in &lines {
+            assert!(
+                line.chars().count() <= usize::from(columns),
+                "{line:?} is wider than {columns} columns:\n{screen}"
+            );
+        }
+        assert!(lines.len() > ids.len() + 2, "long text wraps:\n{screen}");
+        // Every id starts a row, whole and in catalog order.
+        let starts: Vec<&str> = lines[2..]
+            .iter()
+            .filter(|l| !l.starts_with(' '))
+            .filter_map(|l| l.split_whitespace().next())
+            .collect();
+        assert_eq!(starts, ids, "{screen}");
+    }
+}
