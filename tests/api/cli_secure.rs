@@ -16,7 +16,7 @@ use super::harness::TestServer;
 use super::security::{pki, tls_server};
 
 /// The admin token of the servers started here.
-const ADMIN: &str = "cli-admin-token-0123456789";
+pub(super) const ADMIN: &str = "cli-admin-token-0123456789";
 
 /// Runs the binary with exactly the given `SALESMETRICS_*` variables, off
 /// the async runtime so the in-process server keeps answering.
@@ -88,7 +88,16 @@ fn admin<T>(message: T) -> Request<T> {
 /// Creates `tenant` with `currency` and fiscal years starting in April, and
 /// returns a new API key for it.
 async fn tenant_key(server: &TestServer, tenant: &str, currency: &str) -> String {
-    let mut admin_client = server.admin().await;
+    tenant_key_through(server.admin().await, tenant, currency).await
+}
+
+/// [`tenant_key`] through a given AdminService client (e.g. over TLS), with
+/// [`ADMIN`] as the admin token.
+pub(super) async fn tenant_key_through(
+    mut admin_client: pb::admin_service_client::AdminServiceClient<tonic::transport::Channel>,
+    tenant: &str,
+    currency: &str,
+) -> String {
     let mut settings = admin_client
         .create_tenant(admin(pb::CreateTenantRequest {
             tenant_id: tenant.into(),
