@@ -762,8 +762,8 @@ impl Progress {
     fn update(&mut self, done: u64) {
         if let Some(bar) = &self.bar {
             // indicatif limits redraws to a few per second by itself.
-            bar.set_position(done);
             bar.set_message(self.text(done));
+            bar.set_position(done);
             return;
         }
         if self.last.elapsed() < Duration::from_secs(2) {

@@ -758,3 +758,77 @@ fn tables_fit_the_terminal_and_stay_on_one_line_in_a_pipe() {
         assert_eq!(starts, ids, "{screen}");
     }
 }
+
+/// `text` without its ANSI escape sequences (`ESC [ … letter`).
+fn without_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            if chars.next() == Some('[') {
+                for c in chars.by_ref() {
+                    if ('@'..='~').contains(&c) {
+                        break;
+                    }
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// On a 40-column terminal the import's progress bar is redrawn in place and
+/// never wider than the terminal; the summary line follows. Through a pipe
+/// (every other test) there is no bar.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_progress_bar_fits_a_narrow_terminal() {
+    let server = TestServer::sqlite().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let orders = dir.path().join("orders.csv");
+    let mut text = String::from("id,amount,ordered_at\n");
+    for i in 0..3000 {
+        text.push_str(&format!("o{i},1.00,2025-03-10\n"));
+    }
+    std::fs::write(&orders, text).expect("write orders.csv");
+    let url = format!("http://{}", server.addr);
+    let path = path_str(&orders).to_string();
+    let screen = tokio::task::spawn_blocking(move || {
+        on_terminal(
+            &["import", &path, "--type", "orders", "--batch-size", "100"],
+            40,
+            &[("SALESMETRICS_SERVER", &url)],
+        )
+    })
+    .await
+    .expect("join");
+    let shown = without_ansi(&screen);
+    let drawn: Vec<&str> = shown
+        .split(['\r', '\n'])
+        .filter(|s| s.contains("░") || s.contains("█"))
+        .collect();
+    assert!(!drawn.is_empty(), "no progress drawn: {screen:?}");
+    for segment in &drawn {
+        assert!(
+            segment.chars().count() <= 40,
+            "{segment:?} is wider than 40 columns: {screen:?}"
+        );
+    }
+    // The figures, cut at the edge: "2,600 of 3,000 reco".
+    assert!(
+        drawn.iter().any(|s| s.contains(" of 3,000 rec")),
+        "{screen:?}"
+    );
+    for segment in &drawn {
+        assert!(
+            !segment.contains("rows:"),
+            "the summary is a line of its own"
+        );
+    }
+    assert!(
+        shown.contains(": 3000 rows: 3000 accepted, 0 stale, 0 rejected"),
+        "{screen:?}"
+    );
+    server.stop().await;
+}
