@@ -1,5 +1,6 @@
 //! How values are shown on a terminal: money in major units, ratios as
-//! percentages, durations as `3d 4h`, aligned tables and sparklines.
+//! percentages, durations as `3d 4h`, aligned tables (comfy-table, fitted to
+//! the terminal's width) and sparklines.
 
 use crate::proto::v1::{Direction, KpiValue, Unit};
 
@@ -356,9 +357,9 @@ pub fn table_with_notes(
 /// unbounded when `None`.
 ///
 /// The preset: no borders and no vertical lines; columns two spaces apart
-/// and the first one at the margin; a
-/// `─` rule under the header; trailing spaces trimmed. ANSI colour in a cell
-/// takes no width (comfy-table measures the visible text).
+/// and the first one at the margin; a `─` rule under the header; trailing
+/// spaces trimmed. ANSI colour in a cell takes no width (comfy-table measures
+/// the visible text).
 pub fn layout(
     header: &[&str],
     align: &[Align],
@@ -417,8 +418,24 @@ pub fn layout(
             column.set_constraint(ColumnConstraint::ContentWidth);
         }
     }
-    let mut out = table.trim_fmt();
-    out.push('\n');
+    // The rule spans the columns, not the notes after them.
+    let ruled: usize = content_widths
+        .iter()
+        .take(header.len())
+        .map(|w| usize::from(*w))
+        .sum::<usize>()
+        + 2 * header.len().saturating_sub(1);
+    let mut out = String::new();
+    let mut rule_done = false;
+    for line in table.trim_fmt().lines() {
+        if with_notes && !rule_done && !line.is_empty() && line.chars().all(|c| c == '─') {
+            out.extend(line.chars().take(ruled));
+            rule_done = true;
+        } else {
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
     out
 }
 
@@ -599,7 +616,7 @@ mod tests {
         assert_eq!(
             t,
             "KPI       value\n\
-             ──────────────────────────────────\n\
+             ───────────────\n\
              win_rate      —  (no closed deals)\n\
              orders       12\n"
         );
