@@ -14,6 +14,8 @@
 //! * [`snapshot`] — per-tenant snapshots of the records and their index,
 //!   shared by queries until the tenant's data changes.
 //! * [`client`] — the client subcommands of the binary (kpis, import, export, demo, report…).
+//! * [`suggest`] — "did you mean": the closest known id to a mistyped one,
+//!   for the CLI and the server's not-found answers alike.
 //! * [`dashboard`] — the browser dashboard served at `/` on the gRPC listener.
 //! * [`auth`] — API keys, the admin token, and the layer that authenticates
 //!   and limits every call.
@@ -41,6 +43,7 @@ pub mod proto;
 pub mod server;
 pub mod snapshot;
 pub mod store;
+pub mod suggest;
 pub mod telemetry;
 
 pub use salesmetrics_core::{domain, heap, kpi};

@@ -94,14 +94,35 @@ impl KpiApi {
 }
 
 /// NOT_FOUND for a team not in the tenant's data, or a rep that has no Rep
-/// record and is not named by any membership or record.
-fn check_scope(scope: &Scope, engine: &Engine) -> Result<()> {
+/// record and is not named by any membership or record. The message names
+/// the closest team (or rep) id of the same tenant when one is close: the
+/// candidates come from this tenant's snapshot only.
+fn check_scope(scope: &Scope, engine: &Engine, data: &Snapshot) -> Result<()> {
+    use crate::suggest::closest;
+    let records = data.borrow_owner();
+    let hint = |close: Option<&str>| {
+        close
+            .map(|c| format!("; did you mean {}?", quote(c)))
+            .unwrap_or_default()
+    };
     match scope {
         Scope::Team(id) if !engine.team_exists(id) => {
-            Err(Error::NotFound(format!("team {} not found", quote(id))))
+            let close = closest(id, records.teams.iter().map(|t| t.id.as_str()));
+            Err(Error::NotFound(format!(
+                "team {} not found{}",
+                quote(id),
+                hint(close)
+            )))
         }
         Scope::Rep(id) if !engine.rep_exists(id) => {
-            Err(Error::NotFound(format!("rep {} not found", quote(id))))
+            let reps = records.reps.iter().map(|r| r.id.as_str());
+            let members = records.team_memberships.iter().map(|m| m.rep_id.as_str());
+            let close = closest(id, reps.chain(members));
+            Err(Error::NotFound(format!(
+                "rep {} not found{}",
+                quote(id),
+                hint(close)
+            )))
         }
         _ => Ok(()),
     }
@@ -156,7 +177,7 @@ impl KpisQuery {
     ) -> Result<pb::GetKpisResponse> {
         let (tz, currency) = (settings.time_zone, settings.currency_code.clone());
         let engine = data.engine(settings);
-        check_scope(&self.scope, &engine)?;
+        check_scope(&self.scope, &engine, data)?;
         let bundle = engine.bundle(
             &self.scope,
             &period,
@@ -214,7 +235,7 @@ impl SeriesQuery {
     ) -> Result<pb::GetKpiSeriesResponse> {
         let (tz, currency) = (settings.time_zone, settings.currency_code.clone());
         let engine = data.engine(settings);
-        check_scope(&self.scope, &engine)?;
+        check_scope(&self.scope, &engine, data)?;
         let bundles = engine
             .series(
                 &self.scope,
@@ -266,7 +287,7 @@ impl BreakdownQuery {
     ) -> Result<pb::GetBreakdownResponse> {
         let (tz, currency_code) = (settings.time_zone, settings.currency_code.clone());
         let engine = data.engine(settings);
-        check_scope(&self.scope, &engine)?;
+        check_scope(&self.scope, &engine, data)?;
         let keys = engine.breakdown_keys(&self.scope, &period, self.dimension);
         let page: Vec<_> = keys
             .iter()

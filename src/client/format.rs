@@ -1,5 +1,6 @@
 //! How values are shown on a terminal: money in major units, ratios as
-//! percentages, durations as `3d 4h`, aligned tables and sparklines.
+//! percentages, durations as `3d 4h`, aligned tables (comfy-table, fitted to
+//! the terminal's width) and sparklines.
 
 use crate::proto::v1::{Direction, KpiValue, Unit};
 
@@ -289,25 +290,6 @@ pub fn use_colour() -> bool {
     std::env::var_os("NO_COLOR").is_none() && std::io::stdout().is_terminal()
 }
 
-/// Characters a cell takes on screen: ANSI colour sequences take none.
-fn visible_width(s: &str) -> usize {
-    let mut width = 0;
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        if c == '\x1b' {
-            // Skip up to and including the final letter of the sequence.
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            width += 1;
-        }
-    }
-    width
-}
-
 /// Eight-level sparkline of the values; undefined values are blanks.
 pub fn sparkline(values: &[Option<f64>]) -> String {
     const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
@@ -353,51 +335,105 @@ pub fn table(header: &[&str], align: &[Align], rows: &[Vec<String>]) -> String {
 }
 
 /// Like [`table`], with a free-text note after each row (e.g. why a value is
-/// undefined) that does not widen the columns.
+/// undefined) in a last, unnamed column, so a long note does not widen the
+/// columns before it.
+///
+/// On a terminal the table fits its width: long text wraps inside its
+/// column. Anywhere else (a pipe, a file) nothing wraps, so each row stays
+/// on one line for `grep`, `cut` and scripts.
 pub fn table_with_notes(
     header: &[&str],
     align: &[Align],
     rows: &[Vec<String>],
     notes: &[String],
 ) -> String {
-    let width = visible_width;
-    let mut widths: Vec<usize> = header.iter().map(|h| width(h)).collect();
-    for row in rows {
-        for (i, cell) in row.iter().enumerate() {
-            if i < widths.len() {
-                widths[i] = widths[i].max(width(cell));
-            }
+    // A table that is not told to ignore the terminal reports the terminal's
+    // width when standard output is one, and none otherwise.
+    let width = comfy_table::Table::new().width();
+    layout(header, align, rows, notes, width)
+}
+
+/// The layout of [`table_with_notes`] for a screen `width` columns wide, or
+/// unbounded when `None`.
+///
+/// The preset: no borders and no vertical lines; columns two spaces apart
+/// and the first one at the margin; a `─` rule under the header; trailing
+/// spaces trimmed. ANSI colour in a cell takes no width (comfy-table measures
+/// the visible text).
+pub fn layout(
+    header: &[&str],
+    align: &[Align],
+    rows: &[Vec<String>],
+    notes: &[String],
+    width: Option<u16>,
+) -> String {
+    use comfy_table::{
+        CellAlignment, ColumnConstraint, ContentArrangement, LineStyle, Table, TableStyle,
+    };
+
+    let with_notes = notes.iter().any(|n| !n.is_empty());
+    let mut table = Table::new();
+    table
+        .force_no_tty()
+        .load_style(TableStyle::new().header_separator(LineStyle::none().fill('─').junction('─')));
+    match width {
+        Some(width) => {
+            table
+                .set_content_arrangement(ContentArrangement::Dynamic)
+                .set_width(width);
+        }
+        None => {
+            table.set_content_arrangement(ContentArrangement::Disabled);
         }
     }
-    let render = |cells: &mut dyn Iterator<Item = &str>| -> String {
-        let mut line = String::new();
-        for (i, cell) in cells.enumerate() {
-            if i > 0 {
-                line.push_str("  ");
-            }
-            let pad = widths[i].saturating_sub(width(cell));
-            if align.get(i).copied().unwrap_or(Align::Left) == Align::Right {
-                line.push_str(&" ".repeat(pad));
-                line.push_str(cell);
-            } else {
-                line.push_str(cell);
-                line.push_str(&" ".repeat(pad));
-            }
-        }
-        line.trim_end().to_string()
-    };
-    let mut out = render(&mut header.iter().copied());
-    out.push('\n');
-    let total: usize = widths.iter().sum::<usize>() + 2 * widths.len().saturating_sub(1);
-    out.push_str(&"─".repeat(total));
-    out.push('\n');
+    let mut head: Vec<&str> = header.to_vec();
+    if with_notes {
+        head.push("");
+    }
+    table.set_header(head);
     for (i, row) in rows.iter().enumerate() {
-        let mut line = render(&mut row.iter().map(String::as_str));
-        if let Some(note) = notes.get(i).filter(|n| !n.is_empty()) {
-            line.push_str("  ");
-            line.push_str(note);
+        let mut cells: Vec<&str> = row.iter().map(String::as_str).collect();
+        cells.resize(header.len(), "");
+        if with_notes {
+            cells.push(notes.get(i).map_or("", String::as_str));
         }
-        out.push_str(&line);
+        table.add_row(cells);
+    }
+    let last = table.column_count().saturating_sub(1);
+    let content_widths = table.column_max_content_widths();
+    for (i, column) in table.column_iter_mut().enumerate() {
+        // With no vertical lines comfy-table still puts one space between
+        // columns: with one space of padding on the right, columns stand two
+        // spaces apart, the first starts at the margin and the rule ends
+        // with the last.
+        column.set_padding((0, u16::from(i < last)));
+        let right = align.get(i).copied() == Some(Align::Right);
+        if right {
+            column.set_cell_alignment(CellAlignment::Right);
+        }
+        // The first column (the row's key), numbers and short text never
+        // wrap: long text columns give way.
+        let content = content_widths.get(i).copied().unwrap_or(0);
+        if i == 0 || right || content <= 8 {
+            column.set_constraint(ColumnConstraint::ContentWidth);
+        }
+    }
+    // The rule spans the columns, not the notes after them.
+    let ruled: usize = content_widths
+        .iter()
+        .take(header.len())
+        .map(|w| usize::from(*w))
+        .sum::<usize>()
+        + 2 * header.len().saturating_sub(1);
+    let mut out = String::new();
+    let mut rule_done = false;
+    for line in table.trim_fmt().lines() {
+        if with_notes && !rule_done && !line.is_empty() && line.chars().all(|c| c == '─') {
+            out.extend(line.chars().take(ruled));
+            rule_done = true;
+        } else {
+            out.push_str(line);
+        }
         out.push('\n');
     }
     out
@@ -516,7 +552,6 @@ mod tests {
         let v = value("revenue", Unit::Money, Some(-0.125), Some(-500.0));
         let coloured = kpi_change(&v, Direction::HigherIsBetter, true);
         assert_eq!(coloured, "\x1b[31m▼ 12.5% worse\x1b[0m");
-        assert_eq!(visible_width(&coloured), "▼ 12.5% worse".chars().count());
         let t = table(
             &["change"],
             &[Align::Right],
@@ -564,5 +599,72 @@ mod tests {
             t,
             "KPI         value\n─────────────────\nrevenue  1.00 USD\norders         12\n"
         );
+    }
+
+    #[test]
+    fn notes_follow_the_row_in_a_last_column() {
+        let t = layout(
+            &["KPI", "value"],
+            &[Align::Left, Align::Right],
+            &[
+                vec!["win_rate".into(), "—".into()],
+                vec!["orders".into(), "12".into()],
+            ],
+            &["(no closed deals)".into(), String::new()],
+            None,
+        );
+        assert_eq!(
+            t,
+            "KPI       value\n\
+             ───────────────\n\
+             win_rate      —  (no closed deals)\n\
+             orders       12\n"
+        );
+    }
+
+    #[test]
+    fn tables_fit_a_narrow_screen_by_wrapping_long_text() {
+        let formula = "sum of the amounts of the orders placed in the period, \
+                       refunds excluded, in the reporting currency";
+        let rows = vec![
+            vec!["revenue".to_string(), "money".into(), formula.into()],
+            vec![
+                "orders".to_string(),
+                "count".into(),
+                "count of orders".into(),
+            ],
+        ];
+        let header = ["id", "unit", "formula"];
+        let align = [Align::Left; 3];
+        // Unbounded (not a terminal): one line per row.
+        let wide = layout(&header, &align, &rows, &[], None);
+        assert_eq!(wide.lines().count(), 4, "{wide}");
+        assert!(
+            wide.lines()
+                .nth(2)
+                .is_some_and(|l| l.ends_with("reporting currency"))
+        );
+        // 40 columns: every line fits and the formula wraps in its column,
+        // all of its words kept.
+        let narrow = layout(&header, &align, &rows, &[], Some(40));
+        assert!(narrow.lines().count() > 4, "{narrow}");
+        for line in narrow.lines() {
+            assert!(line.chars().count() <= 40, "{line:?} in\n{narrow}");
+        }
+        let words: Vec<&str> = narrow
+            .lines()
+            .skip(2)
+            .flat_map(|l| l.split_whitespace())
+            .collect();
+        let expected: Vec<&str> = ["revenue", "money"]
+            .into_iter()
+            .chain(formula.split_whitespace())
+            .chain(["orders", "count", "count", "of", "orders"])
+            .collect();
+        let mut sorted_words = words.clone();
+        sorted_words.sort_unstable();
+        let mut sorted_expected = expected.clone();
+        sorted_expected.sort_unstable();
+        assert_eq!(sorted_words, sorted_expected, "{narrow}");
     }
 }

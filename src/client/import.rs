@@ -689,76 +689,96 @@ pub async fn import_file(
     Ok(summary)
 }
 
-/// Progress on stderr: a bar redrawn with `\r` on a terminal, plain lines otherwise.
+/// Progress on stderr. On a terminal, an `indicatif` bar redrawn in place:
+/// a 20-cell bar, then rows done of the total, the rate and the ETA, cut at
+/// the terminal's edge so a narrow terminal never wraps it. Anywhere else
+/// (a pipe, a log file), the same figures as a plain line every 2 seconds.
 struct Progress {
+    /// Rows in the file, when they could be counted.
     total: Option<u64>,
+    /// When the import started: the rate is over the whole run.
     started: Instant,
+    /// When a plain line was last printed (not on a terminal).
     last: Instant,
-    terminal: bool,
-    drawn: bool,
+    /// The bar on a terminal; `None` prints plain lines.
+    bar: Option<indicatif::ProgressBar>,
 }
 
 impl Progress {
     fn new(total: Option<u64>, started: Instant) -> Progress {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            // `wide_msg` takes the width the bar leaves and is cut, not wrapped.
+            let template = match total {
+                Some(_) => "{bar:20} {wide_msg}",
+                None => "{spinner} {wide_msg}",
+            };
+            let style = indicatif::ProgressStyle::with_template(template)
+                .expect("a valid progress template")
+                .progress_chars("█▉▊▋▌▍▎▏░");
+            let bar = indicatif::ProgressBar::with_draw_target(
+                total,
+                indicatif::ProgressDrawTarget::stderr(),
+            );
+            bar.set_style(style);
+            bar
+        });
         Progress {
             total,
             started,
             last: started,
-            terminal: std::io::stderr().is_terminal(),
-            drawn: false,
+            bar,
+        }
+    }
+
+    /// Rows done so far: `1,200 of 5,000 records (24%), 3,000/s, ETA 1s`.
+    fn text(&self, done: u64) -> String {
+        let elapsed = self.started.elapsed().as_secs_f64().max(1e-3);
+        let rate = done as f64 / elapsed;
+        match self.total.filter(|t| *t > 0) {
+            Some(total) => {
+                let fraction = (done as f64 / total as f64).min(1.0);
+                let eta = if rate > 0.0 {
+                    (total.saturating_sub(done)) as f64 / rate
+                } else {
+                    0.0
+                };
+                format!(
+                    "{} of {} records ({:.0}%), {}/s, ETA {}",
+                    super::format::integer(done as i64),
+                    super::format::integer(total as i64),
+                    fraction * 100.0,
+                    super::format::integer(rate as i64),
+                    super::format::duration(eta)
+                )
+            }
+            None => format!(
+                "{} records, {}/s",
+                super::format::integer(done as i64),
+                super::format::integer(rate as i64)
+            ),
         }
     }
 
     fn update(&mut self, done: u64) {
-        let interval = if self.terminal {
-            Duration::from_millis(100)
-        } else {
-            Duration::from_secs(2)
-        };
-        if self.last.elapsed() < interval {
+        if let Some(bar) = &self.bar {
+            // indicatif limits redraws to a few per second by itself.
+            bar.set_message(self.text(done));
+            bar.set_position(done);
+            return;
+        }
+        if self.last.elapsed() < Duration::from_secs(2) {
             return;
         }
         self.last = Instant::now();
-        let elapsed = self.started.elapsed().as_secs_f64().max(1e-3);
-        let rate = done as f64 / elapsed;
-        let mut text = format!(
-            "{} records, {}/s",
-            super::format::integer(done as i64),
-            super::format::integer(rate as i64)
-        );
-        if let Some(total) = self.total.filter(|t| *t > 0) {
-            let fraction = (done as f64 / total as f64).min(1.0);
-            let eta = if rate > 0.0 {
-                (total.saturating_sub(done)) as f64 / rate
-            } else {
-                0.0
-            };
-            text = format!(
-                "{} of {} records ({:.0}%), {}/s, ETA {}",
-                super::format::integer(done as i64),
-                super::format::integer(total as i64),
-                fraction * 100.0,
-                super::format::integer(rate as i64),
-                super::format::duration(eta)
-            );
-            if self.terminal {
-                let filled = (fraction * 30.0).round() as usize;
-                text = format!("[{}{}] {text}", "█".repeat(filled), "░".repeat(30 - filled));
-            }
-        }
         let mut stderr = std::io::stderr();
-        if self.terminal {
-            let _ = write!(stderr, "\r{text}\x1b[K");
-            self.drawn = true;
-        } else {
-            let _ = writeln!(stderr, "{text}");
-        }
+        let _ = writeln!(stderr, "{}", self.text(done));
         let _ = stderr.flush();
     }
 
+    /// Clears the bar, so the summary line stands alone.
     fn finish(&mut self) {
-        if self.drawn {
-            let _ = write!(std::io::stderr(), "\r\x1b[K");
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
         }
     }
 }

@@ -26,6 +26,8 @@ use tonic::metadata::MetadataValue;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
+pub use crate::suggest::did_you_mean;
+
 use crate::proto::v1::ingest_service_client::IngestServiceClient;
 use crate::proto::v1::kpi_service_client::KpiServiceClient;
 
@@ -229,19 +231,6 @@ impl ConnectOptions {
     }
 }
 
-/// `; did you mean "x"?` when one of `candidates` is close to `word`
-/// (Jaro-Winkler similarity of at least 0.8), else nothing.
-pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
-    let word = word.to_ascii_lowercase();
-    candidates
-        .into_iter()
-        .map(|c| (strsim::jaro_winkler(&word, &c.to_ascii_lowercase()), c))
-        .filter(|(score, _)| *score >= 0.8)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, c)| format!("; did you mean {c:?}?"))
-        .unwrap_or_default()
-}
-
 /// Turns a gRPC status into a readable error.
 pub fn status_error(what: &str, status: tonic::Status) -> anyhow::Error {
     let code = status.code();
@@ -255,8 +244,13 @@ pub fn status_error(what: &str, status: tonic::Status) -> anyhow::Error {
                 "{what}: not authenticated ({message}); pass --api-key or set SALESMETRICS_API_KEY"
             )
         }
-        // What a plaintext client sees from a TLS server.
-        _ if message.contains("h2 protocol error") => {
+        // What a plaintext client sees from a TLS server: the TLS alert
+        // breaks the HTTP/2 connection, reported as one of these depending on
+        // when it arrives.
+        _ if message.contains("h2 protocol error")
+            || (code == tonic::Code::Unknown && message == "transport error")
+            || (code == tonic::Code::Cancelled && message == "operation was canceled") =>
+        {
             anyhow::anyhow!("{what}: {code:?}: {message} (for a TLS server use an https:// URL)")
         }
         _ => anyhow::anyhow!("{what}: {code:?}: {message}"),
@@ -289,14 +283,6 @@ pub async fn tenant_currency(clients: &mut Clients) -> anyhow::Result<String> {
 mod tests {
     use super::*;
     use tonic::service::Interceptor;
-
-    #[test]
-    fn close_words_are_suggested() {
-        let ids = ["revenue", "orders", "win_rate"];
-        assert_eq!(did_you_mean("revenu", ids), "; did you mean \"revenue\"?");
-        assert_eq!(did_you_mean("WINRATE", ids), "; did you mean \"win_rate\"?");
-        assert_eq!(did_you_mean("nps", ids), "");
-    }
 
     #[test]
     fn server_addresses_mean_one_thing() {

@@ -681,3 +681,154 @@ async fn the_documented_reject_file_is_what_import_writes() {
     assert_eq!(written, block, "input:\n{input}");
     server.stop().await;
 }
+
+/// Runs the binary on a pseudo-terminal `columns` wide (util-linux `script`),
+/// as a person at a terminal would; returns what the terminal received, with
+/// its `\r\n` line ends made `\n`.
+pub(crate) fn on_terminal(args: &[&str], columns: u16, envs: &[(&str, &str)]) -> String {
+    let quoted: Vec<String> = std::iter::once(env!("CARGO_BIN_EXE_salesmetrics"))
+        .chain(args.iter().copied())
+        .map(|a| format!("'{}'", a.replace('\'', r"'\''")))
+        .collect();
+    let command = format!("stty cols {columns} rows 50; {}", quoted.join(" "));
+    let mut run = std::process::Command::new("script");
+    run.args(["-q", "-e", "-c", &command, "/dev/null"])
+        .stdin(std::process::Stdio::null())
+        .env_remove("NO_COLOR");
+    for (key, value) in envs {
+        run.env(key, value);
+    }
+    let output = run.output().expect("run script (util-linux)");
+    assert!(
+        output.status.success(),
+        "salesmetrics {args:?} on a terminal failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).replace("\r\n", "\n")
+}
+
+/// On a terminal the catalog fits the screen (its long formulas wrap inside
+/// their column, the ids never); through a pipe nothing wraps: one line per
+/// KPI under the header and its rule.
+#[test]
+fn tables_fit_the_terminal_and_stay_on_one_line_in_a_pipe() {
+    let run = |args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_salesmetrics"))
+            .args(args)
+            .output()
+            .expect("run catalog");
+        assert!(output.status.success(), "{}", stderr(&output));
+        stdout(&output)
+    };
+    let json: Value = serde_json::from_str(&run(&["catalog", "--json"])).expect("JSON");
+    let ids: Vec<&str> = json
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|k| k["id"].as_str().expect("id"))
+        .collect();
+
+    let piped = run(&["catalog"]);
+    let lines: Vec<&str> = piped.lines().collect();
+    assert_eq!(lines.len(), ids.len() + 2, "{piped}");
+    assert!(lines[1].chars().all(|c| c == '─'), "{piped}");
+    for (line, id) in lines[2..].iter().zip(&ids) {
+        assert!(line.starts_with(&format!("{id} ")), "{line}");
+    }
+    let widest = lines.iter().map(|l| l.chars().count()).max().unwrap_or(0);
+    assert!(widest > 80, "the formulas make a wide table: {widest}");
+
+    for columns in [80u16, 120] {
+        let screen = on_terminal(&["catalog"], columns, &[]);
+        let lines: Vec<&str> = screen.lines().collect();
+        for line in &lines {
+            assert!(
+                line.chars().count() <= usize::from(columns),
+                "{line:?} is wider than {columns} columns:\n{screen}"
+            );
+        }
+        assert!(lines.len() > ids.len() + 2, "long text wraps:\n{screen}");
+        // Every id starts a row, whole and in catalog order.
+        let starts: Vec<&str> = lines[2..]
+            .iter()
+            .filter(|l| !l.starts_with(' '))
+            .filter_map(|l| l.split_whitespace().next())
+            .collect();
+        assert_eq!(starts, ids, "{screen}");
+    }
+}
+
+/// `text` without its ANSI escape sequences (`ESC [ … letter`).
+fn without_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            if chars.next() == Some('[') {
+                for c in chars.by_ref() {
+                    if ('@'..='~').contains(&c) {
+                        break;
+                    }
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// On a 40-column terminal the import's progress bar is redrawn in place and
+/// never wider than the terminal; the summary line follows. Through a pipe
+/// (every other test) there is no bar.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_progress_bar_fits_a_narrow_terminal() {
+    let server = TestServer::sqlite().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let orders = dir.path().join("orders.csv");
+    let mut text = String::from("id,amount,ordered_at\n");
+    for i in 0..3000 {
+        text.push_str(&format!("o{i},1.00,2025-03-10\n"));
+    }
+    std::fs::write(&orders, text).expect("write orders.csv");
+    let url = format!("http://{}", server.addr);
+    let path = path_str(&orders).to_string();
+    let screen = tokio::task::spawn_blocking(move || {
+        on_terminal(
+            &["import", &path, "--type", "orders", "--batch-size", "100"],
+            40,
+            &[("SALESMETRICS_SERVER", &url)],
+        )
+    })
+    .await
+    .expect("join");
+    let shown = without_ansi(&screen);
+    let drawn: Vec<&str> = shown
+        .split(['\r', '\n'])
+        .filter(|s| s.contains("░") || s.contains("█"))
+        .collect();
+    assert!(!drawn.is_empty(), "no progress drawn: {screen:?}");
+    for segment in &drawn {
+        assert!(
+            segment.chars().count() <= 40,
+            "{segment:?} is wider than 40 columns: {screen:?}"
+        );
+    }
+    // The figures, cut at the edge: "2,600 of 3,000 reco".
+    assert!(
+        drawn.iter().any(|s| s.contains(" of 3,000 rec")),
+        "{screen:?}"
+    );
+    for segment in &drawn {
+        assert!(
+            !segment.contains("rows:"),
+            "the summary is a line of its own"
+        );
+    }
+    assert!(
+        shown.contains(": 3000 rows: 3000 accepted, 0 stale, 0 rejected"),
+        "{screen:?}"
+    );
+    server.stop().await;
+}

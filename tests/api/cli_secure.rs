@@ -16,7 +16,7 @@ use super::harness::TestServer;
 use super::security::{pki, tls_server};
 
 /// The admin token of the servers started here.
-const ADMIN: &str = "cli-admin-token-0123456789";
+pub(super) const ADMIN: &str = "cli-admin-token-0123456789";
 
 /// Runs the binary with exactly the given `SALESMETRICS_*` variables, off
 /// the async runtime so the in-process server keeps answering.
@@ -88,7 +88,16 @@ fn admin<T>(message: T) -> Request<T> {
 /// Creates `tenant` with `currency` and fiscal years starting in April, and
 /// returns a new API key for it.
 async fn tenant_key(server: &TestServer, tenant: &str, currency: &str) -> String {
-    let mut admin_client = server.admin().await;
+    tenant_key_through(server.admin().await, tenant, currency).await
+}
+
+/// [`tenant_key`] through a given AdminService client (e.g. over TLS), with
+/// [`ADMIN`] as the admin token.
+pub(super) async fn tenant_key_through(
+    mut admin_client: pb::admin_service_client::AdminServiceClient<tonic::transport::Channel>,
+    tenant: &str,
+    currency: &str,
+) -> String {
     let mut settings = admin_client
         .create_tenant(admin(pb::CreateTenantRequest {
             tenant_id: tenant.into(),
@@ -460,5 +469,135 @@ async fn the_cli_presents_a_client_certificate_for_mutual_tls() {
     )
     .await;
     assert!(!output.status.success(), "no client certificate: refused");
+    server.stop().await;
+}
+
+/// A mistyped team or rep scope: NOT_FOUND names the closest id of the
+/// caller's own tenant, through the gRPC client and through the CLI; a
+/// far-off id gets no suggestion, another tenant's id is never suggested
+/// (though its own tenant is offered it), and a long suggestion is cut like
+/// any echo.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_scopes_suggest_only_the_callers_own_ids() {
+    let mut config = ServeConfig::for_database("");
+    config.auth = AuthMode::On;
+    config.admin_token = Some(ADMIN.into());
+    let (dir, url) = db::fresh_sqlite().await;
+    let server = TestServer::start("sqlite", url, config, Some(dir)).await;
+    let acme = tenant_key(&server, "acme", "EUR").await;
+    let rival = tenant_key(&server, "rival", "EUR").await;
+    let address = format!("http://{}", server.addr);
+    let files = tempfile::tempdir().expect("temp dir");
+    let load = async |key: &str, name: &str, text: &str| {
+        let path = files.path().join(name);
+        std::fs::write(&path, text).expect("write CSV");
+        let env = [
+            ("SALESMETRICS_SERVER", address.as_str()),
+            ("SALESMETRICS_API_KEY", key),
+        ];
+        let kind = name.split('-').next().expect("record type");
+        run_ok(&env, &["import", path_str(&path), "--type", kind]).await;
+    };
+    load(
+        &acme,
+        "teams-acme.csv",
+        "id,name,parent_team_id\nemea,EMEA,\napac,APAC,\n\
+         emea-north-europe-region,Northern Europe,emea\n",
+    )
+    .await;
+    load(&acme, "reps-acme.csv", "id,name\nrep-alice,Alice\n").await;
+    load(
+        &rival,
+        "teams-rival.csv",
+        "id,name,parent_team_id\nlatam,LATAM,\n",
+    )
+    .await;
+
+    let mut client = server.kpi().await;
+    let mut not_found = async |key: &str, kind: pb::ScopeKind, id: &str| {
+        let mut request = Request::new(pb::GetKpisRequest {
+            scope: Some(pb::Scope {
+                kind: kind as i32,
+                id: id.into(),
+            }),
+            period: Some(pb::Period {
+                period: Some(pb::period::Period::Calendar(pb::CalendarPeriod {
+                    granularity: pb::Granularity::Month as i32,
+                    date: Some(pb::Date {
+                        year: 2025,
+                        month: 3,
+                        day: 1,
+                    }),
+                })),
+            }),
+            kpi_ids: vec!["revenue".into()],
+            ..Default::default()
+        });
+        request.metadata_mut().insert(
+            "authorization",
+            format!("Bearer {key}").parse().expect("ascii"),
+        );
+        let status = client.get_kpis(request).await.expect_err("unknown scope");
+        assert_eq!(status.code(), tonic::Code::NotFound, "{status:?}");
+        status.message().to_string()
+    };
+    // Two letters swapped: the close team and rep are named.
+    assert_eq!(
+        not_found(&acme, pb::ScopeKind::Team, "emae").await,
+        "team \"emae\" not found; did you mean \"emea\"?"
+    );
+    assert_eq!(
+        not_found(&acme, pb::ScopeKind::Rep, "rep-alcie").await,
+        "rep \"rep-alcie\" not found; did you mean \"rep-alice\"?"
+    );
+    // Nothing close: no suggestion.
+    assert_eq!(
+        not_found(&acme, pb::ScopeKind::Team, "zz-9").await,
+        "team \"zz-9\" not found"
+    );
+    // "latma" is close to rival's "latam", which acme never sees; rival does.
+    assert_eq!(
+        not_found(&acme, pb::ScopeKind::Team, "latma").await,
+        "team \"latma\" not found"
+    );
+    assert_eq!(
+        not_found(&rival, pb::ScopeKind::Team, "latma").await,
+        "team \"latma\" not found; did you mean \"latam\"?"
+    );
+    assert_eq!(
+        not_found(&rival, pb::ScopeKind::Team, "emae").await,
+        "team \"emae\" not found"
+    );
+    // The long id and its suggestion are both cut after 16 characters.
+    assert_eq!(
+        not_found(&acme, pb::ScopeKind::Team, "emea-north-europe-regoin").await,
+        "team \"emea-north-europ\"… not found; did you mean \"emea-north-europ\"…?"
+    );
+
+    // The CLI says the same.
+    let env = [
+        ("SALESMETRICS_SERVER", address.as_str()),
+        ("SALESMETRICS_API_KEY", acme.as_str()),
+    ];
+    let output = run(
+        &env,
+        &["kpis", "--period", "2025-03", "--scope", "team:emae"],
+    )
+    .await;
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("team \"emae\" not found; did you mean \"emea\"?"),
+        "{}",
+        stderr(&output)
+    );
+    let output = run(
+        &env,
+        &["kpis", "--period", "2025-03", "--scope", "team:latma"],
+    )
+    .await;
+    assert!(!output.status.success());
+    let err = stderr(&output);
+    assert!(err.contains("team \"latma\" not found"), "{err}");
+    assert!(!err.contains("did you mean"), "{err}");
     server.stop().await;
 }

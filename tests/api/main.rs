@@ -3,6 +3,7 @@
 
 mod abuse;
 mod cli;
+mod cli_docs;
 mod cli_secure;
 mod connect;
 mod dashboard;
