@@ -1714,3 +1714,170 @@ async fn team_limits_postgres() {
     team_limits_on(&url).await;
     db::drop_postgres(&url).await;
 }
+
+/// Team `i` of tenant A's chain: its parent is team `i - 1`, except that
+/// every 100th team starts a new root, so each chain is exactly as deep as a
+/// team tree may be (100 levels) and the teams run into the count limit
+/// rather than the depth limit.
+fn chain_team(i: usize) -> pb::Record {
+    let parent = if i % 100 == 0 {
+        String::new()
+    } else {
+        format!("t{}", i - 1)
+    };
+    pb::Record {
+        record: Some(R::Team(pb::Team {
+            id: format!("t{i}"),
+            name: format!("Team {i}"),
+            parent_team_id: parent,
+            ..Default::default()
+        })),
+    }
+}
+
+/// How many records of `record_type` `key`'s tenant can export.
+async fn count_records(server: &TestServer, key: &str, record_type: pb::RecordType) -> usize {
+    let mut stream = server
+        .ingest()
+        .await
+        .export_records(bearer(
+            pb::ExportRecordsRequest {
+                record_type: record_type as i32,
+            },
+            key,
+        ))
+        .await
+        .expect("export")
+        .into_inner();
+    let mut count = 0;
+    while let Some(page) = stream.message().await.expect("page") {
+        count += page.records.len();
+    }
+    count
+}
+
+/// Tenant A sends 40 000 teams, parent before child, in batches of 10 000
+/// (the most the server accepts), as chains 100 levels deep, while tenant B
+/// writes one order at a time. The first batch fills A's 10 000 teams; the
+/// three after are refused whole, each team REJECTED with the limit's reason,
+/// and store nothing. Every one of B's writes succeeds and none waits a
+/// second behind A's batches.
+async fn a_deep_team_chain_does_not_hold_up_another_tenant(server: TestServer) {
+    const BATCH: usize = 10_000;
+    const TEAMS: usize = 40_000;
+    let a = new_key(&server, "tenant-a", true).await;
+    let b = new_key(&server, "tenant-b", true).await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let b_writes = {
+        let mut ingest = server.ingest().await;
+        let stop = std::sync::Arc::clone(&stop);
+        let secret = b.secret.clone();
+        tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let started = std::time::Instant::now();
+                let written = ingest
+                    .ingest_batch(bearer(
+                        pb::IngestBatchRequest {
+                            records: vec![order(&format!("b{i}"), 100)],
+                            all_or_nothing: false,
+                        },
+                        &secret,
+                    ))
+                    .await
+                    .expect("B's write succeeds")
+                    .into_inner()
+                    .result
+                    .expect("result");
+                latencies.push(started.elapsed());
+                assert_eq!(written.accepted_count, 1, "B's order b{i}");
+                i += 1;
+            }
+            latencies
+        })
+    };
+    // B is writing before A starts.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut ingest = server.ingest().await.max_decoding_message_size(64 << 20);
+    let mut a_times = Vec::new();
+    for start in (0..TEAMS).step_by(BATCH) {
+        let started = std::time::Instant::now();
+        let result = ingest
+            .ingest_batch(bearer(
+                pb::IngestBatchRequest {
+                    records: (start..start + BATCH).map(chain_team).collect(),
+                    all_or_nothing: false,
+                },
+                &a.secret,
+            ))
+            .await
+            .expect("A's batch is answered")
+            .into_inner()
+            .result
+            .expect("result");
+        a_times.push(started.elapsed());
+        if start == 0 {
+            assert_eq!(result.accepted_count, 10_000, "{}", server.backend);
+        } else {
+            assert_eq!(
+                (result.accepted_count, result.rejected_count),
+                (0, 10_000),
+                "{}",
+                server.backend
+            );
+            let first = &result.results[0];
+            assert_eq!(first.field_path, format!("records[0].team.id"));
+            assert_eq!(
+                first.reason,
+                format!(
+                    "the tenant has 10000 teams, the most it may have; team \"t{start}\" is not added"
+                )
+            );
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut latencies = b_writes.await.expect("B's writer");
+    assert_eq!(count_records(&server, &a.secret, pb::RecordType::Team).await, 10_000);
+    assert_eq!(
+        count_records(&server, &b.secret, pb::RecordType::Order).await,
+        latencies.len()
+    );
+    latencies.sort();
+    let p50 = latencies[latencies.len() / 2];
+    let max = *latencies.last().expect("B wrote");
+    println!(
+        "{}: A's batches took {:?}; B wrote {} orders meanwhile, p50 {:?}, max {:?}",
+        server.backend,
+        a_times,
+        latencies.len(),
+        p50,
+        max
+    );
+    assert!(
+        max < Duration::from_secs(1),
+        "{}: B waited {max:?} behind A",
+        server.backend
+    );
+    server.stop().await;
+}
+
+mod a_deep_team_chain_does_not_hold_up_another_tenant {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        let (dir, url) = db::fresh_sqlite().await;
+        let server = TestServer::start("sqlite", url, secure_config(), Some(dir)).await;
+        super::a_deep_team_chain_does_not_hold_up_another_tenant(server).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        let Some(url) = db::fresh_postgres().await else {
+            return;
+        };
+        let server = TestServer::start("postgres", url, secure_config(), None).await;
+        super::a_deep_team_chain_does_not_hold_up_another_tenant(server).await;
+    }
+}
