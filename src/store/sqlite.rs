@@ -315,12 +315,11 @@ impl SqliteStore {
         let Some(data_version) = version else {
             return Ok(None);
         };
-        let stored: StoredTeams = sqlx::query_as(
-            "SELECT id, parent_team_id, version FROM teams WHERE tenant_id = $1",
-        )
-        .bind(tenant)
-        .fetch_all(&mut *read)
-        .await?;
+        let stored: StoredTeams =
+            sqlx::query_as("SELECT id, parent_team_id, version FROM teams WHERE tenant_id = $1")
+                .bind(tenant)
+                .fetch_all(&mut *read)
+                .await?;
         read.commit().await?;
         let teams = Arc::clone(teams);
         let max_teams = self.max_teams_per_tenant;

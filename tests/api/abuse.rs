@@ -1838,7 +1838,10 @@ async fn a_deep_team_chain_does_not_hold_up_another_tenant(server: TestServer) {
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let mut latencies = b_writes.await.expect("B's writer");
-    assert_eq!(count_records(&server, &a.secret, pb::RecordType::Team).await, 10_000);
+    assert_eq!(
+        count_records(&server, &a.secret, pb::RecordType::Team).await,
+        10_000
+    );
     assert_eq!(
         count_records(&server, &b.secret, pb::RecordType::Order).await,
         latencies.len()
@@ -1880,4 +1883,84 @@ mod a_deep_team_chain_does_not_hold_up_another_tenant {
         let server = TestServer::start("postgres", url, secure_config(), None).await;
         super::a_deep_team_chain_does_not_hold_up_another_tenant(server).await;
     }
+}
+
+/// Reads one HTTP/2 frame from `stream`: its type, flags and payload
+/// (`None` once the server has closed the connection).
+async fn read_frame(stream: &mut tokio::net::TcpStream) -> Option<(u8, u8, Vec<u8>)> {
+    use tokio::io::AsyncReadExt;
+    let mut head = [0u8; 9];
+    stream.read_exact(&mut head).await.ok()?;
+    let length = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+    let mut payload = vec![0u8; length];
+    stream.read_exact(&mut payload).await.ok()?;
+    Some((head[3], head[4], payload))
+}
+
+/// With a keep-alive PING after 1 s without traffic and 1 s to answer it
+/// (and an idle timeout of a minute, so the PING is what counts): a client
+/// that speaks HTTP/2 up to the SETTINGS exchange and then never answers
+/// receives a PING and is closed. A live client with the same settings
+/// keeps its one connection through 3 s of quiet, and its calls still work.
+#[tokio::test]
+async fn a_dead_peer_is_closed_by_keepalive() {
+    use tokio::io::AsyncWriteExt;
+    const SETTINGS: u8 = 0x4;
+    const PING: u8 = 0x6;
+    const ACK: u8 = 0x1;
+    let mut config = salesmetrics::config::ServeConfig::for_database("");
+    config.keepalive_interval_seconds = 1;
+    config.keepalive_timeout_seconds = 1;
+    config.connection_idle_timeout_seconds = 60;
+    let server = TestServer::sqlite_with_metrics(config).await;
+
+    let started = std::time::Instant::now();
+    let mut dead = tokio::net::TcpStream::connect(server.addr)
+        .await
+        .expect("connect");
+    dead.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .await
+        .expect("preface");
+    // An empty SETTINGS frame: length 0, type 4, no flags, stream 0.
+    dead.write_all(&[0, 0, 0, SETTINGS, 0, 0, 0, 0, 0])
+        .await
+        .expect("settings");
+    let mut pinged = false;
+    let closed = tokio::time::timeout(Duration::from_secs(15), async {
+        while let Some((kind, flags, _)) = read_frame(&mut dead).await {
+            if kind == SETTINGS && flags & ACK == 0 {
+                // The server's SETTINGS, acknowledged: the last thing said.
+                dead.write_all(&[0, 0, 0, SETTINGS, ACK, 0, 0, 0, 0])
+                    .await
+                    .expect("settings ack");
+            }
+            if kind == PING && flags & ACK == 0 {
+                pinged = true;
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "closed within 15 s");
+    assert!(pinged, "the server sent a PING before closing");
+    println!("the dead peer was closed after {:?}", started.elapsed());
+    wait_for_metric(&server, "salesmetrics_connections_open", 0).await;
+
+    let live = server.channel().await;
+    list_kpis_on(&live).await.expect("served");
+    assert_eq!(metric(&server, "salesmetrics_connections_open").await, 1);
+    // Sampled through 3 s of quiet: the connection never closes (a reopened
+    // one would leave a gap at 0).
+    for _ in 0..12 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert_eq!(metric(&server, "salesmetrics_connections_open").await, 1);
+    }
+    list_kpis_on(&live)
+        .await
+        .expect("still served after the quiet");
+    assert_eq!(metric(&server, "salesmetrics_connections_open").await, 1);
+    assert_eq!(
+        metric(&server, "salesmetrics_connections_idle_closed_total").await,
+        0
+    );
+    server.stop().await;
 }
