@@ -1720,7 +1720,7 @@ async fn team_limits_postgres() {
 /// team tree may be (100 levels) and the teams run into the count limit
 /// rather than the depth limit.
 fn chain_team(i: usize) -> pb::Record {
-    let parent = if i % 100 == 0 {
+    let parent = if i.is_multiple_of(100) {
         String::new()
     } else {
         format!("t{}", i - 1)
@@ -1827,7 +1827,7 @@ async fn a_deep_team_chain_does_not_hold_up_another_tenant(server: TestServer) {
                 server.backend
             );
             let first = &result.results[0];
-            assert_eq!(first.field_path, format!("records[0].team.id"));
+            assert_eq!(first.field_path, "records[0].team.id");
             assert_eq!(
                 first.reason,
                 format!(
