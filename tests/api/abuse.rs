@@ -1683,6 +1683,61 @@ async fn deep_moves(store: std::sync::Arc<dyn salesmetrics::store::Store>) {
     );
 }
 
+/// Two batches of two new teams each, written at once by one tenant that
+/// may have 3 teams: whichever is written second sees the first, so 3 teams
+/// are stored and exactly one is REJECTED for the limit, in each of 20
+/// tenants at once. (On SQLite both batches may have their team checks
+/// worked out from the same snapshot before either is written; the second
+/// then finds the tenant changed and checks again.)
+async fn concurrent_team_batches(store: std::sync::Arc<dyn salesmetrics::store::Store>) {
+    use salesmetrics::store::WriteOutcome;
+    // Twenty tenants, so that the two batches overlap in some of them.
+    let races = (0..20).map(|n| {
+        let store = std::sync::Arc::clone(&store);
+        tokio::spawn(async move {
+            let tenant = format!("race-{n}");
+            store.ensure_tenant(&tenant).await.expect("tenant");
+            let first = [team_record("a", None), team_record("b", Some("a"))];
+            let second = [team_record("c", None), team_record("d", Some("c"))];
+            let (first, second) = tokio::join!(
+                store.write(&tenant, &first, false),
+                store.write(&tenant, &second, false)
+            );
+            let (_, dataset) = store.load_versioned(&tenant).await.expect("load");
+            let outcomes: Vec<WriteOutcome> = first
+                .expect("first batch")
+                .into_iter()
+                .chain(second.expect("second batch"))
+                .collect();
+            (outcomes, dataset.teams.len())
+        })
+    });
+    for race in futures::future::join_all(races).await {
+        let (outcomes, stored) = race.expect("race");
+        let accepted = outcomes
+            .iter()
+            .filter(|o| **o == WriteOutcome::Accepted)
+            .count();
+        let rejected: Vec<&WriteOutcome> = outcomes
+            .iter()
+            .filter(|o| matches!(o, WriteOutcome::Rejected { .. }))
+            .collect();
+        assert_eq!(
+            (accepted, rejected.len(), stored),
+            (3, 1, 3),
+            "{outcomes:?}"
+        );
+        let WriteOutcome::Rejected { field, reason } = rejected[0] else {
+            unreachable!("filtered");
+        };
+        assert_eq!(field, "team.id");
+        assert!(
+            reason.starts_with("the tenant has 3 teams, the most it may have"),
+            "{reason}"
+        );
+    }
+}
+
 /// Both team limits on a backend (`url`), with at most 3 teams per tenant
 /// for the count and the default for the depth.
 async fn team_limits_on(url: &str) {
@@ -1692,6 +1747,7 @@ async fn team_limits_on(url: &str) {
         ..StoreOptions::default()
     };
     team_limits(connect_with(url, few).await.expect("connect")).await;
+    concurrent_team_batches(connect_with(url, few).await.expect("connect")).await;
     deep_moves(
         connect_with(url, StoreOptions::default())
             .await
