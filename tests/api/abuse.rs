@@ -1,8 +1,9 @@
 //! What hostile or careless clients send, and what they get back: huge
 //! strings in every field, bytes that are not protobuf, floods of unknown
 //! keys, keys revoked under an open stream, silent, idle or too many
-//! connections, endless streams, floods of failed authentications, huge team
-//! trees; and the operator's side: start-up errors that say what to fix, and
+//! connections, peers that stop answering, endless streams, floods of failed
+//! authentications, huge team trees (also while another tenant writes); and
+//! the operator's side: start-up errors that say what to fix, and
 //! SIGHUP handled like SIGTERM.
 
 use std::time::Duration;
