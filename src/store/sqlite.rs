@@ -11,6 +11,12 @@
 //! executed back to back, without a round trip per statement through sqlx's
 //! SQLite worker thread (which bounded ingest at about 15k records/s). Reads
 //! and migrations stay on sqlx.
+//!
+//! Every tenant's writes take turns at that one connection, so what a turn
+//! does is kept short: the team checks of a batch (cycles, depth, the team
+//! limit: up to 100 lookups per team) are worked out before the turn from a
+//! read snapshot, and the turn only confirms that the tenant has not changed
+//! since.
 
 use std::path::Path;
 use std::str::FromStr;
