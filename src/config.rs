@@ -167,6 +167,25 @@ pub struct ServeConfig {
     )]
     pub connection_idle_timeout_seconds: u64,
 
+    /// Seconds without anything received on a connection after which the
+    /// server sends an HTTP/2 PING, to find connections whose client is
+    /// gone (crashed, unplugged, behind a NAT that dropped it). 0: no PING.
+    #[arg(
+        long,
+        env = "SALESMETRICS_KEEPALIVE_INTERVAL_SECONDS",
+        default_value_t = 60
+    )]
+    pub keepalive_interval_seconds: u64,
+
+    /// Seconds the client has to answer the keep-alive PING before the
+    /// server closes the connection. At least 1.
+    #[arg(
+        long,
+        env = "SALESMETRICS_KEEPALIVE_TIMEOUT_SECONDS",
+        default_value_t = 20
+    )]
+    pub keepalive_timeout_seconds: u64,
+
     /// Failed authentications one IP address may make per minute; beyond
     /// them, every call from that address that needs a credential is
     /// refused (RESOURCE_EXHAUSTED) without a database read until the
@@ -366,6 +385,8 @@ impl ServeConfig {
             max_connections_per_peer: 256,
             handshake_timeout_seconds: 10,
             connection_idle_timeout_seconds: 300,
+            keepalive_interval_seconds: 60,
+            keepalive_timeout_seconds: 20,
             max_failed_auth_per_minute: 60,
             max_teams_per_tenant: crate::store::DEFAULT_MAX_TEAMS_PER_TENANT,
             shutdown_grace_seconds: 10,
@@ -453,6 +474,11 @@ impl ServeConfig {
         if self.default_timeout_seconds > self.max_timeout_seconds {
             anyhow::bail!("--default-timeout-seconds exceeds --max-timeout-seconds");
         }
+        if self.keepalive_timeout_seconds == 0 {
+            anyhow::bail!(
+                "--keepalive-timeout-seconds must be at least 1 (turn the PING off with --keepalive-interval-seconds 0)"
+            );
+        }
         if self.max_page_size == 0 || self.max_batch_size == 0 {
             anyhow::bail!("--max-page-size and --max-batch-size must be at least 1");
         }
@@ -522,6 +548,18 @@ impl ServeConfig {
             .then(|| Duration::from_secs(self.handshake_timeout_seconds))
     }
 
+    /// The HTTP/2 keep-alive: how long without anything received before
+    /// the server sends a PING, and how long it then waits for the answer
+    /// (`None`: no PING).
+    pub fn keepalive(&self) -> Option<(Duration, Duration)> {
+        (self.keepalive_interval_seconds > 0).then(|| {
+            (
+                Duration::from_secs(self.keepalive_interval_seconds),
+                Duration::from_secs(self.keepalive_timeout_seconds.max(1)),
+            )
+        })
+    }
+
     /// The longest deadline a call may have.
     pub fn max_timeout(&self) -> Duration {
         Duration::from_secs(self.max_timeout_seconds)
@@ -559,6 +597,11 @@ impl fmt::Debug for ServeConfig {
                 "connection_idle_timeout_seconds",
                 &self.connection_idle_timeout_seconds,
             )
+            .field(
+                "keepalive_interval_seconds",
+                &self.keepalive_interval_seconds,
+            )
+            .field("keepalive_timeout_seconds", &self.keepalive_timeout_seconds)
             .field(
                 "max_failed_auth_per_minute",
                 &self.max_failed_auth_per_minute,
@@ -692,6 +735,38 @@ mod tests {
         assert_eq!(cap(&config, None), 10_000);
         config.max_connections = 0;
         assert_eq!(cap(&config, Some(128)), 0);
+    }
+
+    /// Keep-alive: a PING after 60 s, 20 s to answer, by default; interval
+    /// 0 turns it off; a zero timeout is refused at start.
+    #[test]
+    fn keepalive_flags() {
+        let config = parse_serve(&[]);
+        assert_eq!(
+            config.keepalive(),
+            Some((Duration::from_secs(60), Duration::from_secs(20)))
+        );
+        let config = parse_serve(&[
+            "--keepalive-interval-seconds",
+            "5",
+            "--keepalive-timeout-seconds",
+            "2",
+        ]);
+        assert_eq!(
+            config.keepalive(),
+            Some((Duration::from_secs(5), Duration::from_secs(2)))
+        );
+        assert_eq!(
+            parse_serve(&["--keepalive-interval-seconds", "0"]).keepalive(),
+            None
+        );
+        let zero = parse_serve(&["--keepalive-timeout-seconds", "0"]);
+        let loopback = SocketAddr::from(([127, 0, 0, 1], 50051));
+        let err = zero.check_security(loopback).expect_err("refused");
+        assert_eq!(
+            err.to_string(),
+            "--keepalive-timeout-seconds must be at least 1 (turn the PING off with --keepalive-interval-seconds 0)"
+        );
     }
 
     fn parse_serve(args: &[&str]) -> ServeConfig {

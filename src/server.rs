@@ -33,14 +33,6 @@ pub const SERVICE_NAMES: [&str; 3] = [
     "salesmetrics.v1.AdminService",
 ];
 
-/// How long a connection may go without receiving anything before the
-/// server pings the client (HTTP/2 PING).
-const HTTP2_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(60);
-
-/// How long the server waits for the answer to its ping before it closes
-/// the connection.
-const HTTP2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
-
 /// How often the database is pinged to keep the health status current.
 const HEALTH_PROBE_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -118,8 +110,8 @@ pub async fn serve_with_metrics(
     // timeout (in `net`) closes those that are alive but unused.
     let mut builder = tonic::transport::Server::builder()
         .timeout(config.max_timeout())
-        .http2_keepalive_interval(Some(HTTP2_KEEPALIVE_INTERVAL))
-        .http2_keepalive_timeout(Some(HTTP2_KEEPALIVE_TIMEOUT));
+        .http2_keepalive_interval(config.keepalive().map(|(interval, _)| interval))
+        .http2_keepalive_timeout(config.keepalive().map(|(_, timeout)| timeout));
     if let Some(tls) = tls_config(&config)? {
         builder = builder.tls_config(tls)?;
     } else if !listen.ip().is_loopback() {

@@ -780,6 +780,55 @@ impl TeamTreeGuard {
     }
 }
 
+/// A tenant's stored teams as read outside the write transaction: `(id,
+/// parent_team_id, version)`.
+pub(super) type StoredTeams = Vec<(String, Option<String>, Option<i64>)>;
+
+/// What each team record of a batch will do, in batch order (the other
+/// records are not in the list), worked out from `stored` as if the batch
+/// were written right after that snapshot: the tree checks of
+/// [`TeamTreeGuard`] and the version rule of the upserts (a stored team is
+/// replaced when either version is missing or the new one is greater).
+///
+/// The checks cost up to [`MAX_TEAM_DEPTH`] lookups per team, so a batch of
+/// thousands of teams takes a noticeable time; computed before the write,
+/// that time is not spent holding the database's writer. The write then
+/// only has to confirm that the snapshot is still current.
+pub(super) fn predict_team_outcomes(
+    stored: StoredTeams,
+    teams: &[Record],
+    max_teams: usize,
+) -> Vec<WriteOutcome> {
+    let mut versions: HashMap<String, Option<i64>> = HashMap::with_capacity(stored.len());
+    let mut tree = TeamTree::with_capacity(stored.len());
+    for (id, parent, version) in stored {
+        versions.insert(id.clone(), version);
+        tree.insert(id, parent);
+    }
+    let mut guard = TeamTreeGuard::new(tree, max_teams);
+    teams
+        .iter()
+        .filter(|record| matches!(record, Record::Team(_)))
+        .map(|record| {
+            if let Some(rejected) = guard.check(record) {
+                return rejected;
+            }
+            let version = record.version();
+            let replaces = match versions.get(record.id()) {
+                None => true,
+                Some(stored) => version.is_none() || stored.is_none() || version > *stored,
+            };
+            if replaces {
+                versions.insert(record.id().to_string(), version);
+                guard.applied(record);
+                WriteOutcome::Accepted
+            } else {
+                WriteOutcome::Stale
+            }
+        })
+        .collect()
+}
+
 /// Most records one upsert writes (PostgreSQL backend): saves a round trip
 /// per record while keeping each statement's arrays and its result small.
 pub(super) const MAX_ROWS_PER_UPSERT: usize = 500;
@@ -1042,5 +1091,65 @@ mod tests {
         assert_eq!(guard.check(&team_under("c2", None)), None, "an update");
         let mut unlimited = TeamTreeGuard::new(chain(3), 0);
         assert_eq!(unlimited.check(&team_under("newer", None)), None);
+    }
+
+    fn versioned_team(id: &str, version: Option<i64>, parent: Option<&str>) -> Record {
+        Record::Team(Team {
+            id: id.to_string(),
+            version,
+            name: id.to_string(),
+            parent_team_id: parent.map(str::to_string),
+        })
+    }
+
+    #[test]
+    fn predicted_team_outcomes_follow_the_version_rule_and_the_tree() {
+        // Stored: "a" at version 2, "b" without a version under "a".
+        let stored = vec![
+            ("a".to_string(), None, Some(2)),
+            ("b".to_string(), Some("a".to_string()), None),
+        ];
+        let batch = [
+            // Older than the stored version: stale.
+            versioned_team("a", Some(1), None),
+            rep("r1"),
+            // The tree is checked first: "a" under "b" would close a cycle.
+            versioned_team("a", Some(3), Some("b")),
+            // Once "b" is a root, "a" may go under it (and is at version 3).
+            versioned_team("b", Some(1), None),
+            versioned_team("a", Some(3), Some("b")),
+            // Not newer: stale, so "a" stays under "b"…
+            versioned_team("a", Some(3), None),
+            // …and "b" under "a" would close a cycle.
+            versioned_team("b", Some(2), Some("a")),
+            // A third team, beyond the limit of 2.
+            versioned_team("c", None, None),
+        ];
+        let outcomes = predict_team_outcomes(stored, &batch, 2);
+        let rejected = |field: &str, reason: &str| WriteOutcome::Rejected {
+            field: field.to_string(),
+            reason: reason.to_string(),
+        };
+        assert_eq!(
+            outcomes,
+            [
+                WriteOutcome::Stale,
+                rejected(
+                    "team.parent_team_id",
+                    "team \"a\" would become its own ancestor: its new parent \"b\" descends from it"
+                ),
+                WriteOutcome::Accepted,
+                WriteOutcome::Accepted,
+                WriteOutcome::Stale,
+                rejected(
+                    "team.parent_team_id",
+                    "team \"b\" would become its own ancestor: its new parent \"a\" descends from it"
+                ),
+                rejected(
+                    "team.id",
+                    "the tenant has 2 teams, the most it may have; team \"c\" is not added"
+                ),
+            ]
+        );
     }
 }

@@ -11,6 +11,12 @@
 //! executed back to back, without a round trip per statement through sqlx's
 //! SQLite worker thread (which bounded ingest at about 15k records/s). Reads
 //! and migrations stay on sqlx.
+//!
+//! Every tenant's writes take turns at that one connection, so what a turn
+//! does is kept short: the team checks of a batch (cycles, depth, the team
+//! limit: up to 100 lookups per team) are worked out before the turn from a
+//! read snapshot, and the turn only confirms that the tenant has not changed
+//! since.
 
 use std::path::Path;
 use std::str::FromStr;
@@ -28,7 +34,7 @@ use sqlx::sqlite::{
 use tokio::sync::Mutex;
 
 use super::reads::SqlReads;
-use super::rows::{self, TeamTree, TeamTreeGuard, Value};
+use super::rows::{self, StoredTeams, TeamTree, TeamTreeGuard, Value};
 use super::{
     ApiKeyInfo, BUMP_VERSION_SQL, Changes, DATA_VERSION_SQL, INSERT_API_KEY_SQL, INSERT_TENANT_SQL,
     PRUNABLE_TOMBSTONES_SQL, PRUNE_TOMBSTONES_SQL, PoolUsage, RAISE_PRUNED_VERSION_SQL,
@@ -48,6 +54,11 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a write waits for its turn on the single writer connection. Large
 /// batches queue behind each other, so this is generous.
 const WRITE_QUEUE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Times a batch with teams has its team checks worked out before its turn
+/// at the writer; the attempt after checks them in its turn (see
+/// `SqliteStore::write_batch`).
+const TEAM_PREDICTION_ATTEMPTS: usize = 3;
 
 /// Read connections: enough for concurrent KPI queries on a small machine.
 const READ_CONNECTIONS: u32 = 4;
@@ -245,16 +256,88 @@ impl SqliteStore {
     ) -> Result<Vec<WriteOutcome>> {
         // The writer thread needs owned data; encoding here also keeps that
         // work out of the writer's turn.
-        let encoded = records
-            .iter()
-            .map(EncodedRecord::of)
-            .collect::<Result<Vec<_>>>()?;
-        let tenant = tenant.to_string();
+        let encoded = Arc::new(
+            records
+                .iter()
+                .map(EncodedRecord::of)
+                .collect::<Result<Vec<_>>>()?,
+        );
         let max_teams = self.max_teams_per_tenant;
-        self.with_writer(move |conn| {
-            write_records(conn, &tenant, &encoded, all_or_nothing, max_teams)
+        // The team checks of a batch are worked out before its turn at the
+        // writer, from a snapshot of the tenant's teams; in its turn the
+        // write only confirms that the snapshot is still current (no write
+        // of the tenant came in between) and otherwise tries again. The last
+        // attempt checks in its turn, so a tenant whose own concurrent
+        // batches keep overtaking each other still gets its write through.
+        let teams: Arc<Vec<Record>> = Arc::new(
+            records
+                .iter()
+                .filter(|r| matches!(r, Record::Team(_)))
+                .cloned()
+                .collect(),
+        );
+        for attempt in 1..=TEAM_PREDICTION_ATTEMPTS {
+            let prediction = if teams.is_empty() || attempt == TEAM_PREDICTION_ATTEMPTS {
+                None
+            } else {
+                self.predict_teams(tenant, &teams).await?
+            };
+            let tenant = tenant.to_string();
+            let encoded = Arc::clone(&encoded);
+            let written = self
+                .with_writer(move |conn| {
+                    write_records(
+                        conn,
+                        &tenant,
+                        &encoded,
+                        all_or_nothing,
+                        max_teams,
+                        prediction.as_ref(),
+                    )
+                })
+                .await?;
+            if let Some(outcomes) = written {
+                return Ok(outcomes);
+            }
+        }
+        Err(Error::internal(
+            "a checked team write was not written".to_string(),
+        ))
+    }
+
+    /// The outcomes of `teams` (the team records of a batch, in order) as
+    /// of the tenant's current data version, worked out on a blocking thread
+    /// from one read snapshot (`None`: no such tenant).
+    async fn predict_teams(
+        &self,
+        tenant: &str,
+        teams: &Arc<Vec<Record>>,
+    ) -> Result<Option<TeamPrediction>> {
+        let mut read = self.reads.pool.begin().await?;
+        let version: Option<i64> = sqlx::query_scalar(DATA_VERSION_SQL)
+            .bind(tenant)
+            .fetch_optional(&mut *read)
+            .await?;
+        let Some(data_version) = version else {
+            return Ok(None);
+        };
+        let stored: StoredTeams =
+            sqlx::query_as("SELECT id, parent_team_id, version FROM teams WHERE tenant_id = $1")
+                .bind(tenant)
+                .fetch_all(&mut *read)
+                .await?;
+        read.commit().await?;
+        let teams = Arc::clone(teams);
+        let max_teams = self.max_teams_per_tenant;
+        let outcomes = tokio::task::spawn_blocking(move || {
+            rows::predict_team_outcomes(stored, &teams, max_teams)
         })
         .await
+        .map_err(|e| Error::internal(format!("team check task failed: {e}")))?;
+        Ok(Some(TeamPrediction {
+            data_version,
+            outcomes,
+        }))
     }
 
     async fn delete_ids(
@@ -323,15 +406,30 @@ fn open_writer(path: &Path) -> Result<Connection> {
     Ok(conn)
 }
 
+/// The team outcomes of a batch worked out before its write (see
+/// [`rows::predict_team_outcomes`]).
+struct TeamPrediction {
+    /// The tenant's data version they were worked out at.
+    data_version: i64,
+    /// One per team record of the batch, in order.
+    outcomes: Vec<WriteOutcome>,
+}
+
 /// Writes a batch in one transaction (see [`Store::write`]); runs on the
 /// writer thread.
+///
+/// With a `prediction` made at the tenant's current data version, the team
+/// records take their predicted outcomes instead of being checked here.
+/// `None` (nothing written) when the prediction is out of date: the tenant
+/// changed since, or a team write came out otherwise than predicted.
 fn write_records(
     conn: &mut Connection,
     tenant: &str,
     records: &[EncodedRecord],
     all_or_nothing: bool,
     max_teams: usize,
-) -> Result<Vec<WriteOutcome>> {
+    prediction: Option<&TeamPrediction>,
+) -> Result<Option<Vec<WriteOutcome>>> {
     // IMMEDIATE takes the write lock up front, so the reads below (tenant,
     // team tree) cannot go stale before the writes. Dropping the transaction
     // on an early return rolls it back.
@@ -339,8 +437,13 @@ fn write_records(
     // The version this transaction will commit, should it change anything;
     // the write lock keeps it ours.
     let changed_version = next_version(&tx, tenant)?.ok_or_else(|| rows::unknown_tenant(tenant))?;
+    let mut predicted = match prediction {
+        Some(p) if p.data_version + 1 == changed_version => Some(p.outcomes.iter()),
+        Some(_) => return Ok(None),
+        None => None,
+    };
     let mut teams = TeamTreeGuard::new(
-        if records.iter().any(|r| r.team.is_some()) {
+        if predicted.is_none() && records.iter().any(|r| r.team.is_some()) {
             load_team_tree(&tx, tenant)?
         } else {
             TeamTree::new()
@@ -353,24 +456,42 @@ fn write_records(
         .collect();
     let mut outcomes = Vec::with_capacity(records.len());
     for record in records {
-        if let Some(rejected) = record.team.as_ref().and_then(|team| teams.check(team)) {
-            outcomes.push(rejected);
-            continue;
-        }
+        let expected = match (&record.team, &mut predicted) {
+            (Some(_), Some(predicted)) => match predicted.next() {
+                Some(rejected @ WriteOutcome::Rejected { .. }) => {
+                    outcomes.push(rejected.clone());
+                    continue;
+                }
+                Some(expected) => Some(expected),
+                None => return Ok(None),
+            },
+            (Some(team), None) => {
+                if let Some(rejected) = teams.check(team) {
+                    outcomes.push(rejected);
+                    continue;
+                }
+                None
+            }
+            (None, _) => None,
+        };
         let upsert = match &mut upserts[record.record_type as usize] {
             Some(statement) => statement,
             slot => {
                 slot.insert(tx.prepare_cached(&STATEMENTS[record.record_type as usize].upsert)?)
             }
         };
-        if write_one(upsert, tenant, record, changed_version)? {
-            if let Some(team) = &record.team {
+        let outcome = if write_one(upsert, tenant, record, changed_version)? {
+            if let (Some(team), None) = (&record.team, &predicted) {
                 teams.applied(team);
             }
-            outcomes.push(WriteOutcome::Accepted);
+            WriteOutcome::Accepted
         } else {
-            outcomes.push(WriteOutcome::Stale);
+            WriteOutcome::Stale
+        };
+        if expected.is_some_and(|expected| *expected != outcome) {
+            return Ok(None);
         }
+        outcomes.push(outcome);
     }
     drop(upserts);
     let rejected = outcomes
@@ -384,7 +505,7 @@ fn write_records(
         }
         tx.commit()?;
     }
-    Ok(outcomes)
+    Ok(Some(outcomes))
 }
 
 /// The data version the current write transaction commits if it changes

@@ -1,8 +1,9 @@
 //! What hostile or careless clients send, and what they get back: huge
 //! strings in every field, bytes that are not protobuf, floods of unknown
 //! keys, keys revoked under an open stream, silent, idle or too many
-//! connections, endless streams, floods of failed authentications, huge team
-//! trees; and the operator's side: start-up errors that say what to fix, and
+//! connections, peers that stop answering, endless streams, floods of failed
+//! authentications, huge team trees (also while another tenant writes); and
+//! the operator's side: start-up errors that say what to fix, and
 //! SIGHUP handled like SIGTERM.
 
 use std::time::Duration;
@@ -1683,6 +1684,61 @@ async fn deep_moves(store: std::sync::Arc<dyn salesmetrics::store::Store>) {
     );
 }
 
+/// Two batches of two new teams each, written at once by one tenant that
+/// may have 3 teams: whichever is written second sees the first, so 3 teams
+/// are stored and exactly one is REJECTED for the limit, in each of 20
+/// tenants at once. (On SQLite both batches may have their team checks
+/// worked out from the same snapshot before either is written; the second
+/// then finds the tenant changed and checks again.)
+async fn concurrent_team_batches(store: std::sync::Arc<dyn salesmetrics::store::Store>) {
+    use salesmetrics::store::WriteOutcome;
+    // Twenty tenants, so that the two batches overlap in some of them.
+    let races = (0..20).map(|n| {
+        let store = std::sync::Arc::clone(&store);
+        tokio::spawn(async move {
+            let tenant = format!("race-{n}");
+            store.ensure_tenant(&tenant).await.expect("tenant");
+            let first = [team_record("a", None), team_record("b", Some("a"))];
+            let second = [team_record("c", None), team_record("d", Some("c"))];
+            let (first, second) = tokio::join!(
+                store.write(&tenant, &first, false),
+                store.write(&tenant, &second, false)
+            );
+            let (_, dataset) = store.load_versioned(&tenant).await.expect("load");
+            let outcomes: Vec<WriteOutcome> = first
+                .expect("first batch")
+                .into_iter()
+                .chain(second.expect("second batch"))
+                .collect();
+            (outcomes, dataset.teams.len())
+        })
+    });
+    for race in futures::future::join_all(races).await {
+        let (outcomes, stored) = race.expect("race");
+        let accepted = outcomes
+            .iter()
+            .filter(|o| **o == WriteOutcome::Accepted)
+            .count();
+        let rejected: Vec<&WriteOutcome> = outcomes
+            .iter()
+            .filter(|o| matches!(o, WriteOutcome::Rejected { .. }))
+            .collect();
+        assert_eq!(
+            (accepted, rejected.len(), stored),
+            (3, 1, 3),
+            "{outcomes:?}"
+        );
+        let WriteOutcome::Rejected { field, reason } = rejected[0] else {
+            unreachable!("filtered");
+        };
+        assert_eq!(field, "team.id");
+        assert!(
+            reason.starts_with("the tenant has 3 teams, the most it may have"),
+            "{reason}"
+        );
+    }
+}
+
 /// Both team limits on a backend (`url`), with at most 3 teams per tenant
 /// for the count and the default for the depth.
 async fn team_limits_on(url: &str) {
@@ -1692,6 +1748,7 @@ async fn team_limits_on(url: &str) {
         ..StoreOptions::default()
     };
     team_limits(connect_with(url, few).await.expect("connect")).await;
+    concurrent_team_batches(connect_with(url, few).await.expect("connect")).await;
     deep_moves(
         connect_with(url, StoreOptions::default())
             .await
@@ -1713,4 +1770,254 @@ async fn team_limits_postgres() {
     };
     team_limits_on(&url).await;
     db::drop_postgres(&url).await;
+}
+
+/// Team `i` of tenant A's chain: its parent is team `i - 1`, except that
+/// every 100th team starts a new root, so each chain is exactly as deep as a
+/// team tree may be (100 levels) and the teams run into the count limit
+/// rather than the depth limit.
+fn chain_team(i: usize) -> pb::Record {
+    let parent = if i.is_multiple_of(100) {
+        String::new()
+    } else {
+        format!("t{}", i - 1)
+    };
+    pb::Record {
+        record: Some(R::Team(pb::Team {
+            id: format!("t{i}"),
+            name: format!("Team {i}"),
+            parent_team_id: parent,
+            ..Default::default()
+        })),
+    }
+}
+
+/// How many records of `record_type` `key`'s tenant can export.
+async fn count_records(server: &TestServer, key: &str, record_type: pb::RecordType) -> usize {
+    let mut stream = server
+        .ingest()
+        .await
+        .export_records(bearer(
+            pb::ExportRecordsRequest {
+                record_type: record_type as i32,
+            },
+            key,
+        ))
+        .await
+        .expect("export")
+        .into_inner();
+    let mut count = 0;
+    while let Some(page) = stream.message().await.expect("page") {
+        count += page.records.len();
+    }
+    count
+}
+
+/// Tenant A sends 40 000 teams, parent before child, in batches of 10 000
+/// (the most the server accepts), as chains 100 levels deep, while tenant B
+/// writes one order at a time. The first batch fills A's 10 000 teams; the
+/// three after are refused whole, each team REJECTED with the limit's reason,
+/// and store nothing. Every one of B's writes succeeds and none waits a
+/// second behind A's batches.
+async fn a_deep_team_chain_does_not_hold_up_another_tenant(server: TestServer) {
+    const BATCH: usize = 10_000;
+    const TEAMS: usize = 40_000;
+    let a = new_key(&server, "tenant-a", true).await;
+    let b = new_key(&server, "tenant-b", true).await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let b_writes = {
+        let mut ingest = server.ingest().await;
+        let stop = std::sync::Arc::clone(&stop);
+        let secret = b.secret.clone();
+        tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let started = std::time::Instant::now();
+                let written = ingest
+                    .ingest_batch(bearer(
+                        pb::IngestBatchRequest {
+                            records: vec![order(&format!("b{i}"), 100)],
+                            all_or_nothing: false,
+                        },
+                        &secret,
+                    ))
+                    .await
+                    .expect("B's write succeeds")
+                    .into_inner()
+                    .result
+                    .expect("result");
+                latencies.push(started.elapsed());
+                assert_eq!(written.accepted_count, 1, "B's order b{i}");
+                i += 1;
+            }
+            latencies
+        })
+    };
+    // B is writing before A starts.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut ingest = server.ingest().await.max_decoding_message_size(64 << 20);
+    let mut a_times = Vec::new();
+    for start in (0..TEAMS).step_by(BATCH) {
+        let started = std::time::Instant::now();
+        let result = ingest
+            .ingest_batch(bearer(
+                pb::IngestBatchRequest {
+                    records: (start..start + BATCH).map(chain_team).collect(),
+                    all_or_nothing: false,
+                },
+                &a.secret,
+            ))
+            .await
+            .expect("A's batch is answered")
+            .into_inner()
+            .result
+            .expect("result");
+        a_times.push(started.elapsed());
+        if start == 0 {
+            assert_eq!(result.accepted_count, 10_000, "{}", server.backend);
+        } else {
+            assert_eq!(
+                (result.accepted_count, result.rejected_count),
+                (0, 10_000),
+                "{}",
+                server.backend
+            );
+            let first = &result.results[0];
+            assert_eq!(first.field_path, "records[0].team.id");
+            assert_eq!(
+                first.reason,
+                format!(
+                    "the tenant has 10000 teams, the most it may have; team \"t{start}\" is not added"
+                )
+            );
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut latencies = b_writes.await.expect("B's writer");
+    assert_eq!(
+        count_records(&server, &a.secret, pb::RecordType::Team).await,
+        10_000
+    );
+    assert_eq!(
+        count_records(&server, &b.secret, pb::RecordType::Order).await,
+        latencies.len()
+    );
+    latencies.sort();
+    let p50 = latencies[latencies.len() / 2];
+    let max = *latencies.last().expect("B wrote");
+    println!(
+        "{}: A's batches took {:?}; B wrote {} orders meanwhile, p50 {:?}, max {:?}",
+        server.backend,
+        a_times,
+        latencies.len(),
+        p50,
+        max
+    );
+    assert!(
+        max < Duration::from_secs(1),
+        "{}: B waited {max:?} behind A",
+        server.backend
+    );
+    server.stop().await;
+}
+
+mod a_deep_team_chain_does_not_hold_up_another_tenant {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        let (dir, url) = db::fresh_sqlite().await;
+        let server = TestServer::start("sqlite", url, secure_config(), Some(dir)).await;
+        super::a_deep_team_chain_does_not_hold_up_another_tenant(server).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        let Some(url) = db::fresh_postgres().await else {
+            return;
+        };
+        let server = TestServer::start("postgres", url, secure_config(), None).await;
+        super::a_deep_team_chain_does_not_hold_up_another_tenant(server).await;
+    }
+}
+
+/// Reads one HTTP/2 frame from `stream`: its type, flags and payload
+/// (`None` once the server has closed the connection).
+async fn read_frame(stream: &mut tokio::net::TcpStream) -> Option<(u8, u8, Vec<u8>)> {
+    use tokio::io::AsyncReadExt;
+    let mut head = [0u8; 9];
+    stream.read_exact(&mut head).await.ok()?;
+    let length = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+    let mut payload = vec![0u8; length];
+    stream.read_exact(&mut payload).await.ok()?;
+    Some((head[3], head[4], payload))
+}
+
+/// With a keep-alive PING after 1 s without traffic and 1 s to answer it
+/// (and an idle timeout of a minute, so the PING is what counts): a client
+/// that speaks HTTP/2 up to the SETTINGS exchange and then never answers
+/// receives a PING and is closed. A live client with the same settings
+/// keeps its one connection through 3 s of quiet, and its calls still work.
+#[tokio::test]
+async fn a_dead_peer_is_closed_by_keepalive() {
+    use tokio::io::AsyncWriteExt;
+    const SETTINGS: u8 = 0x4;
+    const PING: u8 = 0x6;
+    const ACK: u8 = 0x1;
+    let mut config = salesmetrics::config::ServeConfig::for_database("");
+    config.keepalive_interval_seconds = 1;
+    config.keepalive_timeout_seconds = 1;
+    config.connection_idle_timeout_seconds = 60;
+    let server = TestServer::sqlite_with_metrics(config).await;
+
+    let started = std::time::Instant::now();
+    let mut dead = tokio::net::TcpStream::connect(server.addr)
+        .await
+        .expect("connect");
+    dead.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .await
+        .expect("preface");
+    // An empty SETTINGS frame: length 0, type 4, no flags, stream 0.
+    dead.write_all(&[0, 0, 0, SETTINGS, 0, 0, 0, 0, 0])
+        .await
+        .expect("settings");
+    let mut pinged = false;
+    let closed = tokio::time::timeout(Duration::from_secs(15), async {
+        while let Some((kind, flags, _)) = read_frame(&mut dead).await {
+            if kind == SETTINGS && flags & ACK == 0 {
+                // The server's SETTINGS, acknowledged: the last thing said.
+                dead.write_all(&[0, 0, 0, SETTINGS, ACK, 0, 0, 0, 0])
+                    .await
+                    .expect("settings ack");
+            }
+            if kind == PING && flags & ACK == 0 {
+                pinged = true;
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "closed within 15 s");
+    assert!(pinged, "the server sent a PING before closing");
+    println!("the dead peer was closed after {:?}", started.elapsed());
+    wait_for_metric(&server, "salesmetrics_connections_open", 0).await;
+
+    let live = server.channel().await;
+    list_kpis_on(&live).await.expect("served");
+    assert_eq!(metric(&server, "salesmetrics_connections_open").await, 1);
+    // Sampled through 3 s of quiet: the connection never closes (a reopened
+    // one would leave a gap at 0).
+    for _ in 0..12 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert_eq!(metric(&server, "salesmetrics_connections_open").await, 1);
+    }
+    list_kpis_on(&live)
+        .await
+        .expect("still served after the quiet");
+    assert_eq!(metric(&server, "salesmetrics_connections_open").await, 1);
+    assert_eq!(
+        metric(&server, "salesmetrics_connections_idle_closed_total").await,
+        0
+    );
+    server.stop().await;
 }
