@@ -52,6 +52,12 @@ static STATEMENTS: LazyLock<Vec<ReadStatements>> = LazyLock::new(|| {
         .collect()
 });
 
+/// The SQL that reads every row of one record type of tenant `$1`, ordered
+/// by id (the full load's statement, for a backend that loads otherwise).
+pub(super) fn all_rows_sql(record_type: RecordType) -> &'static str {
+    &STATEMENTS[record_type as usize].all
+}
+
 /// The shared reads over one backend's pool.
 #[derive(Debug)]
 pub(super) struct SqlReads<DB: Database> {

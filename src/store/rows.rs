@@ -893,6 +893,24 @@ where
     decode(record_type, id, version, values)
 }
 
+/// [`read_record`] for a row read by rusqlite (SQLite's full load).
+pub(super) fn read_sqlite_record(record_type: RecordType, row: &rusqlite::Row) -> Result<Record> {
+    let id: String = row.get(0)?;
+    let version: Option<i64> = row.get(1)?;
+    let values = table(record_type)
+        .columns
+        .iter()
+        .enumerate()
+        .map(|(i, (_, kind))| {
+            Ok(match kind {
+                Kind::Text => Value::Text(row.get(i + 2)?),
+                Kind::Int => Value::Int(row.get(i + 2)?),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    decode(record_type, id, version, values)
+}
+
 /// The error for a write or settings call on a tenant that does not exist.
 pub(super) fn unknown_tenant(tenant: &str) -> Error {
     Error::NotFound(format!("tenant {} does not exist", quote(tenant)))
