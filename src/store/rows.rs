@@ -867,9 +867,32 @@ pub(super) fn has_teams(records: &[Record]) -> bool {
     records.iter().any(|r| matches!(r, Record::Team(_)))
 }
 
-/// Reads one record row laid out as `id, version, <data columns>` — the same
-/// code for both backends, since both decode `TEXT` to `String` and `BIGINT`
-/// to `i64`.
+/// Reads one record row laid out as `id, version, <data columns>` through
+/// the row's getters of a `TEXT` (as `String`) and a `BIGINT` (as `i64`)
+/// column by position: the same code for every driver.
+fn read_columns(
+    record_type: RecordType,
+    text: impl Fn(usize) -> Result<Option<String>>,
+    int: impl Fn(usize) -> Result<Option<i64>>,
+) -> Result<Record> {
+    let spec = table(record_type);
+    let id = text(0)?.ok_or_else(|| Error::internal(format!("table {}: NULL id", spec.table)))?;
+    let version = int(1)?;
+    let values = spec
+        .columns
+        .iter()
+        .enumerate()
+        .map(|(i, (_, kind))| {
+            Ok(match kind {
+                Kind::Text => Value::Text(text(i + 2)?),
+                Kind::Int => Value::Int(int(i + 2)?),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    decode(record_type, id, version, values)
+}
+
+/// [`read_columns`] for a row read by sqlx (either backend).
 pub(super) fn read_record<'r, R>(record_type: RecordType, row: &'r R) -> Result<Record>
 where
     R: sqlx::Row,
@@ -877,38 +900,16 @@ where
     String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
 {
-    let id: String = row.try_get(0)?;
-    let version: Option<i64> = row.try_get(1)?;
-    let values = table(record_type)
-        .columns
-        .iter()
-        .enumerate()
-        .map(|(i, (_, kind))| {
-            Ok(match kind {
-                Kind::Text => Value::Text(row.try_get(i + 2)?),
-                Kind::Int => Value::Int(row.try_get(i + 2)?),
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    decode(record_type, id, version, values)
+    read_columns(
+        record_type,
+        |i| Ok(row.try_get(i)?),
+        |i| Ok(row.try_get(i)?),
+    )
 }
 
-/// [`read_record`] for a row read by rusqlite (SQLite's full load).
+/// [`read_columns`] for a row read by rusqlite (SQLite's full load).
 pub(super) fn read_sqlite_record(record_type: RecordType, row: &rusqlite::Row) -> Result<Record> {
-    let id: String = row.get(0)?;
-    let version: Option<i64> = row.get(1)?;
-    let values = table(record_type)
-        .columns
-        .iter()
-        .enumerate()
-        .map(|(i, (_, kind))| {
-            Ok(match kind {
-                Kind::Text => Value::Text(row.get(i + 2)?),
-                Kind::Int => Value::Int(row.get(i + 2)?),
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    decode(record_type, id, version, values)
+    read_columns(record_type, |i| Ok(row.get(i)?), |i| Ok(row.get(i)?))
 }
 
 /// The error for a write or settings call on a tenant that does not exist.
