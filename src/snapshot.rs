@@ -179,16 +179,11 @@ impl std::fmt::Debug for SnapshotCache {
 impl SnapshotCache {
     /// A cache over `store` keeping at most `capacity` tenants (0: none).
     pub fn new(store: Arc<dyn Store>, capacity: usize) -> Self {
-        Self::with_metrics(store, capacity, Arc::new(Metrics::new()))
-    }
-
-    /// [`SnapshotCache::new`], counting its refreshes into `metrics`.
-    pub fn with_metrics(store: Arc<dyn Store>, capacity: usize, metrics: Arc<Metrics>) -> Self {
         let limits = CacheLimits {
             tenants: capacity,
             bytes: 0,
         };
-        Self::with_limits(store, limits, metrics)
+        Self::with_limits(store, limits, Arc::new(Metrics::new()))
     }
 
     /// A cache over `store` within `limits`, counting its refreshes and its

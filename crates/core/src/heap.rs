@@ -26,10 +26,12 @@ pub trait HeapBytes {
     fn heap_bytes(&self) -> usize;
 }
 
-/// Types that own nothing on the heap.
-macro_rules! plain {
+/// Implements [`HeapBytes`] for types that own nothing on the heap.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! heap_plain {
     ($($t:ty),* $(,)?) => {
-        $(impl HeapBytes for $t {
+        $(impl $crate::heap::HeapBytes for $t {
             const PLAIN: bool = true;
             fn heap_bytes(&self) -> usize {
                 0
@@ -38,7 +40,7 @@ macro_rules! plain {
     };
 }
 
-plain!(
+heap_plain!(
     bool,
     u8,
     u32,

@@ -213,19 +213,7 @@ impl<T> HeapBytes for ByTime<'_, T> {
     }
 }
 
-/// Entries without heap memory of their own.
-macro_rules! plain_entries {
-    ($($t:ty),*) => {
-        $(impl HeapBytes for $t {
-            const PLAIN: bool = true;
-            fn heap_bytes(&self) -> usize {
-                0
-            }
-        })*
-    };
-}
-
-plain_entries!(MembershipEntry<'_>, SubscriptionEntry<'_>, Move);
+crate::heap_plain!(MembershipEntry<'_>, SubscriptionEntry<'_>, Move);
 
 /// The key of a target's scope in [`Index`]'s targets.
 fn target_key(scope: &Scope) -> (usize, &str) {

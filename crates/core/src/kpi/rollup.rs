@@ -269,12 +269,7 @@ impl<const N: usize> HeapBytes for Stocks<'_, N> {
     }
 }
 
-impl HeapBytes for OrderLink {
-    const PLAIN: bool = true;
-    fn heap_bytes(&self) -> usize {
-        0
-    }
-}
+crate::heap_plain!(OrderLink);
 
 /// Nanoseconds between two instants.
 pub fn nanos_between(from: Instant, to: Instant) -> i128 {
