@@ -99,7 +99,7 @@ impl KpiApi {
 /// candidates come from this tenant's snapshot only.
 fn check_scope(scope: &Scope, engine: &Engine, data: &Snapshot) -> Result<()> {
     use crate::suggest::closest;
-    let records = data.borrow_owner();
+    let records = data.organisation();
     let hint = |close: Option<&str>| {
         close
             .map(|c| format!("; did you mean {}?", quote(c)))

@@ -66,7 +66,7 @@ async fn assert_current(cache: &SnapshotCache, store: &dyn Store) {
     let (version, fresh): (i64, Dataset) = store.load_versioned(TENANT).await.expect("load");
     assert_eq!(snapshot.version, version);
     assert!(
-        snapshot.snapshot.borrow_owner() == &fresh,
+        snapshot.snapshot.to_dataset() == fresh,
         "the caught-up snapshot equals a fresh load at version {version}"
     );
 }

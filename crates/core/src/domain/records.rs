@@ -643,6 +643,23 @@ impl Dataset {
         out
     }
 
+    /// The number of records in every list.
+    pub fn len(&self) -> usize {
+        let mut n = 0;
+        macro_rules! count {
+            ($list:ident, $record_type:ident) => {
+                n += self.$list.len();
+            };
+        }
+        for_each_list!(count);
+        n
+    }
+
+    /// Whether the dataset holds no record.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Adds a record to the matching list (used by tests and loaders).
     pub fn push(&mut self, record: Record) {
         match record {

@@ -21,7 +21,7 @@ use std::fmt::Debug;
 use std::ops::Range;
 
 use crate::domain::period::{PeriodRange, overlap_days};
-use crate::domain::{Dataset, Instant, Scope};
+use crate::domain::{Instant, Scope};
 
 use super::defs::activity::{ActivitySource, ActivityTotals};
 use super::defs::customers::{CustomerCohort, CustomerSource, MrrMovements};
@@ -113,14 +113,7 @@ impl<'e, 'a> Calc<'e, 'a> {
         let narrow: Option<Vec<&'a str>> = match &resolved {
             _ if !source.narrows_reps() => None,
             ResolvedScope::Company => None,
-            ResolvedScope::Rep(rep) => Some(
-                index
-                    .known_reps
-                    .get(rep.as_str())
-                    .copied()
-                    .into_iter()
-                    .collect(),
-            ),
+            ResolvedScope::Rep(rep) => Some(index.known_rep(rep).into_iter().collect()),
             // A record counts for TEAM(T) only if its rep's team at the
             // attribution instant (in P, or P's start or end) is in T's
             // subtree; `teams_during` lists every team a rep has at some
@@ -128,6 +121,7 @@ impl<'e, 'a> Calc<'e, 'a> {
             // membership taking effect before start or within P).
             ResolvedScope::Team(teams) => Some(
                 index
+                    .org
                     .memberships
                     .keys()
                     .copied()
@@ -170,10 +164,6 @@ impl<'e, 'a> Calc<'e, 'a> {
     /// Whether a record with rep `rep` and attribution instant `t` counts.
     pub(crate) fn counts(&self, rep: Option<&str>, t: Instant) -> bool {
         self.scope.counts(self.index, rep, t)
-    }
-
-    pub(crate) fn data(&self) -> &'a Dataset {
-        self.index.data
     }
 
     /// The positions of the scope's records of `by_time` in P: ranges of
@@ -274,7 +264,7 @@ impl<'e, 'a> Calc<'e, 'a> {
     /// Leads with created_at ∈ P, in scope at created_at (also the keys of
     /// a LEAD_SOURCE breakdown).
     pub(crate) fn leads(&self) -> impl Iterator<Item = &'a crate::domain::Lead> + '_ {
-        self.window(&self.index.leads_by_created)
+        self.window(&self.index.leads.by_created)
             .filter(|(t, l)| self.counts(l.owner_rep_id.as_deref(), *t))
             .map(|(_, l)| l)
     }

@@ -94,30 +94,11 @@ pub struct BreakdownRow {
     pub values: Vec<KpiValue>,
 }
 
-/// The engine's index: built by the engine itself, or shared (held by the
-/// service's snapshot cache).
-#[derive(Debug)]
-enum IndexRef<'a> {
-    Owned(Box<Index<'a>>),
-    Shared(&'a Index<'a>),
-}
-
-impl<'a> std::ops::Deref for IndexRef<'a> {
-    type Target = Index<'a>;
-
-    fn deref(&self) -> &Index<'a> {
-        match self {
-            IndexRef::Owned(index) => index,
-            IndexRef::Shared(index) => index,
-        }
-    }
-}
-
 /// Computes KPIs over one tenant's records. Cheap to create over an existing
 /// [`Index`] ([`Engine::with_index`]): one per request.
 #[derive(Debug)]
 pub struct Engine<'a> {
-    index: IndexRef<'a>,
+    index: Index<'a>,
     settings: TenantSettings,
     /// Where figures come from: the rollups ([`Rolled`]), except in the
     /// reference engine of the tests, which scans every record.
@@ -129,7 +110,7 @@ impl<'a> Engine<'a> {
     /// in (apply a request's override before calling).
     pub fn new(data: &'a Dataset, settings: TenantSettings) -> Self {
         Engine {
-            index: IndexRef::Owned(Box::new(Index::new(data))),
+            index: Index::new(data),
             settings,
             source: &Rolled,
         }
@@ -137,9 +118,9 @@ impl<'a> Engine<'a> {
 
     /// An engine over an index built earlier (the index does not depend on
     /// the settings, so one index serves every request of its dataset).
-    pub fn with_index(index: &'a Index<'a>, settings: TenantSettings) -> Self {
+    pub fn with_index(index: Index<'a>, settings: TenantSettings) -> Self {
         Engine {
-            index: IndexRef::Shared(index),
+            index,
             settings,
             source: &Rolled,
         }
@@ -294,12 +275,14 @@ impl<'a> Engine<'a> {
     ) -> Vec<(String, String)> {
         let label_rep = |r: &str| {
             self.index
+                .org
                 .rep_names
                 .get(r)
                 .map_or_else(|| r.to_string(), |n| n.to_string())
         };
         let label_team = |t: &str| {
             self.index
+                .org
                 .team_names
                 .get(t)
                 .map_or_else(|| t.to_string(), |n| n.to_string())
@@ -312,9 +295,10 @@ impl<'a> Engine<'a> {
                 .collect(),
             Dimension::Team => {
                 let teams: Vec<&str> = match scope {
-                    Scope::Company => self.index.roots.clone(),
+                    Scope::Company => self.index.org.roots.clone(),
                     Scope::Team(t) => self
                         .index
+                        .org
                         .children
                         .get(t.as_str())
                         .cloned()
@@ -441,7 +425,7 @@ impl<'a> Engine<'a> {
             Scope::Rep(r) => return vec![r.clone()],
             Scope::Team(t) => {
                 let subtree = self.index.subtree(t);
-                for rep in self.index.memberships.keys() {
+                for rep in self.index.org.memberships.keys() {
                     if self
                         .index
                         .teams_during(rep, start, end)
@@ -453,7 +437,7 @@ impl<'a> Engine<'a> {
                 }
             }
             Scope::Company => {
-                for rep in self.index.memberships.keys() {
+                for rep in self.index.org.memberships.keys() {
                     if !self.index.teams_during(rep, start, end).is_empty() {
                         reps.insert(rep);
                     }
@@ -482,15 +466,15 @@ fn reps_with_records_in<'a>(index: &Index<'a>, p: &PeriodRange) -> BTreeSet<&'a 
         }
     }
     let mut out = BTreeSet::new();
-    add(&mut out, &index.orders_by_time, p);
-    add(&mut out, &index.deals_by_created, p);
-    add(&mut out, &index.deals_by_closed, p);
-    add(&mut out, &index.leads_by_created, p);
-    add(&mut out, &index.customers_by_acquired, p);
-    add(&mut out, &index.customers_by_churned, p);
-    add(&mut out, &index.activities_by_time, p);
-    add(&mut out, &index.inquiries_by_time, p);
-    add(&mut out, &index.csat_by_time, p);
+    add(&mut out, &index.orders.by_time, p);
+    add(&mut out, &index.deals.by_created, p);
+    add(&mut out, &index.deals.by_closed, p);
+    add(&mut out, &index.leads.by_created, p);
+    add(&mut out, &index.customers.by_acquired, p);
+    add(&mut out, &index.customers.by_churned, p);
+    add(&mut out, &index.activities.by_time, p);
+    add(&mut out, &index.inquiries.by_time, p);
+    add(&mut out, &index.csat.by_time, p);
     out
 }
 

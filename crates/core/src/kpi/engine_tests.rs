@@ -1224,8 +1224,8 @@ mod properties {
             let p = month(2024, m);
             let one = super::super::Index::build(&data, false);
             let two = super::super::Index::build(&data, true);
-            let a = Engine::with_index(&one, TenantSettings::default());
-            let b = Engine::with_index(&two, TenantSettings::default());
+            let a = Engine::with_index(one, TenantSettings::default());
+            let b = Engine::with_index(two, TenantSettings::default());
             let all: Vec<&KpiDef> = CATALOG.iter().collect();
             for s in scopes() {
                 prop_assert_eq!(a.values(&s, &p, &all), b.values(&s, &p, &all));
@@ -1326,14 +1326,14 @@ mod properties {
                 let reference = index.customer_mrr_at(t);
                 let mut total = 0;
                 let mut paying = 0;
-                for c in index.mrr.customers() {
-                    let m = index.mrr.mrr_of(c, t);
+                for c in index.customers.mrr.customers() {
+                    let m = index.customers.mrr.mrr_of(c, t);
                     prop_assert_eq!(m, reference.get(c).copied().unwrap_or(0), "{} at {}", c, t);
                     total += m;
                     paying += i128::from(m > 0);
                 }
-                prop_assert!(reference.keys().all(|c| index.mrr.customers().any(|k| k == *c)));
-                prop_assert_eq!(index.mrr.totals_at(t), (total, paying));
+                prop_assert!(reference.keys().all(|c| index.customers.mrr.customers().any(|k| k == *c)));
+                prop_assert_eq!(index.customers.mrr.totals_at(t), (total, paying));
             }
         }
 

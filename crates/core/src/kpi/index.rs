@@ -2,12 +2,23 @@
 //! lookups that the state and attribution rules of docs/kpis.md need, the time-sorted
 //! lists, and the rollups over them ([`super::rollup`]). Everything here is
 //! derived data; the dataset is not copied.
+//!
+//! The index is made of one part per family of record types ([`OrgIndex`],
+//! [`CustomerIndex`], [`DealIndex`], [`OrderIndex`], [`LeadIndex`],
+//! [`ActivityIndex`], [`InquiryIndex`], [`CsatIndex`]), each built from its
+//! family's records alone: every figure that combines families (a team's
+//! revenue needs the memberships and the orders) combines their parts when
+//! it is read. So the service's snapshots re-index only the families a
+//! change touches and share the other parts ([`Part::Shared`]).
 
 // Fx hashing: the keys are short ids from our own store, and the engine does
 // millions of lookups per bundle (SipHash was a sixth of its time).
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
-use super::rollup::{Lists, Rollups};
+use super::rollup::{
+    DealRollups, OrderRollups, Stocks, Sums, active_customers, activity_rollups, csat_figures,
+    lead_figures, leads_by_source, response, sums,
+};
 use crate::domain::{
     Activity, CsatResponse, Customer, Dataset, Deal, Inquiry, Instant, Lead, Order, Scope, Target,
     TargetScope,
@@ -141,10 +152,56 @@ pub struct SubscriptionEntry<'a> {
     pub mrr: i64,
 }
 
-/// Lookups over one tenant's records.
+/// A part of an [`Index`]: built with it ([`Part::Owned`]), or shared with
+/// other snapshots of the same tenant ([`Part::Shared`]).
+#[derive(Debug)]
+pub enum Part<'a, T> {
+    /// Built for this index alone.
+    Owned(Box<T>),
+    /// Held elsewhere (a snapshot's parts) and shared.
+    Shared(&'a T),
+}
+
+impl<T> std::ops::Deref for Part<'_, T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        match self {
+            Part::Owned(part) => part,
+            Part::Shared(part) => part,
+        }
+    }
+}
+
+/// Lookups over one tenant's records, one part per family of record types
+/// (the organisation, customers, deals, orders, leads, activities,
+/// inquiries, CSAT responses). A part is built from its family's records
+/// alone, so a snapshot whose changes touch one family rebuilds that part
+/// and shares the others with the snapshot before it.
 #[derive(Debug)]
 pub struct Index<'a> {
-    /// The records.
+    /// Teams, memberships, reps, targets and spend.
+    pub org: Part<'a, OrgIndex<'a>>,
+    /// Customers and their subscriptions.
+    pub customers: Part<'a, CustomerIndex<'a>>,
+    /// Deals and their stage changes.
+    pub deals: Part<'a, DealIndex<'a>>,
+    /// Orders.
+    pub orders: Part<'a, OrderIndex<'a>>,
+    /// Leads.
+    pub leads: Part<'a, LeadIndex<'a>>,
+    /// Activities.
+    pub activities: Part<'a, ActivityIndex<'a>>,
+    /// Inquiries.
+    pub inquiries: Part<'a, InquiryIndex<'a>>,
+    /// CSAT responses.
+    pub csat: Part<'a, CsatIndex<'a>>,
+}
+
+/// The organisation: teams, memberships, reps, targets and spend.
+#[derive(Debug)]
+pub struct OrgIndex<'a> {
+    /// The records this part was built from.
     pub data: &'a Dataset,
     /// Memberships per rep, sorted by (effective_at, id).
     pub memberships: HashMap<&'a str, Vec<MembershipEntry<'a>>>,
@@ -156,55 +213,146 @@ pub struct Index<'a> {
     pub roots: Vec<&'a str>,
     /// Rep display names.
     pub rep_names: HashMap<&'a str, &'a str>,
-    /// Every rep id that a Rep record, a membership or any record's rep field names.
-    pub known_reps: HashSet<&'a str>,
-    /// Customers by id.
-    pub customers: HashMap<&'a str, &'a Customer>,
-    /// Deals by id.
-    pub deals: HashMap<&'a str, &'a Deal>,
-    /// Deals per owner rep.
-    pub deals_by_owner: HashMap<&'a str, Vec<&'a Deal>>,
-    /// Customers per owner rep.
-    pub customers_by_owner: HashMap<&'a str, Vec<&'a Customer>>,
-    /// Stage changes per deal, sorted by (entered_at, id): (entered_at, id, stage).
-    pub stage_changes: HashMap<&'a str, Vec<(Instant, &'a str, &'a str)>>,
-    /// Subscription changes per subscription, sorted by (effective_at, id).
-    pub subscriptions: HashMap<&'a str, Vec<SubscriptionEntry<'a>>>,
-    /// Every customer's MRR over time.
-    pub mrr: MrrTimeline<'a>,
-    /// Orders by ordered_at.
-    pub orders_by_time: ByTime<'a, Order>,
-    /// Deals by created_at.
-    pub deals_by_created: ByTime<'a, Deal>,
-    /// Closed deals by closed_at.
-    pub deals_by_closed: ByTime<'a, Deal>,
-    /// Leads by created_at.
-    pub leads_by_created: ByTime<'a, Lead>,
-    /// Activities by occurred_at.
-    pub activities_by_time: ByTime<'a, Activity>,
-    /// Inquiries by received_at.
-    pub inquiries_by_time: ByTime<'a, Inquiry>,
-    /// CSAT responses by responded_at.
-    pub csat_by_time: ByTime<'a, CsatResponse>,
-    /// Customers by acquired_at.
-    pub customers_by_acquired: ByTime<'a, Customer>,
-    /// Churned customers by churned_at.
-    pub customers_by_churned: ByTime<'a, Customer>,
-    /// Prefix sums and stocks over the lists above.
-    pub rollups: Rollups<'a>,
+    /// Rep ids named by Rep records, memberships and REP targets.
+    reps: HashSet<&'a str>,
     /// Targets per scope they belong to, in dataset order.
     /// (COMPANY's, TEAM's by team id, REP's by rep id.)
     targets: [HashMap<&'a str, Vec<&'a Target>>; 3],
 }
 
+/// Customers and their subscriptions.
+#[derive(Debug)]
+pub struct CustomerIndex<'a> {
+    /// The records this part was built from.
+    pub data: &'a Dataset,
+    /// Customers by id.
+    pub by_id: HashMap<&'a str, &'a Customer>,
+    /// Customers per owner rep.
+    pub by_owner: HashMap<&'a str, Vec<&'a Customer>>,
+    /// Subscription changes per subscription, sorted by (effective_at, id).
+    pub subscriptions: HashMap<&'a str, Vec<SubscriptionEntry<'a>>>,
+    /// Every customer's MRR over time.
+    pub mrr: MrrTimeline<'a>,
+    /// Customers by acquired_at.
+    pub by_acquired: ByTime<'a, Customer>,
+    /// Churned customers by churned_at.
+    pub by_churned: ByTime<'a, Customer>,
+    /// Customers by acquired_at: the count alone.
+    pub acquired: Sums<'a, 0>,
+    /// Customers by churned_at: the count alone.
+    pub churned: Sums<'a, 0>,
+    /// Customers active, per owner: [count], over (acquired_at, churned_at].
+    pub active_customers: Stocks<'a, 1>,
+    /// Owner rep ids.
+    reps: HashSet<&'a str>,
+}
+
+/// Deals and their stage changes.
+#[derive(Debug)]
+pub struct DealIndex<'a> {
+    /// The records this part was built from.
+    pub data: &'a Dataset,
+    /// Deals by id.
+    pub by_id: HashMap<&'a str, &'a Deal>,
+    /// Deals per owner rep.
+    pub by_owner: HashMap<&'a str, Vec<&'a Deal>>,
+    /// Stage changes per deal, sorted by (entered_at, id): (entered_at, id, stage).
+    pub stage_changes: HashMap<&'a str, Vec<(Instant, &'a str, &'a str)>>,
+    /// Deals by created_at.
+    pub by_created: ByTime<'a, Deal>,
+    /// Closed deals by closed_at.
+    pub by_closed: ByTime<'a, Deal>,
+    /// The deal rollups (closed and created sums, open stocks, stages).
+    pub rollups: DealRollups<'a>,
+    /// Owner rep ids.
+    reps: HashSet<&'a str>,
+}
+
+/// Orders.
+#[derive(Debug)]
+pub struct OrderIndex<'a> {
+    /// Orders by ordered_at.
+    pub by_time: ByTime<'a, Order>,
+    /// The order rollups (amounts, links between a customer's orders).
+    pub rollups: OrderRollups<'a>,
+    /// Rep ids.
+    reps: HashSet<&'a str>,
+}
+
+/// Leads.
+#[derive(Debug)]
+pub struct LeadIndex<'a> {
+    /// Leads by created_at.
+    pub by_created: ByTime<'a, Lead>,
+    /// Leads by created_at: [converted, responded, Σ response nanoseconds].
+    pub figures: Sums<'a, 3>,
+    /// Per lead source: its leads by created_at, and the same sums as
+    /// `figures` over them.
+    pub by_source: HashMap<&'a str, (ByTime<'a, Lead>, Sums<'a, 3>)>,
+    /// Owner rep ids.
+    reps: HashSet<&'a str>,
+}
+
+/// Activities.
+#[derive(Debug)]
+pub struct ActivityIndex<'a> {
+    /// Activities by occurred_at.
+    pub by_time: ByTime<'a, Activity>,
+    /// Per activity type (`ActivityType as usize`): the type's activities by
+    /// occurred_at, and [Σ duration_seconds] over them.
+    pub by_type: Vec<(ByTime<'a, Activity>, Sums<'a, 1>)>,
+    /// Rep ids.
+    reps: HashSet<&'a str>,
+}
+
+/// Inquiries.
+#[derive(Debug)]
+pub struct InquiryIndex<'a> {
+    /// Inquiries by received_at.
+    pub by_time: ByTime<'a, Inquiry>,
+    /// Inquiries by received_at: [responded, Σ response nanoseconds].
+    pub figures: Sums<'a, 2>,
+    /// Rep ids.
+    reps: HashSet<&'a str>,
+}
+
+/// CSAT responses.
+#[derive(Debug)]
+pub struct CsatIndex<'a> {
+    /// CSAT responses by responded_at.
+    pub by_time: ByTime<'a, CsatResponse>,
+    /// CSAT responses by responded_at: [Σ score, then the count with a
+    /// score ≥ s for each s of [`super::rollup::CSAT_SCORES`]].
+    pub figures: Sums<'a, 6>,
+    /// Rep ids.
+    reps: HashSet<&'a str>,
+}
+
 crate::heap_fields! {
-    Index<'_> => memberships, team_names, children, roots, rep_names, known_reps, customers,
-        deals, deals_by_owner, customers_by_owner, stage_changes, subscriptions, mrr,
-        orders_by_time, deals_by_created, deals_by_closed, leads_by_created, activities_by_time,
-        inquiries_by_time, csat_by_time, customers_by_acquired, customers_by_churned, rollups,
-        targets;
+    Index<'_> => org, customers, deals, orders, leads, activities, inquiries, csat;
+    OrgIndex<'_> => memberships, team_names, children, roots, rep_names, reps, targets;
+    CustomerIndex<'_> => by_id, by_owner, subscriptions, mrr, by_acquired, by_churned, acquired,
+        churned, active_customers, reps;
+    DealIndex<'_> => by_id, by_owner, stage_changes, by_created, by_closed, rollups, reps;
+    OrderIndex<'_> => by_time, rollups, reps;
+    LeadIndex<'_> => by_created, figures, by_source, reps;
+    ActivityIndex<'_> => by_time, by_type, reps;
+    InquiryIndex<'_> => by_time, figures, reps;
+    CsatIndex<'_> => by_time, figures, reps;
     MrrTimeline<'_> => per_customer, first_positive, all, by_owner;
     MrrChanges<'_> => changes, moves, totals;
+}
+
+impl<T: HeapBytes> HeapBytes for Part<'_, T> {
+    fn heap_bytes(&self) -> usize {
+        match self {
+            // A shared part is counted where it is held.
+            Part::Shared(_) => 0,
+            Part::Owned(part) => {
+                size_of::<T>() + crate::heap::ALLOCATION_OVERHEAD + part.heap_bytes()
+            }
+        }
+    }
 }
 
 impl<T> HeapBytes for ByTime<'_, T> {
@@ -225,97 +373,65 @@ fn target_key(scope: &Scope) -> (usize, &str) {
 }
 
 impl<'a> Index<'a> {
-    /// Indexes a dataset. Its independent parts (the organisation and the
-    /// lookups by id, the deal lists, the other time-sorted lists, the MRR
-    /// timeline, then the rollups) are built on parallel threads when the
-    /// dataset is large enough for that to pay.
+    /// Indexes a dataset: every part, on parallel threads when the dataset
+    /// is large enough for that to pay.
     pub fn new(data: &'a Dataset) -> Self {
         Self::build(data, worth_parallel(data))
     }
 
     /// [`Index::new`], on parallel threads or not as `par` says.
     pub(crate) fn build(data: &'a Dataset, par: bool) -> Self {
-        let ((org, deal_lists), (time_lists, mrr)) = both(
+        let (((org, customers), (deals, orders)), ((leads, activities), (inquiries, csat))) = both(
             par,
-            || both(par, || Org::new(data), || DealLists::new(data)),
-            || both(par, || TimeLists::new(data), || MrrTimeline::new(data)),
-        );
-        let rollups = Rollups::new(
-            data,
-            &Lists {
-                orders: &time_lists.orders_by_time,
-                deals_by_closed: &deal_lists.deals_by_closed,
-                deals_by_created: &deal_lists.deals_by_created,
-                leads: &time_lists.leads_by_created,
-                inquiries: &time_lists.inquiries_by_time,
-                csat: &time_lists.csat_by_time,
-                customers_by_acquired: &time_lists.customers_by_acquired,
-                customers_by_churned: &time_lists.customers_by_churned,
-                stage_changes: &deal_lists.stage_changes,
+            || {
+                both(
+                    par,
+                    || both(par, || OrgIndex::new(data), || CustomerIndex::new(data)),
+                    || both(par, || DealIndex::new(data), || OrderIndex::new(data)),
+                )
             },
-            par,
+            || {
+                both(
+                    par,
+                    || both(par, || LeadIndex::new(data), || ActivityIndex::new(data)),
+                    || both(par, || InquiryIndex::new(data), || CsatIndex::new(data)),
+                )
+            },
         );
-        let Org {
-            memberships,
-            team_names,
-            children,
-            roots,
-            rep_names,
-            known_reps,
-            customers,
-            deals,
-            deals_by_owner,
-            customers_by_owner,
-            subscriptions,
-            targets,
-        } = org;
-        let DealLists {
-            stage_changes,
-            deals_by_created,
-            deals_by_closed,
-        } = deal_lists;
-        let TimeLists {
-            orders_by_time,
-            leads_by_created,
-            activities_by_time,
-            inquiries_by_time,
-            csat_by_time,
-            customers_by_acquired,
-            customers_by_churned,
-        } = time_lists;
         Index {
-            data,
-            memberships,
-            team_names,
-            children,
-            roots,
-            rep_names,
-            known_reps,
-            customers,
-            deals,
-            stage_changes,
-            subscriptions,
-            mrr,
-            deals_by_owner,
-            customers_by_owner,
-            orders_by_time,
-            deals_by_created,
-            deals_by_closed,
-            leads_by_created,
-            activities_by_time,
-            inquiries_by_time,
-            csat_by_time,
-            customers_by_acquired,
-            customers_by_churned,
-            rollups,
-            targets,
+            org: Part::Owned(Box::new(org)),
+            customers: Part::Owned(Box::new(customers)),
+            deals: Part::Owned(Box::new(deals)),
+            orders: Part::Owned(Box::new(orders)),
+            leads: Part::Owned(Box::new(leads)),
+            activities: Part::Owned(Box::new(activities)),
+            inquiries: Part::Owned(Box::new(inquiries)),
+            csat: Part::Owned(Box::new(csat)),
         }
+    }
+
+    /// The rep id as held by the index, when some part names it (a Rep
+    /// record, a membership, a target or any record's rep field).
+    pub fn known_rep(&self, rep: &str) -> Option<&'a str> {
+        [
+            &self.org.reps,
+            &self.customers.reps,
+            &self.deals.reps,
+            &self.orders.reps,
+            &self.leads.reps,
+            &self.activities.reps,
+            &self.inquiries.reps,
+            &self.csat.reps,
+        ]
+        .into_iter()
+        .find_map(|reps| reps.get(rep).copied())
     }
 
     /// The targets set for exactly `scope`, in dataset order.
     pub fn targets_of(&self, scope: &Scope) -> &[&'a Target] {
         let (kind, id) = target_key(scope);
-        self.targets
+        self.org
+            .targets
             .get(kind)
             .and_then(|targets| targets.get(id))
             .map_or(&[], Vec::as_slice)
@@ -324,7 +440,7 @@ impl<'a> Index<'a> {
     /// The rep's team at `t`: team of its latest membership with
     /// effective_at < t (ties: greatest id); `None` if none or it left all teams.
     pub fn team_at(&self, rep: &str, t: Instant) -> Option<&'a str> {
-        let list = self.memberships.get(rep)?;
+        let list = self.org.memberships.get(rep)?;
         let n = list.partition_point(|m| m.effective_at < t);
         list.get(n.checked_sub(1)?)?.team_id
     }
@@ -332,7 +448,7 @@ impl<'a> Index<'a> {
     /// The spans (after, until] during which `rep`'s team is in `teams`
     /// (`until` `None`: from `after` on), one per membership.
     pub fn team_spans(&self, rep: &str, teams: &HashSet<&str>) -> Vec<MembershipSpan> {
-        let Some(list) = self.memberships.get(rep) else {
+        let Some(list) = self.org.memberships.get(rep) else {
             return Vec::new();
         };
         list.iter()
@@ -354,7 +470,7 @@ impl<'a> Index<'a> {
     /// instant, so it never puts the rep in its team (docs/kpis.md).
     pub fn teams_during(&self, rep: &str, start: Instant, end: Instant) -> Vec<&'a str> {
         let mut teams: Vec<&str> = self.team_at(rep, start).into_iter().collect();
-        if let Some(list) = self.memberships.get(rep) {
+        if let Some(list) = self.org.memberships.get(rep) {
             // Sorted by (effective_at, id): a tie's loser is followed by a
             // membership with the same effective_at.
             teams.extend(
@@ -375,13 +491,13 @@ impl<'a> Index<'a> {
     /// Empty when the team is unknown.
     pub fn subtree(&self, team: &str) -> HashSet<&'a str> {
         let mut seen = HashSet::default();
-        let Some((&root, _)) = self.team_names.get_key_value(team) else {
+        let Some((&root, _)) = self.org.team_names.get_key_value(team) else {
             return seen;
         };
         let mut stack = vec![root];
         while let Some(t) = stack.pop() {
             if seen.insert(t)
-                && let Some(kids) = self.children.get(t)
+                && let Some(kids) = self.org.children.get(t)
             {
                 stack.extend(kids.iter().copied());
             }
@@ -391,18 +507,18 @@ impl<'a> Index<'a> {
 
     /// Whether a team id is a known team.
     pub fn team_exists(&self, team: &str) -> bool {
-        self.team_names.contains_key(team)
+        self.org.team_names.contains_key(team)
     }
 
     /// Whether a rep id is known (Rep record, membership or any rep field).
     pub fn rep_exists(&self, rep: &str) -> bool {
-        self.known_reps.contains(rep)
+        self.known_rep(rep).is_some()
     }
 
     /// Stage of a deal at `t`: its latest stage change with entered_at < t
     /// (ties: greatest id), else its `stage` field.
     pub fn stage_at(&self, deal: &'a Deal, t: Instant) -> Option<&'a str> {
-        if let Some(list) = self.stage_changes.get(deal.id.as_str()) {
+        if let Some(list) = self.deals.stage_changes.get(deal.id.as_str()) {
             let n = list.partition_point(|s| s.0 < t);
             if let Some(last) = n.checked_sub(1).and_then(|i| list.get(i)) {
                 return Some(last.2);
@@ -417,7 +533,7 @@ impl<'a> Index<'a> {
     #[cfg(test)]
     pub fn customer_mrr_at(&self, t: Instant) -> HashMap<&'a str, i128> {
         let mut out: HashMap<&str, i128> = HashMap::default();
-        for list in self.subscriptions.values() {
+        for list in self.customers.subscriptions.values() {
             let n = list.partition_point(|s| s.effective_at < t);
             if let Some(s) = n.checked_sub(1).and_then(|i| list.get(i))
                 && s.mrr > 0
@@ -430,7 +546,8 @@ impl<'a> Index<'a> {
 
     /// Whether the customer had MRR > 0 at some instant before `t`.
     pub fn had_mrr_before(&self, customer: &str, t: Instant) -> bool {
-        self.mrr
+        self.customers
+            .mrr
             .first_positive
             .get(customer)
             .is_some_and(|&first| first < t)
@@ -438,7 +555,7 @@ impl<'a> Index<'a> {
 
     /// The owner rep of a customer (current value), if the customer is known.
     pub fn owner_of(&self, customer: &str) -> Option<&'a str> {
-        self.customers.get(customer)?.owner_rep_id.as_deref()
+        self.customers.by_id.get(customer)?.owner_rep_id.as_deref()
     }
 }
 
@@ -519,24 +636,25 @@ pub(crate) fn both<A: Send, B: Send>(
     })
 }
 
-/// The organisation and the lookups by id and by owner.
-struct Org<'a> {
-    memberships: HashMap<&'a str, Vec<MembershipEntry<'a>>>,
-    team_names: HashMap<&'a str, &'a str>,
-    children: HashMap<&'a str, Vec<&'a str>>,
-    roots: Vec<&'a str>,
-    rep_names: HashMap<&'a str, &'a str>,
-    known_reps: HashSet<&'a str>,
-    customers: HashMap<&'a str, &'a Customer>,
-    deals: HashMap<&'a str, &'a Deal>,
-    deals_by_owner: HashMap<&'a str, Vec<&'a Deal>>,
-    customers_by_owner: HashMap<&'a str, Vec<&'a Customer>>,
-    subscriptions: HashMap<&'a str, Vec<SubscriptionEntry<'a>>>,
-    targets: [HashMap<&'a str, Vec<&'a Target>>; 3],
+/// The rep ids a family's records name in `fields` (set from the lists'
+/// rep fields).
+fn reps_of<'a, T: 'a>(
+    records: &'a [T],
+    rep_of: impl Fn(&'a T) -> Option<&'a str>,
+) -> HashSet<&'a str> {
+    records.iter().filter_map(rep_of).collect()
 }
 
-impl<'a> Org<'a> {
-    fn new(data: &'a Dataset) -> Self {
+/// Sorts each list of `map` by `key`.
+fn sort_lists<K, V, O: Ord>(map: &mut HashMap<K, Vec<V>>, key: impl Fn(&V) -> O) {
+    for list in map.values_mut() {
+        list.sort_by_key(|v| key(v));
+    }
+}
+
+impl<'a> OrgIndex<'a> {
+    /// Indexes the teams, memberships, reps, targets and spend of `data`.
+    pub fn new(data: &'a Dataset) -> Self {
         let mut memberships: HashMap<&str, Vec<MembershipEntry>> = HashMap::default();
         for m in &data.team_memberships {
             memberships
@@ -548,15 +666,48 @@ impl<'a> Org<'a> {
                     team_id: m.team_id.as_deref(),
                 });
         }
-        for list in memberships.values_mut() {
-            list.sort_by(|a, b| (a.effective_at, a.id).cmp(&(b.effective_at, b.id)));
-        }
+        sort_lists(&mut memberships, |m| (m.effective_at, m.id));
         let team_names: HashMap<&str, &str> = data
             .teams
             .iter()
             .map(|t| (t.id.as_str(), t.name.as_str()))
             .collect();
         let (children, roots) = team_tree(data, &team_names);
+        let mut targets: [HashMap<&str, Vec<&Target>>; 3] = Default::default();
+        let mut reps: HashSet<&str> = HashSet::default();
+        for t in &data.targets {
+            let (kind, id) = match &t.scope {
+                TargetScope::Company => (0, ""),
+                TargetScope::Team(team) => (1, team.as_str()),
+                TargetScope::Rep(rep) => {
+                    reps.insert(rep.as_str());
+                    (2, rep.as_str())
+                }
+            };
+            targets[kind].entry(id).or_default().push(t);
+        }
+        reps.extend(data.reps.iter().map(|r| r.id.as_str()));
+        reps.extend(memberships.keys().copied());
+        OrgIndex {
+            data,
+            memberships,
+            team_names,
+            children,
+            roots,
+            rep_names: data
+                .reps
+                .iter()
+                .map(|r| (r.id.as_str(), r.name.as_str()))
+                .collect(),
+            reps,
+            targets,
+        }
+    }
+}
+
+impl<'a> CustomerIndex<'a> {
+    /// Indexes the customers and subscription changes of `data`.
+    pub fn new(data: &'a Dataset) -> Self {
         let mut subscriptions: HashMap<&str, Vec<SubscriptionEntry>> = HashMap::default();
         for s in &data.subscription_changes {
             subscriptions
@@ -569,48 +720,35 @@ impl<'a> Org<'a> {
                     mrr: s.mrr,
                 });
         }
-        for list in subscriptions.values_mut() {
-            list.sort_by(|a, b| (a.effective_at, a.id).cmp(&(b.effective_at, b.id)));
-        }
-        let mut targets: [HashMap<&str, Vec<&Target>>; 3] = Default::default();
-        for t in &data.targets {
-            let (kind, id) = match &t.scope {
-                TargetScope::Company => (0, ""),
-                TargetScope::Team(team) => (1, team.as_str()),
-                TargetScope::Rep(rep) => (2, rep.as_str()),
-            };
-            targets[kind].entry(id).or_default().push(t);
-        }
-        Org {
-            memberships,
-            team_names,
-            children,
-            roots,
-            rep_names: data
-                .reps
+        sort_lists(&mut subscriptions, |s| (s.effective_at, s.id));
+        let owner = |c: &'a Customer| c.owner_rep_id.as_deref();
+        let by_acquired =
+            ByTime::with_reps(data.customers.iter().map(|c| (c.acquired_at, c)), owner);
+        let by_churned = ByTime::with_reps(
+            data.customers
                 .iter()
-                .map(|r| (r.id.as_str(), r.name.as_str()))
-                .collect(),
-            known_reps: known_reps(data),
-            customers: data.customers.iter().map(|c| (c.id.as_str(), c)).collect(),
-            deals: data.deals.iter().map(|d| (d.id.as_str(), d)).collect(),
-            deals_by_owner: group_by_rep(&data.deals, |d| d.owner_rep_id.as_deref()),
-            customers_by_owner: group_by_rep(&data.customers, |c| c.owner_rep_id.as_deref()),
+                .filter_map(|c| c.churned_at.map(|t| (t, c))),
+            owner,
+        );
+        CustomerIndex {
+            data,
+            by_id: data.customers.iter().map(|c| (c.id.as_str(), c)).collect(),
+            by_owner: group_by_rep(&data.customers, owner),
             subscriptions,
-            targets,
+            mrr: MrrTimeline::new(data),
+            acquired: sums(&by_acquired, |_: &Customer| []),
+            churned: sums(&by_churned, |_: &Customer| []),
+            active_customers: active_customers(data),
+            by_acquired,
+            by_churned,
+            reps: reps_of(&data.customers, owner),
         }
     }
 }
 
-/// The deals' time-sorted lists and stage histories.
-struct DealLists<'a> {
-    stage_changes: HashMap<&'a str, Vec<(Instant, &'a str, &'a str)>>,
-    deals_by_created: ByTime<'a, Deal>,
-    deals_by_closed: ByTime<'a, Deal>,
-}
-
-impl<'a> DealLists<'a> {
-    fn new(data: &'a Dataset) -> Self {
+impl<'a> DealIndex<'a> {
+    /// Indexes the deals and deal stage changes of `data`.
+    pub fn new(data: &'a Dataset) -> Self {
         let mut stage_changes: HashMap<&str, Vec<(Instant, &str, &str)>> = HashMap::default();
         for s in &data.deal_stage_changes {
             stage_changes.entry(s.deal_id.as_str()).or_default().push((
@@ -619,68 +757,93 @@ impl<'a> DealLists<'a> {
                 s.stage.as_str(),
             ));
         }
-        for list in stage_changes.values_mut() {
-            list.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
-        }
-        DealLists {
+        sort_lists(&mut stage_changes, |s| (s.0, s.1));
+        let owner = |d: &'a Deal| d.owner_rep_id.as_deref();
+        let by_created = ByTime::with_reps(data.deals.iter().map(|d| (d.created_at, d)), owner);
+        let by_closed = ByTime::with_reps(
+            data.deals
+                .iter()
+                .filter_map(|d| d.closed_at.map(|c| (c, d))),
+            owner,
+        );
+        let rollups = DealRollups::new(data, &by_created, &by_closed, &stage_changes);
+        DealIndex {
+            data,
+            by_id: data.deals.iter().map(|d| (d.id.as_str(), d)).collect(),
+            by_owner: group_by_rep(&data.deals, owner),
             stage_changes,
-            deals_by_created: ByTime::with_reps(
-                data.deals.iter().map(|d| (d.created_at, d)),
-                |d| d.owner_rep_id.as_deref(),
-            ),
-            deals_by_closed: ByTime::with_reps(
-                data.deals
-                    .iter()
-                    .filter_map(|d| d.closed_at.map(|c| (c, d))),
-                |d| d.owner_rep_id.as_deref(),
-            ),
+            by_created,
+            by_closed,
+            rollups,
+            reps: reps_of(&data.deals, owner),
         }
     }
 }
 
-/// The other time-sorted lists.
-struct TimeLists<'a> {
-    orders_by_time: ByTime<'a, Order>,
-    leads_by_created: ByTime<'a, Lead>,
-    activities_by_time: ByTime<'a, Activity>,
-    inquiries_by_time: ByTime<'a, Inquiry>,
-    csat_by_time: ByTime<'a, CsatResponse>,
-    customers_by_acquired: ByTime<'a, Customer>,
-    customers_by_churned: ByTime<'a, Customer>,
+impl<'a> OrderIndex<'a> {
+    /// Indexes the orders of `data`.
+    pub fn new(data: &'a Dataset) -> Self {
+        let rep = |o: &'a Order| o.rep_id.as_deref();
+        let by_time = ByTime::with_reps(data.orders.iter().map(|o| (o.ordered_at, o)), rep);
+        OrderIndex {
+            rollups: OrderRollups::new(data, &by_time),
+            by_time,
+            reps: reps_of(&data.orders, rep),
+        }
+    }
 }
 
-impl<'a> TimeLists<'a> {
-    fn new(data: &'a Dataset) -> Self {
-        TimeLists {
-            orders_by_time: ByTime::with_reps(data.orders.iter().map(|o| (o.ordered_at, o)), |o| {
-                o.rep_id.as_deref()
+impl<'a> LeadIndex<'a> {
+    /// Indexes the leads of `data`.
+    pub fn new(data: &'a Dataset) -> Self {
+        let owner = |l: &'a Lead| l.owner_rep_id.as_deref();
+        let by_created = ByTime::with_reps(data.leads.iter().map(|l| (l.created_at, l)), owner);
+        LeadIndex {
+            figures: sums(&by_created, lead_figures),
+            by_source: leads_by_source(data),
+            by_created,
+            reps: reps_of(&data.leads, owner),
+        }
+    }
+}
+
+impl<'a> ActivityIndex<'a> {
+    /// Indexes the activities of `data`.
+    pub fn new(data: &'a Dataset) -> Self {
+        let rep = |a: &'a Activity| Some(a.rep_id.as_str());
+        ActivityIndex {
+            by_time: ByTime::with_reps(data.activities.iter().map(|a| (a.occurred_at, a)), rep),
+            by_type: activity_rollups(data),
+            reps: reps_of(&data.activities, rep),
+        }
+    }
+}
+
+impl<'a> InquiryIndex<'a> {
+    /// Indexes the inquiries of `data`.
+    pub fn new(data: &'a Dataset) -> Self {
+        let rep = |i: &'a Inquiry| i.rep_id.as_deref();
+        let by_time = ByTime::with_reps(data.inquiries.iter().map(|i| (i.received_at, i)), rep);
+        InquiryIndex {
+            figures: sums(&by_time, |i: &Inquiry| {
+                response(i.received_at, i.first_response_at)
             }),
-            leads_by_created: ByTime::with_reps(
-                data.leads.iter().map(|l| (l.created_at, l)),
-                |l| l.owner_rep_id.as_deref(),
-            ),
-            activities_by_time: ByTime::with_reps(
-                data.activities.iter().map(|a| (a.occurred_at, a)),
-                |a| Some(a.rep_id.as_str()),
-            ),
-            inquiries_by_time: ByTime::with_reps(
-                data.inquiries.iter().map(|i| (i.received_at, i)),
-                |i| i.rep_id.as_deref(),
-            ),
-            csat_by_time: ByTime::with_reps(
-                data.csat_responses.iter().map(|c| (c.responded_at, c)),
-                |c| c.rep_id.as_deref(),
-            ),
-            customers_by_acquired: ByTime::with_reps(
-                data.customers.iter().map(|c| (c.acquired_at, c)),
-                |c| c.owner_rep_id.as_deref(),
-            ),
-            customers_by_churned: ByTime::with_reps(
-                data.customers
-                    .iter()
-                    .filter_map(|c| c.churned_at.map(|t| (t, c))),
-                |c| c.owner_rep_id.as_deref(),
-            ),
+            by_time,
+            reps: reps_of(&data.inquiries, rep),
+        }
+    }
+}
+
+impl<'a> CsatIndex<'a> {
+    /// Indexes the CSAT responses of `data`.
+    pub fn new(data: &'a Dataset) -> Self {
+        let rep = |c: &'a CsatResponse| c.rep_id.as_deref();
+        let by_time =
+            ByTime::with_reps(data.csat_responses.iter().map(|c| (c.responded_at, c)), rep);
+        CsatIndex {
+            figures: sums(&by_time, csat_figures),
+            by_time,
+            reps: reps_of(&data.csat_responses, rep),
         }
     }
 }
@@ -748,29 +911,6 @@ fn team_tree<'a>(
     roots.sort_unstable();
     roots.dedup();
     (children, roots)
-}
-
-/// Every rep id named anywhere.
-fn known_reps(data: &Dataset) -> HashSet<&str> {
-    let mut reps: HashSet<&str> = HashSet::default();
-    reps.extend(data.reps.iter().map(|r| r.id.as_str()));
-    reps.extend(data.team_memberships.iter().map(|m| m.rep_id.as_str()));
-    reps.extend(data.activities.iter().map(|a| a.rep_id.as_str()));
-    let optional = data
-        .customers
-        .iter()
-        .map(|c| &c.owner_rep_id)
-        .chain(data.leads.iter().map(|l| &l.owner_rep_id))
-        .chain(data.deals.iter().map(|d| &d.owner_rep_id))
-        .chain(data.orders.iter().map(|o| &o.rep_id))
-        .chain(data.inquiries.iter().map(|i| &i.rep_id))
-        .chain(data.csat_responses.iter().map(|c| &c.rep_id));
-    reps.extend(optional.filter_map(|r| r.as_deref()));
-    reps.extend(data.targets.iter().filter_map(|t| match &t.scope {
-        crate::domain::TargetScope::Rep(r) => Some(r.as_str()),
-        _ => None,
-    }));
-    reps
 }
 
 /// One change of a customer's MRR, in [`MrrTimeline`]'s list of changes.

@@ -35,7 +35,7 @@ impl Source for Scan {
 impl<'a> Calc<'_, 'a> {
     /// Orders with ordered_at ∈ P in scope (order's rep at ordered_at).
     fn orders(&self) -> impl Iterator<Item = &'a crate::domain::Order> + '_ {
-        self.window(&self.index.orders_by_time)
+        self.window(&self.index.orders.by_time)
             .filter(|(t, o)| self.counts(o.rep_id.as_deref(), *t))
             .map(|(_, o)| o)
     }
@@ -45,14 +45,14 @@ impl<'a> Calc<'_, 'a> {
         &self,
         status: DealStatus,
     ) -> impl Iterator<Item = &'a crate::domain::Deal> + '_ {
-        self.window(&self.index.deals_by_closed)
+        self.window(&self.index.deals.by_closed)
             .filter(move |(t, d)| d.status == status && self.counts(d.owner_rep_id.as_deref(), *t))
             .map(|(_, d)| d)
     }
 
     /// Deals with created_at ∈ P, in scope at created_at (the funnel cohort).
     fn created_deals(&self) -> impl Iterator<Item = &'a crate::domain::Deal> + '_ {
-        self.window(&self.index.deals_by_created)
+        self.window(&self.index.deals.by_created)
             .filter(|(t, d)| self.counts(d.owner_rep_id.as_deref(), *t))
             .map(|(_, d)| d)
     }
@@ -61,7 +61,7 @@ impl<'a> Calc<'_, 'a> {
     /// closed_at ≥ end).
     fn open_deals_at_end(&self) -> impl Iterator<Item = &'a crate::domain::Deal> + '_ {
         let end = self.p.end;
-        self.data().deals.iter().filter(move |d| {
+        self.index.deals.data.deals.iter().filter(move |d| {
             d.created_at < end
                 && (d.status == DealStatus::Open || d.closed_at.is_none_or(|c| c >= end))
                 && self.counts(d.owner_rep_id.as_deref(), end)
@@ -70,7 +70,7 @@ impl<'a> Calc<'_, 'a> {
 
     /// Activities with occurred_at ∈ P, in scope.
     fn activities(&self) -> impl Iterator<Item = &'a crate::domain::Activity> + '_ {
-        self.window(&self.index.activities_by_time)
+        self.window(&self.index.activities.by_time)
             .filter(|(t, a)| self.counts(Some(&a.rep_id), *t))
             .map(|(_, a)| a)
     }
@@ -78,7 +78,7 @@ impl<'a> Calc<'_, 'a> {
     /// Customers active at `t` and in scope at `t`:
     /// acquired_at < t and (churned_at null or ≥ t).
     fn active_at(&self, t: Instant) -> impl Iterator<Item = &'a crate::domain::Customer> + '_ {
-        self.data().customers.iter().filter(move |c| {
+        self.index.customers.data.customers.iter().filter(move |c| {
             c.acquired_at < t
                 && c.churned_at.is_none_or(|ch| ch >= t)
                 && self.counts(c.owner_rep_id.as_deref(), t)
@@ -150,13 +150,13 @@ impl PipelineSource for Scan {
 
 impl CustomerSource for Scan {
     fn new_customers(&self, c: &Calc<'_, '_>) -> i128 {
-        c.window(&c.index.customers_by_acquired)
+        c.window(&c.index.customers.by_acquired)
             .filter(|(t, cu)| c.counts(cu.owner_rep_id.as_deref(), *t))
             .count() as i128
     }
 
     fn churned_customers(&self, c: &Calc<'_, '_>) -> i128 {
-        c.window(&c.index.customers_by_churned)
+        c.window(&c.index.customers.by_churned)
             .filter(|(t, cu)| c.counts(cu.owner_rep_id.as_deref(), *t))
             .count() as i128
     }
@@ -196,7 +196,7 @@ impl CustomerSource for Scan {
 
     fn mrr(&self, c: &Calc<'_, '_>) -> MrrMovements {
         let (start, end) = (c.p.start, c.p.end);
-        let timeline = &c.index.mrr;
+        let timeline = &c.index.customers.mrr;
         let mut m = MrrMovements::default();
         // Integer sums: the order of customers does not matter.
         for customer in timeline.customers() {
@@ -256,7 +256,7 @@ impl ActivitySource for Scan {
     }
 
     fn inquiry_responses(&self, c: &Calc<'_, '_>) -> (i128, i128) {
-        c.window(&c.index.inquiries_by_time)
+        c.window(&c.index.inquiries.by_time)
             .filter(|(t, i)| c.counts(i.rep_id.as_deref(), *t))
             .map(|(_, i)| i)
             .filter_map(|i| i.first_response_at.map(|r| nanos_between(i.received_at, r)))

@@ -14,11 +14,11 @@ use std::ops::Range;
 use rustc_hash::FxHashMap as HashMap;
 
 use crate::domain::{
-    Activity, ActivityType, CsatResponse, Customer, Dataset, Deal, DealStatus, Inquiry, Instant,
-    Lead, Order, OrderKind,
+    Activity, ActivityType, CsatResponse, Dataset, Deal, DealStatus, Instant, Lead, Order,
+    OrderKind,
 };
 
-use super::index::{ByTime, both};
+use super::index::ByTime;
 use crate::heap::HeapBytes;
 
 /// Figures of one record, or their sum over several.
@@ -246,9 +246,8 @@ impl<const N: usize> Stocks<'_, N> {
 }
 
 crate::heap_fields! {
-    Rollups<'_> => orders, closed, created, leads, leads_by_source, activities, inquiries, csat,
-        acquired, churned, open_deals, open_by_stage, active_customers, order_links,
-        stage_labels, created_stages;
+    OrderRollups<'_> => amounts, links;
+    DealRollups<'_> => closed, created, open_deals, open_by_stage, stage_labels, created_stages;
 }
 
 impl<V: HeapBytes> HeapBytes for Aligned<'_, V> {
@@ -281,148 +280,34 @@ pub fn nanos_between(from: Instant, to: Instant) -> i128 {
 /// responses with a score of at least each of them.
 pub const CSAT_SCORES: std::ops::RangeInclusive<i32> = 1..=5;
 
-/// The rollups of one tenant's records, built with its index.
-#[derive(Debug)]
-pub struct Rollups<'a> {
-    /// Orders by ordered_at: [Σ amount].
-    pub orders: Sums<'a, 1>,
-    /// Deals by closed_at: [won, Σ won amount, Σ won closed_at − created_at
-    /// in nanoseconds, lost].
-    pub closed: Sums<'a, 4>,
-    /// Deals by created_at: the count alone.
-    pub created: Sums<'a, 0>,
-    /// Leads by created_at: [converted, responded, Σ response nanoseconds].
-    pub leads: Sums<'a, 3>,
-    /// Per lead source: its leads by created_at, and the same sums as
-    /// `leads` over them.
-    pub leads_by_source: HashMap<&'a str, (ByTime<'a, Lead>, Sums<'a, 3>)>,
-    /// Per activity type (`ActivityType as usize`): the type's activities by
-    /// occurred_at, and [Σ duration_seconds] over them.
-    pub activities: Vec<(ByTime<'a, Activity>, Sums<'a, 1>)>,
-    /// Inquiries by received_at: [responded, Σ response nanoseconds].
-    pub inquiries: Sums<'a, 2>,
-    /// CSAT responses by responded_at: [Σ score, then the count with a
-    /// score ≥ s for each s of [`CSAT_SCORES`]].
-    pub csat: Sums<'a, 6>,
-    /// Customers by acquired_at: the count alone.
-    pub acquired: Sums<'a, 0>,
-    /// Customers by churned_at: the count alone.
-    pub churned: Sums<'a, 0>,
-    /// Deals open, per owner: [count, Σ amount]. A deal is open over
-    /// (created_at, closed_at] when WON/LOST with a close instant, and over
-    /// (created_at, ∞) otherwise.
-    pub open_deals: Stocks<'a, 2>,
-    /// Σ amount of open deals per stage at an instant, by stage name (the
-    /// stage at T is that of the latest stage change entered before T, else
-    /// the deal's own stage).
-    pub open_by_stage: HashMap<&'a str, Stocks<'a, 1>>,
-    /// Customers active, per owner: [count], over (acquired_at, churned_at].
-    pub active_customers: Stocks<'a, 1>,
-    /// Per order of the orders-by-time list: (1 + the position in the same
-    /// list of the previous order of the same customer, the same among
-    /// UPSELL/CROSS_SELL orders), 0 for none: the first order of a customer
-    /// in a range of positions is the one whose link is ≤ the range's start.
-    /// [`NO_LINK`] for an order without a customer (both) or that is not an
-    /// UPSELL/CROSS_SELL (the second), which is never a first.
-    pub order_links: Aligned<'a, OrderLink>,
-    /// The number of distinct customers named by orders (the bound of
-    /// [`OrderLink::customer`]).
-    pub order_customers: usize,
-    /// A bit per stage name seen in the deals and their stage changes (the
-    /// first [`STAGE_BITS`] names; see [`STAGES_OVERFLOW`]).
-    pub stage_labels: HashMap<&'a str, u32>,
-    /// Per deal of the deals-by-created_at list: the bits of every stage it
-    /// was ever in (its own and its changes'), and [`STAGES_WON`], for the
-    /// funnel.
-    pub created_stages: Aligned<'a, u64>,
-}
-
-/// The bit of [`Rollups::created_stages`] that marks a deal with a stage
+/// The bit of [`DealRollups::created_stages`] that marks a deal with a stage
 /// beyond the first [`STAGE_BITS`] names: its stages are read from its
 /// history instead.
 pub const STAGES_OVERFLOW: u64 = 1 << 63;
 
-/// The bit of [`Rollups::created_stages`] that marks a WON deal.
+/// The bit of [`DealRollups::created_stages`] that marks a WON deal.
 pub const STAGES_WON: u64 = 1 << 62;
 
-/// Stage names with a bit of their own in [`Rollups::created_stages`].
+/// Stage names with a bit of their own in [`DealRollups::created_stages`].
 pub const STAGE_BITS: usize = 62;
 
-/// One order's entry in [`Rollups::order_links`].
+/// One order's entry in [`OrderRollups::links`].
 #[derive(Debug, Clone, Copy)]
 pub struct OrderLink {
     /// 1 + the position of the same customer's previous order (0: none).
     pub prev_any: u32,
     /// The same among UPSELL/CROSS_SELL orders.
     pub prev_more: u32,
-    /// The customer, as a number below [`Rollups::order_customers`].
+    /// The customer, as a number below [`OrderRollups::customers`].
     pub customer: u32,
 }
 
-/// An [`Rollups::order_links`] value that no range start reaches.
+/// An [`OrderRollups::links`] value that no range start reaches.
 pub const NO_LINK: u32 = u32::MAX;
-
-/// The windowed lists a [`Rollups`] is built over (the index's own).
-pub struct Lists<'l, 'a> {
-    pub orders: &'l ByTime<'a, Order>,
-    pub deals_by_closed: &'l ByTime<'a, Deal>,
-    pub deals_by_created: &'l ByTime<'a, Deal>,
-    pub leads: &'l ByTime<'a, Lead>,
-    pub inquiries: &'l ByTime<'a, Inquiry>,
-    pub csat: &'l ByTime<'a, CsatResponse>,
-    pub customers_by_acquired: &'l ByTime<'a, Customer>,
-    pub customers_by_churned: &'l ByTime<'a, Customer>,
-    /// Stage changes per deal id, sorted by (entered_at, id).
-    pub stage_changes: &'l HashMap<&'a str, Vec<(Instant, &'a str, &'a str)>>,
-}
-
-impl<'a> Rollups<'a> {
-    /// Builds every rollup of `data` over the index's lists: four
-    /// independent groups (activities and lead sources, orders, deals, the
-    /// rest), on parallel threads when `parallel`.
-    pub fn new(data: &'a Dataset, lists: &Lists<'_, 'a>, parallel: bool) -> Self {
-        let (((activities, leads_by_source), orders), (deals, rest)) = both(
-            parallel,
-            || {
-                both(
-                    parallel,
-                    || (activity_rollups(data), leads_by_source(data)),
-                    || OrderRollups::new(data, lists.orders),
-                )
-            },
-            || {
-                both(
-                    parallel,
-                    || DealRollups::new(data, lists),
-                    || OtherRollups::new(data, lists),
-                )
-            },
-        );
-        Rollups {
-            order_links: orders.links,
-            order_customers: orders.customers,
-            orders: orders.amounts,
-            stage_labels: deals.stage_labels,
-            created_stages: deals.created_stages,
-            closed: deals.closed,
-            created: deals.created,
-            open_deals: deals.open_deals,
-            open_by_stage: deals.open_by_stage,
-            leads: rest.leads,
-            leads_by_source,
-            activities,
-            inquiries: rest.inquiries,
-            csat: rest.csat,
-            acquired: rest.acquired,
-            churned: rest.churned,
-            active_customers: rest.active_customers,
-        }
-    }
-}
 
 /// Per activity type (`ActivityType as usize`): its activities by
 /// occurred_at and [Σ duration_seconds] over them.
-fn activity_rollups(data: &Dataset) -> Vec<(ByTime<'_, Activity>, Sums<'_, 1>)> {
+pub(crate) fn activity_rollups(data: &Dataset) -> Vec<(ByTime<'_, Activity>, Sums<'_, 1>)> {
     ActivityType::ALL
         .iter()
         .map(|&kind| {
@@ -442,7 +327,7 @@ fn activity_rollups(data: &Dataset) -> Vec<(ByTime<'_, Activity>, Sums<'_, 1>)> 
 }
 
 /// Per lead source: its leads by created_at and their lead figures.
-fn leads_by_source(data: &Dataset) -> HashMap<&str, (ByTime<'_, Lead>, Sums<'_, 3>)> {
+pub(crate) fn leads_by_source(data: &Dataset) -> HashMap<&str, (ByTime<'_, Lead>, Sums<'_, 3>)> {
     let mut by_source: HashMap<&str, Vec<&Lead>> = HashMap::default();
     for l in &data.leads {
         by_source.entry(l.source.as_str()).or_default().push(l);
@@ -459,15 +344,26 @@ fn leads_by_source(data: &Dataset) -> HashMap<&str, (ByTime<'_, Lead>, Sums<'_, 
         .collect()
 }
 
-/// The order rollups of [`Rollups`].
-struct OrderRollups<'a> {
-    links: Aligned<'a, OrderLink>,
-    customers: usize,
-    amounts: Sums<'a, 1>,
+/// The order rollups.
+#[derive(Debug)]
+pub struct OrderRollups<'a> {
+    /// Orders by ordered_at: [Σ amount].
+    pub amounts: Sums<'a, 1>,
+    /// Per order of the orders-by-time list: (1 + the position in the same
+    /// list of the previous order of the same customer, the same among
+    /// UPSELL/CROSS_SELL orders), 0 for none: the first order of a customer
+    /// in a range of positions is the one whose link is ≤ the range's start.
+    /// [`NO_LINK`] for an order without a customer (both) or that is not an
+    /// UPSELL/CROSS_SELL (the second), which is never a first.
+    pub links: Aligned<'a, OrderLink>,
+    /// The number of distinct customers named by orders (the bound of
+    /// [`OrderLink::customer`]).
+    pub customers: usize,
 }
 
 impl<'a> OrderRollups<'a> {
-    fn new(data: &'a Dataset, orders: &ByTime<'a, Order>) -> Self {
+    /// The rollups of `data`'s orders over their list by ordered_at.
+    pub fn new(data: &'a Dataset, orders: &ByTime<'a, Order>) -> Self {
         let mut customer_numbers: HashMap<&'a str, u32> = HashMap::default();
         for o in &data.orders {
             if let Some(c) = o.customer_id.as_deref() {
@@ -516,21 +412,47 @@ impl<'a> OrderRollups<'a> {
     }
 }
 
-/// The deal rollups of [`Rollups`].
-struct DealRollups<'a> {
-    stage_labels: HashMap<&'a str, u32>,
-    created_stages: Aligned<'a, u64>,
-    closed: Sums<'a, 4>,
-    created: Sums<'a, 0>,
-    open_deals: Stocks<'a, 2>,
-    open_by_stage: HashMap<&'a str, Stocks<'a, 1>>,
+/// The deal rollups.
+#[derive(Debug)]
+pub struct DealRollups<'a> {
+    /// Deals by closed_at: [won, Σ won amount, Σ won closed_at − created_at
+    /// in nanoseconds, lost].
+    pub closed: Sums<'a, 4>,
+    /// Deals by created_at: the count alone.
+    pub created: Sums<'a, 0>,
+    /// Deals open, per owner: [count, Σ amount]. A deal is open over
+    /// (created_at, closed_at] when WON/LOST with a close instant, and over
+    /// (created_at, ∞) otherwise.
+    pub open_deals: Stocks<'a, 2>,
+    /// Σ amount of open deals per stage at an instant, by stage name (the
+    /// stage at T is that of the latest stage change entered before T, else
+    /// the deal's own stage).
+    pub open_by_stage: HashMap<&'a str, Stocks<'a, 1>>,
+    /// A bit per stage name seen in the deals and their stage changes (the
+    /// first [`STAGE_BITS`] names; see [`STAGES_OVERFLOW`]).
+    pub stage_labels: HashMap<&'a str, u32>,
+    /// Per deal of the deals-by-created_at list: the bits of every stage it
+    /// was ever in (its own and its changes'), and [`STAGES_WON`], for the
+    /// funnel.
+    pub created_stages: Aligned<'a, u64>,
 }
 
+/// Stage changes per deal id, sorted by (entered_at, id): (entered_at, id,
+/// stage).
+pub type StageChanges<'a> = HashMap<&'a str, Vec<(Instant, &'a str, &'a str)>>;
+
 impl<'a> DealRollups<'a> {
-    fn new(data: &'a Dataset, lists: &Lists<'_, 'a>) -> Self {
+    /// The rollups of `data`'s deals over their lists by created_at and by
+    /// closed_at and their stage changes.
+    pub fn new(
+        data: &'a Dataset,
+        by_created: &ByTime<'a, Deal>,
+        by_closed: &ByTime<'a, Deal>,
+        stage_changes: &StageChanges<'a>,
+    ) -> Self {
         let mut stage_labels: HashMap<&'a str, u32> = HashMap::default();
         let names = data.deals.iter().filter_map(|d| d.stage.as_deref());
-        let changed = lists.stage_changes.values().flatten().map(|c| c.2);
+        let changed = stage_changes.values().flatten().map(|c| c.2);
         for name in names.chain(changed) {
             let next = stage_labels.len() as u32;
             if (next as usize) < STAGE_BITS {
@@ -538,11 +460,11 @@ impl<'a> DealRollups<'a> {
             }
         }
         let bit = |name: &str| stage_labels.get(name).map_or(STAGES_OVERFLOW, |b| 1 << b);
-        let created_stages = Aligned::new(lists.deals_by_created, |items| {
+        let created_stages = Aligned::new(by_created, |items| {
             items
                 .iter()
                 .map(|(_, d)| {
-                    let changes = lists.stage_changes.get(d.id.as_str());
+                    let changes = stage_changes.get(d.id.as_str());
                     changes
                         .into_iter()
                         .flatten()
@@ -560,7 +482,7 @@ impl<'a> DealRollups<'a> {
         DealRollups {
             created_stages,
             stage_labels,
-            closed: sums(lists.deals_by_closed, |d: &Deal| {
+            closed: sums(by_closed, |d: &Deal| {
                 let won = d.status == DealStatus::Won;
                 let cycle = d.closed_at.map_or(0, |c| nanos_between(d.created_at, c));
                 [
@@ -570,59 +492,41 @@ impl<'a> DealRollups<'a> {
                     i128::from(d.status == DealStatus::Lost),
                 ]
             }),
-            created: sums(lists.deals_by_created, |_: &Deal| []),
+            created: sums(by_created, |_: &Deal| []),
             open_deals: open_deals(data),
-            open_by_stage: open_by_stage(data, lists.stage_changes),
+            open_by_stage: open_by_stage(data, stage_changes),
         }
     }
 }
 
-/// The lead, inquiry, CSAT and customer rollups of [`Rollups`].
-struct OtherRollups<'a> {
-    leads: Sums<'a, 3>,
-    inquiries: Sums<'a, 2>,
-    csat: Sums<'a, 6>,
-    acquired: Sums<'a, 0>,
-    churned: Sums<'a, 0>,
-    active_customers: Stocks<'a, 1>,
+/// Customers active, per owner: [count], over (acquired_at, churned_at].
+pub(crate) fn active_customers(data: &Dataset) -> Stocks<'_, 1> {
+    let mut b = StocksBuilder::default();
+    for c in &data.customers {
+        b.span(c.owner_rep_id.as_deref(), c.acquired_at, c.churned_at, [1]);
+    }
+    b.build()
 }
 
-impl<'a> OtherRollups<'a> {
-    fn new(data: &'a Dataset, lists: &Lists<'_, 'a>) -> Self {
-        OtherRollups {
-            leads: sums(lists.leads, lead_figures),
-            inquiries: sums(lists.inquiries, |i: &Inquiry| {
-                response(i.received_at, i.first_response_at)
-            }),
-            csat: sums(lists.csat, |c: &CsatResponse| {
-                let mut f = [0; 6];
-                f[0] = i128::from(c.score);
-                for (slot, min) in f[1..].iter_mut().zip(CSAT_SCORES) {
-                    *slot = i128::from(c.score >= min);
-                }
-                f
-            }),
-            acquired: sums(lists.customers_by_acquired, |_: &Customer| []),
-            churned: sums(lists.customers_by_churned, |_: &Customer| []),
-            active_customers: {
-                let mut b = StocksBuilder::default();
-                for c in &data.customers {
-                    b.span(c.owner_rep_id.as_deref(), c.acquired_at, c.churned_at, [1]);
-                }
-                b.build()
-            },
-        }
+/// A CSAT response's [score, then 1 for each s of [`CSAT_SCORES`] the score
+/// reaches].
+pub(crate) fn csat_figures(c: &CsatResponse) -> Figures<6> {
+    let mut f = [0; 6];
+    f[0] = i128::from(c.score);
+    for (slot, min) in f[1..].iter_mut().zip(CSAT_SCORES) {
+        *slot = i128::from(c.score >= min);
     }
+    f
 }
 
 /// [responded, Σ response nanoseconds] of a record received at `from` and
 /// first answered at `to`.
-fn response(from: Instant, to: Option<Instant>) -> Figures<2> {
+pub(crate) fn response(from: Instant, to: Option<Instant>) -> Figures<2> {
     to.map_or([0, 0], |to| [1, nanos_between(from, to)])
 }
 
 /// A lead's [converted, responded, Σ response nanoseconds].
-fn lead_figures(l: &Lead) -> Figures<3> {
+pub(crate) fn lead_figures(l: &Lead) -> Figures<3> {
     let [responded, nanos] = response(l.created_at, l.first_response_at);
     [i128::from(l.converted_at.is_some()), responded, nanos]
 }
@@ -658,7 +562,7 @@ fn open_deals(data: &Dataset) -> Stocks<'_, 2> {
 
 fn open_by_stage<'a>(
     data: &'a Dataset,
-    stage_changes: &HashMap<&'a str, Vec<(Instant, &'a str, &'a str)>>,
+    stage_changes: &StageChanges<'a>,
 ) -> HashMap<&'a str, Stocks<'a, 1>> {
     let mut builders: HashMap<&'a str, StocksBuilder<'a, 1>> = HashMap::default();
     for d in &data.deals {

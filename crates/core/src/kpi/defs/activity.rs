@@ -208,7 +208,7 @@ pub(crate) trait ActivitySource {
 impl ActivitySource for Rolled {
     fn activity_totals(&self, c: &Calc<'_, '_>) -> ActivityTotals {
         let mut totals = [(0i128, 0i128); ALL_ACTIVITIES + 1];
-        for (kind, (by_time, sums)) in c.index.rollups.activities.iter().enumerate() {
+        for (kind, (by_time, sums)) in c.index.activities.by_type.iter().enumerate() {
             let (count, [seconds]) = c.total(by_time, sums);
             for i in [kind, ALL_ACTIVITIES] {
                 totals[i].0 += count;
@@ -219,13 +219,13 @@ impl ActivitySource for Rolled {
     }
 
     fn inquiry_responses(&self, c: &Calc<'_, '_>) -> (i128, i128) {
-        let rollup = &c.index.rollups.inquiries;
-        let [n, sum] = c.total(&c.index.inquiries_by_time, rollup).1;
+        let rollup = &c.index.inquiries.figures;
+        let [n, sum] = c.total(&c.index.inquiries.by_time, rollup).1;
         (sum, n)
     }
 
     fn csat(&self, c: &Calc<'_, '_>) -> Option<(i128, Figures<6>)> {
-        Some(c.total(&c.index.csat_by_time, &c.index.rollups.csat))
+        Some(c.total(&c.index.csat.by_time, &c.index.csat.figures))
     }
 }
 
@@ -255,7 +255,7 @@ impl Calc<'_, '_> {
     pub(crate) fn csat_responses(
         &self,
     ) -> impl Iterator<Item = &'_ crate::domain::CsatResponse> + '_ {
-        self.window(&self.index.csat_by_time)
+        self.window(&self.index.csat.by_time)
             .filter(|(t, c)| self.counts(c.rep_id.as_deref(), *t))
             .map(|(_, c)| c)
     }

@@ -352,17 +352,17 @@ pub(crate) trait CustomerSource {
 
 impl CustomerSource for Rolled {
     fn new_customers(&self, c: &Calc<'_, '_>) -> i128 {
-        let rollup = &c.index.rollups.acquired;
-        c.total(&c.index.customers_by_acquired, rollup).0
+        let rollup = &c.index.customers.acquired;
+        c.total(&c.index.customers.by_acquired, rollup).0
     }
 
     fn churned_customers(&self, c: &Calc<'_, '_>) -> i128 {
-        let rollup = &c.index.rollups.churned;
-        c.total(&c.index.customers_by_churned, rollup).0
+        let rollup = &c.index.customers.churned;
+        c.total(&c.index.customers.by_churned, rollup).0
     }
 
     fn active_count(&self, c: &Calc<'_, '_>, t: Instant) -> i128 {
-        c.stock_at(&c.index.rollups.active_customers, t)[0]
+        c.stock_at(&c.index.customers.active_customers, t)[0]
     }
 
     fn cohort(&self, c: &Calc<'_, '_>) -> CustomerCohort {
@@ -372,7 +372,7 @@ impl CustomerSource for Rolled {
         // are still active at end.
         let active_at_start = c.active_count(start);
         let churned_in_period = c
-            .window(&c.index.customers_by_churned)
+            .window(&c.index.customers.by_churned)
             .filter(|(_, cu)| cu.acquired_at < start && c.counts(cu.owner_rep_id.as_deref(), start))
             .count() as i128;
         CustomerCohort {
@@ -387,21 +387,21 @@ impl CustomerSource for Rolled {
         // its previous order lies before the range: one range (COMPANY,
         // REP) is a count of those; a TEAM's ranges are merged by a bit set
         // over customer numbers. Neither reads the orders themselves.
-        let by_time = &c.index.orders_by_time;
+        let by_time = &c.index.orders.by_time;
         let ranges = c.ranges(by_time);
-        let rollups = &c.index.rollups;
+        let rollups = &c.index.orders.rollups;
         let (mut more_count, mut any_count) = (0, 0);
         if ranges.len() <= 1 {
             for (rep, r) in ranges {
                 let start = r.start;
-                for link in rollups.order_links.list(rep).get(r).unwrap_or_default() {
+                for link in rollups.links.list(rep).get(r).unwrap_or_default() {
                     any_count += usize::from(link.prev_any as usize <= start);
                     more_count += usize::from(link.prev_more as usize <= start);
                 }
             }
             return (more_count, any_count);
         }
-        let words = rollups.order_customers.div_ceil(64);
+        let words = rollups.customers.div_ceil(64);
         let (mut any_bits, mut more_bits) = (vec![0u64; words], vec![0u64; words]);
         let mark = |bits: &mut [u64], customer: u32| -> usize {
             let (word, bit) = (customer as usize / 64, 1u64 << (customer % 64));
@@ -415,7 +415,7 @@ impl CustomerSource for Rolled {
         };
         for (rep, r) in ranges {
             let start = r.start;
-            for link in rollups.order_links.list(rep).get(r).unwrap_or_default() {
+            for link in rollups.links.list(rep).get(r).unwrap_or_default() {
                 if link.prev_any as usize <= start {
                     any_count += mark(&mut any_bits, link.customer);
                 }
@@ -429,7 +429,7 @@ impl CustomerSource for Rolled {
 
     fn mrr(&self, c: &Calc<'_, '_>) -> MrrMovements {
         let (start, end) = (c.p.start, c.p.end);
-        let timeline = &c.index.mrr;
+        let timeline = &c.index.customers.mrr;
         let mut m = MrrMovements::default();
         if matches!(c.scope, ResolvedScope::Company) {
             // Every customer counts: the totals come from the timeline,
@@ -469,7 +469,7 @@ impl CustomerSource for Rolled {
                 }
                 (true, false) => m.churned += changes.totals_at(start).0,
                 (false, true) => {
-                    let customers = c.index.customers_by_owner.get(rep);
+                    let customers = c.index.customers.by_owner.get(rep);
                     for customer in customers.into_iter().flatten() {
                         let id = customer.id.as_str();
                         let m1 = timeline.mrr_of(id, end);
@@ -516,7 +516,9 @@ impl Calc<'_, '_> {
             ResolvedScope::Company => None,
         };
         Some(
-            self.data()
+            self.index
+                .org
+                .data
                 .spends
                 .iter()
                 .filter(|s| match teams {

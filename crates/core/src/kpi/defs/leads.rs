@@ -101,8 +101,8 @@ pub(crate) trait LeadSource {
 impl LeadSource for Rolled {
     fn lead_figures(&self, c: &Calc<'_, '_>, source: Option<&str>) -> LeadFigures {
         let (created, [converted, responded, response_nanos]) = match source {
-            None => c.total(&c.index.leads_by_created, &c.index.rollups.leads),
-            Some(source) => match c.index.rollups.leads_by_source.get(source) {
+            None => c.total(&c.index.leads.by_created, &c.index.leads.figures),
+            Some(source) => match c.index.leads.by_source.get(source) {
                 Some((by_time, rollup)) => c.total(by_time, rollup),
                 None => return LeadFigures::default(),
             },

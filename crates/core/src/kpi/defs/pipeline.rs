@@ -94,16 +94,17 @@ pub(crate) trait PipelineSource {
 
 impl PipelineSource for Rolled {
     fn deals_created(&self, c: &Calc<'_, '_>) -> i128 {
-        c.total(&c.index.deals_by_created, &c.index.rollups.created)
+        c.total(&c.index.deals.by_created, &c.index.deals.rollups.created)
             .0
     }
 
     fn pipeline_value(&self, c: &Calc<'_, '_>) -> i128 {
-        c.stock_at(&c.index.rollups.open_deals, c.p.end)[1]
+        c.stock_at(&c.index.deals.rollups.open_deals, c.p.end)[1]
     }
 
     fn open_amount_in_stage(&self, c: &Calc<'_, '_>, stage: &str) -> i128 {
         c.index
+            .deals
             .rollups
             .open_by_stage
             .get(stage)
@@ -117,14 +118,14 @@ impl PipelineSource for Rolled {
         last: usize,
         count: &mut dyn FnMut(bool, usize),
     ) {
-        let rollups = &c.index.rollups;
+        let rollups = &c.index.deals.rollups;
         let mut label_position = [None; STAGE_BITS];
         for (name, &bit) in &rollups.stage_labels {
             if let Some(slot) = label_position.get_mut(bit as usize) {
                 *slot = position.get(name).copied();
             }
         }
-        let by_created = &c.index.deals_by_created;
+        let by_created = &c.index.deals.by_created;
         for (rep, r) in c.ranges(by_created) {
             let deals = by_created.list(rep).get(r.clone()).unwrap_or_default();
             let masks = rollups.created_stages.list(rep).get(r).unwrap_or_default();
@@ -194,6 +195,7 @@ impl Calc<'_, '_> {
     ) -> usize {
         let history = self
             .index
+            .deals
             .stage_changes
             .get(d.id.as_str())
             .into_iter()

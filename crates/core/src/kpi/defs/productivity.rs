@@ -64,12 +64,14 @@ impl Calc<'_, '_> {
             ResolvedScope::Rep(_) => 1,
             ResolvedScope::Company => self
                 .index
+                .org
                 .memberships
                 .keys()
                 .filter(|r| !self.index.teams_during(r, start, end).is_empty())
                 .count() as i128,
             ResolvedScope::Team(teams) => self
                 .index
+                .org
                 .memberships
                 .keys()
                 .filter(|r| {

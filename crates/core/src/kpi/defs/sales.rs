@@ -276,15 +276,18 @@ pub(crate) trait SalesSource {
 
 impl SalesSource for Rolled {
     fn revenue(&self, c: &Calc<'_, '_>) -> i128 {
-        c.total(&c.index.orders_by_time, &c.index.rollups.orders).1[0]
+        c.total(&c.index.orders.by_time, &c.index.orders.rollups.amounts)
+            .1[0]
     }
 
     fn order_count(&self, c: &Calc<'_, '_>) -> i128 {
-        c.total(&c.index.orders_by_time, &c.index.rollups.orders).0
+        c.total(&c.index.orders.by_time, &c.index.orders.rollups.amounts)
+            .0
     }
 
     fn closed(&self, c: &Calc<'_, '_>) -> Figures<4> {
-        c.total(&c.index.deals_by_closed, &c.index.rollups.closed).1
+        c.total(&c.index.deals.by_closed, &c.index.deals.rollups.closed)
+            .1
     }
 }
 
@@ -361,7 +364,7 @@ impl Calc<'_, '_> {
         // A REP scope counts only its own quota.
         let targets: Vec<&crate::domain::Target> = match &self.scope_id {
             Scope::Rep(_) => self.index.targets_of(&self.scope_id).to_vec(),
-            _ => self.data().targets.iter().collect(),
+            _ => self.index.org.data.targets.iter().collect(),
         };
         for t in targets {
             if let (TargetMetric::Revenue, TargetScope::Rep(rep)) = (t.metric, &t.scope) {
