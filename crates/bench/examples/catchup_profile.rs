@@ -15,6 +15,16 @@ use salesmetrics::domain::{Dataset, Record};
 use salesmetrics::kpi::index::ByTime;
 use salesmetrics::snapshot::Snapshot;
 
+/// The process's resident memory (VmRSS), in MiB (0 where /proc is missing).
+fn rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
 /// The earliest record of a list, cloned.
 fn first<T: Clone>(list: &ByTime<'_, T>) -> T {
     list.items()[0].1.clone()
@@ -45,9 +55,14 @@ fn main() {
     for record in records {
         data.push(record);
     }
+    let before = rss_mib();
     let t = Instant::now();
     let snapshot = Snapshot::build(data);
-    println!("first index build: {:?}", t.elapsed());
+    println!(
+        "first index build: {:?}; resident memory {before:.0} MiB before it (the records), {:.0} MiB after",
+        t.elapsed(),
+        rss_mib()
+    );
     let bytes = snapshot.heap_bytes();
     println!(
         "estimated snapshot memory: {:.0} MiB, {:.0} B/record",

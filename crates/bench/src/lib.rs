@@ -429,7 +429,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         let report = run_steps(&under_test, generated, options).await;
         server.stop();
         let mut report = report?;
-        eprintln!("cold start: restarting the server on the loaded database");
+        let records = records_stored(records, &report);
+        eprintln!("cold start: restarting the server on the loaded database ({records} records)");
         let server = ServerProcess::start(&server_bin, &database_url, &scratch.path).await?;
         let cold = cold_start(&server, records).await;
         server.stop();
@@ -491,7 +492,27 @@ async fn cold_start(server: &ServerProcess, records: usize) -> anyhow::Result<re
         idle_rss_mib: idle,
         loaded_rss_mib: loaded,
         rss_bytes_per_record,
+        records,
     })
+}
+
+/// The records stored once every row has run: the generated ones, each
+/// live run's batches (new ids every batch) and the marker rep with its
+/// membership, and one order per write-then-read request.
+fn records_stored(generated: usize, report: &report::Report) -> usize {
+    let live: usize = report
+        .live
+        .iter()
+        .map(|row| row.batches as usize * live::BATCH_RECORDS)
+        .sum();
+    let marker = if report.live.is_empty() { 0 } else { 2 };
+    let written: usize = report
+        .latency
+        .iter()
+        .filter(|row| row.name == queries::WRITE_THEN_READ)
+        .map(|row| row.requests)
+        .sum();
+    generated + live + marker + written
 }
 
 /// Peak resident set size (`VmHWM`) of a process in MiB, on Linux.

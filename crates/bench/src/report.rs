@@ -107,6 +107,9 @@ pub struct ColdStart {
     pub loaded_rss_mib: Option<f64>,
     /// (loaded − idle) resident bytes ÷ records stored.
     pub rss_bytes_per_record: Option<f64>,
+    /// Records stored at the restart: the generated ones and those the
+    /// live and write-then-read rows added.
+    pub records: usize,
 }
 
 /// Everything one run measured.
@@ -333,11 +336,12 @@ impl Report {
             );
             let _ = writeln!(
                 out,
-                "| snapshot memory: (RSS after the first query − idle RSS) ÷ records | {} B/record | idle {} MiB, loaded {} MiB (VmRSS) |",
+                "| snapshot memory: (RSS after the first query − idle RSS) ÷ records | {} B/record | idle {} MiB, loaded {} MiB (VmRSS), {} records |",
                 c.rss_bytes_per_record
                     .map_or("?".into(), |v| format!("{v:.0}")),
                 c.idle_rss_mib.map_or("?".into(), |v| format!("{v:.0}")),
-                c.loaded_rss_mib.map_or("?".into(), |v| format!("{v:.0}"))
+                c.loaded_rss_mib.map_or("?".into(), |v| format!("{v:.0}")),
+                c.records
             );
         }
         let phases: Vec<String> = self

@@ -3,7 +3,8 @@
 //! range, amounts are in the tenant's currency (stored as minor units),
 //! categories are trimmed and lower-cased, and empty references are `None`.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::ops::Range;
 
 use chrono::{DateTime, NaiveDate, Utc};
 
@@ -565,27 +566,45 @@ macro_rules! for_each_list {
 /// on a thread of its own.
 const PARALLEL_COPY_FROM: usize = 10_000;
 
-/// `old` (sorted by `id`) without the records that are `gone`, with `new`
-/// merged in by id: one pass over `old`, binary searches for the places of
-/// the (few) new records.
+/// `old` (sorted by `id`) without the records whose ids are `gone`, with
+/// `new` merged in by id: the gone records are found by binary search, the
+/// places of the (few) new records too, and the rest is copied in runs.
 fn merge_by_id<T: Clone>(
     old: &[T],
     mut new: Vec<T>,
     id: impl Fn(&T) -> &str,
-    gone: impl Fn(&str) -> bool,
+    gone: &[&str],
 ) -> Vec<T> {
     new.sort_unstable_by(|a, b| id(a).cmp(id(b)));
+    let mut skip: Vec<usize> = gone
+        .iter()
+        .filter_map(|g| old.binary_search_by(|o| id(o).cmp(g)).ok())
+        .collect();
+    skip.sort_unstable();
+    skip.dedup();
     let mut out = Vec::with_capacity(old.len() + new.len());
-    let mut rest = old;
+    let mut at = 0;
     for record in new {
-        let at = rest.partition_point(|o| id(o) < id(&record));
-        let (before, after) = rest.split_at(at);
-        out.extend(before.iter().filter(|o| !gone(id(o))).cloned());
+        let rest = old.get(at..).unwrap_or_default();
+        let place = at + rest.partition_point(|o| id(o) < id(&record));
+        copy_except(&mut out, old, at..place, &skip);
         out.push(record);
-        rest = after;
+        at = place;
     }
-    out.extend(rest.iter().filter(|o| !gone(id(o))).cloned());
+    copy_except(&mut out, old, at..old.len(), &skip);
     out
+}
+
+/// Appends `old[range]` to `out`, leaving out the positions in `skip`
+/// (sorted).
+fn copy_except<T: Clone>(out: &mut Vec<T>, old: &[T], range: Range<usize>, skip: &[usize]) {
+    let mut from = range.start;
+    let first = skip.partition_point(|&s| s < range.start);
+    for &s in skip.iter().skip(first).take_while(|&&s| s < range.end) {
+        out.extend_from_slice(old.get(from..s).unwrap_or_default());
+        from = s + 1;
+    }
+    out.extend_from_slice(old.get(from..range.end).unwrap_or_default());
 }
 
 impl Dataset {
@@ -608,6 +627,11 @@ impl Dataset {
                 .map(|r| (r.record_type(), r.id().to_string())),
         );
         let touched: HashSet<RecordType> = gone.iter().map(|(t, _)| *t).collect();
+        let mut gone_ids: HashMap<RecordType, Vec<&str>> = HashMap::new();
+        for (record_type, id) in &gone {
+            gone_ids.entry(*record_type).or_default().push(id);
+        }
+        let gone = gone_ids;
         let mut fresh = Dataset::default();
         for record in upserts {
             fresh.push(record);
@@ -625,7 +649,8 @@ impl Dataset {
                                 old,
                                 new,
                                 |r| r.id.as_str(),
-                                |id| gone.contains(&(RecordType::$record_type, id.to_string())),
+                                gone.get(&RecordType::$record_type)
+                                    .map_or(&[], Vec::as_slice),
                             )
                         } else {
                             old.clone()

@@ -56,20 +56,48 @@ impl<'a, T> ByTime<'a, T> {
     }
 
     /// Like [`ByTime::new`], and also grouped by `rep_of(record)`.
+    ///
+    /// Each record's rep is looked up once, in the order `items` gives
+    /// (the records' own order in memory), and kept as a small number, so
+    /// grouping the sorted list touches no record and hashes no string.
     pub fn with_reps(
         items: impl Iterator<Item = (Instant, &'a T)>,
         rep_of: impl Fn(&'a T) -> Option<&'a str>,
     ) -> Self {
-        let mut all = Self::new(items);
-        let mut by_rep: HashMap<&'a str, Vec<(Instant, &'a T)>> = HashMap::default();
-        // In sorted order, so every list is sorted too.
-        for &(t, record) in &all.items {
-            if let Some(rep) = rep_of(record) {
-                by_rep.entry(rep).or_default().push((t, record));
+        const NO_REP: u32 = u32::MAX;
+        let mut numbers: HashMap<&'a str, u32> = HashMap::default();
+        let mut reps: Vec<(&'a str, usize)> = Vec::new();
+        let mut keyed: Vec<(Instant, u32, &'a T)> = items
+            .map(|(t, record)| {
+                let number = rep_of(record).map_or(NO_REP, |rep| {
+                    let number = *numbers.entry(rep).or_insert_with(|| {
+                        reps.push((rep, 0));
+                        u32::try_from(reps.len() - 1).unwrap_or(NO_REP)
+                    });
+                    if let Some((_, count)) = reps.get_mut(number as usize) {
+                        *count += 1;
+                    }
+                    number
+                });
+                (t, number, record)
+            })
+            .collect();
+        keyed.sort_by_key(|(t, _, _)| *t);
+        let mut lists: Vec<Vec<(Instant, &'a T)>> = reps
+            .iter()
+            .map(|(_, count)| Vec::with_capacity(*count))
+            .collect();
+        let mut items = Vec::with_capacity(keyed.len());
+        for (t, number, record) in keyed {
+            items.push((t, record));
+            if let Some(list) = lists.get_mut(number as usize) {
+                list.push((t, record));
             }
         }
-        all.by_rep = Some(by_rep);
-        all
+        ByTime {
+            items,
+            by_rep: Some(reps.into_iter().map(|(rep, _)| rep).zip(lists).collect()),
+        }
     }
 
     /// The records whose instant t satisfies start ≤ t < end, with t.

@@ -105,7 +105,10 @@ pub struct Aligned<'a, V> {
 
 impl<'a, V> Aligned<'a, V> {
     /// Computes the values of each list with `values` (given the whole list).
-    pub fn new<T>(by_time: &ByTime<'a, T>, values: impl Fn(&[(Instant, &'a T)]) -> Vec<V>) -> Self {
+    pub fn new<T>(
+        by_time: &ByTime<'a, T>,
+        mut values: impl FnMut(&[(Instant, &'a T)]) -> Vec<V>,
+    ) -> Self {
         Aligned {
             all: values(by_time.items()),
             by_rep: by_time
@@ -364,24 +367,38 @@ pub struct OrderRollups<'a> {
 impl<'a> OrderRollups<'a> {
     /// The rollups of `data`'s orders over their list by ordered_at.
     pub fn new(data: &'a Dataset, orders: &ByTime<'a, Order>) -> Self {
+        // Each order's customer as a number, and whether the order is an
+        // upsell, looked up once in the records' own order.
         let mut customer_numbers: HashMap<&'a str, u32> = HashMap::default();
-        for o in &data.orders {
-            if let Some(c) = o.customer_id.as_deref() {
+        let keys: Vec<Option<(u32, bool)>> = data
+            .orders
+            .iter()
+            .map(|o| {
+                let c = o.customer_id.as_deref()?;
                 let next = u32::try_from(customer_numbers.len()).unwrap_or(u32::MAX);
-                customer_numbers.entry(c).or_insert(next);
-            }
-        }
+                Some((*customer_numbers.entry(c).or_insert(next), is_upsell(o)))
+            })
+            .collect();
+        let key = |o: &Order| match position_in(&data.orders, o) {
+            Some(i) => keys.get(i).copied().flatten(),
+            None => o
+                .customer_id
+                .as_deref()
+                .and_then(|c| customer_numbers.get(c))
+                .map(|&n| (n, is_upsell(o))),
+        };
+        // Per customer: 1 + the position of its last order so far, and of
+        // its last upsell; reset after each list.
+        let mut last: Vec<(u32, u32)> = vec![(0, 0); customer_numbers.len()];
         let links = Aligned::new(orders, |items| {
-            let mut last: HashMap<&str, (u32, u32)> = HashMap::default();
-            items
+            let links: Vec<OrderLink> = items
                 .iter()
                 .enumerate()
                 .map(|(i, (_, o))| {
-                    let number = o
-                        .customer_id
-                        .as_deref()
-                        .and_then(|c| customer_numbers.get(c).map(|&n| (c, n)));
-                    let Some((customer, number)) = number else {
+                    let entry = key(o).and_then(|(number, upsell)| {
+                        Some((number, upsell, last.get_mut(number as usize)?))
+                    });
+                    let Some((number, upsell, entry)) = entry else {
                         return OrderLink {
                             prev_any: NO_LINK,
                             prev_more: NO_LINK,
@@ -389,10 +406,8 @@ impl<'a> OrderRollups<'a> {
                         };
                     };
                     let here = u32::try_from(i + 1).unwrap_or(NO_LINK);
-                    let entry = last.entry(customer).or_default();
                     let (prev_any, prev_more) = *entry;
                     entry.0 = here;
-                    let upsell = is_upsell(o);
                     if upsell {
                         entry.1 = here;
                     }
@@ -402,7 +417,13 @@ impl<'a> OrderRollups<'a> {
                         customer: number,
                     }
                 })
-                .collect()
+                .collect();
+            for link in links.iter().filter(|l| l.prev_any != NO_LINK) {
+                if let Some(entry) = last.get_mut(link.customer as usize) {
+                    *entry = (0, 0);
+                }
+            }
+            links
         });
         OrderRollups {
             links,
@@ -410,6 +431,16 @@ impl<'a> OrderRollups<'a> {
             amounts: sums(orders, |o: &Order| [i128::from(o.amount)]),
         }
     }
+}
+
+/// The position of `record` in `records`, when it is one of them (found
+/// from its address: no comparison of fields).
+pub(crate) fn position_in<T>(records: &[T], record: &T) -> Option<usize> {
+    let size = std::mem::size_of::<T>();
+    let offset = (record as *const T as usize).checked_sub(records.as_ptr() as usize)?;
+    (size > 0 && offset % size == 0)
+        .then_some(offset / size)
+        .filter(|&i| i < records.len())
 }
 
 /// The deal rollups.
@@ -460,22 +491,28 @@ impl<'a> DealRollups<'a> {
             }
         }
         let bit = |name: &str| stage_labels.get(name).map_or(STAGES_OVERFLOW, |b| 1 << b);
+        let mask = |d: &Deal| {
+            let changes = stage_changes.get(d.id.as_str());
+            changes
+                .into_iter()
+                .flatten()
+                .map(|c| c.2)
+                .chain(d.stage.as_deref())
+                .fold(0, |mask, name| mask | bit(name))
+                | if d.status == DealStatus::Won {
+                    STAGES_WON
+                } else {
+                    0
+                }
+        };
+        // Each deal's mask once, in the records' own order.
+        let masks: Vec<u64> = data.deals.iter().map(mask).collect();
         let created_stages = Aligned::new(by_created, |items| {
             items
                 .iter()
-                .map(|(_, d)| {
-                    let changes = stage_changes.get(d.id.as_str());
-                    changes
-                        .into_iter()
-                        .flatten()
-                        .map(|c| c.2)
-                        .chain(d.stage.as_deref())
-                        .fold(0, |mask, name| mask | bit(name))
-                        | if d.status == DealStatus::Won {
-                            STAGES_WON
-                        } else {
-                            0
-                        }
+                .map(|(_, d)| match position_in(&data.deals, d) {
+                    Some(i) => masks.get(i).copied().unwrap_or_else(|| mask(d)),
+                    None => mask(d),
                 })
                 .collect()
         });
