@@ -310,6 +310,73 @@ pub async fn settings_of(store: &dyn Store, tenant: &str) -> Result<TenantSettin
 // the number, and SQLite itself numbers `$`-named parameters in order of
 // first appearance, so positional binds line up on the rusqlite writer too.
 
+/// Threads (SQLite) or connections (PostgreSQL) a full load of a tenant
+/// reads on at most.
+const MAX_LOAD_PARTS: usize = 4;
+
+/// Parallel loads tried before a load in one transaction.
+const PARALLEL_LOAD_ATTEMPTS: usize = 3;
+
+/// The parts a full load reads in parallel: one per core, at most
+/// [`MAX_LOAD_PARTS`].
+fn load_parts() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, MAX_LOAD_PARTS)
+}
+
+/// The record types in the order the parts of a parallel load take them:
+/// the largest lists first, so the parts finish together.
+const LOAD_ORDER: [RecordType; 14] = [
+    RecordType::Activity,
+    RecordType::Order,
+    RecordType::DealStageChange,
+    RecordType::Lead,
+    RecordType::Deal,
+    RecordType::SubscriptionChange,
+    RecordType::Customer,
+    RecordType::Inquiry,
+    RecordType::CsatResponse,
+    RecordType::Target,
+    RecordType::Spend,
+    RecordType::TeamMembership,
+    RecordType::Rep,
+    RecordType::Team,
+];
+
+/// Hands out the record types of [`LOAD_ORDER`] to the parts of a load.
+#[derive(Debug, Default)]
+struct LoadQueue(std::sync::atomic::AtomicUsize);
+
+impl LoadQueue {
+    /// The next record type to read, if any is left.
+    fn next(&self) -> Option<RecordType> {
+        LOAD_ORDER
+            .get(self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+            .copied()
+    }
+}
+
+/// One snapshot made of the parts of a parallel load (each part: the
+/// tenant's data version its transaction read, and the records it read),
+/// when every part read the same version; `None` otherwise (a write landed
+/// between their snapshots).
+fn join_load_parts(
+    parts: impl IntoIterator<Item = Result<(Option<i64>, Dataset)>>,
+) -> Result<Option<(i64, Dataset)>> {
+    let mut version = None;
+    let mut dataset = Dataset::default();
+    for (i, part) in parts.into_iter().enumerate() {
+        let (part_version, part) = part?;
+        if i > 0 && part_version != version {
+            return Ok(None);
+        }
+        version = part_version;
+        dataset.absorb(part);
+    }
+    Ok(Some((version.unwrap_or(0), dataset)))
+}
+
 /// The data version of a tenant (see migrations/*/0003_data_version.sql).
 const DATA_VERSION_SQL: &str = "SELECT data_version FROM tenants WHERE id = $1";
 
@@ -380,4 +447,62 @@ where
         salt: row.try_get(5)?,
         hash: row.try_get(6)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Record;
+    use salesmetrics_core::testkit::build::{order, rep};
+
+    fn dataset(records: impl IntoIterator<Item = Record>) -> Dataset {
+        let mut data = Dataset::default();
+        for record in records {
+            data.push(record);
+        }
+        data
+    }
+
+    /// The queue hands out every record type once, the largest lists first.
+    #[test]
+    fn a_load_queue_hands_out_every_record_type_once() {
+        let queue = LoadQueue::default();
+        let handed: Vec<RecordType> = std::iter::from_fn(|| queue.next()).collect();
+        assert_eq!(handed.first(), Some(&RecordType::Activity));
+        let mut sorted = handed.clone();
+        sorted.sort_by_key(|t| *t as usize);
+        assert_eq!(sorted, RecordType::ALL.to_vec());
+        assert_eq!(queue.next(), None);
+    }
+
+    /// Parts of one version make one dataset; parts of two versions make
+    /// none (the load is tried again).
+    #[test]
+    fn load_parts_join_only_at_one_version() {
+        let orders = || {
+            dataset([Record::Order(order(
+                "o1",
+                100,
+                "2024-03-01T00:00:00Z",
+                None,
+            ))])
+        };
+        let reps = || dataset([rep("r1"), rep("r2")]);
+        let joined = join_load_parts([Ok((Some(7), orders())), Ok((Some(7), reps()))])
+            .expect("no error")
+            .expect("one version");
+        assert_eq!(joined.0, 7);
+        assert_eq!((joined.1.orders.len(), joined.1.reps.len()), (1, 2));
+        let torn = join_load_parts([Ok((Some(7), orders())), Ok((Some(8), reps()))]);
+        assert!(
+            matches!(torn, Ok(None)),
+            "two versions are not one snapshot"
+        );
+        // An unknown tenant (no version) with no records: version 0.
+        let empty = join_load_parts([
+            Ok((None, Dataset::default())),
+            Ok((None, Dataset::default())),
+        ]);
+        assert!(matches!(empty, Ok(Some((0, d))) if d.is_empty()));
+    }
 }

@@ -14,7 +14,7 @@
 
 use std::collections::HashSet;
 use std::str::FromStr;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -24,10 +24,11 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, Post
 use super::reads::SqlReads;
 use super::rows::{self, TeamTree, TeamTreeGuard, Value};
 use super::{
-    ApiKeyInfo, BUMP_VERSION_SQL, Changes, INSERT_API_KEY_SQL, INSERT_TENANT_SQL,
-    PRUNABLE_TOMBSTONES_SQL, PRUNE_TOMBSTONES_SQL, PoolUsage, RAISE_PRUNED_VERSION_SQL,
-    REVOKE_API_KEY_SQL, Store, StoreOptions, StoredApiKey, UPDATE_SETTINGS_SQL,
-    UPSERT_TOMBSTONE_SQL, WriteOutcome, api_key_from_row, retention_nanos,
+    ApiKeyInfo, BUMP_VERSION_SQL, Changes, INSERT_API_KEY_SQL, INSERT_TENANT_SQL, LoadQueue,
+    PARALLEL_LOAD_ATTEMPTS, PRUNABLE_TOMBSTONES_SQL, PRUNE_TOMBSTONES_SQL, PoolUsage,
+    RAISE_PRUNED_VERSION_SQL, REVOKE_API_KEY_SQL, Store, StoreOptions, StoredApiKey,
+    UPDATE_SETTINGS_SQL, UPSERT_TOMBSTONE_SQL, WriteOutcome, api_key_from_row, join_load_parts,
+    load_parts, retention_nanos,
 };
 use crate::domain::{Dataset, Record, RecordType, TenantSettings};
 use crate::error::{Error, Result};
@@ -132,6 +133,10 @@ pub struct PostgresStore {
     tombstone_retention: Duration,
     /// Most teams one tenant may have (0: unlimited).
     max_teams_per_tenant: usize,
+    /// Connections full loads may take beyond one each: a load reads on
+    /// parallel connections only while this leaves the rest of the pool to
+    /// writes and other reads.
+    extra_load_connections: Arc<tokio::sync::Semaphore>,
 }
 
 impl PostgresStore {
@@ -153,6 +158,9 @@ impl PostgresStore {
             .await?;
         MIGRATOR.run(&pool).await.map_err(super::migrate_error)?;
         Ok(PostgresStore {
+            extra_load_connections: Arc::new(tokio::sync::Semaphore::new(
+                MAX_CONNECTIONS as usize / 2,
+            )),
             reads: SqlReads {
                 pool,
                 // One snapshot for every table of a load (READ COMMITTED
@@ -463,7 +471,43 @@ impl Store for PostgresStore {
             .await
     }
 
+    /// Reads the record types on parallel connections (one per core, each
+    /// a task of its own, as long as loads together take at most half the
+    /// pool), each in a REPEATABLE READ transaction; the parts
+    /// make one snapshot when every transaction read the same data version
+    /// of the tenant (every write that changes the tenant raises it).
+    /// Otherwise the load is tried again, and the last attempt reads
+    /// everything in one transaction.
     async fn load_versioned(&self, tenant: &str) -> Result<(i64, Dataset)> {
+        let wanted = u32::try_from(load_parts().saturating_sub(1)).unwrap_or(0);
+        // Fewer parts (down to one) while other loads hold the extra connections.
+        let permits = (1..=wanted)
+            .rev()
+            .find_map(|n| self.extra_load_connections.try_acquire_many(n).ok());
+        let parts = 1 + permits.as_ref().map_or(0, |p| p.num_permits());
+        if parts > 1 {
+            for _ in 0..PARALLEL_LOAD_ATTEMPTS {
+                let queue = Arc::new(LoadQueue::default());
+                let tasks: Vec<_> = (0..parts)
+                    .map(|_| {
+                        let (reads, queue) = (self.reads.clone(), queue.clone());
+                        let tenant = tenant.to_string();
+                        tokio::spawn(async move { reads.load_part(&tenant, &queue).await })
+                    })
+                    .collect();
+                let mut loaded = Vec::with_capacity(tasks.len());
+                for task in tasks {
+                    loaded.push(
+                        task.await.map_err(|e| {
+                            Error::internal(format!("tenant load task failed: {e}"))
+                        })?,
+                    );
+                }
+                if let Some(loaded) = join_load_parts(loaded)? {
+                    return Ok(loaded);
+                }
+            }
+        }
         self.reads.load(tenant).await
     }
 

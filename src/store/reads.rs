@@ -14,7 +14,8 @@ use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool,
 
 use super::rows::{self, read_record};
 use super::{
-    API_KEY_COLUMNS, ApiKeyInfo, Changes, DATA_VERSION_SQL, StoredApiKey, api_key_from_row,
+    API_KEY_COLUMNS, ApiKeyInfo, Changes, DATA_VERSION_SQL, LoadQueue, StoredApiKey,
+    api_key_from_row,
 };
 use crate::domain::{Dataset, Record, RecordType, TenantSettings};
 use crate::error::{Error, Result};
@@ -134,6 +135,17 @@ where
 
     /// Every record of the tenant and its data version, from one snapshot.
     pub async fn load(&self, tenant: &str) -> Result<(i64, Dataset)> {
+        let (version, dataset) = self.load_part(tenant, &LoadQueue::default()).await?;
+        Ok((version.unwrap_or(0), dataset))
+    }
+
+    /// One part of a full load: in one read transaction, the tenant's data
+    /// version and every row of each record type `queue` hands out.
+    pub async fn load_part(
+        &self,
+        tenant: &str,
+        queue: &LoadQueue,
+    ) -> Result<(Option<i64>, Dataset)> {
         let mut tx = self.begin().await?;
         // First statement: the snapshot starts here, so the version matches
         // the records read after it.
@@ -142,7 +154,7 @@ where
             .fetch_optional(&mut *tx)
             .await?;
         let mut dataset = Dataset::default();
-        for record_type in RecordType::ALL {
+        while let Some(record_type) = queue.next() {
             // Row by row as the driver yields them: a tenant's rows are
             // never all held at once beside the records made from them
             // (that doubled the memory a load took at its peak, and kept it).
@@ -154,7 +166,7 @@ where
             }
         }
         tx.commit().await?;
-        Ok((version.unwrap_or(0), dataset))
+        Ok((version, dataset))
     }
 
     /// What changed after data version `since`, in one snapshot; `None`

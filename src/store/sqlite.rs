@@ -37,9 +37,10 @@ use super::reads::{self, SqlReads};
 use super::rows::{self, StoredTeams, TeamTree, TeamTreeGuard, Value};
 use super::{
     ApiKeyInfo, BUMP_VERSION_SQL, Changes, DATA_VERSION_SQL, INSERT_API_KEY_SQL, INSERT_TENANT_SQL,
-    PRUNABLE_TOMBSTONES_SQL, PRUNE_TOMBSTONES_SQL, PoolUsage, RAISE_PRUNED_VERSION_SQL,
-    REVOKE_API_KEY_SQL, Store, StoreOptions, StoredApiKey, UPDATE_SETTINGS_SQL,
-    UPSERT_TOMBSTONE_SQL, WriteOutcome, retention_nanos,
+    LoadQueue, PARALLEL_LOAD_ATTEMPTS, PRUNABLE_TOMBSTONES_SQL, PRUNE_TOMBSTONES_SQL, PoolUsage,
+    RAISE_PRUNED_VERSION_SQL, REVOKE_API_KEY_SQL, Store, StoreOptions, StoredApiKey,
+    UPDATE_SETTINGS_SQL, UPSERT_TOMBSTONE_SQL, WriteOutcome, join_load_parts, load_parts,
+    retention_nanos,
 };
 use crate::domain::{Dataset, Record, RecordType, TenantSettings};
 use crate::error::{Error, Result};
@@ -411,30 +412,66 @@ fn open_writer(path: &Path) -> Result<Connection> {
 }
 
 /// Every record of `tenant` and its data version, from one snapshot, read
-/// by rusqlite on a connection of its own (on a blocking thread): the rows
+/// by rusqlite on connections of its own (on blocking threads): the rows
 /// go straight from SQLite into records, several times faster than through
 /// the async driver, which hands each row over from a worker thread.
+///
+/// The record types are read on parallel threads, each in a read
+/// transaction of its own; the parts make one snapshot when every
+/// transaction read the same data version of the tenant (every write that
+/// changes the tenant raises it). Otherwise the load is tried again, and
+/// the last attempt reads everything in one transaction.
 fn load_tenant(path: &Path, tenant: &str) -> Result<(i64, Dataset)> {
-    let flags =
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let mut conn = Connection::open_with_flags(path, flags)?;
-    conn.busy_timeout(BUSY_TIMEOUT)?;
-    // A read transaction: its first statement starts the snapshot every
-    // later statement sees, so the version matches the records.
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
-    let version: Option<i64> = tx
-        .query_row(DATA_VERSION_SQL, [tenant], |row| row.get(0))
-        .optional()?;
-    let mut dataset = Dataset::default();
-    for record_type in RecordType::ALL {
-        let mut statement = tx.prepare(reads::all_rows_sql(record_type))?;
-        let mut rows = statement.query([tenant])?;
-        while let Some(row) = rows.next()? {
-            dataset.push(rows::read_sqlite_record(record_type, row)?);
+    let parts = load_parts();
+    if parts > 1 {
+        for _ in 0..PARALLEL_LOAD_ATTEMPTS {
+            if let Some(loaded) = load_tenant_on(path, tenant, parts)? {
+                return Ok(loaded);
+            }
         }
     }
-    tx.commit()?;
-    Ok((version.unwrap_or(0), dataset))
+    load_tenant_on(path, tenant, 1)?
+        .ok_or_else(|| Error::internal("a tenant load read two versions in one transaction"))
+}
+
+/// Reads the tenant on `threads` threads, each taking the next record type
+/// in its own read transaction; `None` when they read different data
+/// versions of the tenant.
+fn load_tenant_on(path: &Path, tenant: &str, threads: usize) -> Result<Option<(i64, Dataset)>> {
+    let queue = LoadQueue::default();
+    let read = || -> Result<(Option<i64>, Dataset)> {
+        let flags =
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let mut conn = Connection::open_with_flags(path, flags)?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        // A read transaction: its first statement starts the snapshot every
+        // later statement sees, so the version matches the records.
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
+        let version: Option<i64> = tx
+            .query_row(DATA_VERSION_SQL, [tenant], |row| row.get(0))
+            .optional()?;
+        let mut dataset = Dataset::default();
+        while let Some(record_type) = queue.next() {
+            let mut statement = tx.prepare(reads::all_rows_sql(record_type))?;
+            let mut rows = statement.query([tenant])?;
+            while let Some(row) = rows.next()? {
+                dataset.push(rows::read_sqlite_record(record_type, row)?);
+            }
+        }
+        tx.commit()?;
+        Ok((version, dataset))
+    };
+    if threads <= 1 {
+        return join_load_parts([read()]);
+    }
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads).map(|_| scope.spawn(read)).collect();
+        join_load_parts(
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))),
+        )
+    })
 }
 
 /// The team outcomes of a batch worked out before its write (see

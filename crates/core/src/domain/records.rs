@@ -668,6 +668,21 @@ impl Dataset {
         out
     }
 
+    /// Moves every record of `other` into this dataset, list by list (a
+    /// list this dataset has no record of is taken over whole).
+    pub fn absorb(&mut self, mut other: Dataset) {
+        macro_rules! take {
+            ($list:ident, $record_type:ident) => {
+                if self.$list.is_empty() {
+                    self.$list = std::mem::take(&mut other.$list);
+                } else {
+                    self.$list.append(&mut other.$list);
+                }
+            };
+        }
+        for_each_list!(take);
+    }
+
     /// The number of records in every list.
     pub fn len(&self) -> usize {
         let mut n = 0;
