@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use salesmetrics::domain::{Dataset, Record, RecordType};
+use salesmetrics::domain::{ActivityType, Dataset, Record, RecordType};
 use salesmetrics::snapshot::{Refreshes, SnapshotCache};
 use salesmetrics::store::{Store, StoreOptions, connect_with};
 use salesmetrics_core::testkit::{build, rich};
@@ -41,6 +41,7 @@ macro_rules! live_suite {
 live_suite!(
     a_second_server_catches_up_through_the_feed,
     pruned_deletions_fall_back_to_a_full_load,
+    a_load_during_writes_is_one_snapshot,
 );
 
 const TENANT: &str = "live";
@@ -330,4 +331,55 @@ mod concurrent {
             }
         }
     }
+}
+
+/// A full load taken while another connection writes is one snapshot: it
+/// holds exactly the records of the version it reports. Each write adds one
+/// order and one activity (record types a parallel load may read on
+/// different connections) and raises the tenant's version by one.
+async fn a_load_during_writes_is_one_snapshot(url: String) {
+    const WRITES: usize = 60;
+    let week = Duration::from_secs(7 * 24 * 3600);
+    let writer = store(&url, week).await;
+    writer.ensure_tenant(TENANT).await.expect("tenant");
+    let base = writer
+        .data_version(TENANT)
+        .await
+        .expect("version")
+        .unwrap_or(0);
+    let reader = store(&url, week).await;
+    let writing = tokio::spawn({
+        let writer = writer.clone();
+        async move {
+            for i in 0..WRITES {
+                let at = "2024-03-05T10:00:00Z";
+                let records = vec![
+                    build::sale(&format!("o{i}"), 100, at, None),
+                    build::activity(&format!("a{i}"), "r1", ActivityType::Call, at, None),
+                ];
+                writer.write(TENANT, &records, false).await.expect("write");
+            }
+        }
+    });
+    let mut loads = 0;
+    let mut seen = std::collections::BTreeSet::new();
+    loop {
+        let done = writing.is_finished();
+        let (version, data) = reader.load_versioned(TENANT).await.expect("load");
+        let writes = usize::try_from(version - base).expect("a version at or after the start");
+        assert_eq!(data.orders.len(), writes, "orders at version {version}");
+        assert_eq!(
+            data.activities.len(),
+            writes,
+            "activities at version {version}"
+        );
+        seen.insert(version);
+        loads += 1;
+        if done {
+            break;
+        }
+    }
+    writing.await.expect("the writer");
+    assert_eq!(seen.last(), Some(&(base + WRITES as i64)));
+    assert!(loads > 1, "loads ran during the writes");
 }
