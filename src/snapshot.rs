@@ -732,16 +732,8 @@ mod tests {
     use super::*;
     use crate::domain::Scope;
     use crate::domain::period::{Granularity, PeriodRange, PeriodSpec};
-    use salesmetrics_core::testkit::build::order;
+    use salesmetrics_core::testkit::build::{dataset, order};
     use salesmetrics_core::testkit::rich;
-
-    fn dataset(records: impl IntoIterator<Item = Record>) -> Dataset {
-        let mut data = Dataset::default();
-        for record in records {
-            data.push(record);
-        }
-        data
-    }
 
     fn march_2024() -> PeriodRange {
         PeriodSpec::Calendar {

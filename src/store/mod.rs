@@ -453,15 +453,7 @@ where
 mod tests {
     use super::*;
     use crate::domain::Record;
-    use salesmetrics_core::testkit::build::{order, rep};
-
-    fn dataset(records: impl IntoIterator<Item = Record>) -> Dataset {
-        let mut data = Dataset::default();
-        for record in records {
-            data.push(record);
-        }
-        data
-    }
+    use salesmetrics_core::testkit::build::{dataset, order, rep};
 
     /// The queue hands out every record type once, the largest lists first.
     #[test]
