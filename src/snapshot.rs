@@ -49,7 +49,8 @@ use crate::metrics::Metrics;
 use crate::store::Store;
 
 /// The families of record types a snapshot indexes apart, so a change
-/// rebuilds only its family's part of the index.
+/// rebuilds only its family's part of the index. A family's number
+/// (`as usize`) is its place in a [`PerFamily`] array.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Family {
     Org,
@@ -63,17 +64,6 @@ enum Family {
 }
 
 impl Family {
-    const ALL: [Family; 8] = [
-        Family::Org,
-        Family::Customers,
-        Family::Deals,
-        Family::Orders,
-        Family::Leads,
-        Family::Activities,
-        Family::Inquiries,
-        Family::Csat,
-    ];
-
     /// The family a record type belongs to.
     fn of(record_type: RecordType) -> Family {
         match record_type {
@@ -93,7 +83,7 @@ impl Family {
     }
 }
 
-/// Splits a dataset into one dataset per family, in [`Family::ALL`] order.
+/// Splits a dataset into one dataset per family, in [`Family`]'s order.
 fn split(data: Dataset) -> [Dataset; 8] {
     let Dataset {
         teams,
@@ -319,34 +309,23 @@ impl Snapshot {
     pub fn with_changes(&self, deleted: &[(RecordType, String)], upserts: Vec<Record>) -> Self {
         let mut gone: PerFamily<Vec<(RecordType, String)>> = Default::default();
         let mut fresh: PerFamily<Vec<Record>> = Default::default();
-        let slot = |record_type| {
-            Family::ALL
-                .iter()
-                .position(|f| *f == Family::of(record_type))
-                .unwrap_or(0)
-        };
         for d in deleted {
-            gone[slot(d.0)].push(d.clone());
-        }
-        let mut touched = [false; 8];
-        for (i, g) in gone.iter().enumerate() {
-            touched[i] = !g.is_empty();
+            gone[Family::of(d.0) as usize].push(d.clone());
         }
         for record in upserts {
-            let i = slot(record.record_type());
-            touched[i] = true;
-            fresh[i].push(record);
+            fresh[Family::of(record.record_type()) as usize].push(record);
         }
         let owners = self.owners();
         let mut fresh = fresh.into_iter();
         let changed: PerFamily<Option<Dataset>> = std::array::from_fn(|i| {
             let upserts = fresh.next().unwrap_or_default();
-            touched[i].then(|| owners[i].with_changes(&gone[i], upserts))
+            let touched = !gone[i].is_empty() || !upserts.is_empty();
+            touched.then(|| owners[i].with_changes(&gone[i], upserts))
         });
         Self::build_parts(changed, Some(self))
     }
 
-    /// Each family's records, in [`Family::ALL`] order.
+    /// Each family's records, in [`Family`]'s order.
     fn owners(&self) -> PerFamily<&Dataset> {
         [
             self.org.part.borrow_owner(),
@@ -364,25 +343,7 @@ impl Snapshot {
     pub fn to_dataset(&self) -> Dataset {
         let mut out = Dataset::default();
         for family in self.owners() {
-            macro_rules! extend {
-                ($list:ident) => {
-                    out.$list.extend(family.$list.iter().cloned());
-                };
-            }
-            extend!(teams);
-            extend!(team_memberships);
-            extend!(reps);
-            extend!(customers);
-            extend!(leads);
-            extend!(deals);
-            extend!(deal_stage_changes);
-            extend!(orders);
-            extend!(subscription_changes);
-            extend!(activities);
-            extend!(inquiries);
-            extend!(csat_responses);
-            extend!(targets);
-            extend!(spends);
+            out.absorb(family.clone());
         }
         out
     }
@@ -752,7 +713,7 @@ mod tests {
             .value
     }
 
-    /// Which parts two snapshots share, in [`Family::ALL`] order.
+    /// Which parts two snapshots share, in [`Family`]'s order.
     fn shared(a: &Snapshot, b: &Snapshot) -> [bool; 8] {
         [
             Arc::ptr_eq(&a.org, &b.org),

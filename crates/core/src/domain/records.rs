@@ -626,7 +626,8 @@ impl Dataset {
                 .iter()
                 .map(|r| (r.record_type(), r.id().to_string())),
         );
-        let touched: HashSet<RecordType> = gone.iter().map(|(t, _)| *t).collect();
+        // The ids that leave each list (the lists without any are copied
+        // as they are).
         let mut gone_ids: HashMap<RecordType, Vec<&str>> = HashMap::new();
         for (record_type, id) in &gone {
             gone_ids.entry(*record_type).or_default().push(id);
@@ -642,19 +643,10 @@ impl Dataset {
                 ($list:ident, $record_type:ident) => {
                     let old = &self.$list;
                     let new = std::mem::take(&mut fresh.$list);
-                    let (gone, touched, slot) = (&gone, &touched, &mut out.$list);
-                    let job = move || {
-                        if touched.contains(&RecordType::$record_type) {
-                            merge_by_id(
-                                old,
-                                new,
-                                |r| r.id.as_str(),
-                                gone.get(&RecordType::$record_type)
-                                    .map_or(&[], Vec::as_slice),
-                            )
-                        } else {
-                            old.clone()
-                        }
+                    let (gone, slot) = (&gone, &mut out.$list);
+                    let job = move || match gone.get(&RecordType::$record_type) {
+                        Some(ids) => merge_by_id(old, new, |r| r.id.as_str(), ids),
+                        None => old.clone(),
                     };
                     if old.len() >= PARALLEL_COPY_FROM {
                         scope.spawn(move || *slot = job());

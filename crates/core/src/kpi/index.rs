@@ -128,6 +128,15 @@ impl<'a, T> ByTime<'a, T> {
         }
     }
 
+    /// The rep id as held by this list, when the list is grouped by rep and
+    /// has records of `rep`.
+    pub fn rep_key(&self, rep: &str) -> Option<&'a str> {
+        self.by_rep
+            .as_ref()?
+            .get_key_value(rep)
+            .map(|(key, _)| *key)
+    }
+
     /// Every rep's list (none when the list is not grouped by rep).
     pub fn rep_lists(&self) -> impl Iterator<Item = (&'a str, &[(Instant, &'a T)])> + '_ {
         self.by_rep
@@ -271,8 +280,6 @@ pub struct CustomerIndex<'a> {
     pub churned: Sums<'a, 0>,
     /// Customers active, per owner: [count], over (acquired_at, churned_at].
     pub active_customers: Stocks<'a, 1>,
-    /// Owner rep ids.
-    reps: HashSet<&'a str>,
 }
 
 /// Deals and their stage changes.
@@ -292,8 +299,6 @@ pub struct DealIndex<'a> {
     pub by_closed: ByTime<'a, Deal>,
     /// The deal rollups (closed and created sums, open stocks, stages).
     pub rollups: DealRollups<'a>,
-    /// Owner rep ids.
-    reps: HashSet<&'a str>,
 }
 
 /// Orders.
@@ -303,8 +308,6 @@ pub struct OrderIndex<'a> {
     pub by_time: ByTime<'a, Order>,
     /// The order rollups (amounts, links between a customer's orders).
     pub rollups: OrderRollups<'a>,
-    /// Rep ids.
-    reps: HashSet<&'a str>,
 }
 
 /// Leads.
@@ -317,8 +320,6 @@ pub struct LeadIndex<'a> {
     /// Per lead source: its leads by created_at, and the same sums as
     /// `figures` over them.
     pub by_source: HashMap<&'a str, (ByTime<'a, Lead>, Sums<'a, 3>)>,
-    /// Owner rep ids.
-    reps: HashSet<&'a str>,
 }
 
 /// Activities.
@@ -329,8 +330,6 @@ pub struct ActivityIndex<'a> {
     /// Per activity type (`ActivityType as usize`): the type's activities by
     /// occurred_at, and [Σ duration_seconds] over them.
     pub by_type: Vec<(ByTime<'a, Activity>, Sums<'a, 1>)>,
-    /// Rep ids.
-    reps: HashSet<&'a str>,
 }
 
 /// Inquiries.
@@ -340,8 +339,6 @@ pub struct InquiryIndex<'a> {
     pub by_time: ByTime<'a, Inquiry>,
     /// Inquiries by received_at: [responded, Σ response nanoseconds].
     pub figures: Sums<'a, 2>,
-    /// Rep ids.
-    reps: HashSet<&'a str>,
 }
 
 /// CSAT responses.
@@ -352,21 +349,19 @@ pub struct CsatIndex<'a> {
     /// CSAT responses by responded_at: [Σ score, then the count with a
     /// score ≥ s for each s of [`super::rollup::CSAT_SCORES`]].
     pub figures: Sums<'a, 6>,
-    /// Rep ids.
-    reps: HashSet<&'a str>,
 }
 
 crate::heap_fields! {
     Index<'_> => org, customers, deals, orders, leads, activities, inquiries, csat;
     OrgIndex<'_> => memberships, team_names, children, roots, rep_names, reps, targets;
     CustomerIndex<'_> => by_id, by_owner, subscriptions, mrr, by_acquired, by_churned, acquired,
-        churned, active_customers, reps;
-    DealIndex<'_> => by_id, by_owner, stage_changes, by_created, by_closed, rollups, reps;
-    OrderIndex<'_> => by_time, rollups, reps;
-    LeadIndex<'_> => by_created, figures, by_source, reps;
-    ActivityIndex<'_> => by_time, by_type, reps;
-    InquiryIndex<'_> => by_time, figures, reps;
-    CsatIndex<'_> => by_time, figures, reps;
+        churned, active_customers;
+    DealIndex<'_> => by_id, by_owner, stage_changes, by_created, by_closed, rollups;
+    OrderIndex<'_> => by_time, rollups;
+    LeadIndex<'_> => by_created, figures, by_source;
+    ActivityIndex<'_> => by_time, by_type;
+    InquiryIndex<'_> => by_time, figures;
+    CsatIndex<'_> => by_time, figures;
     MrrTimeline<'_> => per_customer, first_positive, all, by_owner;
     MrrChanges<'_> => changes, moves, totals;
 }
@@ -441,18 +436,19 @@ impl<'a> Index<'a> {
     /// The rep id as held by the index, when some part names it (a Rep
     /// record, a membership, a target or any record's rep field).
     pub fn known_rep(&self, rep: &str) -> Option<&'a str> {
-        [
-            &self.org.reps,
-            &self.customers.reps,
-            &self.deals.reps,
-            &self.orders.reps,
-            &self.leads.reps,
-            &self.activities.reps,
-            &self.inquiries.reps,
-            &self.csat.reps,
-        ]
-        .into_iter()
-        .find_map(|reps| reps.get(rep).copied())
+        // Each family's list of all its records is grouped by rep: its keys
+        // are the reps the family names.
+        self.org
+            .reps
+            .get(rep)
+            .copied()
+            .or_else(|| self.customers.by_acquired.rep_key(rep))
+            .or_else(|| self.deals.by_created.rep_key(rep))
+            .or_else(|| self.orders.by_time.rep_key(rep))
+            .or_else(|| self.leads.by_created.rep_key(rep))
+            .or_else(|| self.activities.by_time.rep_key(rep))
+            .or_else(|| self.inquiries.by_time.rep_key(rep))
+            .or_else(|| self.csat.by_time.rep_key(rep))
     }
 
     /// The targets set for exactly `scope`, in dataset order.
@@ -664,15 +660,6 @@ pub(crate) fn both<A: Send, B: Send>(
     })
 }
 
-/// The rep ids a family's records name in `fields` (set from the lists'
-/// rep fields).
-fn reps_of<'a, T: 'a>(
-    records: &'a [T],
-    rep_of: impl Fn(&'a T) -> Option<&'a str>,
-) -> HashSet<&'a str> {
-    records.iter().filter_map(rep_of).collect()
-}
-
 /// Sorts each list of `map` by `key`.
 fn sort_lists<K, V, O: Ord>(map: &mut HashMap<K, Vec<V>>, key: impl Fn(&V) -> O) {
     for list in map.values_mut() {
@@ -769,7 +756,6 @@ impl<'a> CustomerIndex<'a> {
             active_customers: active_customers(data),
             by_acquired,
             by_churned,
-            reps: reps_of(&data.customers, owner),
         }
     }
 }
@@ -803,7 +789,6 @@ impl<'a> DealIndex<'a> {
             by_created,
             by_closed,
             rollups,
-            reps: reps_of(&data.deals, owner),
         }
     }
 }
@@ -816,7 +801,6 @@ impl<'a> OrderIndex<'a> {
         OrderIndex {
             rollups: OrderRollups::new(data, &by_time),
             by_time,
-            reps: reps_of(&data.orders, rep),
         }
     }
 }
@@ -830,7 +814,6 @@ impl<'a> LeadIndex<'a> {
             figures: sums(&by_created, lead_figures),
             by_source: leads_by_source(data),
             by_created,
-            reps: reps_of(&data.leads, owner),
         }
     }
 }
@@ -842,7 +825,6 @@ impl<'a> ActivityIndex<'a> {
         ActivityIndex {
             by_time: ByTime::with_reps(data.activities.iter().map(|a| (a.occurred_at, a)), rep),
             by_type: activity_rollups(data),
-            reps: reps_of(&data.activities, rep),
         }
     }
 }
@@ -857,7 +839,6 @@ impl<'a> InquiryIndex<'a> {
                 response(i.received_at, i.first_response_at)
             }),
             by_time,
-            reps: reps_of(&data.inquiries, rep),
         }
     }
 }
@@ -871,7 +852,6 @@ impl<'a> CsatIndex<'a> {
         CsatIndex {
             figures: sums(&by_time, csat_figures),
             by_time,
-            reps: reps_of(&data.csat_responses, rep),
         }
     }
 }
