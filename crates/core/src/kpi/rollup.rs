@@ -379,13 +379,13 @@ impl<'a> OrderRollups<'a> {
                 Some((*customer_numbers.entry(c).or_insert(next), is_upsell(o)))
             })
             .collect();
-        let key = |o: &Order| match position_in(&data.orders, o) {
-            Some(i) => keys.get(i).copied().flatten(),
-            None => o
-                .customer_id
-                .as_deref()
-                .and_then(|c| customer_numbers.get(c))
-                .map(|&n| (n, is_upsell(o))),
+        let key = |o: &Order| {
+            precomputed(&data.orders, &keys, o, |o| {
+                o.customer_id
+                    .as_deref()
+                    .and_then(|c| customer_numbers.get(c))
+                    .map(|&n| (n, is_upsell(o)))
+            })
         };
         // Per customer: 1 + the position of its last order so far, and of
         // its last upsell; reset after each list.
@@ -433,9 +433,23 @@ impl<'a> OrderRollups<'a> {
     }
 }
 
+/// The value worked out for `record` in `values` (one per record of
+/// `records`, in their order), found by the record's position; `compute`
+/// for a record that is not one of `records`.
+fn precomputed<T, V: Copy>(
+    records: &[T],
+    values: &[V],
+    record: &T,
+    compute: impl FnOnce(&T) -> V,
+) -> V {
+    position_in(records, record)
+        .and_then(|i| values.get(i).copied())
+        .unwrap_or_else(|| compute(record))
+}
+
 /// The position of `record` in `records`, when it is one of them (found
 /// from its address: no comparison of fields).
-pub(crate) fn position_in<T>(records: &[T], record: &T) -> Option<usize> {
+fn position_in<T>(records: &[T], record: &T) -> Option<usize> {
     let size = std::mem::size_of::<T>();
     let offset = (record as *const T as usize).checked_sub(records.as_ptr() as usize)?;
     (size > 0 && offset % size == 0)
@@ -510,10 +524,7 @@ impl<'a> DealRollups<'a> {
         let created_stages = Aligned::new(by_created, |items| {
             items
                 .iter()
-                .map(|(_, d)| match position_in(&data.deals, d) {
-                    Some(i) => masks.get(i).copied().unwrap_or_else(|| mask(d)),
-                    None => mask(d),
-                })
+                .map(|(_, d)| precomputed(&data.deals, &masks, d, mask))
                 .collect()
         });
         DealRollups {
