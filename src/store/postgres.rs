@@ -383,7 +383,7 @@ async fn upsert(
         }
         for (column, value) in columns.iter_mut().zip(values) {
             match (column, value) {
-                (ColumnArray::Text(column), Value::Text(v)) => column.push(v),
+                (ColumnArray::Text(column), Value::Text(v)) => column.push(v.map(String::from)),
                 (ColumnArray::Int(column), Value::Int(v)) => column.push(v),
                 _ => return Err(Error::internal("value kind does not match its column")),
             }

@@ -179,16 +179,16 @@ pub fn table(record_type: RecordType) -> &'static TableSpec {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Value {
     /// A nullable `TEXT`.
-    Text(Option<String>),
+    Text(Option<crate::domain::Text>),
     /// A nullable `BIGINT`.
     Int(Option<i64>),
 }
 
 fn text(s: &str) -> Value {
-    Value::Text(Some(s.to_string()))
+    Value::Text(Some(s.into()))
 }
 
-fn opt_text(s: &Option<String>) -> Value {
+fn opt_text(s: &Option<crate::domain::Text>) -> Value {
     Value::Text(s.clone())
 }
 
@@ -211,7 +211,7 @@ fn opt_instant(t: &Option<Instant>) -> Result<Value> {
 }
 
 fn date(d: &NaiveDate) -> Value {
-    Value::Text(Some(d.format("%Y-%m-%d").to_string()))
+    Value::Text(Some(d.format("%Y-%m-%d").to_string().into()))
 }
 
 fn deal_status_str(s: DealStatus) -> &'static str {
@@ -334,7 +334,7 @@ pub fn encode(record: &Record) -> Result<Vec<Value>> {
                 date(&r.start_date),
                 date(&r.end_date),
                 text(kind),
-                Value::Text(id),
+                Value::Text(id.map(Into::into)),
             ]
         }
         Record::Spend(r) => vec![
@@ -359,14 +359,14 @@ impl Columns {
         Error::internal(format!("table {}: {what}", self.table))
     }
 
-    fn opt_text(&mut self) -> Result<Option<String>> {
+    fn opt_text(&mut self) -> Result<Option<crate::domain::Text>> {
         match self.values.next() {
             Some(Value::Text(t)) => Ok(t),
             _ => Err(self.corrupt("expected a text column")),
         }
     }
 
-    fn text(&mut self) -> Result<String> {
+    fn text(&mut self) -> Result<crate::domain::Text> {
         self.opt_text()?
             .ok_or_else(|| self.corrupt("unexpected NULL text"))
     }
@@ -429,26 +429,26 @@ pub(super) fn decode(
     };
     Ok(match record_type {
         RecordType::Team => Record::Team(Team {
-            id,
+            id: id.into(),
             version,
             name: c.text()?,
             parent_team_id: c.opt_text()?,
         }),
         RecordType::TeamMembership => Record::TeamMembership(TeamMembership {
-            id,
+            id: id.into(),
             version,
             rep_id: c.text()?,
             team_id: c.opt_text()?,
             effective_at: c.instant()?,
         }),
         RecordType::Rep => Record::Rep(Rep {
-            id,
+            id: id.into(),
             version,
             name: c.text()?,
             email: c.opt_text()?,
         }),
         RecordType::Customer => Record::Customer(Customer {
-            id,
+            id: id.into(),
             version,
             acquired_at: c.instant()?,
             churned_at: c.opt_instant()?,
@@ -457,7 +457,7 @@ pub(super) fn decode(
             name: c.opt_text()?,
         }),
         RecordType::Lead => Record::Lead(Lead {
-            id,
+            id: id.into(),
             version,
             source: c.text()?,
             created_at: c.instant()?,
@@ -467,7 +467,7 @@ pub(super) fn decode(
             customer_id: c.opt_text()?,
         }),
         RecordType::Deal => Record::Deal(Deal {
-            id,
+            id: id.into(),
             version,
             amount: c.int()?,
             created_at: c.instant()?,
@@ -482,14 +482,14 @@ pub(super) fn decode(
             lead_id: c.opt_text()?,
         }),
         RecordType::DealStageChange => Record::DealStageChange(DealStageChange {
-            id,
+            id: id.into(),
             version,
             deal_id: c.text()?,
             stage: c.text()?,
             entered_at: c.instant()?,
         }),
         RecordType::Order => Record::Order(Order {
-            id,
+            id: id.into(),
             version,
             amount: c.int()?,
             ordered_at: c.instant()?,
@@ -507,7 +507,7 @@ pub(super) fn decode(
             deal_id: c.opt_text()?,
         }),
         RecordType::SubscriptionChange => Record::SubscriptionChange(SubscriptionChange {
-            id,
+            id: id.into(),
             version,
             subscription_id: c.text()?,
             customer_id: c.text()?,
@@ -515,7 +515,7 @@ pub(super) fn decode(
             effective_at: c.instant()?,
         }),
         RecordType::Activity => Record::Activity(Activity {
-            id,
+            id: id.into(),
             version,
             rep_id: c.text()?,
             activity_type: c.enumeration(&ActivityType::ALL, ActivityType::as_str)?,
@@ -526,7 +526,7 @@ pub(super) fn decode(
             customer_id: c.opt_text()?,
         }),
         RecordType::Inquiry => Record::Inquiry(Inquiry {
-            id,
+            id: id.into(),
             version,
             channel: c.text()?,
             received_at: c.instant()?,
@@ -535,7 +535,7 @@ pub(super) fn decode(
             rep_id: c.opt_text()?,
         }),
         RecordType::CsatResponse => Record::CsatResponse(CsatResponse {
-            id,
+            id: id.into(),
             version,
             score: {
                 let score = c.int()?;
@@ -562,12 +562,12 @@ pub(super) fn decode(
             let scope_id = c.opt_text()?;
             let scope = match (scope_kind.as_str(), scope_id) {
                 ("COMPANY", None) => TargetScope::Company,
-                ("TEAM", Some(id)) => TargetScope::Team(id),
-                ("REP", Some(id)) => TargetScope::Rep(id),
+                ("TEAM", Some(id)) => TargetScope::Team(id.to_string()),
+                ("REP", Some(id)) => TargetScope::Rep(id.to_string()),
                 _ => return Err(c.corrupt("bad target scope")),
             };
             Record::Target(Target {
-                id,
+                id: id.into(),
                 version,
                 metric,
                 value,
@@ -577,7 +577,7 @@ pub(super) fn decode(
             })
         }
         RecordType::Spend => Record::Spend(Spend {
-            id,
+            id: id.into(),
             version,
             category: c.enumeration(
                 &[SpendCategory::Marketing, SpendCategory::Sales],
@@ -696,7 +696,7 @@ impl TeamTreeGuard {
         if let Some(reason) = team_cycle(&self.tree, &team.id, parent) {
             return Some(rejected("team.parent_team_id", reason));
         }
-        let known = self.tree.contains_key(&team.id);
+        let known = self.tree.contains_key(team.id.as_str());
         if !known && self.max_teams > 0 && self.tree.len() >= self.max_teams {
             return Some(rejected(
                 "team.id",
@@ -760,9 +760,10 @@ impl TeamTreeGuard {
     /// Records that `record` was written.
     pub fn applied(&mut self, record: &Record) {
         if let Record::Team(team) = record {
-            let old = self
-                .tree
-                .insert(team.id.clone(), team.parent_team_id.clone());
+            let old = self.tree.insert(
+                team.id.to_string(),
+                team.parent_team_id.as_deref().map(str::to_string),
+            );
             if let Some(children) = &mut self.children {
                 if let Some(Some(old)) = old
                     && let Some(siblings) = children.get_mut(&old)
@@ -771,9 +772,9 @@ impl TeamTreeGuard {
                 }
                 if let Some(parent) = &team.parent_team_id {
                     children
-                        .entry(parent.clone())
+                        .entry(parent.to_string())
                         .or_default()
-                        .push(team.id.clone());
+                        .push(team.id.to_string());
                 }
             }
         }
@@ -868,11 +869,12 @@ pub(super) fn has_teams(records: &[Record]) -> bool {
 }
 
 /// Reads one record row laid out as `id, version, <data columns>` through
-/// the row's getters of a `TEXT` (as `String`) and a `BIGINT` (as `i64`)
-/// column by position: the same code for every driver.
+/// the row's getters of a `TEXT` (as [`crate::domain::Text`], made from the
+/// driver's borrowed text without an intermediate `String`) and a `BIGINT`
+/// (as `i64`) column by position: the same code for every driver.
 fn read_columns(
     record_type: RecordType,
-    text: impl Fn(usize) -> Result<Option<String>>,
+    text: impl Fn(usize) -> Result<Option<crate::domain::Text>>,
     int: impl Fn(usize) -> Result<Option<i64>>,
 ) -> Result<Record> {
     let spec = table(record_type);
@@ -889,7 +891,7 @@ fn read_columns(
             })
         })
         .collect::<Result<Vec<_>>>()?;
-    decode(record_type, id, version, values)
+    decode(record_type, id.to_string(), version, values)
 }
 
 /// [`read_columns`] for a row read by sqlx (either backend).
@@ -897,19 +899,28 @@ pub(super) fn read_record<'r, R>(record_type: RecordType, row: &'r R) -> Result<
 where
     R: sqlx::Row,
     usize: sqlx::ColumnIndex<R>,
-    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    &'r str: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
 {
     read_columns(
         record_type,
-        |i| Ok(row.try_get(i)?),
+        |i| Ok(row.try_get::<Option<&str>, _>(i)?.map(Into::into)),
         |i| Ok(row.try_get(i)?),
     )
 }
 
 /// [`read_columns`] for a row read by rusqlite (SQLite's full load).
 pub(super) fn read_sqlite_record(record_type: RecordType, row: &rusqlite::Row) -> Result<Record> {
-    read_columns(record_type, |i| Ok(row.get(i)?), |i| Ok(row.get(i)?))
+    read_columns(
+        record_type,
+        |i| {
+            let text = row.get_ref(i)?.as_str_or_null().map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e.into())
+            })?;
+            Ok(text.map(Into::into))
+        },
+        |i| Ok(row.get(i)?),
+    )
 }
 
 /// The error for a write or settings call on a tenant that does not exist.
@@ -1013,18 +1024,18 @@ mod tests {
 
     fn rep(id: &str) -> Record {
         Record::Rep(Rep {
-            id: id.to_string(),
+            id: id.into(),
             version: None,
-            name: id.to_string(),
+            name: id.into(),
             email: None,
         })
     }
 
     fn team(id: &str) -> Record {
         Record::Team(Team {
-            id: id.to_string(),
+            id: id.into(),
             version: None,
-            name: id.to_string(),
+            name: id.into(),
             parent_team_id: None,
         })
     }
@@ -1056,10 +1067,10 @@ mod tests {
 
     fn team_under(id: &str, parent: Option<&str>) -> Record {
         Record::Team(Team {
-            id: id.to_string(),
+            id: id.into(),
             version: None,
-            name: id.to_string(),
-            parent_team_id: parent.map(str::to_string),
+            name: id.into(),
+            parent_team_id: parent.map(Into::into),
         })
     }
 
@@ -1114,10 +1125,10 @@ mod tests {
 
     fn versioned_team(id: &str, version: Option<i64>, parent: Option<&str>) -> Record {
         Record::Team(Team {
-            id: id.to_string(),
+            id: id.into(),
             version,
-            name: id.to_string(),
-            parent_team_id: parent.map(str::to_string),
+            name: id.into(),
+            parent_team_id: parent.map(Into::into),
         })
     }
 

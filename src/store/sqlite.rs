@@ -607,7 +607,7 @@ fn write_one(
     upsert.raw_bind_parameter(3, record.version)?;
     for (i, value) in record.values.iter().enumerate() {
         match value {
-            Value::Text(t) => upsert.raw_bind_parameter(i + 4, t)?,
+            Value::Text(t) => upsert.raw_bind_parameter(i + 4, t.as_deref())?,
             Value::Int(n) => upsert.raw_bind_parameter(i + 4, n)?,
         }
     }

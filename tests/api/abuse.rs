@@ -1598,10 +1598,10 @@ async fn a_flood_of_failed_authentications_is_cut_off_per_address() {
 /// A team record of the test tenant.
 fn team_record(id: &str, parent: Option<&str>) -> salesmetrics::domain::Record {
     salesmetrics::domain::Record::Team(salesmetrics::domain::Team {
-        id: id.to_string(),
+        id: id.into(),
         version: None,
-        name: id.to_string(),
-        parent_team_id: parent.map(str::to_string),
+        name: id.into(),
+        parent_team_id: parent.map(Into::into),
     })
 }
 

@@ -1608,9 +1608,9 @@ async fn the_snapshot_cache_keeps_within_its_byte_budget() {
         let reps: Vec<_> = (0..n)
             .map(|i| {
                 salesmetrics::domain::Record::Rep(salesmetrics::domain::Rep {
-                    id: format!("{tenant}-rep-{i}"),
+                    id: format!("{tenant}-rep-{i}").into(),
                     version: None,
-                    name: format!("Rep {i}"),
+                    name: format!("Rep {i}").into(),
                     email: None,
                 })
             })

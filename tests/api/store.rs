@@ -79,54 +79,54 @@ const T0: i64 = 1_709_251_200; // 2024-03-01T00:00:00Z
 fn every_record_type() -> Vec<Record> {
     vec![
         Record::Team(Team {
-            id: s("team-b"),
+            id: s("team-b").into(),
             version: Some(3),
-            name: s("Team B"),
-            parent_team_id: some("team-a"),
+            name: s("Team B").into(),
+            parent_team_id: some("team-a").map(Into::into),
         }),
         Record::Team(Team {
-            id: s("team-a"),
+            id: s("team-a").into(),
             version: None,
-            name: s("Team A"),
+            name: s("Team A").into(),
             parent_team_id: None,
         }),
         Record::TeamMembership(TeamMembership {
-            id: s("m-1"),
+            id: s("m-1").into(),
             version: Some(1),
-            rep_id: s("rep-1"),
-            team_id: some("team-a"),
+            rep_id: s("rep-1").into(),
+            team_id: some("team-a").map(Into::into),
             effective_at: at(T0, 1),
         }),
         Record::TeamMembership(TeamMembership {
-            id: s("M-2"),
+            id: s("M-2").into(),
             version: None,
-            rep_id: s("rep-1"),
+            rep_id: s("rep-1").into(),
             team_id: None,
             effective_at: at(T0 + 86_400, 999_999_999),
         }),
         Record::Rep(Rep {
-            id: s("rep-1"),
+            id: s("rep-1").into(),
             version: Some(i64::MAX),
-            name: s("Ada Lovelace"),
-            email: some("ada@example.com"),
+            name: s("Ada Lovelace").into(),
+            email: some("ada@example.com").map(Into::into),
         }),
         Record::Rep(Rep {
-            id: s("Rep-2"),
+            id: s("Rep-2").into(),
             version: None,
-            name: s("Grace Hopper ✓"),
+            name: s("Grace Hopper ✓").into(),
             email: None,
         }),
         Record::Customer(Customer {
-            id: s("c-1"),
+            id: s("c-1").into(),
             version: Some(0),
             acquired_at: at(T0, 123_456_789),
             churned_at: Some(at(T0 + 1000, 1)),
-            owner_rep_id: some("rep-1"),
-            source: some("referral"),
-            name: some("Acme"),
+            owner_rep_id: some("rep-1").map(Into::into),
+            source: some("referral").map(Into::into),
+            name: some("Acme").map(Into::into),
         }),
         Record::Customer(Customer {
-            id: s("C-2"),
+            id: s("C-2").into(),
             version: None,
             acquired_at: at(946_684_800, 0), // 2000-01-01, the lower bound
             churned_at: None,
@@ -135,19 +135,19 @@ fn every_record_type() -> Vec<Record> {
             name: None,
         }),
         Record::Lead(Lead {
-            id: s("l-1"),
+            id: s("l-1").into(),
             version: Some(-5),
-            source: s("web"),
+            source: s("web").into(),
             created_at: at(T0, 5),
-            owner_rep_id: some("rep-1"),
+            owner_rep_id: some("rep-1").map(Into::into),
             first_response_at: Some(at(T0 + 60, 6)),
             converted_at: Some(at(T0 + 3600, 7)),
-            customer_id: some("c-1"),
+            customer_id: some("c-1").map(Into::into),
         }),
         Record::Lead(Lead {
-            id: s("L-2"),
+            id: s("L-2").into(),
             version: None,
-            source: s("referral"),
+            source: s("referral").into(),
             created_at: at(4_102_444_799, 999_999_999), // just before 2100
             owner_rep_id: None,
             first_response_at: None,
@@ -155,19 +155,19 @@ fn every_record_type() -> Vec<Record> {
             customer_id: None,
         }),
         Record::Deal(Deal {
-            id: s("d-1"),
+            id: s("d-1").into(),
             version: Some(2),
             amount: 700_000,
             created_at: at(T0, 10),
             status: DealStatus::Won,
             closed_at: Some(at(T0 + 1_641_600, 11)),
-            stage: some("negotiation"),
-            owner_rep_id: some("rep-1"),
-            customer_id: some("c-1"),
-            lead_id: some("l-1"),
+            stage: some("negotiation").map(Into::into),
+            owner_rep_id: some("rep-1").map(Into::into),
+            customer_id: some("c-1").map(Into::into),
+            lead_id: some("l-1").map(Into::into),
         }),
         Record::Deal(Deal {
-            id: s("D-2"),
+            id: s("D-2").into(),
             version: None,
             amount: 0,
             created_at: at(T0, 12),
@@ -179,43 +179,43 @@ fn every_record_type() -> Vec<Record> {
             lead_id: None,
         }),
         Record::Deal(Deal {
-            id: s("d-3"),
+            id: s("d-3").into(),
             version: None,
             amount: i64::MAX,
             created_at: at(T0, 13),
             status: DealStatus::Lost,
             closed_at: Some(at(T0, 13)),
-            stage: some("qualification"),
+            stage: some("qualification").map(Into::into),
             owner_rep_id: None,
             customer_id: None,
             lead_id: None,
         }),
         Record::DealStageChange(DealStageChange {
-            id: s("s-1"),
+            id: s("s-1").into(),
             version: Some(1),
-            deal_id: s("d-1"),
-            stage: s("proposal"),
+            deal_id: s("d-1").into(),
+            stage: s("proposal").into(),
             entered_at: at(T0 + 10, 14),
         }),
         Record::DealStageChange(DealStageChange {
-            id: s("S-2"),
+            id: s("S-2").into(),
             version: None,
-            deal_id: s("d-1"),
-            stage: s("prospecting"),
+            deal_id: s("d-1").into(),
+            stage: s("prospecting").into(),
             entered_at: at(T0 + 5, 15),
         }),
         Record::Order(Order {
-            id: s("o-1"),
+            id: s("o-1").into(),
             version: Some(9),
             amount: 12_345,
             ordered_at: at(T0 + 20, 16),
             kind: OrderKind::CrossSell,
-            customer_id: some("c-1"),
-            rep_id: some("rep-1"),
-            deal_id: some("d-1"),
+            customer_id: some("c-1").map(Into::into),
+            rep_id: some("rep-1").map(Into::into),
+            deal_id: some("d-1").map(Into::into),
         }),
         Record::Order(Order {
-            id: s("O-2"),
+            id: s("O-2").into(),
             version: None,
             amount: 1,
             ordered_at: at(T0 + 21, 17),
@@ -225,7 +225,7 @@ fn every_record_type() -> Vec<Record> {
             deal_id: None,
         }),
         Record::Order(Order {
-            id: s("o-3"),
+            id: s("o-3").into(),
             version: None,
             amount: 2,
             ordered_at: at(T0 + 22, 18),
@@ -235,7 +235,7 @@ fn every_record_type() -> Vec<Record> {
             deal_id: None,
         }),
         Record::Order(Order {
-            id: s("o-4"),
+            id: s("o-4").into(),
             version: None,
             amount: 3,
             ordered_at: at(T0 + 23, 19),
@@ -245,49 +245,49 @@ fn every_record_type() -> Vec<Record> {
             deal_id: None,
         }),
         Record::SubscriptionChange(SubscriptionChange {
-            id: s("x-1"),
+            id: s("x-1").into(),
             version: Some(1),
-            subscription_id: s("sub-1"),
-            customer_id: s("c-1"),
+            subscription_id: s("sub-1").into(),
+            customer_id: s("c-1").into(),
             mrr: 50_000,
             effective_at: at(T0 + 30, 20),
         }),
         Record::SubscriptionChange(SubscriptionChange {
-            id: s("X-2"),
+            id: s("X-2").into(),
             version: None,
-            subscription_id: s("sub-1"),
-            customer_id: s("c-1"),
+            subscription_id: s("sub-1").into(),
+            customer_id: s("c-1").into(),
             mrr: 0,
             effective_at: at(T0 + 31, 21),
         }),
         Record::Inquiry(Inquiry {
-            id: s("i-1"),
+            id: s("i-1").into(),
             version: Some(4),
-            channel: s("email"),
+            channel: s("email").into(),
             received_at: at(T0 + 40, 22),
             first_response_at: Some(at(T0 + 41, 23)),
-            customer_id: some("c-1"),
-            rep_id: some("rep-1"),
+            customer_id: some("c-1").map(Into::into),
+            rep_id: some("rep-1").map(Into::into),
         }),
         Record::Inquiry(Inquiry {
-            id: s("I-2"),
+            id: s("I-2").into(),
             version: None,
-            channel: s("chat"),
+            channel: s("chat").into(),
             received_at: at(T0 + 42, 24),
             first_response_at: None,
             customer_id: None,
             rep_id: None,
         }),
         Record::CsatResponse(CsatResponse {
-            id: s("q-1"),
+            id: s("q-1").into(),
             version: Some(1),
             score: 5,
             responded_at: at(T0 + 50, 25),
-            customer_id: some("c-1"),
-            rep_id: some("rep-1"),
+            customer_id: some("c-1").map(Into::into),
+            rep_id: some("rep-1").map(Into::into),
         }),
         Record::CsatResponse(CsatResponse {
-            id: s("Q-2"),
+            id: s("Q-2").into(),
             version: None,
             score: 1,
             responded_at: at(T0 + 51, 26),
@@ -295,7 +295,7 @@ fn every_record_type() -> Vec<Record> {
             rep_id: None,
         }),
         Record::Target(Target {
-            id: s("t-1"),
+            id: s("t-1").into(),
             version: Some(1),
             metric: TargetMetric::Revenue,
             value: 1_000_000,
@@ -304,7 +304,7 @@ fn every_record_type() -> Vec<Record> {
             scope: TargetScope::Company,
         }),
         Record::Target(Target {
-            id: s("T-2"),
+            id: s("T-2").into(),
             version: None,
             metric: TargetMetric::Bookings,
             value: 0,
@@ -313,7 +313,7 @@ fn every_record_type() -> Vec<Record> {
             scope: TargetScope::Team(s("team-a")),
         }),
         Record::Target(Target {
-            id: s("t-3"),
+            id: s("t-3").into(),
             version: None,
             metric: TargetMetric::NewCustomers,
             value: 7,
@@ -322,7 +322,7 @@ fn every_record_type() -> Vec<Record> {
             scope: TargetScope::Rep(s("rep-1")),
         }),
         Record::Target(Target {
-            id: s("t-4"),
+            id: s("t-4").into(),
             version: None,
             metric: TargetMetric::DealsWon,
             value: 3,
@@ -331,16 +331,16 @@ fn every_record_type() -> Vec<Record> {
             scope: TargetScope::Company,
         }),
         Record::Spend(Spend {
-            id: s("p-1"),
+            id: s("p-1").into(),
             version: Some(1),
             category: SpendCategory::Marketing,
             amount: 99_999,
             start_date: date(2024, 3, 1),
             end_date: date(2024, 4, 1),
-            team_id: some("team-a"),
+            team_id: some("team-a").map(Into::into),
         }),
         Record::Spend(Spend {
-            id: s("P-2"),
+            id: s("P-2").into(),
             version: None,
             category: SpendCategory::Sales,
             amount: 0,
@@ -353,15 +353,15 @@ fn every_record_type() -> Vec<Record> {
     .chain(ActivityType::ALL.iter().enumerate().map(|(i, t)| {
         let full = i % 2 == 0;
         Record::Activity(Activity {
-            id: format!("{}-{i}", if full { "a" } else { "A" }),
+            id: format!("{}-{i}", if full { "a" } else { "A" }).into(),
             version: full.then_some(i as i64),
-            rep_id: s("rep-1"),
+            rep_id: s("rep-1").into(),
             activity_type: *t,
             occurred_at: at(T0 + 100 + i as i64, 27 + i as u32),
             duration_seconds: full.then_some(60 * i as i64),
-            lead_id: full.then(|| s("l-1")),
-            deal_id: full.then(|| s("d-1")),
-            customer_id: full.then(|| s("c-1")),
+            lead_id: full.then(|| s("l-1")).map(Into::into),
+            deal_id: full.then(|| s("d-1")).map(Into::into),
+            customer_id: full.then(|| s("c-1")).map(Into::into),
         })
     }))
     .collect()
@@ -408,25 +408,25 @@ async fn export_all(
 
 fn rep(id: &str, version: Option<i64>, name: &str) -> Record {
     Record::Rep(Rep {
-        id: s(id),
+        id: s(id).into(),
         version,
-        name: s(name),
+        name: s(name).into(),
         email: None,
     })
 }
 
 fn team(id: &str, parent: Option<&str>) -> Record {
     Record::Team(Team {
-        id: s(id),
+        id: s(id).into(),
         version: None,
-        name: format!("Team {id}"),
-        parent_team_id: parent.map(s),
+        name: format!("Team {id}").into(),
+        parent_team_id: parent.map(s).map(Into::into),
     })
 }
 
 fn order(id: &str, amount: i64) -> Record {
     Record::Order(Order {
-        id: s(id),
+        id: s(id).into(),
         version: None,
         amount,
         ordered_at: at(T0, 0),
@@ -532,7 +532,7 @@ async fn version_rules(store: Arc<dyn Store>) {
     store.ensure_tenant("t1").await.unwrap();
     let name_of = |d: Dataset| {
         let r = &d.reps[0];
-        (r.name.clone(), r.version)
+        (r.name.to_string(), r.version)
     };
     let w = |records: Vec<Record>| {
         let store = store.clone();

@@ -219,7 +219,7 @@ pub async fn sqlite_baseline(
             for (i, value) in rows::encode(record)?.iter().enumerate() {
                 match value {
                     Value::Int(v) => insert.raw_bind_parameter(i + 4, v)?,
-                    Value::Text(v) => insert.raw_bind_parameter(i + 4, v)?,
+                    Value::Text(v) => insert.raw_bind_parameter(i + 4, v.as_deref())?,
                 }
             }
             insert.raw_execute().context("baseline insert")?;

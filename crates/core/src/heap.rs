@@ -70,6 +70,16 @@ impl HeapBytes for String {
     }
 }
 
+impl HeapBytes for compact_str::CompactString {
+    fn heap_bytes(&self) -> usize {
+        if self.is_heap_allocated() {
+            self.capacity() + ALLOCATION_OVERHEAD
+        } else {
+            0
+        }
+    }
+}
+
 impl<T: HeapBytes> HeapBytes for Option<T> {
     const PLAIN: bool = T::PLAIN;
     fn heap_bytes(&self) -> usize {

@@ -7,7 +7,7 @@ use prost_types::Timestamp;
 use super::time::{date_from_proto, date_to_proto, instant_from_proto, timestamp_to_proto};
 use super::{FieldViolation, Parsed, enum_reason, parse_id, quote};
 use crate::domain::rules::{normalize_category, text_problem};
-use crate::domain::{self, Instant, Record, RecordType};
+use crate::domain::{self, Instant, Record, RecordType, Text};
 use crate::proto::v1 as pb;
 use pb::record::Record as PbRecord;
 
@@ -201,29 +201,31 @@ pub fn record_from_proto(
 
 fn team(f: &Fields, m: pb::Team) -> Parsed<domain::Team> {
     Ok(domain::Team {
-        id: f.id("id", m.id)?,
+        id: f.id("id", m.id)?.into(),
         version: m.version,
-        name: f.name("name", m.name)?,
-        parent_team_id: f.reference("parent_team_id", m.parent_team_id)?,
+        name: f.name("name", m.name)?.into(),
+        parent_team_id: f
+            .reference("parent_team_id", m.parent_team_id)?
+            .map(Into::into),
     })
 }
 
 fn team_membership(f: &Fields, m: pb::TeamMembership) -> Parsed<domain::TeamMembership> {
     Ok(domain::TeamMembership {
-        id: f.id("id", m.id)?,
+        id: f.id("id", m.id)?.into(),
         version: m.version,
-        rep_id: f.id("rep_id", m.rep_id)?,
-        team_id: f.reference("team_id", m.team_id)?,
+        rep_id: f.id("rep_id", m.rep_id)?.into(),
+        team_id: f.reference("team_id", m.team_id)?.map(Into::into),
         effective_at: f.instant("effective_at", m.effective_at)?,
     })
 }
 
 fn rep(f: &Fields, m: pb::Rep) -> Parsed<domain::Rep> {
     Ok(domain::Rep {
-        id: f.id("id", m.id)?,
+        id: f.id("id", m.id)?.into(),
         version: m.version,
-        name: f.name("name", m.name)?,
-        email: f.optional_text("email", m.email)?,
+        name: f.name("name", m.name)?.into(),
+        email: f.optional_text("email", m.email)?.map(Into::into),
     })
 }
 
@@ -233,13 +235,13 @@ fn customer(f: &Fields, m: pb::Customer) -> Parsed<domain::Customer> {
     let churned_at = f.optional_instant("churned_at", m.churned_at)?;
     f.not_before("churned_at", churned_at, "acquired_at", acquired_at)?;
     Ok(domain::Customer {
-        id,
+        id: id.into(),
         version: m.version,
         acquired_at,
         churned_at,
-        owner_rep_id: f.reference("owner_rep_id", m.owner_rep_id)?,
-        source: f.category("source", &m.source)?,
-        name: f.optional_text("name", m.name)?,
+        owner_rep_id: f.reference("owner_rep_id", m.owner_rep_id)?.map(Into::into),
+        source: f.category("source", &m.source)?.map(Into::into),
+        name: f.optional_text("name", m.name)?.map(Into::into),
     })
 }
 
@@ -257,14 +259,14 @@ fn lead(f: &Fields, m: pb::Lead) -> Parsed<domain::Lead> {
     let converted_at = f.optional_instant("converted_at", m.converted_at)?;
     f.not_before("converted_at", converted_at, "created_at", created_at)?;
     Ok(domain::Lead {
-        id,
+        id: id.into(),
         version: m.version,
-        source,
+        source: source.into(),
         created_at,
-        owner_rep_id: f.reference("owner_rep_id", m.owner_rep_id)?,
+        owner_rep_id: f.reference("owner_rep_id", m.owner_rep_id)?.map(Into::into),
         first_response_at,
         converted_at,
-        customer_id: f.reference("customer_id", m.customer_id)?,
+        customer_id: f.reference("customer_id", m.customer_id)?.map(Into::into),
     })
 }
 
@@ -293,25 +295,25 @@ fn deal(f: &Fields, m: pb::Deal) -> Parsed<domain::Deal> {
     }
     f.not_before("closed_at", closed_at, "created_at", created_at)?;
     Ok(domain::Deal {
-        id,
+        id: id.into(),
         version: m.version,
         amount,
         created_at,
         status,
         closed_at,
-        stage: f.category("stage", &m.stage)?,
-        owner_rep_id: f.reference("owner_rep_id", m.owner_rep_id)?,
-        customer_id: f.reference("customer_id", m.customer_id)?,
-        lead_id: f.reference("lead_id", m.lead_id)?,
+        stage: f.category("stage", &m.stage)?.map(Into::into),
+        owner_rep_id: f.reference("owner_rep_id", m.owner_rep_id)?.map(Into::into),
+        customer_id: f.reference("customer_id", m.customer_id)?.map(Into::into),
+        lead_id: f.reference("lead_id", m.lead_id)?.map(Into::into),
     })
 }
 
 fn deal_stage_change(f: &Fields, m: pb::DealStageChange) -> Parsed<domain::DealStageChange> {
     Ok(domain::DealStageChange {
-        id: f.id("id", m.id)?,
+        id: f.id("id", m.id)?.into(),
         version: m.version,
-        deal_id: f.id("deal_id", m.deal_id)?,
-        stage: f.required_category("stage", &m.stage)?,
+        deal_id: f.id("deal_id", m.deal_id)?.into(),
+        stage: f.required_category("stage", &m.stage)?.into(),
         entered_at: f.instant("entered_at", m.entered_at)?,
     })
 }
@@ -330,14 +332,14 @@ fn order(f: &Fields, m: pb::Order) -> Parsed<domain::Order> {
         Err(_) => return Err(f.err("kind", enum_reason(m.kind))),
     };
     Ok(domain::Order {
-        id,
+        id: id.into(),
         version: m.version,
         amount,
         ordered_at: f.instant("ordered_at", m.ordered_at)?,
         kind,
-        customer_id: f.reference("customer_id", m.customer_id)?,
-        rep_id: f.reference("rep_id", m.rep_id)?,
-        deal_id: f.reference("deal_id", m.deal_id)?,
+        customer_id: f.reference("customer_id", m.customer_id)?.map(Into::into),
+        rep_id: f.reference("rep_id", m.rep_id)?.map(Into::into),
+        deal_id: f.reference("deal_id", m.deal_id)?.map(Into::into),
     })
 }
 
@@ -350,10 +352,10 @@ fn subscription_change(
     let customer_id = f.id("customer_id", m.customer_id)?;
     let mrr = f.money("mrr", m.mrr)?;
     Ok(domain::SubscriptionChange {
-        id,
+        id: id.into(),
         version: m.version,
-        subscription_id,
-        customer_id,
+        subscription_id: subscription_id.into(),
+        customer_id: customer_id.into(),
         mrr: f.non_negative("mrr", mrr)?,
         effective_at: f.instant("effective_at", m.effective_at)?,
     })
@@ -381,15 +383,15 @@ fn activity(f: &Fields, m: pb::Activity) -> Parsed<domain::Activity> {
         .map(|d| f.non_negative("duration_seconds", d))
         .transpose()?;
     Ok(domain::Activity {
-        id,
+        id: id.into(),
         version: m.version,
-        rep_id,
+        rep_id: rep_id.into(),
         activity_type,
         occurred_at,
         duration_seconds,
-        lead_id: f.reference("lead_id", m.lead_id)?,
-        deal_id: f.reference("deal_id", m.deal_id)?,
-        customer_id: f.reference("customer_id", m.customer_id)?,
+        lead_id: f.reference("lead_id", m.lead_id)?.map(Into::into),
+        deal_id: f.reference("deal_id", m.deal_id)?.map(Into::into),
+        customer_id: f.reference("customer_id", m.customer_id)?.map(Into::into),
     })
 }
 
@@ -405,13 +407,13 @@ fn inquiry(f: &Fields, m: pb::Inquiry) -> Parsed<domain::Inquiry> {
         received_at,
     )?;
     Ok(domain::Inquiry {
-        id,
+        id: id.into(),
         version: m.version,
-        channel,
+        channel: channel.into(),
         received_at,
         first_response_at,
-        customer_id: f.reference("customer_id", m.customer_id)?,
-        rep_id: f.reference("rep_id", m.rep_id)?,
+        customer_id: f.reference("customer_id", m.customer_id)?.map(Into::into),
+        rep_id: f.reference("rep_id", m.rep_id)?.map(Into::into),
     })
 }
 
@@ -421,12 +423,12 @@ fn csat_response(f: &Fields, m: pb::CsatResponse) -> Parsed<domain::CsatResponse
         return Err(f.err("score", format!("must be within 1..=5, got {}", m.score)));
     }
     Ok(domain::CsatResponse {
-        id,
+        id: id.into(),
         version: m.version,
         score: m.score,
         responded_at: f.instant("responded_at", m.responded_at)?,
-        customer_id: f.reference("customer_id", m.customer_id)?,
-        rep_id: f.reference("rep_id", m.rep_id)?,
+        customer_id: f.reference("customer_id", m.customer_id)?.map(Into::into),
+        rep_id: f.reference("rep_id", m.rep_id)?.map(Into::into),
     })
 }
 
@@ -463,7 +465,7 @@ fn target(f: &Fields, m: pb::Target) -> Parsed<domain::Target> {
         }
     };
     Ok(domain::Target {
-        id,
+        id: id.into(),
         version: m.version,
         metric,
         value,
@@ -486,13 +488,13 @@ fn spend(f: &Fields, m: pb::Spend) -> Parsed<domain::Spend> {
     let amount = f.non_negative("amount", amount)?;
     let (start_date, end_date) = f.date_range(m.start_date, m.end_date)?;
     Ok(domain::Spend {
-        id,
+        id: id.into(),
         version: m.version,
         category,
         amount,
         start_date,
         end_date,
-        team_id: f.reference("team_id", m.team_id)?,
+        team_id: f.reference("team_id", m.team_id)?.map(Into::into),
     })
 }
 
@@ -562,8 +564,8 @@ fn money(minor_units: i64, currency: &str) -> pb::Money {
     }
 }
 
-fn text(value: &Option<String>) -> String {
-    value.clone().unwrap_or_default()
+fn text(value: &Option<Text>) -> String {
+    value.as_deref().unwrap_or_default().to_string()
 }
 
 /// Converts a stored record back into its proto form; money carries the
@@ -571,26 +573,26 @@ fn text(value: &Option<String>) -> String {
 pub fn record_to_proto(record: &Record, currency: &str) -> pb::Record {
     let inner = match record {
         Record::Team(r) => PbRecord::Team(pb::Team {
-            id: r.id.clone(),
+            id: r.id.to_string(),
             version: r.version,
-            name: r.name.clone(),
+            name: r.name.to_string(),
             parent_team_id: text(&r.parent_team_id),
         }),
         Record::TeamMembership(r) => PbRecord::TeamMembership(pb::TeamMembership {
-            id: r.id.clone(),
+            id: r.id.to_string(),
             version: r.version,
-            rep_id: r.rep_id.clone(),
+            rep_id: r.rep_id.to_string(),
             team_id: text(&r.team_id),
             effective_at: Some(timestamp_to_proto(r.effective_at)),
         }),
         Record::Rep(r) => PbRecord::Rep(pb::Rep {
-            id: r.id.clone(),
+            id: r.id.to_string(),
             version: r.version,
-            name: r.name.clone(),
+            name: r.name.to_string(),
             email: text(&r.email),
         }),
         Record::Customer(r) => PbRecord::Customer(pb::Customer {
-            id: r.id.clone(),
+            id: r.id.to_string(),
             version: r.version,
             acquired_at: Some(timestamp_to_proto(r.acquired_at)),
             churned_at: r.churned_at.map(timestamp_to_proto),
@@ -599,9 +601,9 @@ pub fn record_to_proto(record: &Record, currency: &str) -> pb::Record {
             name: text(&r.name),
         }),
         Record::Lead(r) => PbRecord::Lead(pb::Lead {
-            id: r.id.clone(),
+            id: r.id.to_string(),
             version: r.version,
-            source: r.source.clone(),
+            source: r.source.to_string(),
             created_at: Some(timestamp_to_proto(r.created_at)),
             owner_rep_id: text(&r.owner_rep_id),
             first_response_at: r.first_response_at.map(timestamp_to_proto),
@@ -609,7 +611,7 @@ pub fn record_to_proto(record: &Record, currency: &str) -> pb::Record {
             customer_id: text(&r.customer_id),
         }),
         Record::Deal(r) => PbRecord::Deal(pb::Deal {
-            id: r.id.clone(),
+            id: r.id.to_string(),
             version: r.version,
             amount: Some(money(r.amount, currency)),
             created_at: Some(timestamp_to_proto(r.created_at)),
@@ -625,14 +627,14 @@ pub fn record_to_proto(record: &Record, currency: &str) -> pb::Record {
             lead_id: text(&r.lead_id),
         }),
         Record::DealStageChange(r) => PbRecord::DealStageChange(pb::DealStageChange {
-            id: r.id.clone(),
+            id: r.id.to_string(),
             version: r.version,
-            deal_id: r.deal_id.clone(),
-            stage: r.stage.clone(),
+            deal_id: r.deal_id.to_string(),
+            stage: r.stage.to_string(),
             entered_at: Some(timestamp_to_proto(r.entered_at)),
         }),
         Record::Order(r) => PbRecord::Order(pb::Order {
-            id: r.id.clone(),
+            id: r.id.to_string(),
             version: r.version,
             amount: Some(money(r.amount, currency)),
             ordered_at: Some(timestamp_to_proto(r.ordered_at)),
@@ -647,17 +649,17 @@ pub fn record_to_proto(record: &Record, currency: &str) -> pb::Record {
             deal_id: text(&r.deal_id),
         }),
         Record::SubscriptionChange(r) => PbRecord::SubscriptionChange(pb::SubscriptionChange {
-            id: r.id.clone(),
+            id: r.id.to_string(),
             version: r.version,
-            subscription_id: r.subscription_id.clone(),
-            customer_id: r.customer_id.clone(),
+            subscription_id: r.subscription_id.to_string(),
+            customer_id: r.customer_id.to_string(),
             mrr: Some(money(r.mrr, currency)),
             effective_at: Some(timestamp_to_proto(r.effective_at)),
         }),
         Record::Activity(r) => PbRecord::Activity(pb::Activity {
-            id: r.id.clone(),
+            id: r.id.to_string(),
             version: r.version,
-            rep_id: r.rep_id.clone(),
+            rep_id: r.rep_id.to_string(),
             r#type: match r.activity_type {
                 domain::ActivityType::Call => pb::ActivityType::Call,
                 domain::ActivityType::Email => pb::ActivityType::Email,
@@ -675,16 +677,16 @@ pub fn record_to_proto(record: &Record, currency: &str) -> pb::Record {
             customer_id: text(&r.customer_id),
         }),
         Record::Inquiry(r) => PbRecord::Inquiry(pb::Inquiry {
-            id: r.id.clone(),
+            id: r.id.to_string(),
             version: r.version,
-            channel: r.channel.clone(),
+            channel: r.channel.to_string(),
             received_at: Some(timestamp_to_proto(r.received_at)),
             first_response_at: r.first_response_at.map(timestamp_to_proto),
             customer_id: text(&r.customer_id),
             rep_id: text(&r.rep_id),
         }),
         Record::CsatResponse(r) => PbRecord::CsatResponse(pb::CsatResponse {
-            id: r.id.clone(),
+            id: r.id.to_string(),
             version: r.version,
             score: r.score,
             responded_at: Some(timestamp_to_proto(r.responded_at)),
@@ -698,7 +700,7 @@ pub fn record_to_proto(record: &Record, currency: &str) -> pb::Record {
                 domain::TargetScope::Rep(rep) => (false, String::new(), rep.clone()),
             };
             PbRecord::Target(pb::Target {
-                id: r.id.clone(),
+                id: r.id.to_string(),
                 version: r.version,
                 metric: match r.metric {
                     domain::TargetMetric::Revenue => pb::TargetMetric::Revenue,
@@ -715,7 +717,7 @@ pub fn record_to_proto(record: &Record, currency: &str) -> pb::Record {
             })
         }
         Record::Spend(r) => PbRecord::Spend(pb::Spend {
-            id: r.id.clone(),
+            id: r.id.to_string(),
             version: r.version,
             category: match r.category {
                 domain::SpendCategory::Marketing => pb::SpendCategory::Marketing,

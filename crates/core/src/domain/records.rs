@@ -11,6 +11,11 @@ use chrono::{DateTime, NaiveDate, Utc};
 /// An instant in UTC.
 pub type Instant = DateTime<Utc>;
 
+/// A record's text field (ids, references, names): up to 24 bytes are kept
+/// inline, without a heap allocation of their own, so the millions of short
+/// ids a snapshot holds cost their struct field and nothing more.
+pub type Text = compact_str::CompactString;
+
 /// The kinds of record, one storage table each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum RecordType {
@@ -74,26 +79,26 @@ impl RecordType {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Team {
     /// Client-chosen id.
-    pub id: String,
+    pub id: Text,
     /// Optional version for out-of-order pipelines.
     pub version: Option<i64>,
     /// Display name.
-    pub name: String,
+    pub name: Text,
     /// Parent team; `None` (or an unknown team) makes this a root.
-    pub parent_team_id: Option<String>,
+    pub parent_team_id: Option<Text>,
 }
 
 /// A rep joining `team_id` (or leaving all teams when `None`) at `effective_at`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TeamMembership {
     /// Client-chosen id.
-    pub id: String,
+    pub id: Text,
     /// Optional version.
     pub version: Option<i64>,
     /// The rep that moves.
-    pub rep_id: String,
+    pub rep_id: Text,
     /// The team joined; `None` leaves all teams.
-    pub team_id: Option<String>,
+    pub team_id: Option<Text>,
     /// In force strictly after this instant.
     pub effective_at: Instant,
 }
@@ -102,20 +107,20 @@ pub struct TeamMembership {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rep {
     /// Client-chosen id.
-    pub id: String,
+    pub id: Text,
     /// Optional version.
     pub version: Option<i64>,
     /// Display name.
-    pub name: String,
+    pub name: Text,
     /// E-mail address.
-    pub email: Option<String>,
+    pub email: Option<Text>,
 }
 
 /// A customer account.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Customer {
     /// Client-chosen id.
-    pub id: String,
+    pub id: Text,
     /// Optional version.
     pub version: Option<i64>,
     /// When the customer was acquired.
@@ -123,32 +128,32 @@ pub struct Customer {
     /// When the customer churned (≥ acquired_at).
     pub churned_at: Option<Instant>,
     /// Owning rep (current value; ownership has no history).
-    pub owner_rep_id: Option<String>,
+    pub owner_rep_id: Option<Text>,
     /// Acquisition source, trimmed and lower-cased.
-    pub source: Option<String>,
+    pub source: Option<Text>,
     /// Display name.
-    pub name: Option<String>,
+    pub name: Option<Text>,
 }
 
 /// A sales lead.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Lead {
     /// Client-chosen id.
-    pub id: String,
+    pub id: Text,
     /// Optional version.
     pub version: Option<i64>,
     /// Source, trimmed and lower-cased.
-    pub source: String,
+    pub source: Text,
     /// Creation instant.
     pub created_at: Instant,
     /// Owning rep.
-    pub owner_rep_id: Option<String>,
+    pub owner_rep_id: Option<Text>,
     /// First response (≥ created_at).
     pub first_response_at: Option<Instant>,
     /// Conversion (≥ created_at).
     pub converted_at: Option<Instant>,
     /// Customer the lead became.
-    pub customer_id: Option<String>,
+    pub customer_id: Option<Text>,
 }
 
 /// Status of a deal.
@@ -163,7 +168,7 @@ pub enum DealStatus {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Deal {
     /// Client-chosen id.
-    pub id: String,
+    pub id: Text,
     /// Optional version.
     pub version: Option<i64>,
     /// Value in minor units (≥ 0).
@@ -175,26 +180,26 @@ pub struct Deal {
     /// Close instant: `Some` iff WON/LOST, ≥ created_at.
     pub closed_at: Option<Instant>,
     /// Current stage name, trimmed and lower-cased.
-    pub stage: Option<String>,
+    pub stage: Option<Text>,
     /// Owning rep.
-    pub owner_rep_id: Option<String>,
+    pub owner_rep_id: Option<Text>,
     /// Customer.
-    pub customer_id: Option<String>,
+    pub customer_id: Option<Text>,
     /// Originating lead.
-    pub lead_id: Option<String>,
+    pub lead_id: Option<Text>,
 }
 
 /// A deal entering a stage.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DealStageChange {
     /// Client-chosen id.
-    pub id: String,
+    pub id: Text,
     /// Optional version.
     pub version: Option<i64>,
     /// The deal.
-    pub deal_id: String,
+    pub deal_id: Text,
     /// Stage entered, trimmed and lower-cased.
-    pub stage: String,
+    pub stage: Text,
     /// When.
     pub entered_at: Instant,
 }
@@ -212,7 +217,7 @@ pub enum OrderKind {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Order {
     /// Client-chosen id.
-    pub id: String,
+    pub id: Text,
     /// Optional version.
     pub version: Option<i64>,
     /// Value in minor units (> 0).
@@ -222,24 +227,24 @@ pub struct Order {
     /// Kind of sale.
     pub kind: OrderKind,
     /// Customer.
-    pub customer_id: Option<String>,
+    pub customer_id: Option<Text>,
     /// Credited rep.
-    pub rep_id: Option<String>,
+    pub rep_id: Option<Text>,
     /// Originating deal.
-    pub deal_id: Option<String>,
+    pub deal_id: Option<Text>,
 }
 
 /// A subscription billing `mrr` a month from `effective_at` (strictly after it).
 #[derive(Debug, Clone, PartialEq)]
 pub struct SubscriptionChange {
     /// Client-chosen id.
-    pub id: String,
+    pub id: Text,
     /// Optional version.
     pub version: Option<i64>,
     /// The subscription.
-    pub subscription_id: String,
+    pub subscription_id: Text,
     /// Its customer.
-    pub customer_id: String,
+    pub customer_id: Text,
     /// Monthly recurring revenue in minor units (≥ 0; 0 = cancelled).
     pub mrr: i64,
     /// When it takes effect.
@@ -291,11 +296,11 @@ impl ActivityType {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Activity {
     /// Client-chosen id.
-    pub id: String,
+    pub id: Text,
     /// Optional version.
     pub version: Option<i64>,
     /// The rep.
-    pub rep_id: String,
+    pub rep_id: Text,
     /// Type.
     pub activity_type: ActivityType,
     /// When.
@@ -303,37 +308,37 @@ pub struct Activity {
     /// Seconds spent (≥ 0); `None` counts 0.
     pub duration_seconds: Option<i64>,
     /// Related lead.
-    pub lead_id: Option<String>,
+    pub lead_id: Option<Text>,
     /// Related deal.
-    pub deal_id: Option<String>,
+    pub deal_id: Option<Text>,
     /// Related customer.
-    pub customer_id: Option<String>,
+    pub customer_id: Option<Text>,
 }
 
 /// A customer's request to sales.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Inquiry {
     /// Client-chosen id.
-    pub id: String,
+    pub id: Text,
     /// Optional version.
     pub version: Option<i64>,
     /// Channel, trimmed and lower-cased.
-    pub channel: String,
+    pub channel: Text,
     /// When received.
     pub received_at: Instant,
     /// First response (≥ received_at).
     pub first_response_at: Option<Instant>,
     /// Customer.
-    pub customer_id: Option<String>,
+    pub customer_id: Option<Text>,
     /// Handling rep.
-    pub rep_id: Option<String>,
+    pub rep_id: Option<Text>,
 }
 
 /// A CSAT survey answer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CsatResponse {
     /// Client-chosen id.
-    pub id: String,
+    pub id: Text,
     /// Optional version.
     pub version: Option<i64>,
     /// Score 1–5.
@@ -341,9 +346,9 @@ pub struct CsatResponse {
     /// When answered.
     pub responded_at: Instant,
     /// Customer.
-    pub customer_id: Option<String>,
+    pub customer_id: Option<Text>,
     /// Rated rep.
-    pub rep_id: Option<String>,
+    pub rep_id: Option<Text>,
 }
 
 /// What a target measures.
@@ -367,7 +372,7 @@ pub enum TargetScope {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Target {
     /// Client-chosen id.
-    pub id: String,
+    pub id: Text,
     /// Optional version.
     pub version: Option<i64>,
     /// Metric.
@@ -393,7 +398,7 @@ pub enum SpendCategory {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Spend {
     /// Client-chosen id.
-    pub id: String,
+    pub id: Text,
     /// Optional version.
     pub version: Option<i64>,
     /// Category.
@@ -405,7 +410,7 @@ pub struct Spend {
     /// Exclusive end date (> start_date).
     pub end_date: NaiveDate,
     /// Team that spent it; `None` counts for the company only.
-    pub team_id: Option<String>,
+    pub team_id: Option<Text>,
 }
 
 /// Any one validated record.
@@ -719,30 +724,29 @@ mod tests {
     use crate::testkit::build::{dataset, rep, sale};
 
     /// A dataset's estimate: each list's slots and the strings its records
-    /// own, each allocation with its overhead.
+    /// own on the heap, each allocation with its overhead. Text of up to 24
+    /// bytes is kept inline and owns nothing.
     #[test]
     fn a_dataset_estimates_its_records_and_their_strings() {
         use crate::heap::{ALLOCATION_OVERHEAD as A, HeapBytes};
+        let long_id = "order-with-a-thirty-byte-id-x1";
+        assert_eq!(long_id.len(), 30);
         let mut data = dataset([
             sale("o1", 100, "2024-03-01T00:00:00Z", None),
-            sale("o22", 300, "2024-03-03T00:00:00Z", Some("r1")),
+            sale(long_id, 300, "2024-03-03T00:00:00Z", Some("r1")),
         ]);
         data.orders.shrink_to_fit();
-        // Two Order slots; ids of 2 and 3 bytes; o22's rep "r1" (2 bytes).
+        // Two Order slots; "o1" and the rep "r1" inline; the 30-byte id on
+        // the heap (its capacity is at least its length).
         let orders = 2 * std::mem::size_of::<Order>() + A;
-        let strings = (2 + A) + (3 + A) + (2 + A);
-        let extra: usize = data
-            .orders
-            .iter()
-            .map(|o| {
-                [&o.customer_id, &o.deal_id]
-                    .iter()
-                    .map(|s| s.as_ref().map_or(0, |s| s.capacity() + A))
-                    .sum::<usize>()
-            })
-            .sum();
-        assert_eq!(extra, 0, "sale() sets no customer or deal");
-        assert_eq!(data.heap_bytes(), orders + strings);
+        let long = data.orders.iter().find(|o| o.id == long_id).unwrap();
+        assert!(long.id.is_heap_allocated() && long.id.capacity() >= 30);
+        assert!(
+            data.orders
+                .iter()
+                .all(|o| o.customer_id.is_none() && o.deal_id.is_none())
+        );
+        assert_eq!(data.heap_bytes(), orders + long.id.capacity() + A);
         assert_eq!(Dataset::default().heap_bytes(), 0);
     }
 

@@ -877,11 +877,11 @@ mod properties {
     prop_compose! {
         fn arb_team()(i in 0usize..3, parent in proptest::option::of(0usize..4)) -> Team {
             Team {
-                id: TEAMS[i].to_string(),
+                id: TEAMS[i].into(),
                 version: None,
-                name: TEAMS[i].to_string(),
+                name: TEAMS[i].into(),
                 // index 3 is a team that does not exist (a root)
-                parent_team_id: parent.map(|p| TEAMS.get(p).copied().unwrap_or("gone").to_string()),
+                parent_team_id: parent.map(|p| TEAMS.get(p).copied().unwrap_or("gone").into()),
             }
         }
     }
@@ -889,10 +889,10 @@ mod properties {
     prop_compose! {
         fn arb_membership()(n in 0u32..1000, rep in 0usize..4, team in proptest::option::of(0usize..4), at in instant()) -> TeamMembership {
             TeamMembership {
-                id: format!("m{n}"),
+                id: format!("m{n}").into(),
                 version: None,
-                rep_id: REPS[rep].to_string(),
-                team_id: team.map(|i| TEAMS.get(i).copied().unwrap_or("gone").to_string()),
+                rep_id: REPS[rep].into(),
+                team_id: team.map(|i| TEAMS.get(i).copied().unwrap_or("gone").into()),
                 effective_at: at,
             }
         }
@@ -901,11 +901,11 @@ mod properties {
     prop_compose! {
         fn arb_customer()(i in 0usize..6, acquired in instant(), churn in proptest::option::of(0i64..2000), owner in opt_rep()) -> Customer {
             Customer {
-                id: format!("c{i}"),
+                id: format!("c{i}").into(),
                 version: None,
                 acquired_at: acquired,
                 churned_at: churn.map(|h| acquired + chrono::TimeDelta::hours(h)),
-                owner_rep_id: owner,
+                owner_rep_id: owner.map(Into::into),
                 source: None,
                 name: None,
             }
@@ -915,10 +915,10 @@ mod properties {
     prop_compose! {
         fn arb_sub()(n in 0u32..1000, s in 0usize..4, c in 0usize..6, mrr in prop_oneof![Just(0i64), 1i64..500], at in instant()) -> SubscriptionChange {
             SubscriptionChange {
-                id: format!("sc{n}"),
+                id: format!("sc{n}").into(),
                 version: None,
-                subscription_id: format!("s{s}"),
-                customer_id: format!("c{c}"),
+                subscription_id: format!("s{s}").into(),
+                customer_id: format!("c{c}").into(),
                 mrr,
                 effective_at: at,
             }
@@ -929,7 +929,7 @@ mod properties {
         fn arb_order()(n in 0u32..1000, amount in 1i64..1000, at in instant(), rep in 0usize..4, customer in proptest::option::of(0usize..6), kind in 0usize..4) -> Order {
             let mut o = order(&format!("o{n}"), amount, "2024-01-01T00:00:00Z", Some(REPS[rep]))
                 .with_instant(at);
-            o.customer_id = customer.map(|c| format!("c{c}"));
+            o.customer_id = customer.map(|c| format!("c{c}")).map(Into::into);
             o.kind = [OrderKind::New, OrderKind::Upsell, OrderKind::CrossSell, OrderKind::Renewal][kind];
             o
         }
@@ -964,11 +964,11 @@ mod properties {
             orders in proptest::collection::vec(arb_order(), 0..12),
         ) -> Dataset {
             Dataset {
-                teams: dedup(teams, |t| t.id.clone()),
-                team_memberships: dedup(memberships, |m| m.id.clone()),
-                customers: dedup(customers, |c| c.id.clone()),
-                subscription_changes: dedup(subs, |s| s.id.clone()),
-                orders: dedup(orders, |o| o.id.clone()),
+                teams: dedup(teams, |t| t.id.to_string()),
+                team_memberships: dedup(memberships, |m| m.id.to_string()),
+                customers: dedup(customers, |c| c.id.to_string()),
+                subscription_changes: dedup(subs, |s| s.id.to_string()),
+                orders: dedup(orders, |o| o.id.to_string()),
                 ..Dataset::default()
             }
         }
@@ -982,7 +982,7 @@ mod properties {
         fn arb_deal()(n in 0u32..1000, amount in 0i64..1000, at in instant(), close in proptest::option::of(0i64..1500), won in any::<bool>(), owner in opt_rep(), stage in 0usize..6) -> Deal {
             let closed_at = later(at, close);
             Deal {
-                id: format!("d{n}"),
+                id: format!("d{n}").into(),
                 version: None,
                 amount,
                 created_at: at,
@@ -992,8 +992,8 @@ mod properties {
                     (Some(_), false) => DealStatus::Lost,
                 },
                 closed_at,
-                stage: STAGES[stage].map(str::to_string),
-                owner_rep_id: owner,
+                stage: STAGES[stage].map(Into::into),
+                owner_rep_id: owner.map(Into::into),
                 customer_id: None,
                 lead_id: None,
             }
@@ -1013,11 +1013,11 @@ mod properties {
     prop_compose! {
         fn arb_lead()(n in 0u32..1000, at in instant(), respond in proptest::option::of(0i64..300), convert in proptest::option::of(0i64..900), owner in opt_rep(), referral in any::<bool>()) -> Lead {
             Lead {
-                id: format!("l{n}"),
+                id: format!("l{n}").into(),
                 version: None,
                 source: if referral { "referral".into() } else { "web".into() },
                 created_at: at,
-                owner_rep_id: owner,
+                owner_rep_id: owner.map(Into::into),
                 first_response_at: later(at, respond),
                 converted_at: later(at, convert),
                 customer_id: None,
@@ -1028,7 +1028,7 @@ mod properties {
     prop_compose! {
         fn arb_activity()(n in 0u32..1000, kind in 0usize..8, at in instant(), seconds in proptest::option::of(0i64..5000), rep in 0usize..4) -> Activity {
             Activity {
-                id: format!("a{n}"),
+                id: format!("a{n}").into(),
                 version: None,
                 rep_id: REPS[rep].into(),
                 activity_type: ActivityType::ALL[kind],
@@ -1044,13 +1044,13 @@ mod properties {
     prop_compose! {
         fn arb_inquiry()(n in 0u32..1000, at in instant(), respond in proptest::option::of(0i64..100), rep in opt_rep()) -> Inquiry {
             Inquiry {
-                id: format!("i{n}"),
+                id: format!("i{n}").into(),
                 version: None,
                 channel: "email".into(),
                 received_at: at,
                 first_response_at: later(at, respond),
                 customer_id: None,
-                rep_id: rep,
+                rep_id: rep.map(Into::into),
             }
         }
     }
@@ -1058,12 +1058,12 @@ mod properties {
     prop_compose! {
         fn arb_csat()(n in 0u32..1000, score in 1i32..6, at in instant(), rep in opt_rep()) -> CsatResponse {
             CsatResponse {
-                id: format!("s{n}"),
+                id: format!("s{n}").into(),
                 version: None,
                 score,
                 responded_at: at,
                 customer_id: None,
-                rep_id: rep,
+                rep_id: rep.map(Into::into),
             }
         }
     }
@@ -1079,7 +1079,7 @@ mod properties {
             csat in proptest::collection::vec(arb_csat(), 0..6),
             changes in proptest::collection::vec((0usize..10, 0u32..1000, 0usize..5, instant()), 0..16),
         ) -> Dataset {
-            let deals = dedup(deals, |d| d.id.clone());
+            let deals = dedup(deals, |d| d.id.to_string());
             // Stage changes of the generated deals, before, during and after
             // their open span, into pipeline stages and one outside it.
             let deal_stage_changes = if deals.is_empty() {
@@ -1088,22 +1088,22 @@ mod properties {
                 let changes = changes
                     .into_iter()
                     .map(|(d, n, stage, at)| DealStageChange {
-                        id: format!("g{n}"),
+                        id: format!("g{n}").into(),
                         version: None,
                         deal_id: deals[d % deals.len()].id.clone(),
-                        stage: STAGES[stage].unwrap_or("parked").to_string(),
+                        stage: STAGES[stage].unwrap_or("parked").into(),
                         entered_at: at,
                     })
                     .collect();
-                dedup(changes, |c| c.id.clone())
+                dedup(changes, |c| c.id.to_string())
             };
             Dataset {
                 deal_stage_changes,
                 deals,
-                leads: dedup(leads, |l| l.id.clone()),
-                activities: dedup(activities, |a| a.id.clone()),
-                inquiries: dedup(inquiries, |i| i.id.clone()),
-                csat_responses: dedup(csat, |c| c.id.clone()),
+                leads: dedup(leads, |l| l.id.to_string()),
+                activities: dedup(activities, |a| a.id.to_string()),
+                inquiries: dedup(inquiries, |i| i.id.to_string()),
+                csat_responses: dedup(csat, |c| c.id.to_string()),
                 ..base
             }
         }

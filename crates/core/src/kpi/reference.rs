@@ -238,7 +238,9 @@ impl LeadSource for Scan {
 
     fn referrals(&self, c: &Calc<'_, '_>) -> i128 {
         let sources = &c.engine.settings().referral_sources;
-        c.leads().filter(|l| sources.contains(&l.source)).count() as i128
+        c.leads()
+            .filter(|l| sources.iter().any(|s| *s == l.source))
+            .count() as i128
     }
 }
 

@@ -33,8 +33,8 @@ pub fn team(id: &str, parent: Option<&str>) -> Record {
     Record::Team(Team {
         id: id.into(),
         version: None,
-        name: format!("Team {id}"),
-        parent_team_id: parent.map(str::to_string),
+        name: format!("Team {id}").into(),
+        parent_team_id: parent.map(Into::into),
     })
 }
 
@@ -44,7 +44,7 @@ pub fn member(id: &str, rep: &str, team: Option<&str>, at: &str) -> Record {
         id: id.into(),
         version: None,
         rep_id: rep.into(),
-        team_id: team.map(str::to_string),
+        team_id: team.map(Into::into),
         effective_at: instant(at),
     })
 }
@@ -54,7 +54,7 @@ pub fn rep(id: &str) -> Record {
     Record::Rep(Rep {
         id: id.into(),
         version: None,
-        name: format!("Rep {id}"),
+        name: format!("Rep {id}").into(),
         email: None,
     })
 }
@@ -68,7 +68,7 @@ pub fn order(id: &str, amount: i64, at: &str, rep: Option<&str>) -> Order {
         ordered_at: instant(at),
         kind: OrderKind::New,
         customer_id: None,
-        rep_id: rep.map(str::to_string),
+        rep_id: rep.map(Into::into),
         deal_id: None,
     }
 }
@@ -89,7 +89,7 @@ pub fn order_with(
 ) -> Record {
     Record::Order(Order {
         kind,
-        customer_id: customer.map(str::to_string),
+        customer_id: customer.map(Into::into),
         ..order(id, amount, at, rep)
     })
 }
@@ -101,7 +101,7 @@ pub fn customer(id: &str, acquired: &str, churned: Option<&str>, owner: Option<&
         version: None,
         acquired_at: instant(acquired),
         churned_at: churned.map(instant),
-        owner_rep_id: owner.map(str::to_string),
+        owner_rep_id: owner.map(Into::into),
         source: None,
         name: None,
     })
@@ -136,8 +136,8 @@ pub fn deal(
         created_at: instant(created),
         status,
         closed_at: closed.map(instant),
-        stage: stage.map(str::to_string),
-        owner_rep_id: owner.map(str::to_string),
+        stage: stage.map(Into::into),
+        owner_rep_id: owner.map(Into::into),
         customer_id: None,
         lead_id: None,
     })
@@ -168,7 +168,7 @@ pub fn lead(
         version: None,
         source: source.into(),
         created_at: instant(created),
-        owner_rep_id: owner.map(str::to_string),
+        owner_rep_id: owner.map(Into::into),
         first_response_at: responded.map(instant),
         converted_at: converted.map(instant),
         customer_id: None,
@@ -199,7 +199,7 @@ pub fn inquiry(id: &str, at: &str, responded: Option<&str>, rep: Option<&str>) -
         received_at: instant(at),
         first_response_at: responded.map(instant),
         customer_id: None,
-        rep_id: rep.map(str::to_string),
+        rep_id: rep.map(Into::into),
     })
 }
 
@@ -211,7 +211,7 @@ pub fn csat(id: &str, score: i32, at: &str, rep: Option<&str>) -> Record {
         score,
         responded_at: instant(at),
         customer_id: None,
-        rep_id: rep.map(str::to_string),
+        rep_id: rep.map(Into::into),
     })
 }
 
@@ -244,6 +244,6 @@ pub fn spend(id: &str, amount: i64, from: NaiveDate, to: NaiveDate, team: Option
         amount,
         start_date: from,
         end_date: to,
-        team_id: team.map(str::to_string),
+        team_id: team.map(Into::into),
     })
 }
