@@ -73,7 +73,7 @@ fn main() {
         let index = snapshot.index();
         let mut records = vec![
             Record::Order(first(&index.orders.by_time)),
-            Record::Activity(first(&index.activities.by_time)),
+            Record::Activity(first(&index.activities.by_type[0].0)),
             Record::Lead(first(&index.leads.by_created)),
             Record::Deal(first(&index.deals.by_created)),
         ];

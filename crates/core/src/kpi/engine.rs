@@ -472,7 +472,9 @@ fn reps_with_records_in<'a>(index: &Index<'a>, p: &PeriodRange) -> BTreeSet<&'a 
     add(&mut out, &index.leads.by_created, p);
     add(&mut out, &index.customers.by_acquired, p);
     add(&mut out, &index.customers.by_churned, p);
-    add(&mut out, &index.activities.by_time, p);
+    for by_time in index.activities.lists() {
+        add(&mut out, by_time, p);
+    }
     add(&mut out, &index.inquiries.by_time, p);
     add(&mut out, &index.csat.by_time, p);
     out

@@ -322,11 +322,11 @@ pub struct LeadIndex<'a> {
     pub by_source: HashMap<&'a str, (ByTime<'a, Lead>, Sums<'a, 3>)>,
 }
 
-/// Activities.
+/// Activities: one list per type and no list of all of them (every figure
+/// over activities is a sum over types, and a list of all would hold each
+/// activity twice more).
 #[derive(Debug)]
 pub struct ActivityIndex<'a> {
-    /// Activities by occurred_at.
-    pub by_time: ByTime<'a, Activity>,
     /// Per activity type (`ActivityType as usize`): the type's activities by
     /// occurred_at, and [Σ duration_seconds] over them.
     pub by_type: Vec<(ByTime<'a, Activity>, Sums<'a, 1>)>,
@@ -359,7 +359,7 @@ crate::heap_fields! {
     DealIndex<'_> => by_id, by_owner, stage_changes, by_created, by_closed, rollups;
     OrderIndex<'_> => by_time, rollups;
     LeadIndex<'_> => by_created, figures, by_source;
-    ActivityIndex<'_> => by_time, by_type;
+    ActivityIndex<'_> => by_type;
     InquiryIndex<'_> => by_time, figures;
     CsatIndex<'_> => by_time, figures;
     MrrTimeline<'_> => per_customer, first_positive, all, by_owner;
@@ -446,7 +446,7 @@ impl<'a> Index<'a> {
             .or_else(|| self.deals.by_created.rep_key(rep))
             .or_else(|| self.orders.by_time.rep_key(rep))
             .or_else(|| self.leads.by_created.rep_key(rep))
-            .or_else(|| self.activities.by_time.rep_key(rep))
+            .or_else(|| self.activities.lists().find_map(|l| l.rep_key(rep)))
             .or_else(|| self.inquiries.by_time.rep_key(rep))
             .or_else(|| self.csat.by_time.rep_key(rep))
     }
@@ -821,11 +821,14 @@ impl<'a> LeadIndex<'a> {
 impl<'a> ActivityIndex<'a> {
     /// Indexes the activities of `data`.
     pub fn new(data: &'a Dataset) -> Self {
-        let rep = |a: &'a Activity| Some(a.rep_id.as_str());
         ActivityIndex {
-            by_time: ByTime::with_reps(data.activities.iter().map(|a| (a.occurred_at, a)), rep),
             by_type: activity_rollups(data),
         }
+    }
+
+    /// The per-type lists of activities by occurred_at.
+    pub fn lists(&self) -> impl Iterator<Item = &ByTime<'a, Activity>> + '_ {
+        self.by_type.iter().map(|(by_time, _)| by_time)
     }
 }
 

@@ -68,9 +68,13 @@ impl<'a> Calc<'_, 'a> {
         })
     }
 
-    /// Activities with occurred_at ∈ P, in scope.
+    /// Activities with occurred_at ∈ P, in scope (read from the per-type
+    /// lists, whatever type each activity says it has).
     fn activities(&self) -> impl Iterator<Item = &'a crate::domain::Activity> + '_ {
-        self.window(&self.index.activities.by_time)
+        self.index
+            .activities
+            .lists()
+            .flat_map(|by_time| self.window(by_time))
             .filter(|(t, a)| self.counts(Some(&a.rep_id), *t))
             .map(|(_, a)| a)
     }

@@ -311,16 +311,17 @@ pub const NO_LINK: u32 = u32::MAX;
 /// Per activity type (`ActivityType as usize`): its activities by
 /// occurred_at and [Σ duration_seconds] over them.
 pub(crate) fn activity_rollups(data: &Dataset) -> Vec<(ByTime<'_, Activity>, Sums<'_, 1>)> {
-    ActivityType::ALL
-        .iter()
-        .map(|&kind| {
-            let by_time = ByTime::with_reps(
-                data.activities
-                    .iter()
-                    .filter(|a| a.activity_type == kind)
-                    .map(|a| (a.occurred_at, a)),
-                |a| Some(a.rep_id.as_str()),
-            );
+    // One pass over the records (the largest family) groups them by type.
+    let mut of_type: Vec<Vec<(Instant, &Activity)>> = vec![Vec::new(); ActivityType::ALL.len()];
+    for a in &data.activities {
+        if let Some(list) = of_type.get_mut(a.activity_type as usize) {
+            list.push((a.occurred_at, a));
+        }
+    }
+    of_type
+        .into_iter()
+        .map(|activities| {
+            let by_time = ByTime::with_reps(activities.into_iter(), |a| Some(a.rep_id.as_str()));
             let seconds = sums(&by_time, |a: &Activity| {
                 [i128::from(a.duration_seconds.unwrap_or(0))]
             });
