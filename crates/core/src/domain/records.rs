@@ -665,6 +665,21 @@ impl Dataset {
         out
     }
 
+    /// Sorts the list of `record_type` by id, as a load ordered by id gives
+    /// it (a list already in that order is only checked).
+    pub fn sort_by_id(&mut self, record_type: RecordType) {
+        macro_rules! sort {
+            ($list:ident, $record_type:ident) => {
+                if record_type == RecordType::$record_type
+                    && !self.$list.is_sorted_by(|a, b| a.id <= b.id)
+                {
+                    self.$list.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+                }
+            };
+        }
+        for_each_list!(sort);
+    }
+
     /// Moves every record of `other` into this dataset, list by list (a
     /// list this dataset has no record of is taken over whole).
     pub fn absorb(&mut self, mut other: Dataset) {
