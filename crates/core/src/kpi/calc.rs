@@ -30,7 +30,7 @@ use super::defs::pipeline::PipelineSource;
 use super::defs::sales::SalesSource;
 use super::engine::Engine;
 use super::index::{ByTime, Index, MembershipSpan, ResolvedScope};
-use super::rollup::{Figures, Span, Stocks, Sums, add, sum_range};
+use super::rollup::{Figures, Span, Stocks, Sums, add};
 
 /// Where the figures that have a rollup come from: every category's source
 /// trait, one implementation per reading.
@@ -206,12 +206,12 @@ impl<'e, 'a> Calc<'e, 'a> {
     pub(crate) fn total<T, const N: usize>(
         &self,
         by_time: &ByTime<'a, T>,
-        sums: &Sums<'a, N>,
+        sums: &Sums<'a, T, N>,
     ) -> (i128, Figures<N>) {
         let (mut count, mut figures) = (0, [0; N]);
         for (rep, r) in self.ranges(by_time) {
             count += r.len() as i128;
-            add(&mut figures, &sum_range(sums.list(rep), &r));
+            add(&mut figures, &sums.range(by_time.list(rep), rep, &r));
         }
         (count, figures)
     }

@@ -275,9 +275,9 @@ pub struct CustomerIndex<'a> {
     /// Churned customers by churned_at.
     pub by_churned: ByTime<'a, Customer>,
     /// Customers by acquired_at: the count alone.
-    pub acquired: Sums<'a, 0>,
+    pub acquired: Sums<'a, Customer, 0>,
     /// Customers by churned_at: the count alone.
-    pub churned: Sums<'a, 0>,
+    pub churned: Sums<'a, Customer, 0>,
     /// Customers active, per owner: [count], over (acquired_at, churned_at].
     pub active_customers: Stocks<'a, 1>,
 }
@@ -316,10 +316,10 @@ pub struct LeadIndex<'a> {
     /// Leads by created_at.
     pub by_created: ByTime<'a, Lead>,
     /// Leads by created_at: [converted, responded, Σ response nanoseconds].
-    pub figures: Sums<'a, 3>,
+    pub figures: Sums<'a, Lead, 3>,
     /// Per lead source: its leads by created_at, and the same sums as
     /// `figures` over them.
-    pub by_source: HashMap<&'a str, (ByTime<'a, Lead>, Sums<'a, 3>)>,
+    pub by_source: HashMap<&'a str, (ByTime<'a, Lead>, Sums<'a, Lead, 3>)>,
 }
 
 /// Activities: one list per type and no list of all of them (every figure
@@ -329,7 +329,7 @@ pub struct LeadIndex<'a> {
 pub struct ActivityIndex<'a> {
     /// Per activity type (`ActivityType as usize`): the type's activities by
     /// occurred_at, and [Σ duration_seconds] over them.
-    pub by_type: Vec<(ByTime<'a, Activity>, Sums<'a, 1>)>,
+    pub by_type: Vec<(ByTime<'a, Activity>, Sums<'a, Activity, 1>)>,
 }
 
 /// Inquiries.
@@ -338,7 +338,7 @@ pub struct InquiryIndex<'a> {
     /// Inquiries by received_at.
     pub by_time: ByTime<'a, Inquiry>,
     /// Inquiries by received_at: [responded, Σ response nanoseconds].
-    pub figures: Sums<'a, 2>,
+    pub figures: Sums<'a, Inquiry, 2>,
 }
 
 /// CSAT responses.
@@ -348,7 +348,7 @@ pub struct CsatIndex<'a> {
     pub by_time: ByTime<'a, CsatResponse>,
     /// CSAT responses by responded_at: [Σ score, then the count with a
     /// score ≥ s for each s of [`super::rollup::CSAT_SCORES`]].
-    pub figures: Sums<'a, 6>,
+    pub figures: Sums<'a, CsatResponse, 6>,
 }
 
 crate::heap_fields! {

@@ -55,6 +55,30 @@ fn prefix<X, const N: usize>(
     out
 }
 
+/// Positions of a list between two prefix sums kept by [`Sums`].
+pub const SUM_BLOCK: usize = 16;
+
+/// The prefix sums of `figures` over a sorted list kept every
+/// [`SUM_BLOCK`] positions: `out[k]` is the sum of the first
+/// k × `SUM_BLOCK` entries, for every k × `SUM_BLOCK` ≤ the list's length.
+fn kept_prefix<T, const N: usize>(
+    items: &[(Instant, &T)],
+    figures: fn(&T) -> Figures<N>,
+) -> Vec<Figures<N>> {
+    let mut out = Vec::with_capacity(items.len() / SUM_BLOCK + 1);
+    let mut running = [0i128; N];
+    for (i, (_, x)) in items.iter().enumerate() {
+        if i.is_multiple_of(SUM_BLOCK) {
+            out.push(running);
+        }
+        add(&mut running, &figures(x));
+    }
+    if items.len().is_multiple_of(SUM_BLOCK) {
+        out.push(running);
+    }
+    out
+}
+
 /// The instants that count for a windowed figure: start ≤ t < end, and, for
 /// a rep's records under a TEAM scope, after < t ≤ until (the span during
 /// which the rep's team was in the subtree; `None`: unbounded).
@@ -127,24 +151,65 @@ impl<'a, V> Aligned<'a, V> {
     }
 }
 
-/// Prefix sums of N figures aligned with a [`ByTime`] list and its per-rep
-/// lists (one more entry than records: entry i sums the first i records),
-/// so the count and sums of any range of positions cost O(1).
-pub type Sums<'a, const N: usize> = Aligned<'a, Figures<N>>;
+/// Sums of N figures of the records of a [`ByTime`] list and of each of its
+/// per-rep lists, over any range of positions: the prefix sums kept every
+/// [`SUM_BLOCK`] positions, plus the figures of the at most
+/// `SUM_BLOCK` − 1 records between a kept sum and each end of the range,
+/// worked out when read. A prefix sum per record would cost
+/// `SUM_BLOCK` times the memory for the same exact answer.
+#[derive(Debug)]
+pub struct Sums<'a, T, const N: usize> {
+    kept: Aligned<'a, Figures<N>>,
+    figures: fn(&T) -> Figures<N>,
+}
 
 /// Sums `figures` of each record of `by_time`.
 pub fn sums<'a, T, const N: usize>(
     by_time: &ByTime<'a, T>,
-    figures: impl Fn(&T) -> Figures<N>,
-) -> Sums<'a, N> {
-    Aligned::new(by_time, |items| prefix(items, |record| figures(record)))
+    figures: fn(&T) -> Figures<N>,
+) -> Sums<'a, T, N> {
+    Sums {
+        kept: Aligned::new(by_time, |items| kept_prefix(items, figures)),
+        figures,
+    }
 }
 
-/// The sums of the records at `positions` of a list, from its prefix sums.
-pub fn sum_range<const N: usize>(prefix: &[Figures<N>], positions: &Range<usize>) -> Figures<N> {
-    match (prefix.get(positions.end), prefix.get(positions.start)) {
-        (Some(hi), Some(lo)) => sub(hi, lo),
-        _ => [0; N],
+impl<T, const N: usize> Sums<'_, T, N> {
+    /// The sums of the records at `positions` of `items`, the list these
+    /// sums were built over: all records (`rep` `None`) or `rep`'s.
+    pub fn range(
+        &self,
+        items: &[(Instant, &T)],
+        rep: Option<&str>,
+        positions: &Range<usize>,
+    ) -> Figures<N> {
+        let (start, end) = (positions.start, positions.end.min(items.len()));
+        if start >= end {
+            return [0; N];
+        }
+        if end - start <= 2 * SUM_BLOCK {
+            return self.add_up(items.get(start..end).unwrap_or_default(), [0; N]);
+        }
+        let kept = self.kept.list(rep);
+        sub(
+            &self.prefix_at(kept, items, end),
+            &self.prefix_at(kept, items, start),
+        )
+    }
+
+    /// The sum of the first `i` records of `items`.
+    fn prefix_at(&self, kept: &[Figures<N>], items: &[(Instant, &T)], i: usize) -> Figures<N> {
+        let block = i / SUM_BLOCK;
+        let base = kept.get(block).copied().unwrap_or([0; N]);
+        self.add_up(items.get(block * SUM_BLOCK..i).unwrap_or_default(), base)
+    }
+
+    /// `total` plus the figures of `items`.
+    fn add_up(&self, items: &[(Instant, &T)], mut total: Figures<N>) -> Figures<N> {
+        for (_, record) in items {
+            add(&mut total, &(self.figures)(record));
+        }
+        total
     }
 }
 
@@ -259,6 +324,12 @@ impl<V: HeapBytes> HeapBytes for Aligned<'_, V> {
     }
 }
 
+impl<T, const N: usize> HeapBytes for Sums<'_, T, N> {
+    fn heap_bytes(&self) -> usize {
+        self.kept.heap_bytes()
+    }
+}
+
 impl<const N: usize> HeapBytes for Stock<N> {
     fn heap_bytes(&self) -> usize {
         self.times.heap_bytes() + self.prefix.heap_bytes()
@@ -310,7 +381,9 @@ pub const NO_LINK: u32 = u32::MAX;
 
 /// Per activity type (`ActivityType as usize`): its activities by
 /// occurred_at and [Σ duration_seconds] over them.
-pub(crate) fn activity_rollups(data: &Dataset) -> Vec<(ByTime<'_, Activity>, Sums<'_, 1>)> {
+pub(crate) fn activity_rollups(
+    data: &Dataset,
+) -> Vec<(ByTime<'_, Activity>, Sums<'_, Activity, 1>)> {
     // One pass over the records (the largest family) groups them by type.
     let mut of_type: Vec<Vec<(Instant, &Activity)>> = vec![Vec::new(); ActivityType::ALL.len()];
     for a in &data.activities {
@@ -331,7 +404,9 @@ pub(crate) fn activity_rollups(data: &Dataset) -> Vec<(ByTime<'_, Activity>, Sum
 }
 
 /// Per lead source: its leads by created_at and their lead figures.
-pub(crate) fn leads_by_source(data: &Dataset) -> HashMap<&str, (ByTime<'_, Lead>, Sums<'_, 3>)> {
+pub(crate) fn leads_by_source(
+    data: &Dataset,
+) -> HashMap<&str, (ByTime<'_, Lead>, Sums<'_, Lead, 3>)> {
     let mut by_source: HashMap<&str, Vec<&Lead>> = HashMap::default();
     for l in &data.leads {
         by_source.entry(l.source.as_str()).or_default().push(l);
@@ -352,7 +427,7 @@ pub(crate) fn leads_by_source(data: &Dataset) -> HashMap<&str, (ByTime<'_, Lead>
 #[derive(Debug)]
 pub struct OrderRollups<'a> {
     /// Orders by ordered_at: [Σ amount].
-    pub amounts: Sums<'a, 1>,
+    pub amounts: Sums<'a, Order, 1>,
     /// Per order of the orders-by-time list: (1 + the position in the same
     /// list of the previous order of the same customer, the same among
     /// UPSELL/CROSS_SELL orders), 0 for none: the first order of a customer
@@ -463,9 +538,9 @@ fn position_in<T>(records: &[T], record: &T) -> Option<usize> {
 pub struct DealRollups<'a> {
     /// Deals by closed_at: [won, Σ won amount, Σ won closed_at − created_at
     /// in nanoseconds, lost].
-    pub closed: Sums<'a, 4>,
+    pub closed: Sums<'a, Deal, 4>,
     /// Deals by created_at: the count alone.
-    pub created: Sums<'a, 0>,
+    pub created: Sums<'a, Deal, 0>,
     /// Deals open, per owner: [count, Σ amount]. A deal is open over
     /// (created_at, closed_at] when WON/LOST with a close instant, and over
     /// (created_at, ∞) otherwise.
@@ -648,4 +723,52 @@ fn open_by_stage<'a>(
         .into_iter()
         .map(|(stage, b)| (stage, b.build()))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::build::{dataset, sale};
+
+    /// The sums of every range of positions, of lists shorter and longer
+    /// than a block and ending on and off a block's edge, for all records
+    /// and per rep, equal the amounts added up one by one: (1 + position)
+    /// × 10 for the records in time order, so each range has its own sum.
+    #[test]
+    fn the_sums_of_any_range_equal_adding_its_records() {
+        for len in [
+            0,
+            1,
+            SUM_BLOCK - 1,
+            SUM_BLOCK,
+            2 * SUM_BLOCK + 1,
+            5 * SUM_BLOCK + 3,
+        ] {
+            let data = dataset((0..len).map(|i| {
+                let at = format!("2024-03-01T00:{:02}:{:02}Z", i / 60, i % 60);
+                let rep = ["r1", "r2", "r3"][i % 3];
+                sale(&format!("o{i:03}"), (i as i64 + 1) * 10, &at, Some(rep))
+            }));
+            let by_time = ByTime::with_reps(
+                data.orders.iter().map(|o| (o.ordered_at, o)),
+                |o: &Order| o.rep_id.as_deref(),
+            );
+            let amounts = sums(&by_time, |o: &Order| [i128::from(o.amount)]);
+            for rep in [None, Some("r1"), Some("r2"), Some("r3")] {
+                let items = by_time.list(rep);
+                for start in 0..=items.len() {
+                    for end in start..=items.len() + 1 {
+                        let expected: i128 = items
+                            .get(start..end.min(items.len()))
+                            .unwrap_or_default()
+                            .iter()
+                            .map(|(_, o)| i128::from(o.amount))
+                            .sum();
+                        let got = amounts.range(items, rep, &(start..end));
+                        assert_eq!(got, [expected], "{len} records, {rep:?}, {start}..{end}");
+                    }
+                }
+            }
+        }
+    }
 }
