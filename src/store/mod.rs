@@ -455,6 +455,36 @@ mod tests {
     use crate::domain::Record;
     use salesmetrics_core::testkit::build::{dataset, order, rep};
 
+    /// On SQLite (no table statistics), the change feed of every record
+    /// type is read through its (tenant_id, changed_version) index, so a
+    /// catch-up reads the changed rows only, not every row of the tenant.
+    #[tokio::test]
+    async fn sqlite_reads_the_change_feed_through_its_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("feed.db");
+        connect(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap();
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        for record_type in RecordType::ALL {
+            let sql = format!(
+                "EXPLAIN QUERY PLAN {}",
+                reads::changed_rows_sql(record_type)
+            );
+            let mut statement = conn.prepare(&sql).unwrap();
+            let plan: Vec<String> = statement
+                .query_map(rusqlite::params!["t1", 7], |row| row.get::<_, String>(3))
+                .unwrap()
+                .collect::<std::result::Result<_, _>>()
+                .unwrap();
+            let index = format!("{}_tenant_changed_version", rows::table(record_type).table);
+            assert!(
+                plan.len() == 1 && plan[0].contains(&index),
+                "{record_type:?}: {plan:?}"
+            );
+        }
+    }
+
     /// The queue hands out every record type once, the largest lists first.
     #[test]
     fn a_load_queue_hands_out_every_record_type_once() {
