@@ -21,6 +21,7 @@ use async_trait::async_trait;
 use crate::domain::{Dataset, Record, RecordType, TenantSettings};
 use crate::error::{Error, Result};
 
+mod copy_load;
 mod open_error;
 pub mod postgres;
 mod reads;

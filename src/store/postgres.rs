@@ -21,6 +21,7 @@ use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, Postgres};
 
+use super::copy_load;
 use super::reads::SqlReads;
 use super::rows::{self, TeamTree, TeamTreeGuard, Value};
 use super::{
@@ -492,7 +493,9 @@ impl Store for PostgresStore {
                     .map(|_| {
                         let (reads, queue) = (self.reads.clone(), queue.clone());
                         let tenant = tenant.to_string();
-                        tokio::spawn(async move { reads.load_part(&tenant, &queue).await })
+                        tokio::spawn(
+                            async move { copy_load::load_part(&reads, &tenant, &queue).await },
+                        )
                     })
                     .collect();
                 let mut loaded = Vec::with_capacity(tasks.len());
@@ -508,7 +511,9 @@ impl Store for PostgresStore {
                 }
             }
         }
-        self.reads.load(tenant).await
+        let (version, dataset) =
+            copy_load::load_part(&self.reads, tenant, &LoadQueue::default()).await?;
+        Ok((version.unwrap_or(0), dataset))
     }
 
     async fn data_version(&self, tenant: &str) -> Result<Option<i64>> {

@@ -8,17 +8,20 @@
 
 use std::sync::LazyLock;
 
-use futures::TryStreamExt;
-
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Type};
 
 use super::rows::{self, read_record};
 use super::{
-    API_KEY_COLUMNS, ApiKeyInfo, Changes, DATA_VERSION_SQL, LoadQueue, StoredApiKey,
-    api_key_from_row,
+    API_KEY_COLUMNS, ApiKeyInfo, Changes, DATA_VERSION_SQL, StoredApiKey, api_key_from_row,
 };
-use crate::domain::{Dataset, Record, RecordType, TenantSettings};
+use crate::domain::{Record, RecordType, TenantSettings};
 use crate::error::{Error, Result};
+
+/// `SELECT id, version, <data columns> FROM <table>` of one record type,
+/// the row layout every record read uses.
+pub(super) fn select_sql(record_type: RecordType) -> &'static str {
+    &STATEMENTS[record_type as usize].select
+}
 
 /// The SQL that reads the rows of one record type of tenant `$1` written
 /// after data version `$2` (the change feed's statement).
@@ -28,15 +31,13 @@ pub(super) fn changed_rows_sql(record_type: RecordType) -> &'static str {
 
 /// The read SQL of one record table, built once from [`rows::table`].
 struct ReadStatements {
+    /// `SELECT id, version, <data columns> FROM <table>`: what every read
+    /// below selects.
+    select: String,
     /// `id > $2 ORDER BY id LIMIT $3`, for export.
     page: String,
     /// Every row of the tenant, ordered by id.
     all: String,
-    /// Every row of the tenant, in the order the database finds them
-    /// cheapest (a sequential scan rather than a walk of the primary key,
-    /// whose random reads of the table dominate a large cold load); the
-    /// loader sorts them by id.
-    scan: String,
     /// The rows written after data version `$2` (the change feed), found
     /// through the (tenant_id, changed_version) index. No `ORDER BY id`:
     /// with it SQLite walks the primary key through every row of the
@@ -60,8 +61,8 @@ static STATEMENTS: LazyLock<Vec<ReadStatements>> = LazyLock::new(|| {
             ReadStatements {
                 page: format!("{select} WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT $3"),
                 all: format!("{select} WHERE tenant_id = $1 ORDER BY id"),
-                scan: format!("{select} WHERE tenant_id = $1"),
                 changed: format!("{select} WHERE tenant_id = $1 AND changed_version > $2"),
+                select,
             }
         })
         .collect()
@@ -148,44 +149,6 @@ where
             .collect()
     }
 
-    /// Every record of the tenant and its data version, from one snapshot.
-    pub async fn load(&self, tenant: &str) -> Result<(i64, Dataset)> {
-        let (version, dataset) = self.load_part(tenant, &LoadQueue::default()).await?;
-        Ok((version.unwrap_or(0), dataset))
-    }
-
-    /// One part of a full load: in one read transaction, the tenant's data
-    /// version and every row of each record type `queue` hands out.
-    pub async fn load_part(
-        &self,
-        tenant: &str,
-        queue: &LoadQueue,
-    ) -> Result<(Option<i64>, Dataset)> {
-        let mut tx = self.begin().await?;
-        // First statement: the snapshot starts here, so the version matches
-        // the records read after it.
-        let version: Option<i64> = sqlx::query_scalar(DATA_VERSION_SQL)
-            .bind(tenant)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let mut dataset = Dataset::default();
-        while let Some(record_type) = queue.next() {
-            // Row by row as the driver yields them: a tenant's rows are
-            // never all held at once beside the records made from them
-            // (that doubled the memory a load took at its peak, and kept it).
-            let mut rows = sqlx::query(&STATEMENTS[record_type as usize].scan)
-                .bind(tenant)
-                .fetch(&mut *tx);
-            while let Some(row) = rows.try_next().await? {
-                dataset.push(read_record(record_type, &row)?);
-            }
-            drop(rows);
-            dataset.sort_by_id(record_type);
-        }
-        tx.commit().await?;
-        Ok((version, dataset))
-    }
-
     /// What changed after data version `since`, in one snapshot; `None`
     /// when tombstones after `since` may have been pruned.
     pub async fn changes_since(&self, tenant: &str, since: i64) -> Result<Option<Changes>> {
@@ -247,7 +210,7 @@ where
     }
 
     /// Opens a read transaction that sees one snapshot of every table.
-    async fn begin(&self) -> Result<sqlx::Transaction<'static, DB>> {
+    pub async fn begin(&self) -> Result<sqlx::Transaction<'static, DB>> {
         Ok(match self.begin_snapshot {
             Some(statement) => self.pool.begin_with(statement).await?,
             None => self.pool.begin().await?,

@@ -923,6 +923,45 @@ pub(super) fn read_sqlite_record(record_type: RecordType, row: &rusqlite::Row) -
     )
 }
 
+/// [`read_columns`] for a row of PostgreSQL's binary `COPY` format: each
+/// field's bytes (`None`: NULL), text as UTF-8, integers big-endian.
+pub(super) fn read_copy_record(
+    record_type: RecordType,
+    fields: &[Option<&[u8]>],
+) -> Result<Record> {
+    let field = |i: usize| {
+        fields.get(i).copied().ok_or_else(|| {
+            Error::internal(format!(
+                "COPY row of {} fields has no field {i}",
+                fields.len()
+            ))
+        })
+    };
+    read_columns(
+        record_type,
+        |i| {
+            field(i)?
+                .map(|bytes| {
+                    std::str::from_utf8(bytes)
+                        .map(Into::into)
+                        .map_err(|_| Error::internal("COPY text field is not UTF-8"))
+                })
+                .transpose()
+        },
+        |i| {
+            field(i)?
+                .map(|bytes| match bytes.len() {
+                    8 => Ok(i64::from_be_bytes(bytes.try_into().unwrap_or([0; 8]))),
+                    4 => Ok(i64::from(i32::from_be_bytes(
+                        bytes.try_into().unwrap_or([0; 4]),
+                    ))),
+                    n => Err(Error::internal(format!("COPY integer field of {n} bytes"))),
+                })
+                .transpose()
+        },
+    )
+}
+
 /// The error for a write or settings call on a tenant that does not exist.
 pub(super) fn unknown_tenant(tenant: &str) -> Error {
     Error::NotFound(format!("tenant {} does not exist", quote(tenant)))
