@@ -410,7 +410,7 @@ impl Columns {
 /// produced them).
 pub(super) fn decode(
     record_type: RecordType,
-    id: String,
+    id: crate::domain::Text,
     version: Option<i64>,
     values: Vec<Value>,
 ) -> Result<Record> {
@@ -429,26 +429,26 @@ pub(super) fn decode(
     };
     Ok(match record_type {
         RecordType::Team => Record::Team(Team {
-            id: id.into(),
+            id,
             version,
             name: c.text()?,
             parent_team_id: c.opt_text()?,
         }),
         RecordType::TeamMembership => Record::TeamMembership(TeamMembership {
-            id: id.into(),
+            id,
             version,
             rep_id: c.text()?,
             team_id: c.opt_text()?,
             effective_at: c.instant()?,
         }),
         RecordType::Rep => Record::Rep(Rep {
-            id: id.into(),
+            id,
             version,
             name: c.text()?,
             email: c.opt_text()?,
         }),
         RecordType::Customer => Record::Customer(Customer {
-            id: id.into(),
+            id,
             version,
             acquired_at: c.instant()?,
             churned_at: c.opt_instant()?,
@@ -457,7 +457,7 @@ pub(super) fn decode(
             name: c.opt_text()?,
         }),
         RecordType::Lead => Record::Lead(Lead {
-            id: id.into(),
+            id,
             version,
             source: c.text()?,
             created_at: c.instant()?,
@@ -467,7 +467,7 @@ pub(super) fn decode(
             customer_id: c.opt_text()?,
         }),
         RecordType::Deal => Record::Deal(Deal {
-            id: id.into(),
+            id,
             version,
             amount: c.int()?,
             created_at: c.instant()?,
@@ -482,14 +482,14 @@ pub(super) fn decode(
             lead_id: c.opt_text()?,
         }),
         RecordType::DealStageChange => Record::DealStageChange(DealStageChange {
-            id: id.into(),
+            id,
             version,
             deal_id: c.text()?,
             stage: c.text()?,
             entered_at: c.instant()?,
         }),
         RecordType::Order => Record::Order(Order {
-            id: id.into(),
+            id,
             version,
             amount: c.int()?,
             ordered_at: c.instant()?,
@@ -507,7 +507,7 @@ pub(super) fn decode(
             deal_id: c.opt_text()?,
         }),
         RecordType::SubscriptionChange => Record::SubscriptionChange(SubscriptionChange {
-            id: id.into(),
+            id,
             version,
             subscription_id: c.text()?,
             customer_id: c.text()?,
@@ -515,7 +515,7 @@ pub(super) fn decode(
             effective_at: c.instant()?,
         }),
         RecordType::Activity => Record::Activity(Activity {
-            id: id.into(),
+            id,
             version,
             rep_id: c.text()?,
             activity_type: c.enumeration(&ActivityType::ALL, ActivityType::as_str)?,
@@ -526,7 +526,7 @@ pub(super) fn decode(
             customer_id: c.opt_text()?,
         }),
         RecordType::Inquiry => Record::Inquiry(Inquiry {
-            id: id.into(),
+            id,
             version,
             channel: c.text()?,
             received_at: c.instant()?,
@@ -535,7 +535,7 @@ pub(super) fn decode(
             rep_id: c.opt_text()?,
         }),
         RecordType::CsatResponse => Record::CsatResponse(CsatResponse {
-            id: id.into(),
+            id,
             version,
             score: {
                 let score = c.int()?;
@@ -567,7 +567,7 @@ pub(super) fn decode(
                 _ => return Err(c.corrupt("bad target scope")),
             };
             Record::Target(Target {
-                id: id.into(),
+                id,
                 version,
                 metric,
                 value,
@@ -577,7 +577,7 @@ pub(super) fn decode(
             })
         }
         RecordType::Spend => Record::Spend(Spend {
-            id: id.into(),
+            id,
             version,
             category: c.enumeration(
                 &[SpendCategory::Marketing, SpendCategory::Sales],
@@ -891,7 +891,7 @@ fn read_columns(
             })
         })
         .collect::<Result<Vec<_>>>()?;
-    decode(record_type, id.to_string(), version, values)
+    decode(record_type, id, version, values)
 }
 
 /// [`read_columns`] for a row read by sqlx (either backend).
