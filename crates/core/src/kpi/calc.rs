@@ -211,7 +211,7 @@ impl<'e, 'a> Calc<'e, 'a> {
         let (mut count, mut figures) = (0, [0; N]);
         for (rep, r) in self.ranges(by_time) {
             count += r.len() as i128;
-            add(&mut figures, &sums.range(by_time.list(rep), rep, &r));
+            add(&mut figures, &sums.range(by_time, rep, &r));
         }
         (count, figures)
     }

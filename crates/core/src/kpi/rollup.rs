@@ -174,15 +174,16 @@ pub fn sums<'a, T, const N: usize>(
     }
 }
 
-impl<T, const N: usize> Sums<'_, T, N> {
-    /// The sums of the records at `positions` of `items`, the list these
-    /// sums were built over: all records (`rep` `None`) or `rep`'s.
+impl<'a, T, const N: usize> Sums<'a, T, N> {
+    /// The sums of the records at `positions` of `by_time` (the list these
+    /// sums were built over), of all records (`rep` `None`) or of `rep`'s.
     pub fn range(
         &self,
-        items: &[(Instant, &T)],
+        by_time: &ByTime<'a, T>,
         rep: Option<&str>,
         positions: &Range<usize>,
     ) -> Figures<N> {
+        let items = by_time.list(rep);
         let (start, end) = (positions.start, positions.end.min(items.len()));
         if start >= end {
             return [0; N];
@@ -764,7 +765,7 @@ mod tests {
                             .iter()
                             .map(|(_, o)| i128::from(o.amount))
                             .sum();
-                        let got = amounts.range(items, rep, &(start..end));
+                        let got = amounts.range(&by_time, rep, &(start..end));
                         assert_eq!(got, [expected], "{len} records, {rep:?}, {start}..{end}");
                     }
                 }
