@@ -27,7 +27,10 @@ fn rss_mib() -> f64 {
 
 /// The earliest record of a list, cloned.
 fn first<T: Clone>(list: &ByTime<'_, T>) -> T {
-    list.items()[0].1.clone()
+    list.list(None)
+        .record(0)
+        .cloned()
+        .expect("the list has records")
 }
 
 fn main() {
@@ -69,6 +72,25 @@ fn main() {
         bytes as f64 / (1u64 << 20) as f64,
         bytes as f64 / scale as f64,
     );
+    {
+        use salesmetrics::heap::HeapBytes;
+        let index = snapshot.index();
+        let mib = |bytes: usize| bytes as f64 / (1u64 << 20) as f64;
+        println!(
+            "estimated index memory per family, MiB: organisation {:.1}, customers {:.1}, \
+             deals {:.1}, orders {:.1}, leads {:.1}, activities {:.1}, inquiries {:.1}, \
+             CSAT {:.1}; the records {:.1} (without spare capacity)",
+            mib((*index.org).heap_bytes()),
+            mib((*index.customers).heap_bytes()),
+            mib((*index.deals).heap_bytes()),
+            mib((*index.orders).heap_bytes()),
+            mib((*index.leads).heap_bytes()),
+            mib((*index.activities).heap_bytes()),
+            mib((*index.inquiries).heap_bytes()),
+            mib((*index.csat).heap_bytes()),
+            mib(snapshot.to_dataset().heap_bytes()),
+        );
+    }
     let one_of_each: Vec<Record> = {
         let index = snapshot.index();
         let mut records = vec![

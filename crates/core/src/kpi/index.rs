@@ -13,11 +13,13 @@
 
 // Fx hashing: the keys are short ids from our own store, and the engine does
 // millions of lookups per bundle (SipHash was a sixth of its time).
+use std::ops::Range;
+
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use super::rollup::{
-    DealRollups, OrderRollups, Stocks, Sums, active_customers, activity_rollups, csat_figures,
-    lead_figures, leads_by_source, response, sums,
+    DealRollups, OrderRollups, StageChanges, Stocks, Sums, active_customers, activity_rollups,
+    csat_figures, lead_figures, leads_by_source, response, sums,
 };
 use crate::domain::{
     Activity, CsatResponse, Customer, Dataset, Deal, Inquiry, Instant, Lead, Order, Scope, Target,
@@ -26,49 +28,136 @@ use crate::domain::{
 use crate::heap::HeapBytes;
 
 /// Records of one kind sorted by one of their instants, so the records of a
-/// period are one contiguous slice found by binary search; optionally also
+/// period are one contiguous run found by binary search; optionally also
 /// per rep (the record's own rep field), so a REP scope reads only its rep's
 /// records.
+///
+/// Compact on purpose (it is most of an index's memory): the list holds one
+/// reference per record and reads each record's instant from the record
+/// itself, and a rep's list holds the 4-byte positions of its records in
+/// the whole list, not the records again.
 #[derive(Debug)]
 pub struct ByTime<'a, T> {
-    items: Vec<(Instant, &'a T)>,
-    /// The same records per rep field value, when built with
-    /// [`ByTime::with_reps`].
-    by_rep: Option<HashMap<&'a str, Vec<(Instant, &'a T)>>>,
+    /// The records, sorted by instant.
+    items: Vec<&'a T>,
+    /// The instant a record is sorted by (`None`: the record is not listed).
+    at: fn(&T) -> Option<Instant>,
+    /// Per rep field value: the positions in `items` of its records, in
+    /// ascending order (when built with [`ByTime::with_reps`]).
+    by_rep: Option<HashMap<&'a str, Vec<u32>>>,
 }
 
-/// The items of a sorted list whose instant t satisfies start ≤ t < end.
-fn slice<X>(items: &[(Instant, X)], start: Instant, end: Instant) -> &[(Instant, X)] {
-    let lo = items.partition_point(|(t, _)| *t < start);
-    let hi = items.partition_point(|(t, _)| *t < end).max(lo);
-    items.get(lo..hi).unwrap_or_default()
+/// A list of a [`ByTime`], sorted by instant: every record, or one rep's.
+/// Cheap to copy; positions are positions in this list.
+#[derive(Debug)]
+pub struct List<'s, 'a, T> {
+    /// The whole list's records.
+    items: &'s [&'a T],
+    /// The instant of a record.
+    at: fn(&T) -> Option<Instant>,
+    /// A rep's positions in `items` (`None`: every record).
+    positions: Option<&'s [u32]>,
+}
+
+impl<T> Clone for List<'_, '_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for List<'_, '_, T> {}
+
+impl<'s, 'a, T> List<'s, 'a, T> {
+    /// The number of records.
+    pub fn len(&self) -> usize {
+        self.positions.map_or(self.items.len(), <[u32]>::len)
+    }
+
+    /// Whether the list has no records.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The instant a listed record is sorted by.
+    fn instant(&self, record: &T) -> Instant {
+        (self.at)(record).unwrap_or(Instant::MIN_UTC)
+    }
+
+    /// The record at position `i`.
+    pub fn record(&self, i: usize) -> Option<&'a T> {
+        let i = match self.positions {
+            None => i,
+            Some(positions) => *positions.get(i)? as usize,
+        };
+        self.items.get(i).copied()
+    }
+
+    /// The record at position `i`, with its instant.
+    pub fn get(&self, i: usize) -> Option<(Instant, &'a T)> {
+        self.record(i).map(|r| (self.instant(r), r))
+    }
+
+    /// The number of leading records whose instant satisfies `before`
+    /// (which must hold for a prefix of the list and not after it).
+    pub fn partition_point(&self, before: impl Fn(Instant) -> bool) -> usize {
+        match self.positions {
+            None => self.items.partition_point(|r| before(self.instant(r))),
+            Some(positions) => positions.partition_point(|&p| {
+                self.items
+                    .get(p as usize)
+                    .is_some_and(|r| before(self.instant(r)))
+            }),
+        }
+    }
+
+    /// The records at `positions` of this list, with their instants.
+    pub fn range(self, positions: Range<usize>) -> impl Iterator<Item = (Instant, &'a T)> + 's {
+        let end = positions.end.min(self.len());
+        (positions.start.min(end)..end).filter_map(move |i| self.get(i))
+    }
+
+    /// Every record, with its instant.
+    pub fn iter(self) -> impl Iterator<Item = (Instant, &'a T)> + 's {
+        self.range(0..self.len())
+    }
+
+    /// The positions of the records whose instant t satisfies start ≤ t < end.
+    pub fn between(&self, start: Instant, end: Instant) -> Range<usize> {
+        let lo = self.partition_point(|t| t < start);
+        let hi = self.partition_point(|t| t < end).max(lo);
+        lo..hi
+    }
 }
 
 impl<'a, T> ByTime<'a, T> {
-    /// Sorts `(instant, record)` pairs by instant.
-    pub fn new(items: impl Iterator<Item = (Instant, &'a T)>) -> Self {
-        let mut items: Vec<_> = items.collect();
-        items.sort_by_key(|(t, _)| *t);
+    /// Sorts `records` by their instant `at` (records without one are left
+    /// out).
+    pub fn new(records: impl Iterator<Item = &'a T>, at: fn(&T) -> Option<Instant>) -> Self {
+        let mut keyed: Vec<(Instant, &'a T)> = records.filter_map(|r| Some((at(r)?, r))).collect();
+        keyed.sort_by_key(|(t, _)| *t);
         ByTime {
-            items,
+            items: keyed.into_iter().map(|(_, r)| r).collect(),
+            at,
             by_rep: None,
         }
     }
 
     /// Like [`ByTime::new`], and also grouped by `rep_of(record)`.
     ///
-    /// Each record's rep is looked up once, in the order `items` gives
+    /// Each record's rep is looked up once, in the order `records` gives
     /// (the records' own order in memory), and kept as a small number, so
     /// grouping the sorted list touches no record and hashes no string.
     pub fn with_reps(
-        items: impl Iterator<Item = (Instant, &'a T)>,
+        records: impl Iterator<Item = &'a T>,
+        at: fn(&T) -> Option<Instant>,
         rep_of: impl Fn(&'a T) -> Option<&'a str>,
     ) -> Self {
         const NO_REP: u32 = u32::MAX;
         let mut numbers: HashMap<&'a str, u32> = HashMap::default();
         let mut reps: Vec<(&'a str, usize)> = Vec::new();
-        let mut keyed: Vec<(Instant, u32, &'a T)> = items
-            .map(|(t, record)| {
+        let mut keyed: Vec<(Instant, u32, &'a T)> = records
+            .filter_map(|record| {
+                let t = at(record)?;
                 let number = rep_of(record).map_or(NO_REP, |rep| {
                     let number = *numbers.entry(rep).or_insert_with(|| {
                         reps.push((rep, 0));
@@ -79,24 +168,46 @@ impl<'a, T> ByTime<'a, T> {
                     }
                     number
                 });
-                (t, number, record)
+                Some((t, number, record))
             })
             .collect();
         keyed.sort_by_key(|(t, _, _)| *t);
-        let mut lists: Vec<Vec<(Instant, &'a T)>> = reps
+        let mut lists: Vec<Vec<u32>> = reps
             .iter()
             .map(|(_, count)| Vec::with_capacity(*count))
             .collect();
         let mut items = Vec::with_capacity(keyed.len());
-        for (t, number, record) in keyed {
-            items.push((t, record));
-            if let Some(list) = lists.get_mut(number as usize) {
-                list.push((t, record));
+        for (position, (_, number, record)) in keyed.into_iter().enumerate() {
+            items.push(record);
+            // A list of more than u32::MAX records leaves the rest out of
+            // its reps' lists rather than point at the wrong records.
+            if let (Some(list), Ok(position)) =
+                (lists.get_mut(number as usize), u32::try_from(position))
+            {
+                list.push(position);
             }
         }
         ByTime {
             items,
+            at,
             by_rep: Some(reps.into_iter().map(|(rep, _)| rep).zip(lists).collect()),
+        }
+    }
+
+    /// Every record (`rep` `None`) or one rep's records, sorted by instant
+    /// (empty for a rep without records, or when the list is not grouped
+    /// by rep).
+    pub fn list(&self, rep: Option<&str>) -> List<'_, 'a, T> {
+        let positions = rep.map(|rep| {
+            self.by_rep
+                .as_ref()
+                .and_then(|by_rep| by_rep.get(rep))
+                .map_or(&[][..], Vec::as_slice)
+        });
+        List {
+            items: &self.items,
+            at: self.at,
+            positions,
         }
     }
 
@@ -106,26 +217,7 @@ impl<'a, T> ByTime<'a, T> {
         start: Instant,
         end: Instant,
     ) -> impl Iterator<Item = (Instant, &'a T)> + '_ {
-        slice(&self.items, start, end).iter().copied()
-    }
-
-    /// Every record, sorted by instant.
-    pub fn items(&self) -> &[(Instant, &'a T)] {
-        &self.items
-    }
-
-    /// The records of one rep, sorted by instant (`None` when the list is
-    /// not grouped by rep or the rep has none).
-    pub fn rep_items(&self, rep: &str) -> Option<&[(Instant, &'a T)]> {
-        Some(self.by_rep.as_ref()?.get(rep)?.as_slice())
-    }
-
-    /// Every record (`rep` `None`) or one rep's records, sorted by instant.
-    pub fn list(&self, rep: Option<&str>) -> &[(Instant, &'a T)] {
-        match rep {
-            None => &self.items,
-            Some(rep) => self.rep_items(rep).unwrap_or_default(),
-        }
+        self.window_of(None, start, end)
     }
 
     /// The rep id as held by this list, when the list is grouped by rep and
@@ -138,11 +230,15 @@ impl<'a, T> ByTime<'a, T> {
     }
 
     /// Every rep's list (none when the list is not grouped by rep).
-    pub fn rep_lists(&self) -> impl Iterator<Item = (&'a str, &[(Instant, &'a T)])> + '_ {
-        self.by_rep
-            .iter()
-            .flatten()
-            .map(|(rep, items)| (*rep, items.as_slice()))
+    pub fn rep_lists(&self) -> impl Iterator<Item = (&'a str, List<'_, 'a, T>)> + '_ {
+        self.by_rep.iter().flatten().map(|(rep, positions)| {
+            let list = List {
+                items: &self.items,
+                at: self.at,
+                positions: Some(positions.as_slice()),
+            };
+            (*rep, list)
+        })
     }
 
     /// [`ByTime::window`], narrowed to the records of `rep` when `rep` is
@@ -154,11 +250,11 @@ impl<'a, T> ByTime<'a, T> {
         start: Instant,
         end: Instant,
     ) -> impl Iterator<Item = (Instant, &'a T)> + '_ {
-        let items: &[(Instant, &'a T)] = match (rep, &self.by_rep) {
-            (Some(rep), Some(by_rep)) => by_rep.get(rep).map_or(&[], Vec::as_slice),
-            _ => &self.items,
+        let list = match (rep, &self.by_rep) {
+            (Some(rep), Some(_)) => self.list(Some(rep)),
+            _ => self.list(None),
         };
-        slice(items, start, end).iter().copied()
+        list.range(list.between(start, end))
     }
 }
 
@@ -176,17 +272,19 @@ pub struct MembershipEntry<'a> {
     pub team_id: Option<&'a str>,
 }
 
-/// One subscription change, in (effective_at, id) order per subscription.
+/// One subscription change, in (effective_at, id) order per subscription
+/// (for the tests' reading of every customer's MRR).
+#[cfg(test)]
 #[derive(Debug, Clone, Copy)]
-pub struct SubscriptionEntry<'a> {
+struct SubscriptionEntry<'a> {
     /// When it takes effect.
-    pub effective_at: Instant,
+    effective_at: Instant,
     /// Change id.
-    pub id: &'a str,
+    id: &'a str,
     /// The subscription's customer from this change on.
-    pub customer_id: &'a str,
+    customer_id: &'a str,
     /// MRR from this change on.
-    pub mrr: i64,
+    mrr: i64,
 }
 
 /// A part of an [`Index`]: built with it ([`Part::Owned`]), or shared with
@@ -266,8 +364,6 @@ pub struct CustomerIndex<'a> {
     pub by_id: HashMap<&'a str, &'a Customer>,
     /// Customers per owner rep.
     pub by_owner: HashMap<&'a str, Vec<&'a Customer>>,
-    /// Subscription changes per subscription, sorted by (effective_at, id).
-    pub subscriptions: HashMap<&'a str, Vec<SubscriptionEntry<'a>>>,
     /// Every customer's MRR over time.
     pub mrr: MrrTimeline<'a>,
     /// Customers by acquired_at.
@@ -291,8 +387,8 @@ pub struct DealIndex<'a> {
     pub by_id: HashMap<&'a str, &'a Deal>,
     /// Deals per owner rep.
     pub by_owner: HashMap<&'a str, Vec<&'a Deal>>,
-    /// Stage changes per deal, sorted by (entered_at, id): (entered_at, id, stage).
-    pub stage_changes: HashMap<&'a str, Vec<(Instant, &'a str, &'a str)>>,
+    /// Stage changes per deal, sorted by (entered_at, id).
+    pub stage_changes: StageChanges<'a>,
     /// Deals by created_at.
     pub by_created: ByTime<'a, Deal>,
     /// Closed deals by closed_at.
@@ -354,7 +450,7 @@ pub struct CsatIndex<'a> {
 crate::heap_fields! {
     Index<'_> => org, customers, deals, orders, leads, activities, inquiries, csat;
     OrgIndex<'_> => memberships, team_names, children, roots, rep_names, reps, targets;
-    CustomerIndex<'_> => by_id, by_owner, subscriptions, mrr, by_acquired, by_churned, acquired,
+    CustomerIndex<'_> => by_id, by_owner, mrr, by_acquired, by_churned, acquired,
         churned, active_customers;
     DealIndex<'_> => by_id, by_owner, stage_changes, by_created, by_closed, rollups;
     OrderIndex<'_> => by_time, rollups;
@@ -384,7 +480,7 @@ impl<T> HeapBytes for ByTime<'_, T> {
     }
 }
 
-crate::heap_plain!(MembershipEntry<'_>, SubscriptionEntry<'_>, Move);
+crate::heap_plain!(MembershipEntry<'_>, Move);
 
 /// The key of a target's scope in [`Index`]'s targets.
 fn target_key(scope: &Scope) -> (usize, &str) {
@@ -542,11 +638,10 @@ impl<'a> Index<'a> {
     /// Stage of a deal at `t`: its latest stage change with entered_at < t
     /// (ties: greatest id), else its `stage` field.
     pub fn stage_at(&self, deal: &'a Deal, t: Instant) -> Option<&'a str> {
-        if let Some(list) = self.deals.stage_changes.get(deal.id.as_str()) {
-            let n = list.partition_point(|s| s.0 < t);
-            if let Some(last) = n.checked_sub(1).and_then(|i| list.get(i)) {
-                return Some(last.2);
-            }
+        let list = self.deals.stage_changes.of(deal.id.as_str());
+        let n = list.partition_point(|s| s.entered_at < t);
+        if let Some(last) = n.checked_sub(1).and_then(|i| list.get(i)) {
+            return Some(last.stage.as_str());
         }
         deal.stage.as_deref()
     }
@@ -556,8 +651,21 @@ impl<'a> Index<'a> {
     /// tested against.
     #[cfg(test)]
     pub fn customer_mrr_at(&self, t: Instant) -> HashMap<&'a str, i128> {
+        let mut subscriptions: HashMap<&str, Vec<SubscriptionEntry>> = HashMap::default();
+        for s in &self.customers.data.subscription_changes {
+            subscriptions
+                .entry(s.subscription_id.as_str())
+                .or_default()
+                .push(SubscriptionEntry {
+                    effective_at: s.effective_at,
+                    id: &s.id,
+                    customer_id: &s.customer_id,
+                    mrr: s.mrr,
+                });
+        }
+        sort_lists(&mut subscriptions, |s| (s.effective_at, s.id));
         let mut out: HashMap<&str, i128> = HashMap::default();
-        for list in self.customers.subscriptions.values() {
+        for list in subscriptions.values() {
             let n = list.partition_point(|s| s.effective_at < t);
             if let Some(s) = n.checked_sub(1).and_then(|i| list.get(i))
                 && s.mrr > 0
@@ -723,33 +831,13 @@ impl<'a> OrgIndex<'a> {
 impl<'a> CustomerIndex<'a> {
     /// Indexes the customers and subscription changes of `data`.
     pub fn new(data: &'a Dataset) -> Self {
-        let mut subscriptions: HashMap<&str, Vec<SubscriptionEntry>> = HashMap::default();
-        for s in &data.subscription_changes {
-            subscriptions
-                .entry(s.subscription_id.as_str())
-                .or_default()
-                .push(SubscriptionEntry {
-                    effective_at: s.effective_at,
-                    id: &s.id,
-                    customer_id: &s.customer_id,
-                    mrr: s.mrr,
-                });
-        }
-        sort_lists(&mut subscriptions, |s| (s.effective_at, s.id));
         let owner = |c: &'a Customer| c.owner_rep_id.as_deref();
-        let by_acquired =
-            ByTime::with_reps(data.customers.iter().map(|c| (c.acquired_at, c)), owner);
-        let by_churned = ByTime::with_reps(
-            data.customers
-                .iter()
-                .filter_map(|c| c.churned_at.map(|t| (t, c))),
-            owner,
-        );
+        let by_acquired = ByTime::with_reps(data.customers.iter(), |c| Some(c.acquired_at), owner);
+        let by_churned = ByTime::with_reps(data.customers.iter(), |c| c.churned_at, owner);
         CustomerIndex {
             data,
             by_id: data.customers.iter().map(|c| (c.id.as_str(), c)).collect(),
             by_owner: group_by_rep(&data.customers, owner),
-            subscriptions,
             mrr: MrrTimeline::new(data),
             acquired: sums(&by_acquired, |_: &Customer| []),
             churned: sums(&by_churned, |_: &Customer| []),
@@ -763,23 +851,10 @@ impl<'a> CustomerIndex<'a> {
 impl<'a> DealIndex<'a> {
     /// Indexes the deals and deal stage changes of `data`.
     pub fn new(data: &'a Dataset) -> Self {
-        let mut stage_changes: HashMap<&str, Vec<(Instant, &str, &str)>> = HashMap::default();
-        for s in &data.deal_stage_changes {
-            stage_changes.entry(s.deal_id.as_str()).or_default().push((
-                s.entered_at,
-                s.id.as_str(),
-                s.stage.as_str(),
-            ));
-        }
-        sort_lists(&mut stage_changes, |s| (s.0, s.1));
+        let stage_changes = StageChanges::new(&data.deal_stage_changes);
         let owner = |d: &'a Deal| d.owner_rep_id.as_deref();
-        let by_created = ByTime::with_reps(data.deals.iter().map(|d| (d.created_at, d)), owner);
-        let by_closed = ByTime::with_reps(
-            data.deals
-                .iter()
-                .filter_map(|d| d.closed_at.map(|c| (c, d))),
-            owner,
-        );
+        let by_created = ByTime::with_reps(data.deals.iter(), |d| Some(d.created_at), owner);
+        let by_closed = ByTime::with_reps(data.deals.iter(), |d| d.closed_at, owner);
         let rollups = DealRollups::new(data, &by_created, &by_closed, &stage_changes);
         DealIndex {
             data,
@@ -797,7 +872,7 @@ impl<'a> OrderIndex<'a> {
     /// Indexes the orders of `data`.
     pub fn new(data: &'a Dataset) -> Self {
         let rep = |o: &'a Order| o.rep_id.as_deref();
-        let by_time = ByTime::with_reps(data.orders.iter().map(|o| (o.ordered_at, o)), rep);
+        let by_time = ByTime::with_reps(data.orders.iter(), |o| Some(o.ordered_at), rep);
         OrderIndex {
             rollups: OrderRollups::new(data, &by_time),
             by_time,
@@ -809,7 +884,7 @@ impl<'a> LeadIndex<'a> {
     /// Indexes the leads of `data`.
     pub fn new(data: &'a Dataset) -> Self {
         let owner = |l: &'a Lead| l.owner_rep_id.as_deref();
-        let by_created = ByTime::with_reps(data.leads.iter().map(|l| (l.created_at, l)), owner);
+        let by_created = ByTime::with_reps(data.leads.iter(), |l| Some(l.created_at), owner);
         LeadIndex {
             figures: sums(&by_created, lead_figures),
             by_source: leads_by_source(data),
@@ -836,7 +911,7 @@ impl<'a> InquiryIndex<'a> {
     /// Indexes the inquiries of `data`.
     pub fn new(data: &'a Dataset) -> Self {
         let rep = |i: &'a Inquiry| i.rep_id.as_deref();
-        let by_time = ByTime::with_reps(data.inquiries.iter().map(|i| (i.received_at, i)), rep);
+        let by_time = ByTime::with_reps(data.inquiries.iter(), |i| Some(i.received_at), rep);
         InquiryIndex {
             figures: sums(&by_time, |i: &Inquiry| {
                 response(i.received_at, i.first_response_at)
@@ -850,8 +925,7 @@ impl<'a> CsatIndex<'a> {
     /// Indexes the CSAT responses of `data`.
     pub fn new(data: &'a Dataset) -> Self {
         let rep = |c: &'a CsatResponse| c.rep_id.as_deref();
-        let by_time =
-            ByTime::with_reps(data.csat_responses.iter().map(|c| (c.responded_at, c)), rep);
+        let by_time = ByTime::with_reps(data.csat_responses.iter(), |c| Some(c.responded_at), rep);
         CsatIndex {
             figures: sums(&by_time, csat_figures),
             by_time,

@@ -14,11 +14,11 @@ use std::ops::Range;
 use rustc_hash::FxHashMap as HashMap;
 
 use crate::domain::{
-    Activity, ActivityType, CsatResponse, Dataset, Deal, DealStatus, Instant, Lead, Order,
-    OrderKind,
+    Activity, ActivityType, CsatResponse, Dataset, Deal, DealStageChange, DealStatus, Instant,
+    Lead, Order, OrderKind,
 };
 
-use super::index::ByTime;
+use super::index::{ByTime, List};
 use crate::heap::HeapBytes;
 
 /// Figures of one record, or their sum over several.
@@ -62,7 +62,7 @@ pub const SUM_BLOCK: usize = 16;
 /// [`SUM_BLOCK`] positions: `out[k]` is the sum of the first
 /// k × `SUM_BLOCK` entries, for every k × `SUM_BLOCK` ≤ the list's length.
 fn kept_prefix<T, const N: usize>(
-    items: &[(Instant, &T)],
+    items: List<'_, '_, T>,
     figures: fn(&T) -> Figures<N>,
 ) -> Vec<Figures<N>> {
     let mut out = Vec::with_capacity(items.len() / SUM_BLOCK + 1);
@@ -106,14 +106,14 @@ impl Span {
     }
 
     /// The positions of a sorted list whose instants count.
-    pub fn positions<X>(&self, items: &[(Instant, X)]) -> Range<usize> {
-        let mut lo = items.partition_point(|(t, _)| *t < self.start);
+    pub fn positions<T>(&self, items: List<'_, '_, T>) -> Range<usize> {
+        let mut lo = items.partition_point(|t| t < self.start);
         if let Some(a) = self.after {
-            lo = lo.max(items.partition_point(|(t, _)| *t <= a));
+            lo = lo.max(items.partition_point(|t| t <= a));
         }
-        let mut hi = items.partition_point(|(t, _)| *t < self.end);
+        let mut hi = items.partition_point(|t| t < self.end);
         if let Some(b) = self.until {
-            hi = hi.min(items.partition_point(|(t, _)| *t <= b));
+            hi = hi.min(items.partition_point(|t| t <= b));
         }
         lo..hi.max(lo)
     }
@@ -131,10 +131,10 @@ impl<'a, V> Aligned<'a, V> {
     /// Computes the values of each list with `values` (given the whole list).
     pub fn new<T>(
         by_time: &ByTime<'a, T>,
-        mut values: impl FnMut(&[(Instant, &'a T)]) -> Vec<V>,
+        mut values: impl FnMut(List<'_, 'a, T>) -> Vec<V>,
     ) -> Self {
         Aligned {
-            all: values(by_time.items()),
+            all: values(by_time.list(None)),
             by_rep: by_time
                 .rep_lists()
                 .map(|(rep, items)| (rep, values(items)))
@@ -189,7 +189,7 @@ impl<'a, T, const N: usize> Sums<'a, T, N> {
             return [0; N];
         }
         if end - start <= 2 * SUM_BLOCK {
-            return self.add_up(items.get(start..end).unwrap_or_default(), [0; N]);
+            return self.add_up(items, start..end, [0; N]);
         }
         let kept = self.kept.list(rep);
         sub(
@@ -199,16 +199,23 @@ impl<'a, T, const N: usize> Sums<'a, T, N> {
     }
 
     /// The sum of the first `i` records of `items`.
-    fn prefix_at(&self, kept: &[Figures<N>], items: &[(Instant, &T)], i: usize) -> Figures<N> {
+    fn prefix_at(&self, kept: &[Figures<N>], items: List<'_, 'a, T>, i: usize) -> Figures<N> {
         let block = i / SUM_BLOCK;
         let base = kept.get(block).copied().unwrap_or([0; N]);
-        self.add_up(items.get(block * SUM_BLOCK..i).unwrap_or_default(), base)
+        self.add_up(items, block * SUM_BLOCK..i, base)
     }
 
-    /// `total` plus the figures of `items`.
-    fn add_up(&self, items: &[(Instant, &T)], mut total: Figures<N>) -> Figures<N> {
-        for (_, record) in items {
-            add(&mut total, &(self.figures)(record));
+    /// `total` plus the figures of the records at `positions` of `items`.
+    fn add_up(
+        &self,
+        items: List<'_, 'a, T>,
+        positions: Range<usize>,
+        mut total: Figures<N>,
+    ) -> Figures<N> {
+        for i in positions {
+            if let Some(record) = items.record(i) {
+                add(&mut total, &(self.figures)(record));
+            }
         }
         total
     }
@@ -331,6 +338,12 @@ impl<T, const N: usize> HeapBytes for Sums<'_, T, N> {
     }
 }
 
+impl HeapBytes for StageChanges<'_> {
+    fn heap_bytes(&self) -> usize {
+        self.changes.heap_bytes() + self.by_deal.heap_bytes()
+    }
+}
+
 impl<const N: usize> HeapBytes for Stock<N> {
     fn heap_bytes(&self) -> usize {
         self.times.heap_bytes() + self.prefix.heap_bytes()
@@ -386,16 +399,20 @@ pub(crate) fn activity_rollups(
     data: &Dataset,
 ) -> Vec<(ByTime<'_, Activity>, Sums<'_, Activity, 1>)> {
     // One pass over the records (the largest family) groups them by type.
-    let mut of_type: Vec<Vec<(Instant, &Activity)>> = vec![Vec::new(); ActivityType::ALL.len()];
+    let mut of_type: Vec<Vec<&Activity>> = vec![Vec::new(); ActivityType::ALL.len()];
     for a in &data.activities {
         if let Some(list) = of_type.get_mut(a.activity_type as usize) {
-            list.push((a.occurred_at, a));
+            list.push(a);
         }
     }
     of_type
         .into_iter()
         .map(|activities| {
-            let by_time = ByTime::with_reps(activities.into_iter(), |a| Some(a.rep_id.as_str()));
+            let by_time = ByTime::with_reps(
+                activities.into_iter(),
+                |a| Some(a.occurred_at),
+                |a| Some(a.rep_id.as_str()),
+            );
             let seconds = sums(&by_time, |a: &Activity| {
                 [i128::from(a.duration_seconds.unwrap_or(0))]
             });
@@ -415,9 +432,11 @@ pub(crate) fn leads_by_source(
     by_source
         .into_iter()
         .map(|(source, leads)| {
-            let by_time = ByTime::with_reps(leads.into_iter().map(|l| (l.created_at, l)), |l| {
-                l.owner_rep_id.as_deref()
-            });
+            let by_time = ByTime::with_reps(
+                leads.into_iter(),
+                |l| Some(l.created_at),
+                |l| l.owner_rep_id.as_deref(),
+            );
             let figures = sums(&by_time, lead_figures);
             (source, (by_time, figures))
         })
@@ -559,9 +578,69 @@ pub struct DealRollups<'a> {
     pub created_stages: Aligned<'a, u64>,
 }
 
-/// Stage changes per deal id, sorted by (entered_at, id): (entered_at, id,
-/// stage).
-pub type StageChanges<'a> = HashMap<&'a str, Vec<(Instant, &'a str, &'a str)>>;
+/// Stage changes per deal, each deal's sorted by (entered_at, id): one
+/// list of references grouped by deal, and per deal id the run of its
+/// changes in that list (a list per deal would cost a header and an
+/// allocation per deal, and a copy of each change's fields).
+#[derive(Debug, Default)]
+pub struct StageChanges<'a> {
+    /// Every change, grouped by deal.
+    changes: Vec<&'a DealStageChange>,
+    /// Per deal id: (first position, count) of its changes in `changes`.
+    by_deal: HashMap<&'a str, (u32, u32)>,
+}
+
+impl<'a> StageChanges<'a> {
+    /// Groups `changes` by deal and sorts each deal's by (entered_at, id).
+    pub fn new(changes: &'a [DealStageChange]) -> Self {
+        let Some(first) = changes.first() else {
+            return StageChanges::default();
+        };
+        let mut by_deal: HashMap<&'a str, (u32, u32)> = HashMap::default();
+        for c in changes {
+            by_deal.entry(c.deal_id.as_str()).or_default().1 += 1;
+        }
+        // Each deal's run starts where the previous deal's ends; its count
+        // then counts the changes placed so far.
+        let mut start = 0u32;
+        for run in by_deal.values_mut() {
+            let count = run.1;
+            *run = (start, 0);
+            start = start.saturating_add(count);
+        }
+        let mut grouped: Vec<&'a DealStageChange> = vec![first; changes.len()];
+        for c in changes {
+            if let Some(run) = by_deal.get_mut(c.deal_id.as_str())
+                && let Some(slot) = grouped.get_mut((run.0 + run.1) as usize)
+            {
+                *slot = c;
+                run.1 += 1;
+            }
+        }
+        for &(start, count) in by_deal.values() {
+            if let Some(run) = grouped.get_mut(start as usize..(start + count) as usize) {
+                run.sort_by(|a, b| (a.entered_at, &a.id).cmp(&(b.entered_at, &b.id)));
+            }
+        }
+        StageChanges {
+            changes: grouped,
+            by_deal,
+        }
+    }
+
+    /// The changes of one deal, sorted by (entered_at, id).
+    pub fn of(&self, deal: &str) -> &[&'a DealStageChange] {
+        self.by_deal
+            .get(deal)
+            .and_then(|&(start, count)| self.changes.get(start as usize..(start + count) as usize))
+            .unwrap_or_default()
+    }
+
+    /// Every change (grouped by deal).
+    pub fn all(&self) -> impl Iterator<Item = &'a DealStageChange> + '_ {
+        self.changes.iter().copied()
+    }
+}
 
 impl<'a> DealRollups<'a> {
     /// The rollups of `data`'s deals over their lists by created_at and by
@@ -574,7 +653,7 @@ impl<'a> DealRollups<'a> {
     ) -> Self {
         let mut stage_labels: HashMap<&'a str, u32> = HashMap::default();
         let names = data.deals.iter().filter_map(|d| d.stage.as_deref());
-        let changed = stage_changes.values().flatten().map(|c| c.2);
+        let changed = stage_changes.all().map(|c| c.stage.as_str());
         for name in names.chain(changed) {
             let next = stage_labels.len() as u32;
             if (next as usize) < STAGE_BITS {
@@ -583,11 +662,10 @@ impl<'a> DealRollups<'a> {
         }
         let bit = |name: &str| stage_labels.get(name).map_or(STAGES_OVERFLOW, |b| 1 << b);
         let mask = |d: &Deal| {
-            let changes = stage_changes.get(d.id.as_str());
-            changes
-                .into_iter()
-                .flatten()
-                .map(|c| c.2)
+            stage_changes
+                .of(d.id.as_str())
+                .iter()
+                .map(|c| c.stage.as_str())
                 .chain(d.stage.as_deref())
                 .fold(0, |mask, name| mask | bit(name))
                 | if d.status == DealStatus::Won {
@@ -699,10 +777,8 @@ fn open_by_stage<'a>(
         // open span (created_at, until].
         let mut from = d.created_at;
         let mut stage = d.stage.as_deref();
-        let changes = stage_changes
-            .get(d.id.as_str())
-            .map_or(&[][..], Vec::as_slice);
-        for &(entered, _, next) in changes {
+        for c in stage_changes.of(d.id.as_str()) {
+            let (entered, next) = (c.entered_at, c.stage.as_str());
             let to = until.map_or(entered, |u| u.min(entered));
             if let Some(s) = stage {
                 builders
@@ -729,7 +805,33 @@ fn open_by_stage<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testkit::build::{dataset, sale};
+    use crate::testkit::build::{dataset, sale, stage};
+
+    /// Stage changes of three deals, given interleaved and out of order:
+    /// each deal's are listed together, sorted by entered_at and then id
+    /// (s5 and s4 tie at 09:00); a deal without changes has none.
+    #[test]
+    fn stage_changes_are_grouped_by_deal_in_entered_order() {
+        let data = dataset([
+            stage("s1", "d2", "won", "2024-03-04T09:00:00Z"),
+            stage("s2", "d1", "proposal", "2024-03-03T09:00:00Z"),
+            stage("s5", "d1", "demo", "2024-03-02T09:00:00Z"),
+            stage("s3", "d3", "demo", "2024-03-01T09:00:00Z"),
+            stage("s4", "d1", "qualified", "2024-03-02T09:00:00Z"),
+            stage("s6", "d2", "demo", "2024-03-01T09:00:00Z"),
+        ]);
+        let changes = StageChanges::new(&data.deal_stage_changes);
+        let ids =
+            |deal: &str| -> Vec<&str> { changes.of(deal).iter().map(|c| c.id.as_str()).collect() };
+        assert_eq!(ids("d1"), ["s4", "s5", "s2"]);
+        assert_eq!(ids("d2"), ["s6", "s1"]);
+        assert_eq!(ids("d3"), ["s3"]);
+        assert!(ids("d4").is_empty());
+        let mut all: Vec<&str> = changes.all().map(|c| c.id.as_str()).collect();
+        all.sort_unstable();
+        assert_eq!(all, ["s1", "s2", "s3", "s4", "s5", "s6"]);
+        assert!(StageChanges::new(&[]).of("d1").is_empty());
+    }
 
     /// The sums of every range of positions, of lists shorter and longer
     /// than a block and ending on and off a block's edge, for all records
@@ -751,7 +853,8 @@ mod tests {
                 sale(&format!("o{i:03}"), (i as i64 + 1) * 10, &at, Some(rep))
             }));
             let by_time = ByTime::with_reps(
-                data.orders.iter().map(|o| (o.ordered_at, o)),
+                data.orders.iter(),
+                |o| Some(o.ordered_at),
                 |o: &Order| o.rep_id.as_deref(),
             );
             let amounts = sums(&by_time, |o: &Order| [i128::from(o.amount)]);
@@ -760,9 +863,7 @@ mod tests {
                 for start in 0..=items.len() {
                     for end in start..=items.len() + 1 {
                         let expected: i128 = items
-                            .get(start..end.min(items.len()))
-                            .unwrap_or_default()
-                            .iter()
+                            .range(start..end)
                             .map(|(_, o)| i128::from(o.amount))
                             .sum();
                         let got = amounts.range(&by_time, rep, &(start..end));

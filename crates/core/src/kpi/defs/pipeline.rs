@@ -127,7 +127,8 @@ impl PipelineSource for Rolled {
         }
         let by_created = &c.index.deals.by_created;
         for (rep, r) in c.ranges(by_created) {
-            let deals = by_created.list(rep).get(r.clone()).unwrap_or_default();
+            let deals = by_created.list(rep);
+            let first = r.start;
             let masks = rollups.created_stages.list(rep).get(r).unwrap_or_default();
             // The masks alone, without reading the deals, except when
             // a deal has stages beyond the bits.
@@ -136,8 +137,8 @@ impl PipelineSource for Rolled {
                 let highest = if is_won {
                     last
                 } else if mask & STAGES_OVERFLOW != 0 {
-                    match deals.get(i) {
-                        Some(&(_, d)) => c.highest_stage(d, position),
+                    match deals.record(first + i) {
+                        Some(d) => c.highest_stage(d, position),
                         None => 0,
                     }
                 } else {
@@ -197,10 +198,9 @@ impl Calc<'_, '_> {
             .index
             .deals
             .stage_changes
-            .get(d.id.as_str())
-            .into_iter()
-            .flatten()
-            .map(|s| s.2);
+            .of(d.id.as_str())
+            .iter()
+            .map(|s| s.stage.as_str());
         history
             .chain(d.stage.as_deref())
             .filter_map(|s| position.get(s).copied())
