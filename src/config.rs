@@ -84,6 +84,13 @@ pub struct ServeConfig {
     #[arg(long, env = "SALESMETRICS_KPI_CACHE_MIB", default_value_t = 0)]
     pub kpi_cache_mib: u64,
 
+    /// Tenants whose KPI snapshots are loaded in the background when the
+    /// server starts, those with the most record writes first (at most
+    /// --kpi-cache-tenants), so their first queries need not wait for a
+    /// full load. 0: load each tenant at its first query.
+    #[arg(long, env = "SALESMETRICS_WARM_TENANTS", default_value_t = 0)]
+    pub warm_tenants: usize,
+
     /// Hours a deleted record stays in the change feed. A KPI snapshot
     /// older than the oldest kept deletion reloads its tenant in full
     /// instead of catching up; deletions are pruned when the tenant next
@@ -374,6 +381,7 @@ impl ServeConfig {
             max_page_size: 1000,
             kpi_cache_tenants: 16,
             kpi_cache_mib: 0,
+            warm_tenants: 0,
             tombstone_retention_hours: DEFAULT_TOMBSTONE_RETENTION.as_secs() / 3600,
             max_in_flight_batches: 4,
             stream_idle_timeout_seconds: 60,
@@ -577,6 +585,7 @@ impl fmt::Debug for ServeConfig {
             .field("max_page_size", &self.max_page_size)
             .field("kpi_cache_tenants", &self.kpi_cache_tenants)
             .field("kpi_cache_mib", &self.kpi_cache_mib)
+            .field("warm_tenants", &self.warm_tenants)
             .field("tombstone_retention_hours", &self.tombstone_retention_hours)
             .field("max_in_flight_batches", &self.max_in_flight_batches)
             .field(

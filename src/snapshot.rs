@@ -598,6 +598,39 @@ impl SnapshotCache {
         self.len() == 0
     }
 
+    /// Loads the snapshots of up to `count` tenants before anyone asks (at
+    /// most as many as the cache keeps): those whose records were written
+    /// most often, one after another, busiest first. Queries of a tenant
+    /// being loaded wait for that load and share it, as they would any
+    /// other. Returns the tenants loaded; a tenant that fails to load is
+    /// logged and skipped.
+    pub async fn warm(&self, count: usize) -> Result<Vec<String>> {
+        let count = count.min(self.inner.limits.tenants);
+        if count == 0 {
+            return Ok(Vec::new());
+        }
+        let mut loaded = Vec::new();
+        for tenant in self.inner.store.most_written_tenants(count).await? {
+            let started = std::time::Instant::now();
+            match self.get(&tenant).await {
+                Ok(snapshot) => {
+                    tracing::info!(
+                        %tenant,
+                        version = snapshot.version,
+                        bytes = snapshot.bytes,
+                        seconds = started.elapsed().as_secs_f64(),
+                        "warmed the tenant's KPI snapshot"
+                    );
+                    loaded.push(tenant);
+                }
+                Err(err) => {
+                    tracing::warn!(%tenant, error = %err, "could not warm the tenant's KPI snapshot");
+                }
+            }
+        }
+        Ok(loaded)
+    }
+
     /// The estimated bytes of the cached snapshots.
     pub fn bytes(&self) -> u64 {
         cached_bytes(&self.inner.state())

@@ -85,6 +85,20 @@ impl KpiApi {
         }
     }
 
+    /// Starts loading the snapshots of up to `count` tenants in the
+    /// background, the most written first (see [`SnapshotCache::warm`]).
+    pub fn warm_in_background(&self, count: usize) {
+        if count == 0 {
+            return;
+        }
+        let snapshots = self.snapshots.clone();
+        tokio::spawn(async move {
+            if let Err(err) = snapshots.warm(count).await {
+                tracing::warn!(error = %err, "could not list the tenants to warm");
+            }
+        });
+    }
+
     /// These handlers with `watches` (its limits, and the server's shutdown
     /// signal that ends every watch).
     pub fn with_watches(mut self, watches: Arc<Watches>) -> Self {

@@ -39,29 +39,29 @@ pub fn add_services<L>(
     ))
     .max_decoding_message_size(limit)
     .max_encoding_message_size(limit);
-    let kpi = KpiServiceServer::new(
-        kpi::KpiApi::new(
-            store.clone(),
-            kpi::KpiLimits {
-                max_page_size: config.max_page_size,
-                cache: crate::snapshot::CacheLimits {
-                    tenants: config.kpi_cache_tenants,
-                    bytes: config.kpi_cache_mib.saturating_mul(1 << 20),
-                },
+    let kpi_api = kpi::KpiApi::new(
+        store.clone(),
+        kpi::KpiLimits {
+            max_page_size: config.max_page_size,
+            cache: crate::snapshot::CacheLimits {
+                tenants: config.kpi_cache_tenants,
+                bytes: config.kpi_cache_mib.saturating_mul(1 << 20),
             },
-            metrics,
-        )
-        .with_watches(watch::Watches::new(
-            watch::WatchLimits {
-                per_tenant: config.max_watches_per_tenant,
-                total: config.max_watches,
-                heartbeat: std::time::Duration::from_secs(config.watch_heartbeat_seconds.max(1)),
-            },
-            stopping,
-        )),
+        },
+        metrics,
     )
-    .max_decoding_message_size(limit)
-    .max_encoding_message_size(limit);
+    .with_watches(watch::Watches::new(
+        watch::WatchLimits {
+            per_tenant: config.max_watches_per_tenant,
+            total: config.max_watches,
+            heartbeat: std::time::Duration::from_secs(config.watch_heartbeat_seconds.max(1)),
+        },
+        stopping,
+    ));
+    kpi_api.warm_in_background(config.warm_tenants);
+    let kpi = KpiServiceServer::new(kpi_api)
+        .max_decoding_message_size(limit)
+        .max_encoding_message_size(limit);
     let admin = AdminServiceServer::new(admin::AdminApi::new(store))
         .max_decoding_message_size(limit)
         .max_encoding_message_size(limit);

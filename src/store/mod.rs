@@ -261,6 +261,10 @@ pub trait Store: Send + Sync + 'static {
     /// change to its records (`None` for an unknown tenant).
     async fn data_version(&self, tenant: &str) -> Result<Option<i64>>;
 
+    /// Up to `limit` tenants that have records, those whose records were
+    /// written most often (the highest data versions) first.
+    async fn most_written_tenants(&self, limit: usize) -> Result<Vec<String>>;
+
     /// What changed in the tenant's records after data version `since`, from
     /// the change feed; `None` when deletions after `since` may have been
     /// pruned already (then only a full load is exact).
@@ -380,6 +384,11 @@ fn join_load_parts(
 
 /// The data version of a tenant (see migrations/*/0003_data_version.sql).
 const DATA_VERSION_SQL: &str = "SELECT data_version FROM tenants WHERE id = $1";
+
+/// The tenants with the most record writes so far (the highest data
+/// versions; `$1` how many), busiest first, ties by id.
+const MOST_WRITTEN_TENANTS_SQL: &str = "SELECT id FROM tenants WHERE data_version > 0 \
+     ORDER BY data_version DESC, id LIMIT $1";
 
 /// Records a deletion in the change feed (`$1` tenant, `$2` table, `$3` id,
 /// `$4` the deleting transaction's data version, `$5` when, in nanoseconds).

@@ -12,7 +12,8 @@ use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool,
 
 use super::rows::{self, read_record};
 use super::{
-    API_KEY_COLUMNS, ApiKeyInfo, Changes, DATA_VERSION_SQL, StoredApiKey, api_key_from_row,
+    API_KEY_COLUMNS, ApiKeyInfo, Changes, DATA_VERSION_SQL, MOST_WRITTEN_TENANTS_SQL, StoredApiKey,
+    api_key_from_row,
 };
 use crate::domain::{Record, RecordType, TenantSettings};
 use crate::error::{Error, Result};
@@ -126,6 +127,14 @@ where
         Ok(sqlx::query_scalar(DATA_VERSION_SQL)
             .bind(tenant)
             .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    /// Up to `limit` tenants with records, the most written first.
+    pub async fn most_written_tenants(&self, limit: usize) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(MOST_WRITTEN_TENANTS_SQL)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
             .await?)
     }
 

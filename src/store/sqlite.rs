@@ -732,6 +732,10 @@ impl Store for SqliteStore {
         self.reads.data_version(tenant).await
     }
 
+    async fn most_written_tenants(&self, limit: usize) -> Result<Vec<String>> {
+        self.reads.most_written_tenants(limit).await
+    }
+
     async fn changes_since(&self, tenant: &str, since: i64) -> Result<Option<Changes>> {
         self.reads.changes_since(tenant, since).await
     }

@@ -104,7 +104,9 @@ impl TestServer {
         Self::launch("sqlite", url, config, Some(dir), true).await
     }
 
-    async fn launch(
+    /// Starts a server with the given settings on the given database,
+    /// serving metrics on a port of its own when `with_metrics`.
+    pub async fn launch(
         backend: &'static str,
         database_url: String,
         mut config: ServeConfig,

@@ -42,6 +42,7 @@ live_suite!(
     a_second_server_catches_up_through_the_feed,
     pruned_deletions_fall_back_to_a_full_load,
     a_load_during_writes_is_one_snapshot,
+    warming_loads_the_most_written_tenants_first,
 );
 
 const TENANT: &str = "live";
@@ -203,6 +204,55 @@ async fn pruned_deletions_fall_back_to_a_full_load(url: String) {
         .expect("write");
     assert_current(&cache, writer.as_ref()).await;
     assert_eq!(cache.refreshes().catch_ups, 1);
+}
+
+async fn warming_loads_the_most_written_tenants_first(url: String) {
+    let writer = store(&url, Duration::from_secs(3600)).await;
+    // Written once, three times and twice (each write is one data
+    // version); "idle" has no records at all.
+    let writes = [("once", 1), ("thrice", 3), ("twice", 2), ("idle", 0)];
+    for (tenant, times) in writes {
+        writer.ensure_tenant(tenant).await.expect("tenant");
+        for i in 0..times {
+            let id = format!("{tenant}-o{i}");
+            let order = build::sale(&id, 10, "2024-03-05T10:00:00Z", None);
+            writer.write(tenant, &[order], false).await.expect("write");
+        }
+    }
+    let reader = store(&url, Duration::from_secs(3600)).await;
+    assert_eq!(
+        reader.most_written_tenants(10).await.expect("list"),
+        ["thrice", "twice", "once"],
+        "busiest first; a tenant without records is not listed"
+    );
+
+    // Two tenants warmed: the two busiest, each one full load.
+    let cache = SnapshotCache::new(reader.clone(), 4);
+    assert_eq!(cache.warm(2).await.expect("warm"), ["thrice", "twice"]);
+    assert_eq!(
+        cache.refreshes(),
+        Refreshes {
+            full_loads: 2,
+            catch_ups: 0
+        }
+    );
+    // Their first queries use the warmed snapshots (no load, 3 and 2
+    // orders); the unwarmed tenant's first query loads it.
+    for (tenant, orders) in [("thrice", 3), ("twice", 2)] {
+        let snapshot = cache.get(tenant).await.expect("snapshot");
+        assert_eq!(snapshot.snapshot.to_dataset().orders.len(), orders);
+    }
+    assert_eq!(cache.refreshes().full_loads, 2);
+    cache.get("once").await.expect("snapshot");
+    assert_eq!(cache.refreshes().full_loads, 3);
+
+    // Never more than the cache keeps: a cache of one warms one tenant.
+    let small = SnapshotCache::new(reader.clone(), 1);
+    assert_eq!(small.warm(5).await.expect("warm"), ["thrice"]);
+    // A cache that keeps nothing warms nothing.
+    let none = SnapshotCache::new(reader, 0);
+    assert!(none.warm(5).await.expect("warm").is_empty());
+    assert_eq!(none.refreshes().full_loads, 0);
 }
 
 // ---- over gRPC: concurrent writers and queriers ------------------------------

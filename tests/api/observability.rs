@@ -465,17 +465,10 @@ async fn refused_calls_are_counted_with_their_code() {
     server.stop().await;
 }
 
-/// The snapshot counters: a tenant's first query loads it in full; a query
-/// after a write catches up through the change feed; a query with nothing
-/// new uses the snapshot as it is (neither counter moves).
-#[tokio::test]
-async fn the_metrics_count_full_loads_and_catch_ups() {
-    let server = TestServer::sqlite_with_metrics(ServeConfig::for_database("")).await;
-    let metrics_addr = server.metrics_addr.expect("metrics address");
-    let mut ingest = server.ingest().await;
-    let mut kpi = server.kpi().await;
-    let query = || pb::GetKpisRequest {
-        kpi_ids: vec!["orders".into()],
+/// COMPANY KPIs of the year 2024.
+fn kpis_of_2024(kpi_ids: &[&str]) -> pb::GetKpisRequest {
+    pb::GetKpisRequest {
+        kpi_ids: kpi_ids.iter().map(|id| id.to_string()).collect(),
         period: Some(pb::Period {
             period: Some(pb::period::Period::Calendar(pb::CalendarPeriod {
                 granularity: pb::Granularity::Year as i32,
@@ -487,7 +480,19 @@ async fn the_metrics_count_full_loads_and_catch_ups() {
             })),
         }),
         ..Default::default()
-    };
+    }
+}
+
+/// The snapshot counters: a tenant's first query loads it in full; a query
+/// after a write catches up through the change feed; a query with nothing
+/// new uses the snapshot as it is (neither counter moves).
+#[tokio::test]
+async fn the_metrics_count_full_loads_and_catch_ups() {
+    let server = TestServer::sqlite_with_metrics(ServeConfig::for_database("")).await;
+    let metrics_addr = server.metrics_addr.expect("metrics address");
+    let mut ingest = server.ingest().await;
+    let mut kpi = server.kpi().await;
+    let query = || kpis_of_2024(&["orders"]);
     let counters = || async {
         let text = String::from_utf8(scrape(metrics_addr, "/metrics").await.body).expect("UTF-8");
         let value = |name: &str| {
@@ -514,5 +519,69 @@ async fn the_metrics_count_full_loads_and_catch_ups() {
     assert_eq!(counters().await, (1, 1), "a write is caught up");
     kpi.get_kpis(query()).await.expect("query with nothing new");
     assert_eq!(counters().await, (1, 1), "nothing new: no refresh");
+    server.stop().await;
+}
+
+/// `--warm-tenants 1` on a database that already has records: the server
+/// loads the tenant's snapshot by itself after it starts, and the tenant's
+/// first query is answered from it (one order of 10 000 minor units on
+/// 2024-03-01: orders 1 and revenue 10 000 in 2024) with no load of its
+/// own.
+#[tokio::test]
+async fn a_warm_tenant_is_loaded_before_its_first_query() {
+    let (dir, url) = super::db::fresh_sqlite().await;
+    let store = salesmetrics::store::connect(&url).await.expect("store");
+    let tenant = salesmetrics::auth::DEFAULT_TENANT;
+    store.ensure_tenant(tenant).await.expect("tenant");
+    let sale = salesmetrics_core::testkit::build::sale("o-1", 10_000, "2024-03-01T00:00:00Z", None);
+    store.write(tenant, &[sale], false).await.expect("write");
+    let mut config = ServeConfig::for_database("");
+    config.warm_tenants = 1;
+    let server = TestServer::launch("sqlite", url, config, Some(dir), true).await;
+    let metrics_addr = server.metrics_addr.expect("metrics address");
+    let full_loads = || async {
+        let text = String::from_utf8(scrape(metrics_addr, "/metrics").await.body).expect("UTF-8");
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix("salesmetrics_snapshot_full_loads_total ")?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .expect("the full-load counter")
+    };
+    // No query is sent: only the warming can load the tenant.
+    let mut waited = 0;
+    while full_loads().await == 0 {
+        assert!(waited < 600, "the tenant was not warmed within a minute");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        waited += 1;
+    }
+    let bundle = server
+        .kpi()
+        .await
+        .get_kpis(kpis_of_2024(&["orders", "revenue"]))
+        .await
+        .expect("first query")
+        .into_inner()
+        .bundle
+        .expect("a bundle");
+    let mut values: Vec<(String, Option<f64>)> = bundle
+        .values
+        .iter()
+        .map(|v| (v.kpi_id.clone(), v.value))
+        .collect();
+    values.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        values,
+        [
+            ("orders".to_string(), Some(1.0)),
+            ("revenue".to_string(), Some(10_000.0))
+        ]
+    );
+    assert_eq!(
+        full_loads().await,
+        1,
+        "the first query used the warmed snapshot"
+    );
     server.stop().await;
 }
