@@ -32,19 +32,22 @@ use crate::heap::HeapBytes;
 /// per rep (the record's own rep field), so a REP scope reads only its rep's
 /// records.
 ///
-/// Compact on purpose (it is most of an index's memory): the list holds one
-/// reference per record and reads each record's instant from the record
-/// itself, and a rep's list holds the 4-byte positions of its records in
-/// the whole list, not the records again.
+/// Compact on purpose (it is much of an index's memory): the list of all
+/// records holds one reference per record and reads each record's instant
+/// from the record itself; a rep's list holds each of its records' instant
+/// and 4-byte position in the list of all, so that the many binary
+/// searches of a TEAM scope (per rep, per span, per list) read one array
+/// and no records.
 #[derive(Debug)]
 pub struct ByTime<'a, T> {
     /// The records, sorted by instant.
     items: Vec<&'a T>,
     /// The instant a record is sorted by (`None`: the record is not listed).
     at: fn(&T) -> Option<Instant>,
-    /// Per rep field value: the positions in `items` of its records, in
-    /// ascending order (when built with [`ByTime::with_reps`]).
-    by_rep: Option<HashMap<&'a str, Vec<u32>>>,
+    /// Per rep field value: the instant and position in `items` of each
+    /// of its records, in ascending order (when built with
+    /// [`ByTime::with_reps`]).
+    by_rep: Option<HashMap<&'a str, Vec<(Instant, u32)>>>,
 }
 
 /// A list of a [`ByTime`], sorted by instant: every record, or one rep's.
@@ -55,8 +58,8 @@ pub struct List<'s, 'a, T> {
     items: &'s [&'a T],
     /// The instant of a record.
     at: fn(&T) -> Option<Instant>,
-    /// A rep's positions in `items` (`None`: every record).
-    positions: Option<&'s [u32]>,
+    /// A rep's instants and positions in `items` (`None`: every record).
+    positions: Option<&'s [(Instant, u32)]>,
 }
 
 impl<T> Clone for List<'_, '_, T> {
@@ -70,7 +73,8 @@ impl<T> Copy for List<'_, '_, T> {}
 impl<'s, 'a, T> List<'s, 'a, T> {
     /// The number of records.
     pub fn len(&self) -> usize {
-        self.positions.map_or(self.items.len(), <[u32]>::len)
+        self.positions
+            .map_or(self.items.len(), <[(Instant, u32)]>::len)
     }
 
     /// Whether the list has no records.
@@ -87,14 +91,20 @@ impl<'s, 'a, T> List<'s, 'a, T> {
     pub fn record(&self, i: usize) -> Option<&'a T> {
         let i = match self.positions {
             None => i,
-            Some(positions) => *positions.get(i)? as usize,
+            Some(positions) => positions.get(i)?.1 as usize,
         };
         self.items.get(i).copied()
     }
 
     /// The record at position `i`, with its instant.
     pub fn get(&self, i: usize) -> Option<(Instant, &'a T)> {
-        self.record(i).map(|r| (self.instant(r), r))
+        match self.positions {
+            None => self.items.get(i).map(|&r| (self.instant(r), r)),
+            Some(positions) => {
+                let &(t, p) = positions.get(i)?;
+                Some((t, *self.items.get(p as usize)?))
+            }
+        }
     }
 
     /// The number of leading records whose instant satisfies `before`
@@ -102,11 +112,7 @@ impl<'s, 'a, T> List<'s, 'a, T> {
     pub fn partition_point(&self, before: impl Fn(Instant) -> bool) -> usize {
         match self.positions {
             None => self.items.partition_point(|r| before(self.instant(r))),
-            Some(positions) => positions.partition_point(|&p| {
-                self.items
-                    .get(p as usize)
-                    .is_some_and(|r| before(self.instant(r)))
-            }),
+            Some(positions) => positions.partition_point(|(t, _)| before(*t)),
         }
     }
 
@@ -119,6 +125,24 @@ impl<'s, 'a, T> List<'s, 'a, T> {
     /// Every record, with its instant.
     pub fn iter(self) -> impl Iterator<Item = (Instant, &'a T)> + 's {
         self.range(0..self.len())
+    }
+
+    /// Every record, in order, without working out the instants (the
+    /// whole list is then a plain walk of its array).
+    pub fn records(self) -> impl Iterator<Item = &'a T> + 's {
+        let items = self.items;
+        let (all, rep) = match self.positions {
+            None => (Some(items.iter().copied()), None),
+            Some(positions) => (
+                None,
+                Some(
+                    positions
+                        .iter()
+                        .filter_map(move |&(_, p)| items.get(p as usize).copied()),
+                ),
+            ),
+        };
+        all.into_iter().flatten().chain(rep.into_iter().flatten())
     }
 
     /// The positions of the records whose instant t satisfies start ≤ t < end.
@@ -172,19 +196,19 @@ impl<'a, T> ByTime<'a, T> {
             })
             .collect();
         keyed.sort_by_key(|(t, _, _)| *t);
-        let mut lists: Vec<Vec<u32>> = reps
+        let mut lists: Vec<Vec<(Instant, u32)>> = reps
             .iter()
             .map(|(_, count)| Vec::with_capacity(*count))
             .collect();
         let mut items = Vec::with_capacity(keyed.len());
-        for (position, (_, number, record)) in keyed.into_iter().enumerate() {
+        for (position, (t, number, record)) in keyed.into_iter().enumerate() {
             items.push(record);
             // A list of more than u32::MAX records leaves the rest out of
             // its reps' lists rather than point at the wrong records.
             if let (Some(list), Ok(position)) =
                 (lists.get_mut(number as usize), u32::try_from(position))
             {
-                list.push(position);
+                list.push((t, position));
             }
         }
         ByTime {

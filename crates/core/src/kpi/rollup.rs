@@ -67,7 +67,7 @@ fn kept_prefix<T, const N: usize>(
 ) -> Vec<Figures<N>> {
     let mut out = Vec::with_capacity(items.len() / SUM_BLOCK + 1);
     let mut running = [0i128; N];
-    for (i, (_, x)) in items.iter().enumerate() {
+    for (i, x) in items.records().enumerate() {
         if i.is_multiple_of(SUM_BLOCK) {
             out.push(running);
         }
@@ -488,9 +488,9 @@ impl<'a> OrderRollups<'a> {
         let mut last: Vec<(u32, u32)> = vec![(0, 0); customer_numbers.len()];
         let links = Aligned::new(orders, |items| {
             let links: Vec<OrderLink> = items
-                .iter()
+                .records()
                 .enumerate()
-                .map(|(i, (_, o))| {
+                .map(|(i, o)| {
                     let entry = key(o).and_then(|(number, upsell)| {
                         Some((number, upsell, last.get_mut(number as usize)?))
                     });
@@ -678,8 +678,8 @@ impl<'a> DealRollups<'a> {
         let masks: Vec<u64> = data.deals.iter().map(mask).collect();
         let created_stages = Aligned::new(by_created, |items| {
             items
-                .iter()
-                .map(|(_, d)| precomputed(&data.deals, &masks, d, mask))
+                .records()
+                .map(|d| precomputed(&data.deals, &masks, d, mask))
                 .collect()
         });
         DealRollups {
