@@ -85,7 +85,7 @@ pub struct ServeConfig {
     pub kpi_cache_mib: u64,
 
     /// Tenants whose KPI snapshots are loaded in the background when the
-    /// server starts, those with the most record writes first (at most
+    /// server starts: those with the most record writes (at most
     /// --kpi-cache-tenants), so their first queries need not wait for a
     /// full load. 0: load each tenant at its first query.
     #[arg(long, env = "SALESMETRICS_WARM_TENANTS", default_value_t = 0)]

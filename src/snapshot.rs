@@ -600,17 +600,20 @@ impl SnapshotCache {
 
     /// Loads the snapshots of up to `count` tenants before anyone asks (at
     /// most as many as the cache keeps): those whose records were written
-    /// most often, one after another, busiest first. Queries of a tenant
-    /// being loaded wait for that load and share it, as they would any
-    /// other. Returns the tenants loaded; a tenant that fails to load is
-    /// logged and skipped.
+    /// most often, one after another, the busiest last, so that it is the
+    /// most recently used and, when the byte budget cannot hold them all,
+    /// the least busy are the ones dropped. Queries of a tenant being
+    /// loaded wait for that load and share it, as they would any other.
+    /// Returns the tenants loaded, in the order loaded; a tenant that fails
+    /// to load is logged and skipped.
     pub async fn warm(&self, count: usize) -> Result<Vec<String>> {
         let count = count.min(self.inner.limits.tenants);
         if count == 0 {
             return Ok(Vec::new());
         }
         let mut loaded = Vec::new();
-        for tenant in self.inner.store.most_written_tenants(count).await? {
+        let busiest = self.inner.store.most_written_tenants(count).await?;
+        for tenant in busiest.into_iter().rev() {
             let started = std::time::Instant::now();
             match self.get(&tenant).await {
                 Ok(snapshot) => {

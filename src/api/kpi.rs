@@ -86,7 +86,7 @@ impl KpiApi {
     }
 
     /// Starts loading the snapshots of up to `count` tenants in the
-    /// background, the most written first (see [`SnapshotCache::warm`]).
+    /// background, the most written ones (see [`SnapshotCache::warm`]).
     pub fn warm_in_background(&self, count: usize) {
         if count == 0 {
             return;

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use salesmetrics::domain::{ActivityType, Dataset, Record, RecordType};
-use salesmetrics::snapshot::{Refreshes, SnapshotCache};
+use salesmetrics::metrics::Metrics;
+use salesmetrics::snapshot::{CacheLimits, Refreshes, SnapshotCache};
 use salesmetrics::store::{Store, StoreOptions, connect_with};
 use salesmetrics_core::testkit::{build, rich};
 
@@ -226,9 +227,10 @@ async fn warming_loads_the_most_written_tenants_first(url: String) {
         "busiest first; a tenant without records is not listed"
     );
 
-    // Two tenants warmed: the two busiest, each one full load.
+    // Two tenants warmed: the two busiest, the busiest last, each one full
+    // load.
     let cache = SnapshotCache::new(reader.clone(), 4);
-    assert_eq!(cache.warm(2).await.expect("warm"), ["thrice", "twice"]);
+    assert_eq!(cache.warm(2).await.expect("warm"), ["twice", "thrice"]);
     assert_eq!(
         cache.refreshes(),
         Refreshes {
@@ -249,6 +251,27 @@ async fn warming_loads_the_most_written_tenants_first(url: String) {
     // Never more than the cache keeps: a cache of one warms one tenant.
     let small = SnapshotCache::new(reader.clone(), 1);
     assert_eq!(small.warm(5).await.expect("warm"), ["thrice"]);
+    // A byte budget that holds one snapshot keeps the busiest: it was
+    // loaded last, so the least recently used tenant dropped is another.
+    let budget = SnapshotCache::with_limits(
+        reader.clone(),
+        CacheLimits {
+            tenants: 4,
+            bytes: 1,
+        },
+        Arc::new(Metrics::new()),
+    );
+    assert_eq!(
+        budget.warm(3).await.expect("warm"),
+        ["once", "twice", "thrice"]
+    );
+    assert_eq!(budget.len(), 1);
+    budget.get("thrice").await.expect("snapshot");
+    assert_eq!(
+        budget.refreshes().full_loads,
+        3,
+        "the busiest is still cached"
+    );
     // A cache that keeps nothing warms nothing.
     let none = SnapshotCache::new(reader, 0);
     assert!(none.warm(5).await.expect("warm").is_empty());
