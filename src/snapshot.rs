@@ -743,8 +743,8 @@ async fn load(store: &dyn Store, tenant: &str) -> Result<Arc<Versioned>> {
 /// rows being decoded, the records before they are sorted and split, the
 /// index builders' scratch lists), on several threads; glibc's allocator
 /// keeps what each thread's arena freed for reuse, so without this the
-/// server's resident memory stays at the load's peak. Takes milliseconds
-/// after a load of millions of records.
+/// server's resident memory stays at the load's peak (its time is part of
+/// the load's logged index seconds).
 fn release_free_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: `malloc_trim` takes no pointers and only returns free pages of

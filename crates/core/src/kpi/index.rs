@@ -122,11 +122,6 @@ impl<'s, 'a, T> List<'s, 'a, T> {
         (positions.start.min(end)..end).filter_map(move |i| self.get(i))
     }
 
-    /// Every record, with its instant.
-    pub fn iter(self) -> impl Iterator<Item = (Instant, &'a T)> + 's {
-        self.range(0..self.len())
-    }
-
     /// Every record, in order, without working out the instants (the
     /// whole list is then a plain walk of its array).
     pub fn records(self) -> impl Iterator<Item = &'a T> + 's {
